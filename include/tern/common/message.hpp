@@ -1,0 +1,114 @@
+// Message: one published message, immutable and reference-counted, shared by every subscriber.
+//
+// A publish is copied exactly once, into a Message, by the worker that parsed it. Every delivery
+// (local or on another worker, line protocol or MQTT) and the retained store hold references to
+// that one copy; nobody copies the payload per subscriber.
+//
+// Layout: a single allocation holding the header and the bytes "<topic>@<contents>\n". The line
+// protocol's push frames are "MESSAGE@" or "RETAINED@" followed by exactly that tail, so they are
+// written without formatting; MQTT reads topic() and contents() separately.
+//
+// Thread safety: the bytes never change after make(); any thread may read them while it holds a
+// reference. The count is atomic; any thread may add or drop references.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <utility>
+
+namespace tern::common {
+
+class MessageRef;
+
+class Message {
+ public:
+  Message(const Message&) = delete;
+  Message& operator=(const Message&) = delete;
+
+  // Copies topic and contents into a new Message with one reference, owned by the returned ref.
+  // `qos` is the MQTT quality of service the publisher asked for (0 for the line protocol).
+  // Allocates once. Thread-safe.
+  static MessageRef make(std::string_view topic, std::string_view contents, bool retain,
+                         std::uint8_t qos = 0);
+
+  std::string_view topic() const noexcept { return {bytes(), topicSize_}; }
+  std::string_view contents() const noexcept { return {bytes() + topicSize_ + 1, contentsSize_}; }
+  // "<topic>@<contents>\n": the tail of a line-protocol MESSAGE or RETAINED frame.
+  std::string_view lineTail() const noexcept { return {bytes(), topicSize_ + contentsSize_ + 2}; }
+  bool retain() const noexcept { return retain_; }
+  std::uint8_t qos() const noexcept { return qos_; }
+  // Heap bytes held by this message (header and text), for memory accounting.
+  std::size_t footprint() const noexcept {
+    return sizeof(Message) + topicSize_ + contentsSize_ + 2;
+  }
+
+  // Adds `count` references in one atomic add (one per destination, not one per subscriber).
+  // Never allocates. Thread-safe.
+  void addRefs(std::uint32_t count) const noexcept {
+    // Relaxed: taking a reference needs no ordering; the caller already holds one, so the message
+    // cannot be freed concurrently.
+    refs_.fetch_add(count, std::memory_order_relaxed);
+  }
+  // Drops one reference and frees the message when it was the last. Thread-safe.
+  void release() const noexcept {
+    // acq_rel: the release publishes this thread's reads of the bytes before the count drops, and
+    // the thread that drops the last reference acquires all of them before freeing.
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy();
+  }
+
+ private:
+  Message(std::uint32_t topicSize, std::uint32_t contentsSize, bool retain, std::uint8_t qos)
+      : topicSize_(topicSize), contentsSize_(contentsSize), retain_(retain), qos_(qos) {}
+  ~Message() = default;
+  const char* bytes() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+  char* bytes() noexcept { return reinterpret_cast<char*>(this + 1); }
+  void destroy() const noexcept;
+
+  mutable std::atomic<std::uint32_t> refs_{1};
+  std::uint32_t topicSize_;
+  std::uint32_t contentsSize_;
+  bool retain_;
+  std::uint8_t qos_;
+};
+
+// Owning handle: holds one reference, move-only so that taking a reference is always explicit.
+class MessageRef {
+ public:
+  MessageRef() noexcept = default;
+  // Adopts one reference the caller already holds (from make() or addRefs()).
+  static MessageRef adopt(const Message* message) noexcept { return MessageRef(message); }
+  // Takes a new reference to a message the caller can see but does not own a reference to.
+  static MessageRef share(const Message* message) noexcept {
+    if (message != nullptr) message->addRefs(1);
+    return MessageRef(message);
+  }
+  MessageRef(MessageRef&& other) noexcept : message_(std::exchange(other.message_, nullptr)) {}
+  MessageRef& operator=(MessageRef&& other) noexcept {
+    if (this != &other) {
+      reset();
+      message_ = std::exchange(other.message_, nullptr);
+    }
+    return *this;
+  }
+  MessageRef(const MessageRef&) = delete;
+  MessageRef& operator=(const MessageRef&) = delete;
+  ~MessageRef() { reset(); }
+
+  const Message* get() const noexcept { return message_; }
+  const Message* operator->() const noexcept { return message_; }
+  const Message& operator*() const noexcept { return *message_; }
+  explicit operator bool() const noexcept { return message_ != nullptr; }
+  // Gives up ownership without dropping the reference (the caller now owns it).
+  const Message* release() noexcept { return std::exchange(message_, nullptr); }
+  void reset() noexcept {
+    if (message_ != nullptr) std::exchange(message_, nullptr)->release();
+  }
+
+ private:
+  explicit MessageRef(const Message* message) noexcept : message_(message) {}
+  const Message* message_ = nullptr;
+};
+
+}  // namespace tern::common

@@ -1,0 +1,71 @@
+// RetainedStore: the retained message of each topic, findable by topic filter.
+//
+// A trie of topic levels with the same read-copy-update scheme as SubscriptionTrie: readers
+// (SUBSCRIBE's retained replay, LIST, MQTT subscribe) walk it with no lock; writers (retained
+// publishes) serialize on a mutex, replace a node's message pointer with a release store, and hand
+// the old message and pruned nodes to the QSBR domain.
+//
+// Matching a filter visits only the branches that can match: an exact level is one hash probe, '+'
+// walks one level of children, '#' walks the subtree below it. The cost grows with the number of
+// matches, not with the size of the store.
+//
+// Ownership: one store per broker, shared by all workers. Threads:
+//   - forEachMatch(), forEach(): registered, online readers of the domain. The Message passed to
+//   the
+//     visitor is valid until the caller's next quiescent state; take a reference
+//     (MessageRef::share) to keep it longer.
+//   - set(), erase(), size(), bytes(): any thread; writers serialize internally.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <mutex>
+#include <string_view>
+
+#include "tern/common/function_ref.hpp"
+#include "tern/common/message.hpp"
+#include "tern/sync/qsbr.hpp"
+
+namespace tern::routing {
+
+class RetainedStore {
+ public:
+  explicit RetainedStore(sync::QsbrDomain& domain = sync::QsbrDomain::global());
+  // REQUIRES: no reader is inside forEach/forEachMatch.
+  ~RetainedStore();
+  RetainedStore(const RetainedStore&) = delete;
+  RetainedStore& operator=(const RetainedStore&) = delete;
+
+  // Stores `message` as the retained message of message->topic(), replacing any previous one; a
+  // message with empty contents deletes the topic's retained message instead. Visible to every
+  // reader that starts after the call returns. REQUIRES: valid topic name. Any thread.
+  void set(common::MessageRef message);
+
+  // Deletes the retained message of `topic`; false when there was none. Any thread.
+  bool erase(std::string_view topic);
+
+  // Calls `visit` for each retained message whose topic matches `filter` (with the '$' rule).
+  // REQUIRES: valid filter; registered, online reader. Never locks.
+  void forEachMatch(std::string_view filter,
+                    common::FunctionRef<void(const common::Message&)> visit) const;
+
+  // Calls `visit` for every retained message, '$' topics included. Same requirements.
+  void forEach(common::FunctionRef<void(const common::Message&)> visit) const;
+
+  // Number of retained messages and the heap bytes their messages hold. Any thread.
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Node;
+  struct ChildTable;
+
+  sync::QsbrDomain& domain_;
+  Node* root_;
+  std::mutex writerMutex_;
+  // Written under writerMutex_, read relaxed anywhere (statistics only).
+  std::atomic<std::size_t> size_{0};
+  std::atomic<std::size_t> bytes_{0};
+};
+
+}  // namespace tern::routing

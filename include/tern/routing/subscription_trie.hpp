@@ -1,0 +1,86 @@
+// SubscriptionTrie: every subscription of the broker, matched against each published topic.
+//
+// Read-copy-update design (sync/qsbr.hpp): match() runs on worker threads with no lock, no atomic
+// read-modify-write and no allocation in the steady state; subscribe()/unsubscribe() serialize on a
+// writer mutex, publish changes with release stores, and retire unlinked nodes and arrays through
+// the QSBR domain, which frees them after a grace period.
+//
+// Ownership: one trie per broker, shared by all workers; it lives longer than every Reader of its
+// domain. Threads:
+//   - match(): any thread registered with the domain and online. Lock-free, wait-free per level.
+//   - subscribe(), unsubscribe(), size(): any thread; writers serialize on an internal mutex.
+// Cost model (see bench/ for measurements):
+//   - match: O(levels) hash probes plus one visit per matching node and per matching subscriber.
+//   - subscribe/unsubscribe: O(levels) amortized, independent of how many sessions share a filter
+//     (a node's subscriber set grows and shrinks in place; it is never copied per change).
+//   - Children of a node sit in an open-addressing table of atomic pointers that grows by
+//     rehash-and-publish; '+' and '#' children have fields of their own so matching wildcards costs
+//     no hash probe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "tern/routing/subscriber_id.hpp"
+#include "tern/sync/qsbr.hpp"
+
+namespace tern::routing {
+
+// Reusable result buffer of match(); owned by one thread. After match(), subscribers() holds one
+// entry per subscriber key (session), with the highest QoS any of its matching filters granted.
+class MatchResult {
+ public:
+  std::span<const SubscriberId> subscribers() const noexcept { return {ids_.data(), ids_.size()}; }
+  std::size_t size() const noexcept { return ids_.size(); }
+  bool empty() const noexcept { return ids_.empty(); }
+
+ private:
+  friend class SubscriptionTrie;
+  std::vector<SubscriberId> ids_;  // capacity kept across calls: no allocation in steady state
+  std::uint32_t nodesMatched_ = 0;
+};
+
+class SubscriptionTrie {
+ public:
+  enum class SubscribeResult { kAdded, kReplaced, kUnchanged };
+
+  explicit SubscriptionTrie(sync::QsbrDomain& domain = sync::QsbrDomain::global());
+  // REQUIRES: no thread is inside match(). Frees every node at once (no grace period needed).
+  ~SubscriptionTrie();
+  SubscriptionTrie(const SubscriptionTrie&) = delete;
+  SubscriptionTrie& operator=(const SubscriptionTrie&) = delete;
+
+  // Adds `id` to `filter`. An entry with the same key is replaced when its QoS differs (kReplaced)
+  // and left alone when equal (kUnchanged). The change is visible to every match() that starts
+  // after the call returns. REQUIRES: validateTopicFilter(filter) == kOk, !id.empty(). Any thread.
+  SubscribeResult subscribe(std::string_view filter, SubscriberId id);
+
+  // Removes the entry of `id.key()` from `filter`; false when there was none. Prunes nodes left
+  // without subscribers and children. Any thread.
+  bool unsubscribe(std::string_view filter, SubscriberId id);
+
+  // Clears `out` and fills it with the subscribers whose filters match `topic`, one per key.
+  // REQUIRES: validateTopicName(topic) == kOk; the calling thread is a registered, online reader
+  // of the domain. Never blocks, never locks; allocates only when `out` must grow.
+  void match(std::string_view topic, MatchResult& out) const noexcept;
+
+  // Number of (filter, key) entries. Any thread.
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Node;
+  struct ChildTable;
+  struct SubscriberArray;
+
+  sync::QsbrDomain& domain_;
+  Node* root_;
+  std::mutex writerMutex_;            // serializes subscribe/unsubscribe
+  std::atomic<std::size_t> size_{0};  // written under writerMutex_, read relaxed anywhere
+};
+
+}  // namespace tern::routing

@@ -1,0 +1,28 @@
+#include "tern/common/message.hpp"
+
+#include <cstring>
+#include <new>
+
+namespace tern::common {
+
+MessageRef Message::make(std::string_view topic, std::string_view contents, bool retain,
+                         std::uint8_t qos) {
+  const std::size_t size = sizeof(Message) + topic.size() + contents.size() + 2;
+  void* memory = ::operator new(size);
+  auto* message = new (memory) Message(static_cast<std::uint32_t>(topic.size()),
+                                       static_cast<std::uint32_t>(contents.size()), retain, qos);
+  char* out = message->bytes();
+  // memcpy's pointers must be valid even for zero bytes, and an empty string_view may hold null.
+  if (!topic.empty()) std::memcpy(out, topic.data(), topic.size());
+  out[topic.size()] = '@';
+  if (!contents.empty()) std::memcpy(out + topic.size() + 1, contents.data(), contents.size());
+  out[topic.size() + 1 + contents.size()] = '\n';
+  return MessageRef::adopt(message);
+}
+
+void Message::destroy() const noexcept {
+  this->~Message();
+  ::operator delete(const_cast<Message*>(this));
+}
+
+}  // namespace tern::common
