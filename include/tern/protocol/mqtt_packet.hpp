@@ -126,6 +126,14 @@ struct Pubcomp {
   bool operator==(const Pubcomp&) const = default;
 };
 
+namespace detail {
+// The big-endian 16-bit length that prefixes a string on the wire at `at`.
+inline std::size_t lengthPrefixAt(const char* at) noexcept {
+  return (static_cast<std::size_t>(static_cast<std::uint8_t>(at[0])) << 8) |
+         static_cast<std::uint8_t>(at[1]);
+}
+}  // namespace detail
+
 // One entry of a SUBSCRIBE: a topic filter (well-formed UTF-8 without U+0000; wildcard syntax NOT
 // yet checked) and the requested QoS (0..2).
 struct Subscription {
@@ -151,11 +159,11 @@ class SubscriptionList {
     Iterator() noexcept = default;
     explicit Iterator(const char* at) noexcept : at_(at) {}
     Subscription operator*() const noexcept {
-      const std::size_t length = lengthAt(at_);
+      const std::size_t length = detail::lengthPrefixAt(at_);
       return {std::string_view(at_ + 2, length), static_cast<std::uint8_t>(at_[2 + length] & 0x03)};
     }
     Iterator& operator++() noexcept {
-      at_ += 3 + lengthAt(at_);
+      at_ += 3 + detail::lengthPrefixAt(at_);
       return *this;
     }
     Iterator operator++(int) noexcept {
@@ -185,12 +193,6 @@ class SubscriptionList {
     return count_ == other.count_ && wire_ == other.wire_;
   }
 
-  // Big-endian 16-bit length at `at`.
-  static std::size_t lengthAt(const char* at) noexcept {
-    return (static_cast<std::size_t>(static_cast<std::uint8_t>(at[0])) << 8) |
-           static_cast<std::uint8_t>(at[1]);
-  }
-
  private:
   std::string_view wire_;
   std::size_t count_ = 0;
@@ -210,11 +212,9 @@ class FilterList {
 
     Iterator() noexcept = default;
     explicit Iterator(const char* at) noexcept : at_(at) {}
-    std::string_view operator*() const noexcept {
-      return {at_ + 2, SubscriptionList::lengthAt(at_)};
-    }
+    std::string_view operator*() const noexcept { return {at_ + 2, detail::lengthPrefixAt(at_)}; }
     Iterator& operator++() noexcept {
-      at_ += 2 + SubscriptionList::lengthAt(at_);
+      at_ += 2 + detail::lengthPrefixAt(at_);
       return *this;
     }
     Iterator operator++(int) noexcept {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <iterator>
 #include <string>
 
 namespace tern::protocol::mqtt {
@@ -34,6 +35,9 @@ TEST(MqttPacket, ClientIdRulesOfMqtt31) {
   EXPECT_TRUE(clientIdAcceptable(withId(std::string(23, 'a'), true, kProtocolLevel31), 256));
   EXPECT_FALSE(clientIdAcceptable(withId(std::string(24, 'a'), true, kProtocolLevel31), 256));
 }
+
+static_assert(std::input_iterator<SubscriptionList::Iterator>);
+static_assert(std::input_iterator<FilterList::Iterator>);
 
 TEST(MqttPacket, ListsReadTheWirePayloadInPlace) {
   const std::string wire(
