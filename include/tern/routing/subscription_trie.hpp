@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -31,6 +32,10 @@
 
 namespace tern::routing {
 
+namespace detail {
+struct TrieNode;  // defined in src/routing/subscription_trie.cpp
+}
+
 // Reusable result buffer of match(); owned by one thread. After match(), subscribers() holds one
 // entry per subscriber key (session), with the highest QoS any of its matching filters granted.
 class MatchResult {
@@ -41,8 +46,11 @@ class MatchResult {
 
  private:
   friend class SubscriptionTrie;
-  std::vector<SubscriberId> ids_;  // capacity kept across calls: no allocation in steady state
-  std::uint32_t nodesMatched_ = 0;
+  // Capacities are kept across calls: no allocation in the steady state.
+  std::vector<SubscriberId> ids_;
+  // The trie nodes that match the topic levels seen so far, and those of the next level.
+  std::vector<const detail::TrieNode*> frontier_;
+  std::vector<const detail::TrieNode*> next_;
 };
 
 class SubscriptionTrie {
@@ -73,13 +81,16 @@ class SubscriptionTrie {
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
 
  private:
-  struct Node;
-  struct ChildTable;
-  struct SubscriberArray;
+  using Node = detail::TrieNode;
+
+  // Prunes path_.back() and its ancestors while they hold no subscriber and no child.
+  // REQUIRES: writerMutex_ held; path_ holds the nodes from the root to the node to prune.
+  void pruneLocked();
 
   sync::QsbrDomain& domain_;
-  Node* root_;
-  std::mutex writerMutex_;            // serializes subscribe/unsubscribe
+  Node* const root_;  // never pruned; the empty path in front of every filter's first level
+  std::mutex writerMutex_;  // serializes subscribe/unsubscribe
+  std::vector<Node*> path_;  // guarded by writerMutex_: root-to-leaf path of unsubscribe
   std::atomic<std::size_t> size_{0};  // written under writerMutex_, read relaxed anywhere
 };
 
