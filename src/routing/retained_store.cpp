@@ -8,18 +8,20 @@
 namespace tern::routing {
 namespace detail {
 
-using RetainedTable = ChildTable<RetainedNode>;
+using RetainedChildren = ChildLink<RetainedNode>;
 
 // One topic level. `message` holds one reference to the retained message of the topic that ends
 // here, or is null.
 struct RetainedNode {
   RetainedNode(std::uint32_t levelHash, std::uint32_t levelSize) noexcept
       : hash(levelHash), size(levelSize) {}
-  std::string_view level() const noexcept { return {reinterpret_cast<const char*>(this + 1), size}; }
+  std::string_view level() const noexcept {
+    return {reinterpret_cast<const char*>(this + 1), size};
+  }
   char* levelStorage() noexcept { return reinterpret_cast<char*>(this + 1); }
 
   std::atomic<const common::Message*> message{nullptr};
-  std::atomic<RetainedTable*> children{nullptr};
+  RetainedChildren children;
   const std::uint32_t hash;  // hashLevel(level())
   const std::uint32_t size;  // the level text follows the node in the same allocation
 };
@@ -28,12 +30,14 @@ struct RetainedNode {
 
 namespace {
 
+using detail::RetainedChildren;
 using detail::RetainedNode;
-using detail::RetainedTable;
 
 // Drops the store's reference to a message after the grace period, when no reader can still be
 // looking at it without a reference of its own. Matches QsbrDomain::Deleter.
-void releaseMessage(void* message) { static_cast<const common::Message*>(message)->release(); }
+void releaseMessage(void* message) {
+  static_cast<const common::Message*>(message)->release();
+}
 
 // Calls visit for the message of `top` and of every node below it. With skipDollar, children of
 // `top` whose level starts with '$' are left out (the '$' rule for a first-level '#'). Reader
@@ -47,10 +51,8 @@ void visitSubtree(const RetainedNode* top, bool skipDollar,
     // Acquire (message and table): their contents were complete before the release store.
     if (const common::Message* message = node->message.load(std::memory_order_acquire))
       visit(*message);
-    const RetainedTable* table = node->children.load(std::memory_order_acquire);
-    if (table == nullptr) continue;
     const bool skip = skipDollar && node == top;
-    table->forEach([&](const RetainedNode* child) {
+    node->children.load().forEach([&](const RetainedNode* child) {
       if (skip && !child->level().empty() && child->level().front() == '$') return;
       stack.push_back(child);
     });
@@ -66,10 +68,8 @@ void destroySubtree(RetainedNode* root) {
     stack.pop_back();
     if (const common::Message* message = node->message.load(std::memory_order_relaxed))
       message->release();
-    if (RetainedTable* table = node->children.load(std::memory_order_relaxed)) {
-      table->forEach([&](RetainedNode* child) { stack.push_back(child); });
-      RetainedTable::destroy(table);
-    }
+    node->children.load().forEach([&](RetainedNode* child) { stack.push_back(child); });
+    node->children.destroyTable();
     detail::freeLevelNode<RetainedNode>(node);
   }
 }
@@ -79,7 +79,9 @@ void destroySubtree(RetainedNode* root) {
 RetainedStore::RetainedStore(sync::QsbrDomain& domain)
     : domain_(domain), root_(detail::makeLevelNode<RetainedNode>({}, 0)) {}
 
-RetainedStore::~RetainedStore() { destroySubtree(root_); }
+RetainedStore::~RetainedStore() {
+  destroySubtree(root_);
+}
 
 void RetainedStore::set(common::MessageRef message) {
   assert(message && validateTopicName(message->topic()) == TopicStatus::kOk);
@@ -93,12 +95,11 @@ void RetainedStore::set(common::MessageRef message) {
   std::string_view level;
   while (cursor.next(level)) {
     const std::uint32_t hash = detail::hashLevel(level);
-    const RetainedTable* table = node->children.load(std::memory_order_relaxed);
-    Node* child = table == nullptr ? nullptr : table->find(level, hash);
+    Node* child = node->children.load().find(level, hash);
     if (child == nullptr) {
       // Linked empty; readers that find it before its message is stored see no message.
       child = detail::makeLevelNode<Node>(level, hash);
-      RetainedTable::insert(node->children, child, domain_);
+      node->children.insert(child, domain_);
     }
     node = child;
   }
@@ -124,8 +125,7 @@ bool RetainedStore::erase(std::string_view topic) {
   LevelCursor cursor(topic);
   std::string_view level;
   while (cursor.next(level)) {
-    const RetainedTable* table = path_.back()->children.load(std::memory_order_relaxed);
-    Node* child = table == nullptr ? nullptr : table->find(level, detail::hashLevel(level));
+    Node* child = path_.back()->children.load().find(level, detail::hashLevel(level));
     if (child == nullptr) return false;
     path_.push_back(child);
   }
@@ -147,16 +147,10 @@ void RetainedStore::eraseLocked() {
   while (path_.size() > 1) {
     node = path_.back();
     if (node->message.load(std::memory_order_relaxed) != nullptr) return;
-    if (node->children.load(std::memory_order_relaxed) != nullptr) return;
+    if (!node->children.load().empty()) return;
     path_.pop_back();
-    Node* parent = path_.back();
-    RetainedTable::erase(parent->children, node, domain_);
+    path_.back()->children.erase(node, domain_);
     domain_.retire(node, &detail::freeLevelNode<Node>);
-    RetainedTable* table = parent->children.load(std::memory_order_relaxed);
-    if (table->live() == 0) {
-      parent->children.store(nullptr, std::memory_order_relaxed);
-      domain_.retire(table, &RetainedTable::destroy);
-    }
   }
 }
 
@@ -182,14 +176,12 @@ void RetainedStore::forEachMatch(std::string_view filter,
     const bool plus = level == "+";
     const std::uint32_t hash = plus ? 0 : detail::hashLevel(level);
     for (const Node* node : frontier) {
-      // Acquire: the table and its children were complete before their release stores.
-      const RetainedTable* table = node->children.load(std::memory_order_acquire);
-      if (table == nullptr) continue;
+      const RetainedChildren::View children = node->children.load();
       if (!plus) {
-        if (const Node* child = table->find(level, hash)) next.push_back(child);
+        if (const Node* child = children.find(level, hash)) next.push_back(child);
         continue;
       }
-      table->forEach([&](const Node* child) {
+      children.forEach([&](const Node* child) {
         // The '$' rule for a first-level '+'.
         if (firstLevel && !child->level().empty() && child->level().front() == '$') return;
         next.push_back(child);

@@ -22,9 +22,14 @@ struct WildcardChildren {
     plus.store(other.plus.load(std::memory_order_relaxed), std::memory_order_relaxed);
     pound.store(other.pound.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
+  bool empty() const noexcept {
+    return plus.load(std::memory_order_relaxed) == nullptr &&
+           pound.load(std::memory_order_relaxed) == nullptr;
+  }
 };
 
-using Branch = ChildTable<TrieNode, WildcardChildren>;
+using Children = ChildLink<TrieNode, WildcardChildren>;
+using Branch = Children::Table;
 
 // One filter level. The subscriber set is one atomic word:
 //   0                      no subscriber
@@ -34,13 +39,15 @@ using Branch = ChildTable<TrieNode, WildcardChildren>;
 struct TrieNode {
   TrieNode(std::uint32_t levelHash, std::uint32_t levelSize) noexcept
       : hash(levelHash), size(levelSize) {}
-  std::string_view level() const noexcept { return {reinterpret_cast<const char*>(this + 1), size}; }
+  std::string_view level() const noexcept {
+    return {reinterpret_cast<const char*>(this + 1), size};
+  }
   char* levelStorage() noexcept { return reinterpret_cast<char*>(this + 1); }
 
   std::atomic<std::uint64_t> subscribers{0};
-  std::atomic<Branch*> branch{nullptr};  // null for a leaf
-  const std::uint32_t hash;              // hashLevel(level())
-  const std::uint32_t size;              // the level text follows the node in the same allocation
+  Children children;
+  const std::uint32_t hash;  // hashLevel(level())
+  const std::uint32_t size;  // the level text follows the node in the same allocation
 };
 
 }  // namespace detail
@@ -48,6 +55,7 @@ struct TrieNode {
 namespace {
 
 using detail::Branch;
+using detail::Children;
 using detail::TrieNode;
 using KeyIndex = std::unordered_map<std::uint64_t, std::uint32_t>;
 
@@ -73,10 +81,10 @@ struct SubscriberArray {
     return reinterpret_cast<const std::atomic<std::uint64_t>*>(this + 1);
   }
 
-  const std::uint32_t capacity;         // constant after construction
-  std::atomic<std::uint32_t> end{0};    // slots at and after it were never written
-  std::uint32_t live = 0;               // writer only: non-zero slots
-  KeyIndex* index = nullptr;            // writer only: key -> slot, iff capacity > kIndexedCapacity
+  const std::uint32_t capacity;       // constant after construction
+  std::atomic<std::uint32_t> end{0};  // slots at and after it were never written
+  std::uint32_t live = 0;             // writer only: non-zero slots
+  KeyIndex* index = nullptr;          // writer only: key -> slot, iff capacity > kIndexedCapacity
 };
 
 SubscriberArray* makeArray(std::uint32_t capacity) {
@@ -94,7 +102,9 @@ void freeArray(void* object) {
   ::operator delete(object);
 }
 
-bool isArray(std::uint64_t word) noexcept { return (word & kArrayTag) == kArrayTag; }
+bool isArray(std::uint64_t word) noexcept {
+  return (word & kArrayTag) == kArrayTag;
+}
 SubscriberArray* asArray(std::uint64_t word) noexcept {
   return reinterpret_cast<SubscriberArray*>(word & ~kArrayTag);
 }
@@ -103,7 +113,9 @@ std::uint64_t tagArray(const SubscriberArray* array) noexcept {
   assert((bits & kArrayTag) == 0);
   return bits | kArrayTag;
 }
-std::uint64_t keyOf(std::uint64_t bits) noexcept { return SubscriberId::fromBits(bits).key(); }
+std::uint64_t keyOf(std::uint64_t bits) noexcept {
+  return SubscriberId::fromBits(bits).key();
+}
 
 // Slot of `key` in `array`, or -1. Writer only.
 std::int64_t findKey(const SubscriberArray& array, std::uint64_t key) {
@@ -252,30 +264,38 @@ bool collect(const TrieNode& node, std::vector<SubscriberId>& out) noexcept {
   return out.size() != before;
 }
 
-// One entry per key, with the highest QoS of that key. Sorts in place, never allocates.
-void dedupByKey(std::vector<SubscriberId>& ids) noexcept {
-  std::sort(ids.begin(), ids.end(), [](SubscriberId a, SubscriberId b) {
-    return a.key() != b.key() ? a.key() < b.key() : a.qos() > b.qos();
-  });
-  ids.erase(std::unique(ids.begin(), ids.end(),
-                        [](SubscriberId a, SubscriberId b) { return a.key() == b.key(); }),
-            ids.end());
-}
-
-bool isEmptyBranch(const Branch& branch) noexcept {
-  return branch.live() == 0 && branch.plus.load(std::memory_order_relaxed) == nullptr &&
-         branch.pound.load(std::memory_order_relaxed) == nullptr;
-}
-
-// The branch of `node`, made (empty) if it has none. Writer only.
-Branch& ensureBranch(TrieNode& node) {
-  Branch* branch = node.branch.load(std::memory_order_relaxed);
-  if (branch == nullptr) {
-    branch = Branch::make(0);
-    // Release: an empty, complete table.
-    node.branch.store(branch, std::memory_order_release);
+// Keeps one entry per key in `ids`, with the highest QoS of that key, in first-seen order. O(n)
+// with an open-addressing set of positions in `seen` (cleared here); allocates only when `seen`
+// must grow.
+void dedupByKey(std::vector<SubscriberId>& ids, std::vector<std::uint32_t>& seen) noexcept {
+  const std::size_t count = ids.size();
+  const std::size_t capacity = std::bit_ceil(count * 2);
+  const int shift = 64 - std::countr_zero(capacity);
+  if (seen.size() < capacity) seen.resize(capacity);
+  std::fill_n(seen.begin(), capacity, 0u);
+  const std::size_t mask = capacity - 1;
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    const SubscriberId id = ids[i];
+    const std::uint64_t key = id.key();
+    // Fibonacci hashing: the high bits of key * 2^64/phi spread the packed fields well.
+    std::size_t slot = static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> shift) & mask;
+    for (;;) {
+      const std::uint32_t entry = seen[slot];
+      if (entry == 0) {
+        seen[slot] = static_cast<std::uint32_t>(kept + 1);
+        ids[kept++] = id;
+        break;
+      }
+      SubscriberId& earlier = ids[entry - 1];
+      if (earlier.key() == key) {
+        if (id.qos() > earlier.qos()) earlier = id;
+        break;
+      }
+      slot = (slot + 1) & mask;
+    }
   }
-  return *branch;
+  ids.resize(kept);
 }
 
 // Frees `node` and everything below it at once. REQUIRES: no reader can reach it.
@@ -286,12 +306,13 @@ void destroySubtree(TrieNode* root) {
     stack.pop_back();
     const std::uint64_t word = node->subscribers.load(std::memory_order_relaxed);
     if (isArray(word)) freeArray(asArray(word));
-    if (Branch* branch = node->branch.load(std::memory_order_relaxed)) {
-      branch->forEach([&](TrieNode* child) { stack.push_back(child); });
+    const Children::View children = node->children.load();
+    children.forEach([&](TrieNode* child) { stack.push_back(child); });
+    if (const Branch* branch = children.table()) {
       if (TrieNode* plus = branch->plus.load(std::memory_order_relaxed)) stack.push_back(plus);
       if (TrieNode* pound = branch->pound.load(std::memory_order_relaxed)) stack.push_back(pound);
-      Branch::destroy(branch);
     }
+    node->children.destroyTable();
     detail::freeLevelNode<TrieNode>(node);
   }
 }
@@ -301,7 +322,9 @@ void destroySubtree(TrieNode* root) {
 SubscriptionTrie::SubscriptionTrie(sync::QsbrDomain& domain)
     : domain_(domain), root_(detail::makeLevelNode<TrieNode>({}, 0)) {}
 
-SubscriptionTrie::~SubscriptionTrie() { destroySubtree(root_); }
+SubscriptionTrie::~SubscriptionTrie() {
+  destroySubtree(root_);
+}
 
 SubscriptionTrie::SubscribeResult SubscriptionTrie::subscribe(std::string_view filter,
                                                               SubscriberId id) {
@@ -315,7 +338,7 @@ SubscriptionTrie::SubscribeResult SubscriptionTrie::subscribe(std::string_view f
     // A new child is linked empty with a release store; readers may see it before it has a
     // subscriber or children, which matches nothing.
     if (level == "+" || level == "#") {
-      Branch& branch = ensureBranch(*node);
+      Branch& branch = node->children.table(domain_);
       std::atomic<Node*>& wildcard = level == "+" ? branch.plus : branch.pound;
       Node* child = wildcard.load(std::memory_order_relaxed);
       if (child == nullptr) {
@@ -326,11 +349,10 @@ SubscriptionTrie::SubscribeResult SubscriptionTrie::subscribe(std::string_view f
       continue;
     }
     const std::uint32_t hash = detail::hashLevel(level);
-    Branch* branch = node->branch.load(std::memory_order_relaxed);
-    Node* child = branch == nullptr ? nullptr : branch->find(level, hash);
+    Node* child = node->children.load().find(level, hash);
     if (child == nullptr) {
       child = detail::makeLevelNode<Node>(level, hash);
-      Branch::insert(node->branch, child, domain_);
+      node->children.insert(child, domain_);
     }
     node = child;
   }
@@ -347,15 +369,15 @@ bool SubscriptionTrie::unsubscribe(std::string_view filter, SubscriberId id) {
   LevelCursor cursor(filter);
   std::string_view level;
   while (cursor.next(level)) {
-    const Branch* branch = path_.back()->branch.load(std::memory_order_relaxed);
-    if (branch == nullptr) return false;
+    const Children::View children = path_.back()->children.load();
+    const Branch* branch = children.table();
     Node* child = nullptr;
     if (level == "+") {
-      child = branch->plus.load(std::memory_order_relaxed);
+      child = branch == nullptr ? nullptr : branch->plus.load(std::memory_order_relaxed);
     } else if (level == "#") {
-      child = branch->pound.load(std::memory_order_relaxed);
+      child = branch == nullptr ? nullptr : branch->pound.load(std::memory_order_relaxed);
     } else {
-      child = branch->find(level, detail::hashLevel(level));
+      child = children.find(level, detail::hashLevel(level));
     }
     if (child == nullptr) return false;
     path_.push_back(child);
@@ -370,25 +392,22 @@ void SubscriptionTrie::pruneLocked() {
   while (path_.size() > 1) {
     Node* node = path_.back();
     if (node->subscribers.load(std::memory_order_relaxed) != 0) return;
-    if (node->branch.load(std::memory_order_relaxed) != nullptr) return;
+    if (!node->children.load().empty()) return;
     path_.pop_back();
-    Node* parent = path_.back();
-    Branch* branch = parent->branch.load(std::memory_order_relaxed);
-    // Unlinking stores are relaxed: readers that still reach the node find it empty (or with
-    // subscribers that were removed concurrently), and it stays valid until the grace period.
-    if (branch->plus.load(std::memory_order_relaxed) == node) {
+    Children& siblings = path_.back()->children;
+    Branch* branch = siblings.writerTable();
+    // Unlinking a wildcard child is a relaxed store: readers that still reach the node find it
+    // empty (or with subscribers removed concurrently), and it stays valid until the grace period.
+    if (branch != nullptr && branch->plus.load(std::memory_order_relaxed) == node) {
       branch->plus.store(nullptr, std::memory_order_relaxed);
-    } else if (branch->pound.load(std::memory_order_relaxed) == node) {
+      siblings.collapse(domain_);
+    } else if (branch != nullptr && branch->pound.load(std::memory_order_relaxed) == node) {
       branch->pound.store(nullptr, std::memory_order_relaxed);
+      siblings.collapse(domain_);
     } else {
-      Branch::erase(parent->branch, node, domain_);
-      branch = parent->branch.load(std::memory_order_relaxed);
+      siblings.erase(node, domain_);
     }
     domain_.retire(node, &detail::freeLevelNode<Node>);
-    if (isEmptyBranch(*branch)) {
-      parent->branch.store(nullptr, std::memory_order_relaxed);
-      domain_.retire(branch, &Branch::destroy);
-    }
   }
 }
 
@@ -410,16 +429,16 @@ void SubscriptionTrie::match(std::string_view topic, MatchResult& out) const noe
     const std::uint32_t hash = detail::hashLevel(level);
     next.clear();
     for (const Node* node : frontier) {
+      const Children::View children = node->children.load();
       // Acquire (on every pointer below): the target was complete before its release store.
-      const Branch* branch = node->branch.load(std::memory_order_acquire);
-      if (branch == nullptr) continue;
-      if (wildcardsApply) {
+      const Branch* branch = children.table();
+      if (branch != nullptr && wildcardsApply) {
         // '#' matches this level and everything after it.
         if (const Node* pound = branch->pound.load(std::memory_order_acquire))
           contributors += collect(*pound, ids);
         if (const Node* plus = branch->plus.load(std::memory_order_acquire)) next.push_back(plus);
       }
-      if (const Node* child = branch->find(level, hash)) next.push_back(child);
+      if (const Node* child = children.find(level, hash)) next.push_back(child);
     }
     frontier.swap(next);
     if (frontier.empty()) break;
@@ -428,13 +447,13 @@ void SubscriptionTrie::match(std::string_view topic, MatchResult& out) const noe
   for (const Node* node : frontier) {
     contributors += collect(*node, ids);
     // "a/#" also matches "a" itself.
-    if (const Branch* branch = node->branch.load(std::memory_order_acquire)) {
+    if (const Branch* branch = node->children.load().table()) {
       if (const Node* pound = branch->pound.load(std::memory_order_acquire))
         contributors += collect(*pound, ids);
     }
   }
   // One node's subscribers hold each key once (see SubscriberArray); several nodes may share keys.
-  if (contributors > 1) dedupByKey(ids);
+  if (contributors > 1) dedupByKey(ids, out.seen_);
 }
 
 }  // namespace tern::routing

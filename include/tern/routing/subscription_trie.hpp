@@ -18,8 +18,8 @@
 //     no hash probe.
 #pragma once
 
-#include <cstddef>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -51,6 +51,8 @@ class MatchResult {
   // The trie nodes that match the topic levels seen so far, and those of the next level.
   std::vector<const detail::TrieNode*> frontier_;
   std::vector<const detail::TrieNode*> next_;
+  // Open-addressing set of positions in ids_ (plus one; 0 = empty) used to deduplicate keys.
+  std::vector<std::uint32_t> seen_;
 };
 
 class SubscriptionTrie {
@@ -88,8 +90,8 @@ class SubscriptionTrie {
   void pruneLocked();
 
   sync::QsbrDomain& domain_;
-  Node* const root_;  // never pruned; the empty path in front of every filter's first level
-  std::mutex writerMutex_;  // serializes subscribe/unsubscribe
+  Node* const root_;         // never pruned; the empty path in front of every filter's first level
+  std::mutex writerMutex_;   // serializes subscribe/unsubscribe
   std::vector<Node*> path_;  // guarded by writerMutex_: root-to-leaf path of unsubscribe
   std::atomic<std::size_t> size_{0};  // written under writerMutex_, read relaxed anywhere
 };

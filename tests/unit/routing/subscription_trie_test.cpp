@@ -386,23 +386,24 @@ TEST(TrieConcurrent, ReadersSeeConsistentResultsWhileAWriterChurns) {
   sync::QsbrDomain domain;
   SubscriptionTrie trie(domain);
 
-  const std::vector<std::string> topics = {"a/b",  "a/c",  "a/b/c", "x/y",   "$s/b", "a",
-                                           "f/o",  "d/17", "d/3/t", "d/3",   "a//b", "/",
-                                           "e/1/2", "$s", "f/o/o", "d/99/t", "b/a"};
+  const std::vector<std::string> topics = {"a/b",   "a/c",  "a/b/c", "x/y",    "$s/b", "a",
+                                           "f/o",   "d/17", "d/3/t", "d/3",    "a//b", "/",
+                                           "e/1/2", "$s",   "f/o/o", "d/99/t", "b/a"};
   struct Stable {
     std::string filter;
     std::uint32_t n;
     unsigned qos;
   };
-  const std::vector<Stable> stable = {{"a/b", 1, 1},  {"a/+", 2, 0}, {"#", 3, 2},    {"a/#", 4, 1},
-                                      {"$s/#", 5, 0}, {"+/b", 6, 2}, {"d/+/t", 7, 1}, {"f/o", 8, 0},
-                                      {"a//b", 9, 1}, {"f/+", 10, 2}, {"/", 11, 0}};
+  const std::vector<Stable> stable = {
+      {"a/b", 1, 1},   {"a/+", 2, 0}, {"#", 3, 2},    {"a/#", 4, 1},  {"$s/#", 5, 0}, {"+/b", 6, 2},
+      {"d/+/t", 7, 1}, {"f/o", 8, 0}, {"a//b", 9, 1}, {"f/+", 10, 2}, {"/", 11, 0}};
   for (const Stable& s : stable)
     trie.subscribe(s.filter, sid(s.n, s.qos));
 
   // Churned keys: 1..11 again (also stable elsewhere), and 100..1099 spread over shared filters
   // (subscriber arrays) and unique ones (nodes created and pruned).
-  const std::vector<std::string> shared = {"a/b", "a/+", "f/o", "d/+/t", "+/+", "e/#", "$s", "a/b/c"};
+  const std::vector<std::string> shared = {"a/b", "a/+", "f/o", "d/+/t",
+                                           "+/+", "e/#", "$s",  "a/b/c"};
   auto churnFilter = [&](std::uint32_t n) -> std::string {
     if (n < 100) return shared[n % shared.size()];
     if (n % 3 == 0) return shared[n % shared.size()];
