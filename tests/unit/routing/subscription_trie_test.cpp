@@ -386,9 +386,11 @@ TEST(TrieConcurrent, ReadersSeeConsistentResultsWhileAWriterChurns) {
   sync::QsbrDomain domain;
   SubscriptionTrie trie(domain);
 
-  const std::vector<std::string> topics = {"a/b",   "a/c",  "a/b/c", "x/y",    "$s/b", "a",
-                                           "f/o",   "d/17", "d/3/t", "d/3",    "a//b", "/",
-                                           "e/1/2", "$s",   "f/o/o", "d/99/t", "b/a"};
+  // Half of the topics land on nodes that the writer creates and prunes all the time.
+  const std::vector<std::string> topics = {
+      "$c/x", "$c/x",  "a/b",   "a/c",    "a/b/c", "x/y",    "$s/b",  "a",    "f/o",    "a//b",
+      "/",    "e/1/2", "$s",    "f/o/o",  "b/a",   "d/17",   "d/3/t", "d/3",  "d/99/t", "d/42/t",
+      "d/5",  "d/8/t", "d/101", "d/64/t", "d/11",  "d/10/t", "d/199", "d/0/t"};
   struct Stable {
     std::string filter;
     std::uint32_t n;
@@ -400,51 +402,70 @@ TEST(TrieConcurrent, ReadersSeeConsistentResultsWhileAWriterChurns) {
   for (const Stable& s : stable)
     trie.subscribe(s.filter, sid(s.n, s.qos));
 
-  // Churned keys: 1..11 again (also stable elsewhere), and 100..1099 spread over shared filters
-  // (subscriber arrays) and unique ones (nodes created and pruned).
+  // Churned keys: 1..11 again (also stable elsewhere), 100..1199 spread over shared filters
+  // (subscriber arrays) and unique ones (nodes created and pruned), and a crowd of 2000 on "$c/x".
+  constexpr std::uint32_t kCrowdFirst = 2000;
+  constexpr std::uint32_t kCrowdEnd = 4000;
   const std::vector<std::string> shared = {"a/b", "a/+", "f/o", "d/+/t",
                                            "+/+", "e/#", "$s",  "a/b/c"};
   auto churnFilter = [&](std::uint32_t n) -> std::string {
+    // A large subscriber array, alone in matching its topic (no first-level wildcard matches a
+    // '$' topic), so that match() returns its scan as is, without deduplication.
+    if (n >= kCrowdFirst) return "$c/x";
     if (n < 100) return shared[n % shared.size()];
     if (n % 3 == 0) return shared[n % shared.size()];
     return "d/" + std::to_string(n % 200) + (n % 2 == 0 ? "/t" : "");
   };
+
+  // What each topic may return, computed once so that readers spend their time in match():
+  // key -> the exact QoS it must have, or kAnyQos when a churned filter of the key matches.
+  constexpr int kAnyQos = -1;
+  struct Expectation {
+    std::map<std::uint64_t, int> allowed;
+    std::vector<std::pair<std::uint64_t, unsigned>> required;  // stable: key, minimum QoS
+  };
+  std::vector<Expectation> expectations(topics.size());
+  for (std::size_t t = 0; t < topics.size(); ++t) {
+    Expectation& e = expectations[t];
+    for (const Stable& s : stable) {
+      if (!filterMatches(s.filter, topics[t])) continue;
+      e.required.emplace_back(sid(s.n).key(), s.qos);
+      int& qos = e.allowed.emplace(sid(s.n).key(), 0).first->second;
+      qos = std::max(qos, static_cast<int>(s.qos));
+    }
+    for (std::uint32_t n = 1; n < kCrowdEnd; ++n) {
+      if (filterMatches(churnFilter(n), topics[t])) e.allowed[sid(n).key()] = kAnyQos;
+    }
+  }
 
   std::atomic<bool> done{false};
   std::atomic<std::uint64_t> checks{0};
   auto readerLoop = [&](std::uint32_t seed) {
     sync::QsbrDomain::Reader reader(domain);
     MatchResult out;
+    std::vector<std::uint64_t> keys;
     std::mt19937 rng(seed);
     while (!done.load(std::memory_order_acquire)) {
-      const std::string& topic = topics[rng() % topics.size()];
-      trie.match(topic, out);
-      std::map<std::uint64_t, unsigned> got;
+      const std::size_t t = rng() % topics.size();
+      trie.match(topics[t], out);
+      const Expectation& e = expectations[t];
+      keys.clear();
       for (SubscriberId id : out.subscribers()) {
-        ASSERT_TRUE(got.emplace(id.key(), id.qos()).second) << "duplicate in " << topic;
-      }
-      for (const Stable& s : stable) {
-        if (!filterMatches(s.filter, topic)) continue;
-        const auto it = got.find(sid(s.n).key());
-        ASSERT_NE(it, got.end()) << "stable " << s.filter << " missing for " << topic;
-        ASSERT_GE(it->second, s.qos) << topic;
-      }
-      for (const auto& [key, qos] : got) {
-        const std::uint32_t n = SubscriberId::fromBits(key).slot();
-        ASSERT_EQ(sid(n).key(), key) << "unknown key";
-        const bool churnMatches = filterMatches(churnFilter(n), topic);
-        unsigned stableQos = 0;
-        bool stableMatches = false;
-        for (const Stable& s : stable) {
-          if (s.n == n && filterMatches(s.filter, topic)) {
-            stableQos = std::max(stableQos, s.qos);
-            stableMatches = true;
-          }
+        keys.push_back(id.key());
+        const auto it = e.allowed.find(id.key());
+        ASSERT_NE(it, e.allowed.end()) << "key " << id.slot() << " does not match " << topics[t];
+        if (it->second != kAnyQos) {
+          ASSERT_EQ(static_cast<int>(id.qos()), it->second) << topics[t];
         }
-        ASSERT_TRUE(churnMatches || stableMatches) << "key " << n << " does not match " << topic;
-        if (!churnMatches) {
-          ASSERT_EQ(qos, stableQos) << topic;
-        }
+      }
+      std::sort(keys.begin(), keys.end());
+      ASSERT_EQ(std::adjacent_find(keys.begin(), keys.end()), keys.end())
+          << "duplicate in " << topics[t];
+      for (const auto& [key, minQos] : e.required) {
+        const auto it = std::find_if(out.subscribers().begin(), out.subscribers().end(),
+                                     [&](SubscriberId id) { return id.key() == key; });
+        ASSERT_NE(it, out.subscribers().end()) << "stable subscriber missing for " << topics[t];
+        ASSERT_GE(it->qos(), minQos) << topics[t];
       }
       checks.fetch_add(1, std::memory_order_relaxed);
       reader.quiescent();
@@ -458,17 +479,33 @@ TEST(TrieConcurrent, ReadersSeeConsistentResultsWhileAWriterChurns) {
   auto writerLoop = [&] {
     std::mt19937 rng(42);
     std::set<std::uint32_t> subscribed;
-    for (int op = 0; op < 30000; ++op) {
+    for (std::uint32_t n = kCrowdFirst; n < kCrowdEnd; ++n) {
+      trie.subscribe(churnFilter(n), sid(n));
+      subscribed.insert(n);
+    }
+    for (int op = 0; op < 60000; ++op) {
       std::uint32_t n = rng() % 1100;
       if (n >= 12 && n < 100) n = 100 + n;
       if (n == 0) n = 1;
-      if (rng() % 2 == 0) {
-        trie.subscribe(churnFilter(n), sid(n, rng() % 3));
-        subscribed.insert(n);
-      } else if (subscribed.erase(n) == 1) {
-        ASSERT_TRUE(trie.unsubscribe(churnFilter(n), sid(n)));
+      if (op % 2 == 0) n = kCrowdFirst + rng() % (kCrowdEnd - kCrowdFirst);
+      switch (rng() % 4) {
+        case 0:
+          if (subscribed.erase(n) == 1) {
+            ASSERT_TRUE(trie.unsubscribe(churnFilter(n), sid(n)));
+          }
+          break;
+        case 1:
+          // A session that leaves and comes back at once: the key is removed from one slot of a
+          // subscriber array and appended at its end while readers may be scanning it.
+          if (subscribed.count(n) == 1) {
+            ASSERT_TRUE(trie.unsubscribe(churnFilter(n), sid(n)));
+          }
+          [[fallthrough]];
+        default:
+          trie.subscribe(churnFilter(n), sid(n, rng() % 3));
+          subscribed.insert(n);
       }
-      if (op % 5000 == 4999) {
+      if (op % 10000 == 9999) {
         // Drop everything churned at once: arrays fall back, nodes are pruned.
         for (std::uint32_t m : subscribed)
           ASSERT_TRUE(trie.unsubscribe(churnFilter(m), sid(m)));
