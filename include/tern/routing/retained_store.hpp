@@ -7,12 +7,13 @@
 //
 // Matching a filter visits only the branches that can match: an exact level is one hash probe, '+'
 // walks one level of children, '#' walks the subtree below it. The cost grows with the number of
-// matches, not with the size of the store.
+// matches, not with the size of the store. Nodes and child tables are those of the trie
+// (src/routing/child_table.hpp); a node holds one reference to its retained message, and the store
+// drops it only after a grace period, so a reader may still MessageRef::share() what it found.
 //
 // Ownership: one store per broker, shared by all workers. Threads:
 //   - forEachMatch(), forEach(): registered, online readers of the domain. The Message passed to
-//   the
-//     visitor is valid until the caller's next quiescent state; take a reference
+//     the visitor is valid until the caller's next quiescent state; take a reference
 //     (MessageRef::share) to keep it longer.
 //   - set(), erase(), size(), bytes(): any thread; writers serialize internally.
 #pragma once

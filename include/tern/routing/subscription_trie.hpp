@@ -10,12 +10,20 @@
 //   - match(): any thread registered with the domain and online. Lock-free, wait-free per level.
 //   - subscribe(), unsubscribe(), size(): any thread; writers serialize on an internal mutex.
 // Cost model (see bench/ for measurements):
-//   - match: O(levels) hash probes plus one visit per matching node and per matching subscriber.
+//   - match: O(levels) hash probes plus one visit per matching node and per matching subscriber;
+//     deduplication (O(results), in a reused buffer) only when two or more nodes contributed.
 //   - subscribe/unsubscribe: O(levels) amortized, independent of how many sessions share a filter
 //     (a node's subscriber set grows and shrinks in place; it is never copied per change).
-//   - Children of a node sit in an open-addressing table of atomic pointers that grows by
-//     rehash-and-publish; '+' and '#' children have fields of their own so matching wildcards costs
-//     no hash probe.
+// Layout (src/routing/subscription_trie.cpp, src/routing/child_table.hpp):
+//   - A node is one allocation: its level text, the text's hash, a child link and a subscriber
+//     word. The child link is null, the only child itself, or an open-addressing table of atomic
+//     slots (with tombstones) that grows and shrinks by rebuild-and-publish; the '+' and '#'
+//     children have fields of their own in the table's header, so matching wildcards costs no
+//     hash probe.
+//   - The subscriber word is one SubscriberId, or a tagged pointer to an append-only array of
+//     atomic ids (0 = removed) that readers scan up to its published end; the writer keeps a key ->
+//     slot index for large arrays and compacts them into a new array when they get sparse.
+//   - Nodes left with no subscriber and no child are pruned (unlinked, then retired).
 #pragma once
 
 #include <atomic>
