@@ -540,7 +540,8 @@ TEST(LineProtocolProcess, BadFlagAndBusyPortExitWithCode2) {
   EXPECT_EQ(help.exitCode, 0);
   for (const char* flag :
        {"--workers", "--acceptors", "--bind", "--port", "--max-line", "--handshake-timeout",
-        "--max-queued-bytes", "--log-level", "--config"}) {
+        "--max-queued-bytes", "--log-level", "--config", "--mqtt-port", "--max-packet-size",
+        "--max-inflight", "--max-queued-messages"}) {
     EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
   }
 }
