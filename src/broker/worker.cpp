@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <system_error>
 
@@ -23,6 +24,11 @@ constexpr std::size_t kInboxBatch = 256;  // inbox items taken per pop
 constexpr std::size_t kIdleBufferKeep = 64 * 1024;
 constexpr std::size_t kSpareBatches = 16;
 constexpr std::int64_t kShutdownFlushNanos = 2'000'000'000;
+// Flow control between workers: while another worker has more than this many deliveries waiting
+// in its inbox, this worker stops reading input (TCP then holds the publishers back) and only
+// delivers and flushes. Bounds the memory a slow worker can pile up, without dropping anything.
+constexpr std::int64_t kMaxBacklog = 128 * 1024;
+constexpr auto kThrottlePause = std::chrono::microseconds(200);
 
 std::uint64_t tagOf(const Connection& c) noexcept {
   return (std::uint64_t{c.slot} << 32) | c.generation;
@@ -107,6 +113,7 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
   } else {
     n = ::epoll_wait(epoll_, events, kMaxEvents, 0);
   }
+  throttled_ = destinationsOverloaded();
   for (int k = 0; k < n; ++k) {
     if (events[k].data.u64 == kWakeTag) continue;  // the inbox is drained below
     onEvent(events[k].data.u64, events[k].events);
@@ -128,6 +135,16 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
   flushOutboxes();
   reapClosed();
   reader_->quiescent();
+  // Throttled: the unread sockets stay readable, so epoll would return at once; give the
+  // overloaded worker the CPU instead of spinning.
+  if (throttled_ && inbox_.sizeApprox() == 0) std::this_thread::sleep_for(kThrottlePause);
+}
+
+bool Worker::destinationsOverloaded() const noexcept {
+  for (const auto& w : context_.workers) {
+    if (w.get() != this && w->backlog() > kMaxBacklog) return true;
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,7 +201,7 @@ void Worker::onEvent(std::uint64_t tag, std::uint32_t events) {
     if (c->closed) return;
   }
   if ((c->interest & EPOLLIN) != 0 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0) {
-    readFrom(*c);  // a hang-up or error shows up as a read of 0 or -1
+    if (!throttled_) readFrom(*c);  // a hang-up or error shows up as a read of 0 or -1
   } else if ((events & (EPOLLHUP | EPOLLERR)) != 0) {
     // Not reading (closing, paused or shutting down) and the peer is gone: nothing can be
     // delivered any more, and level-triggered HUP would fire every turn.
@@ -420,16 +437,21 @@ void Worker::deliverBatch(DeliveryBatch& batch) {
       if (Session* s = sessionFor(id)) deliver(*s, *run.message, id.qos(), false);
     }
   }
+  backlog_.value.fetch_sub(static_cast<std::int64_t>(batch.targets.size()),
+                           std::memory_order_relaxed);
 }
 
 void Worker::flushOutboxes() {
   for (std::size_t w = 0; w < outboxes_.size(); ++w) {
     std::unique_ptr<DeliveryBatch>& batch = outboxes_[w];
     if (!batch || batch->empty()) continue;
+    Worker& destination = *context_.workers[w];
+    destination.backlog_.value.fetch_add(static_cast<std::int64_t>(batch->targets.size()),
+                                         std::memory_order_relaxed);
     InboxItem item;
     item.kind = InboxItem::Kind::kDeliveries;
     item.batch = batch.release();
-    context_.workers[w]->post(std::move(item));
+    destination.post(std::move(item));
   }
 }
 

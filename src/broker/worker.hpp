@@ -71,6 +71,11 @@ class Worker {
   unsigned index() const noexcept { return index_; }
   const WorkerStats& stats() const noexcept { return stats_; }
 
+  // Deliveries posted to this worker and not yet processed. Producers add, the owner subtracts;
+  // relaxed is enough because it only steers flow control (an early or late view of it delays or
+  // resumes reading by one loop turn, nothing more).
+  std::int64_t backlog() const noexcept { return backlog_.value.load(std::memory_order_relaxed); }
+
  private:
   // What a frame handler did with the connection.
   enum class Outcome { kDone, kHandedOver };
@@ -103,6 +108,7 @@ class Worker {
   void drainInbox();
   void deliverBatch(DeliveryBatch& batch);
   void flushOutboxes();
+  bool destinationsOverloaded() const noexcept;
 
   // Line protocol (line_handler.cpp).
   Outcome onLineFrame(Connection& c, std::string_view frame);
@@ -196,7 +202,10 @@ class Worker {
   std::string scratch_;                    // reused for replies that need formatting
   std::string packetScratch_;              // reused for MQTT PUBLISH headers (deliveries only)
   std::vector<InboxItem> inboxScratch_;
-  bool reading_ = true;  // false once shutdown stage 1 began
+  bool reading_ = true;     // false once shutdown stage 1 began
+  bool throttled_ = false;  // another worker's backlog is too long: not reading input this turn
+  // Written by every worker that posts here: a cache line of its own.
+  common::CacheAligned<std::atomic<std::int64_t>> backlog_;
 };
 
 }  // namespace tern::broker
