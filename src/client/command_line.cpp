@@ -127,6 +127,7 @@ ParsedCommandLine parseCommandLine(int argc, const char* const* argv) {
       ->required();
   sub->add_option("-C,--count", line.sub.count,
                   "Exit after COUNT messages (0: no limit); with -R retained ones do not count")
+      ->check(CLI::NonNegativeNumber.description(""))
       ->type_name("COUNT");
   sub->add_option("-W,--time-limit", line.sub.timeLimitSeconds,
                   "Exit after SECONDS, counted from the end of the handshake; with -C, exit 3 if "
