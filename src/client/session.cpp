@@ -83,7 +83,7 @@ std::string_view describe(SocketRole role) noexcept {
     case SocketRole::kSecond:
       return "request socket 2";
     case SocketRole::kPush:
-      return "push socket";
+      return "the push socket";
   }
   return "socket";
 }
@@ -149,14 +149,14 @@ SessionStatus Session::awaitHandshakeFrame(SocketRole role, std::string& frame) 
         return SessionStatus::kOk;
       case LineReader::Result::kTooLong:
         return fail(SessionStatus::kTooLong,
-                    fmt::format("the broker sent a frame longer than {} bytes on the {}",
+                    fmt::format("the broker sent a frame longer than {} bytes on {}",
                                 options_.maxFrameBytes, describe(role)));
       case LineReader::Result::kNeedMore:
         break;
     }
     if (ended) {
       return fail(SessionStatus::kClosed,
-                  fmt::format("the broker closed the {} during the handshake{}", describe(role),
+                  fmt::format("the broker closed {} during the handshake{}", describe(role),
                               error.empty() ? "" : " (" + error + ")"));
     }
     if (SessionStatus status = flush(role); status != SessionStatus::kOk) return status;
@@ -166,7 +166,7 @@ SessionStatus Session::awaitHandshakeFrame(SocketRole role, std::string& frame) 
       return fail(SessionStatus::kClosed, fmt::format("poll: {}", std::strerror(errno)));
     }
     if (ready == 0) {
-      return fail(SessionStatus::kTimeout, fmt::format("no handshake reply on the {} within {} ms",
+      return fail(SessionStatus::kTimeout, fmt::format("no handshake reply on {} within {} ms",
                                                        describe(role), options_.timeout.count()));
     }
     if (ready > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
@@ -227,7 +227,7 @@ SessionStatus Session::connect(std::string_view connectFrame, SessionListener& l
         role == SocketRole::kPush ? "ATTACHACK@push" : "ATTACHACK@request";
     if (frame != expected) {
       return fail(SessionStatus::kRejected,
-                  fmt::format("the broker refused to attach the {}: {}", describe(role), frame));
+                  fmt::format("the broker refused to attach {}: {}", describe(role), frame));
     }
   }
   state_ = State::kOpen;
@@ -276,7 +276,7 @@ SessionStatus Session::flush(SocketRole role) {
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return SessionStatus::kOk;
     return fail(SessionStatus::kClosed,
-                fmt::format("cannot write to the {}: {}", describe(role), std::strerror(errno)));
+                fmt::format("cannot write to {}: {}", describe(role), std::strerror(errno)));
   }
   s.out.clear();
   s.written = 0;
@@ -317,7 +317,7 @@ SessionStatus Session::dispatch(SocketRole role, SessionListener& listener, bool
         return SessionStatus::kOk;
       case LineReader::Result::kTooLong:
         return fail(SessionStatus::kTooLong,
-                    fmt::format("the broker sent a frame longer than {} bytes on the {}",
+                    fmt::format("the broker sent a frame longer than {} bytes on {}",
                                 options_.maxFrameBytes, describe(role)));
     }
   }
@@ -339,8 +339,8 @@ SessionStatus Session::closedByBroker(SocketRole role, const std::string& error)
     return SessionStatus::kOk;
   }
   return fail(SessionStatus::kClosed,
-              error.empty() ? fmt::format("the broker closed the {}", describe(role))
-                            : fmt::format("the broker reset the {} ({})", describe(role), error));
+              error.empty() ? fmt::format("the broker closed {}", describe(role))
+                            : fmt::format("the broker reset {} ({})", describe(role), error));
 }
 
 SessionStatus Session::poll(int waitMs, std::span<pollfd> extra, SessionListener& listener) {
@@ -408,7 +408,7 @@ SessionStatus Session::poll(int waitMs, std::span<pollfd> extra, SessionListener
     close();  // the broker did not close every socket in time; the session is over all the same
   } else if (state_ == State::kOpen && !pending_.empty() && now >= pending_.front().deadline) {
     return fail(SessionStatus::kTimeout,
-                fmt::format("no reply within {} ms on the {}", options_.timeout.count(),
+                fmt::format("no reply within {} ms on {}", options_.timeout.count(),
                             describe(requestRole())));
   }
   return SessionStatus::kOk;

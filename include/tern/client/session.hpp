@@ -43,7 +43,7 @@ namespace tern::client {
 
 enum class SocketRole : std::uint8_t { kFirst = 0, kSecond = 1, kPush = 2 };
 
-// "request socket 1", "request socket 2" or "push socket".
+// "request socket 1", "request socket 2" or "the push socket", to go into messages.
 std::string_view describe(SocketRole role) noexcept;
 
 enum class SessionStatus {

@@ -283,9 +283,7 @@ int runInteractive(const CommandLine& commandLine) {
           return static_cast<int>(ExitCode::kInterrupted);
         case LineEditor::Event::kSuspend:
           lines.flush();
-          terminal->suspend();
-          editor.setColumns(terminal->columns());
-          editor.redraw(display.screen());
+          terminal->suspend();  // returns once continued; notifyFd() then asks for a redraw
           break;
       }
     }
