@@ -345,8 +345,9 @@ SessionStatus Session::closedByBroker(SocketRole role, const std::string& error)
 
 SessionStatus Session::poll(int waitMs, std::span<pollfd> extra, SessionListener& listener) {
   constexpr std::size_t kSockets = 3;
-  pollfd fds[kSockets + 8];
-  assert(extra.size() <= 8);
+  assert(extra.size() <= kMaxExtraFds);
+  extra = extra.first(std::min(extra.size(), kMaxExtraFds));
+  pollfd fds[kSockets + kMaxExtraFds];
   if (state_ == State::kClosed) {
     for (pollfd& p : extra)
       p.revents = 0;

@@ -108,7 +108,8 @@ class Session {
   // `waitMs` milliseconds (-1: no limit but the session's own deadlines) for the sockets or any of
   // `extra` (whose revents are set as by poll(2)), then reads, dispatches and writes what is ready.
   // Returns kOk (also on EINTR, a timeout of `waitMs`, and the end of draining), or why the session
-  // broke. With state() kClosed it only polls `extra`.
+  // broke. With state() kClosed it only polls `extra`. REQUIRES: extra.size() <= kMaxExtraFds.
+  static constexpr std::size_t kMaxExtraFds = 8;
   SessionStatus poll(int waitMs, std::span<pollfd> extra, SessionListener& listener);
 
   // Closes the sockets at once, without DISCONNECT (the broker ends the session when they close).
