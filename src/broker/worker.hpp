@@ -29,6 +29,7 @@
 #include "delivery_batch.hpp"
 #include "session.hpp"
 #include "tern/protocol/line_request.hpp"
+#include "tern/protocol/mqtt_decoder.hpp"
 #include "tern/routing/subscription_trie.hpp"
 #include "tern/sync/inbox.hpp"
 #include "tern/sync/qsbr.hpp"
@@ -117,12 +118,33 @@ class Worker {
   void reply(Connection& c, std::string_view frame);
   void replyError(Connection& c, protocol::LineError error, std::string_view text);
 
+  // MQTT (mqtt_handler.cpp).
+  InputState processMqttInput(Connection& c);
+  Outcome onMqttPacket(Connection& c, const protocol::mqtt::Packet& packet);
+  Outcome onMqttConnect(Connection& c, const protocol::mqtt::Connect& connect);
+  void onMqttPublish(Connection& c, Session& s, const protocol::mqtt::Publish& publish);
+  void onMqttSubscribe(Connection& c, Session& s, const protocol::mqtt::Subscribe& subscribe);
+  void onMqttUnsubscribe(Connection& c, Session& s, const protocol::mqtt::Unsubscribe& request);
+  void onMqttAck(Session& s, const protocol::mqtt::Packet& packet);
+  void mqttDeliver(Session& s, const common::Message& message, unsigned grantedQos, bool retained);
+  void mqttSend(Connection& c, MqttState::Inflight& entry, bool dup);
+  void mqttPump(Session& s);
+  void mqttResume(Session& s);
+  void mqttConnectionLost(Session& s, Connection& c);
+  void mqttAbort(Connection& c, std::string_view why);
+  Session* createMqttSession(std::string clientId, bool cleanSession);
+  void publish(common::MessageRef message, bool deliverDelete);
+
   // Sessions and delivery.
-  Session* createSession(std::string clientId);
+  Session* createSession(std::string clientId, Protocol protocol);
   void endSession(Session& s);
   void detachFromSession(Connection& c);
   Session* sessionFor(routing::SubscriberId id) const noexcept;
   void route(const common::Message& message);
+  // Delivers `message` to local session `s` (its frame or packet is queued on the session's
+  // socket, or dropped and counted when the session's queue is full). `retained`: sent because of
+  // a new subscription (RETAINED frame; MQTT retain flag set).
+  void deliver(Session& s, const common::Message& message, unsigned grantedQos, bool retained);
   void pushFrame(Session& s, std::string_view prefix, std::string_view tail);
   unsigned homeWorker(std::string_view clientId) const noexcept;
   std::string newClientId();
@@ -152,7 +174,8 @@ class Worker {
   std::vector<std::uint32_t> freeSessionSlots_;
   std::unordered_map<std::string, Session*> byClientId_;
   std::unordered_map<std::string, Session*> byToken_;
-  std::vector<std::unique_ptr<Session>> endedSessions_;  // freed at the end of the turn
+  std::unordered_map<std::string, Session*> byMqttClientId_;  // MQTT ids are a namespace apart
+  std::vector<std::unique_ptr<Session>> endedSessions_;       // freed at the end of the turn
 
   // Deadlines (handshake, close linger): (when, slot, generation); a min-heap, lazily pruned.
   struct Deadline {
@@ -167,8 +190,11 @@ class Worker {
   std::vector<std::unique_ptr<DeliveryBatch>> outboxes_;
   std::vector<std::unique_ptr<DeliveryBatch>> sparePool_;
 
-  routing::MatchResult match_;  // reused by every publish: no allocation in steady state
-  std::string scratch_;         // reused for replies that need formatting
+  protocol::mqtt::Decoder mqttDecoder_;
+  std::vector<std::uint8_t> subackCodes_;  // reused by every MQTT SUBSCRIBE
+  routing::MatchResult match_;             // reused by every publish: no allocation in steady state
+  std::string scratch_;                    // reused for replies that need formatting
+  std::string packetScratch_;              // reused for MQTT PUBLISH headers (deliveries only)
   std::vector<InboxItem> inboxScratch_;
   bool reading_ = true;  // false once shutdown stage 1 began
 };
