@@ -171,12 +171,18 @@ class MosquittoClients(unittest.TestCase):
         self.line.close()
         self.assertEqual(self.broker.stop(), 0)
 
+    def wait_subscriptions(self, count):
+        wait_until(lambda: self.line.stats()["subscriptions"] == count,
+                   "%d subscriptions in the broker" % count)
+
     def start_sub(self, *args):
-        """Starts mosquitto_sub and waits until its subscription is in the broker."""
-        before = self.line.stats()["subscriptions"]
+        """Starts mosquitto_sub once the broker holds no subscription, and waits until its (single)
+        subscription is in place. A previous mosquitto_sub's clean session ends asynchronously
+        after it exits, hence the first wait."""
+        self.wait_subscriptions(0)
         proc = subprocess.Popen(["mosquitto_sub", "-p", self.port, *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_until(lambda: self.line.stats()["subscriptions"] > before, "mosquitto_sub's SUBACK")
+        self.wait_subscriptions(1)
         return proc
 
     def test_qos_levels_both_ways(self):
@@ -207,6 +213,7 @@ class MosquittoClients(unittest.TestCase):
         self.assertEqual(self.line.request("PUBLISH@cross/line@from the line"), "PUBACK")
         out, _ = sub.communicate(timeout=TIMEOUT)
         self.assertEqual(out, "cross/line from the line\n")
+        self.wait_subscriptions(0)
         self.assertEqual(self.line.request("SUBSCRIBE@back/*"), "SUBACK")
         pub = run("mosquitto_pub", "-p", self.port, "-t", "back/mqtt", "-m", "from mosquitto",
                   "-q", "1")
