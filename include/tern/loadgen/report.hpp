@@ -1,0 +1,99 @@
+// Report: the result of a loadgen run, as a human summary and as JSON.
+//
+// Counts (sent .. reordered, errors) cover the whole run including the warm-up, so that every
+// publish is accounted for; rates and latency percentiles cover the measured window only
+// (publishes whose intended send time falls in it). Latencies are measured from the intended send
+// time, so time a stalled broker or a busy loadgen made a publish wait is included.
+//
+// A plain value: built by the runner after its workers have stopped, then read by anyone.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "tern/loadgen/histogram.hpp"
+
+namespace tern::loadgen {
+
+// Percentiles of a histogram of nanoseconds, in microseconds.
+struct LatencySummary {
+  std::uint64_t count = 0;
+  double p50 = 0;
+  double p90 = 0;
+  double p99 = 0;
+  double p999 = 0;
+  double p9999 = 0;
+  double max = 0;
+  double mean = 0;
+
+  static LatencySummary fromNanos(const Histogram& histogram);
+  nlohmann::json toJson() const;
+};
+
+struct Report {
+  nlohmann::json options;  // Options::toJson()
+  std::string runPrefix;
+  std::uint32_t sessions = 0;
+  std::uint32_t threads = 0;
+
+  // Connecting.
+  std::uint64_t connected = 0;
+  std::uint64_t ready = 0;
+  std::uint64_t failedHandshakes = 0;
+  double connectS = 0;  // from the first connect until every handshake completed
+  double setupS = 0;    // ... until every session was subscribed (or failed)
+  LatencySummary connectTime;
+
+  // Counts over the whole run.
+  std::uint64_t sent = 0;
+  std::uint64_t acked = 0;
+  std::uint64_t delivered = 0;
+  std::uint64_t expected = 0;
+  std::uint64_t lost = 0;
+  std::uint64_t duplicated = 0;
+  std::uint64_t reordered = 0;
+  std::uint64_t behind = 0;
+  std::uint64_t throttled = 0;
+  std::uint64_t unsent = 0;
+
+  // Errors over the whole run.
+  std::uint64_t unacked = 0;
+  std::uint64_t disconnects = 0;
+  std::uint64_t brokerErrors = 0;
+  std::uint64_t corrupt = 0;
+  std::uint64_t unexpected = 0;
+  std::string firstError;
+
+  // The measured window.
+  double targetRate = 0;
+  double measuredS = 0;
+  double publishRate = 0;
+  double ackRate = 0;
+  double deliveryRate = 0;
+  LatencySummary latency;
+  LatencySummary pubackLatency;
+  LatencySummary sendLag;
+  double loadgenCpuS = 0;     // loadgen's CPU time over the measured window
+  double loadgenCpuUtil = 0;  // that, as a fraction of `threads` cores
+  bool drained = false;       // every ack and delivery arrived before the drain time ran out
+  bool unreachable = false;   // not one session could connect
+
+  std::uint64_t errorCount() const noexcept {
+    return failedHandshakes + unacked + disconnects + brokerErrors + corrupt + unexpected + unsent;
+  }
+  bool clean() const noexcept {
+    return !unreachable && lost == 0 && duplicated == 0 && reordered == 0 && errorCount() == 0;
+  }
+  // 0 clean, 1 lost/duplicated/reordered/errored, 2 broker unreachable.
+  int exitCode() const noexcept { return unreachable ? 2 : (clean() ? 0 : 1); }
+
+  nlohmann::json toJson() const;
+  std::string toHuman() const;
+};
+
+// "412us", "3.21ms", "1.52s": a duration given in microseconds, for humans.
+std::string formatMicros(double micros);
+
+}  // namespace tern::loadgen
