@@ -5,6 +5,11 @@
 // (publishes whose intended send time falls in it). Latencies are measured from the intended send
 // time, so time a stalled broker or a busy loadgen made a publish wait is included.
 //
+// Accounting: expected = sum over publishes of the sessions subscribed to them, for every publish
+// sent and every publish due before the end that could not be sent (`unsent`: its session died,
+// or the broker stopped reading until the end). lost = expected - (delivered - duplicated). So a
+// broker that dies halfway shows everything it did not deliver as lost.
+//
 // A plain value: built by the runner after its workers have stopped, then read by anyone.
 #pragma once
 
@@ -56,7 +61,7 @@ struct Report {
   std::uint64_t reordered = 0;
   std::uint64_t behind = 0;
   std::uint64_t throttled = 0;
-  std::uint64_t unsent = 0;
+  std::uint64_t unsent = 0;  // due before the end, never sent
 
   // Errors over the whole run.
   std::uint64_t unacked = 0;
