@@ -66,6 +66,9 @@ int main(int argc, char** argv) {
                  "Seconds to wait after the last publish for late acks and deliveries before "
                  "counting them lost")
       ->capture_default_str();
+  app.add_option("--idle", options.idleS,
+                 "Seconds the sessions stay connected and silent before the load starts")
+      ->capture_default_str();
   app.add_option("--payload", options.payloadBytes,
                  fmt::format("Payload bytes per publish, {}..{}",
                              tern::loadgen::kPayloadHeaderBytes, tern::loadgen::kMaxPayloadBytes))

@@ -26,6 +26,7 @@ std::string Options::validate() const {
   if (!(durationS > 0) || !std::isfinite(durationS)) return "--duration must be greater than zero";
   if (!(warmupS >= 0) || !std::isfinite(warmupS)) return "--warmup must be zero or more";
   if (!(drainS >= 0) || !std::isfinite(drainS)) return "--drain must be zero or more";
+  if (!(idleS >= 0) || !std::isfinite(idleS)) return "--idle must be zero or more";
   if (payloadBytes < kPayloadHeaderBytes || payloadBytes > kMaxPayloadBytes) {
     return fmt::format("--payload must be between {} and {} bytes (the header is {} bytes)",
                        kPayloadHeaderBytes, kMaxPayloadBytes, kPayloadHeaderBytes);
@@ -53,6 +54,7 @@ nlohmann::json Options::toJson() const {
       {"duration_s", durationS},
       {"warmup_s", warmupS},
       {"drain_s", drainS},
+      {"idle_s", idleS},
       {"payload", payloadBytes},
       {"fanout", fanout},
       {"wildcard_subscribers", wildcardSubscribers},

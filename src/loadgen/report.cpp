@@ -24,6 +24,21 @@ LatencySummary LatencySummary::fromNanos(const Histogram& histogram) {
   return summary;
 }
 
+std::vector<std::pair<double, double>> LatencySummary::cdfMicros(const Histogram& histogram) {
+  std::vector<std::pair<double, double>> points;
+  if (histogram.count() == 0) return points;
+  const auto add = [&](double percent) {
+    points.emplace_back(percent,
+                        static_cast<double>(histogram.valueAtPercentile(percent)) / 1000.0);
+  };
+  for (int p = 0; p < 50; p += 10)
+    add(p);
+  for (double remaining = 50; remaining > 1e-4; remaining /= 2)
+    add(100 - remaining);
+  add(100);
+  return points;
+}
+
 nlohmann::json LatencySummary::toJson() const {
   return {{"count", count}, {"p50", p50},     {"p90", p90}, {"p99", p99},
           {"p999", p999},   {"p9999", p9999}, {"max", max}, {"mean", mean}};
@@ -72,7 +87,18 @@ nlohmann::json Report::toJson() const {
       {"publish_rate", publishRate},
       {"ack_rate", ackRate},
       {"delivery_rate", deliveryRate},
+      {"measured_sent", measuredSent},
+      {"measured_acked", measuredAcked},
+      {"measured_delivered", measuredDelivered},
       {"latency_us", latency.toJson()},
+      {"latency_cdf_us", latencyCdf},
+      {"timeline_monotonic_s",
+       {{"connect_start", timeline.connectStart},
+        {"setup_end", timeline.setupEnd},
+        {"load_start", timeline.loadStart},
+        {"measure_start", timeline.measureStart},
+        {"measure_end", timeline.measureEnd},
+        {"stop", timeline.stop}}},
       {"puback_latency_us", pubackLatency.toJson()},
       {"send_lag_us", sendLag.toJson()},
       {"loadgen_cpu_s", loadgenCpuS},

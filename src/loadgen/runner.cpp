@@ -232,7 +232,8 @@ Report Runner::run(std::FILE* progress) {
 
   // --- load ---
   // A short delay so that every worker sees the start time before the first publish is due.
-  const std::int64_t startNs = monotonicNanos() + 20 * kMillisecond;
+  const std::int64_t startNs =
+      monotonicNanos() + 20 * kMillisecond + static_cast<std::int64_t>(options_.idleS * 1e9);
   control.measureStartNs = startNs + static_cast<std::int64_t>(options_.warmupS * 1e9);
   control.measureEndNs =
       control.measureStartNs + static_cast<std::int64_t>(options_.durationS * 1e9);
@@ -244,7 +245,6 @@ Report Runner::run(std::FILE* progress) {
   std::int64_t measuredEndNs = 0;
   std::int64_t issuingDeadline = control.measureEndNs + drainNs;
   std::int64_t drainDeadline = 0;  // set once every worker has issued its last publish
-  nextLine = startNs + kSecond;
   std::uint64_t lastSent = 0;
   std::uint64_t lastDelivered = 0;
   Histogram merged;
@@ -272,15 +272,16 @@ Report Runner::run(std::FILE* progress) {
       }
       const std::uint64_t sent = liveSum(workers, kSent);
       const std::uint64_t delivered = liveSum(workers, kDelivered);
-      const char* phase = now < control.measureStartNs  ? "  (warm-up)"
-                          : now >= control.measureEndNs ? "  (draining)"
-                                                        : "";
+      const char* phase = now < startNs                  ? "  (idle)"
+                          : now < control.measureStartNs ? "  (warm-up)"
+                          : now >= control.measureEndNs  ? "  (draining)"
+                                                         : "";
       const std::uint64_t errors = liveSum(workers, kDisconnects) +
                                    liveSum(workers, kBrokerErrors) + liveSum(workers, kCorrupt) +
                                    liveSum(workers, kUnexpected);
       const std::string line = fmt::format(
           "loadgen {:6.1f}s  publish {}/s  deliver {}/s  p99 {}  lost {}  behind {}{}{}\n",
-          static_cast<double>(now - startNs) / 1e9,
+          static_cast<double>(now - control.connectStartNs) / 1e9,
           formatRate(static_cast<double>(sent - lastSent)),
           formatRate(static_cast<double>(delivered - lastDelivered)),
           merged.count() == 0
@@ -367,6 +368,17 @@ Report Runner::run(std::FILE* progress) {
     report.loadgenCpuS = cpuAtEnd - cpuAtStart;
     report.loadgenCpuUtil = report.loadgenCpuS / (report.measuredS * threadCount);
   }
+  report.measuredSent = counts[kMeasuredSent];
+  report.measuredAcked = counts[kMeasuredAcked];
+  report.measuredDelivered = counts[kMeasuredDelivered];
+  const auto seconds = [](std::int64_t ns) { return static_cast<double>(ns) / 1e9; };
+  report.timeline.connectStart = seconds(control.connectStartNs);
+  report.timeline.setupEnd = seconds(setupEndNs);
+  report.timeline.loadStart = seconds(startNs);
+  report.timeline.measureStart = seconds(control.measureStartNs);
+  report.timeline.measureEnd = seconds(std::min(measuredEndNs, control.measureEndNs));
+  report.timeline.stop = seconds(stopNs);
+  report.latencyCdf = LatencySummary::cdfMicros(latency);
   report.latency = LatencySummary::fromNanos(latency);
   report.pubackLatency = LatencySummary::fromNanos(puback);
   report.sendLag = LatencySummary::fromNanos(sendLag);

@@ -16,13 +16,14 @@ namespace tern::loadgen {
 struct Options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8000;
-  std::uint32_t clients = 0;        // simulated publishing clients (required)
-  double rate = 0;                  // aggregate publishes per second over all clients (required)
-  double durationS = 10;            // measured interval
-  double warmupS = 1;               // load before the measured interval, not in rates or latencies
-  double drainS = 2;                // wait after the last publish for late acks and deliveries
-  std::uint32_t payloadBytes = 64;  // contents size of every publish, >= kPayloadHeaderBytes
-  std::uint32_t fanout = 1;         // client i subscribes to clients i+1..i+fanout
+  std::uint32_t clients = 0;  // simulated publishing clients (required)
+  double rate = 0;            // aggregate publishes per second over all clients (required)
+  double durationS = 10;      // measured interval
+  double warmupS = 1;         // load before the measured interval, not in rates or latencies
+  double drainS = 2;          // wait after the last publish for late acks and deliveries
+  double idleS = 0;  // sessions connected and subscribed but silent, before the load starts
+  std::uint32_t payloadBytes = 64;        // contents size of every publish, >= kPayloadHeaderBytes
+  std::uint32_t fanout = 1;               // client i subscribes to clients i+1..i+fanout
   std::uint32_t wildcardSubscribers = 0;  // extra sessions that subscribe to every client's topic
   Arrival arrival = Arrival::kConstant;
   double connectRate = 0;     // sessions opened per second; 0: as fast as the broker accepts

@@ -17,6 +17,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tern/loadgen/histogram.hpp"
 
@@ -34,6 +36,9 @@ struct LatencySummary {
   double mean = 0;
 
   static LatencySummary fromNanos(const Histogram& histogram);
+  // (percentile, microseconds) pairs: every 10% up to 50%, then halving the remaining distance
+  // to 100% (75, 87.5, ...) down to 1e-6, then 100 (the max).
+  static std::vector<std::pair<double, double>> cdfMicros(const Histogram& histogram);
   nlohmann::json toJson() const;
 };
 
@@ -80,6 +85,22 @@ struct Report {
   LatencySummary latency;
   LatencySummary pubackLatency;
   LatencySummary sendLag;
+  std::uint64_t measuredSent = 0;       // publishes issued within the measured window
+  std::uint64_t measuredAcked = 0;      // PUBACKs received within it
+  std::uint64_t measuredDelivered = 0;  // deliveries received within it
+  // Distribution of `latency` for plots: (percentile, microseconds) from 0 to 100 with ever finer
+  // steps towards the tail (HdrHistogram's percentile ticks).
+  std::vector<std::pair<double, double>> latencyCdf;
+  // Phase boundaries in CLOCK_MONOTONIC seconds (the clock of Python's time.monotonic()), so that
+  // scripts can line up their own samples of the broker (CPU time, RSS) with the run.
+  struct Timeline {
+    double connectStart = 0;  // first session opened
+    double setupEnd = 0;      // every session subscribed (or failed)
+    double loadStart = 0;     // first intended publish (after --idle)
+    double measureStart = 0;  // end of warm-up
+    double measureEnd = 0;    // end of the measured window (or when every session was gone)
+    double stop = 0;          // end of the drain
+  } timeline;
   double loadgenCpuS = 0;     // loadgen's CPU time over the measured window
   double loadgenCpuUtil = 0;  // that, as a fraction of `threads` cores
   bool drained = false;       // every ack and delivery arrived before the drain time ran out

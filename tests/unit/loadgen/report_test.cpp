@@ -30,6 +30,7 @@ TEST(Options, ValidatesEveryRule) {
   EXPECT_TRUE(invalid([](Options& o) { o.fanout = 10; }));  // would include itself
   EXPECT_TRUE(invalid([](Options& o) { o.port = 0; }));
   EXPECT_TRUE(invalid([](Options& o) { o.connectRate = -1; }));
+  EXPECT_TRUE(invalid([](Options& o) { o.idleS = -1; }));
   EXPECT_FALSE(invalid([](Options& o) { o.fanout = 9; }));
   EXPECT_FALSE(invalid([](Options& o) { o.fanout = 0; }));
 }
@@ -109,6 +110,23 @@ TEST(Report, HumanSummarySaysWhatFailed) {
   const std::string text = report.toHuman();
   EXPECT_NE(text.find("FAILED: 7 lost, 2 errors"), std::string::npos) << text;
   EXPECT_NE(text.find("2 disconnects"), std::string::npos) << text;
+}
+
+TEST(Report, CdfRisesToTheMaxWithFinerTailSteps) {
+  Histogram histogram;
+  for (std::uint64_t v = 1; v <= 100'000; ++v)
+    histogram.record(v * 100);
+  const auto cdf = LatencySummary::cdfMicros(histogram);
+  ASSERT_GE(cdf.size(), 20u);
+  EXPECT_EQ(cdf.front().first, 0);
+  EXPECT_EQ(cdf.back().first, 100);
+  EXPECT_DOUBLE_EQ(cdf.back().second, 10'000);  // the exact max, in us
+  for (std::size_t i = 1; i < cdf.size(); ++i) {
+    EXPECT_GT(cdf[i].first, cdf[i - 1].first);
+    EXPECT_GE(cdf[i].second, cdf[i - 1].second);
+  }
+  EXPECT_GT(cdf[cdf.size() - 2].first, 99.999);
+  EXPECT_TRUE(LatencySummary::cdfMicros(Histogram()).empty());
 }
 
 TEST(Report, FormatsDurations) {
