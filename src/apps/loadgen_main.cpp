@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -18,6 +20,14 @@
 namespace {
 
 constexpr int kExitUsage = 2;
+
+// Set by the first SIGINT: the run ends early but still drains and reports. The handler is reset
+// by SA_RESETHAND, so a second Ctrl-C kills the process as usual. Lock-free, so async-signal-safe.
+std::atomic<bool> g_interrupted{false};
+
+void onInterrupt(int /*signal*/) {
+  g_interrupted.store(true, std::memory_order_relaxed);
+}
 
 constexpr const char* kWorkload = R"(Workload:
   Every simulated client is a full line-protocol session (three sockets: CONNECT, ATTACH request,
@@ -35,7 +45,8 @@ constexpr const char* kWorkload = R"(Workload:
   reordering per publisher, and after the run loadgen waits --drain seconds for late deliveries.
 
 Output: one progress line per second on stderr (unless --quiet), a summary on stdout at the end,
-  the same as JSON with --json FILE.
+  the same as JSON with --json FILE. Ctrl-C ends the load early and still drains and reports;
+  a second Ctrl-C exits at once.
 Exit status: 0 clean run; 1 anything lost, duplicated, reordered, unacknowledged or errored;
   2 bad usage or broker unreachable.)";
 
@@ -137,8 +148,19 @@ int main(int argc, char** argv) {
     return fail(error);
   }
 
-  tern::loadgen::Runner runner(options, broker, tern::loadgen::makeLineSession);
-  const tern::loadgen::Report report = runner.run(stderr);
+  struct sigaction interrupt {};
+  interrupt.sa_handler = onInterrupt;
+  interrupt.sa_flags = SA_RESETHAND;
+  sigemptyset(&interrupt.sa_mask);
+  sigaction(SIGINT, &interrupt, nullptr);
+
+  tern::loadgen::Report report;
+  try {
+    tern::loadgen::Runner runner(options, broker, tern::loadgen::makeLineSession);
+    report = runner.run(stderr, &g_interrupted);
+  } catch (const std::exception& e) {
+    return fail(std::string("cannot run: ") + e.what());
+  }
 
   std::fputs(report.toHuman().c_str(), stdout);
   std::fflush(stdout);

@@ -105,6 +105,7 @@ nlohmann::json Report::toJson() const {
       {"loadgen_cpu_util", loadgenCpuUtil},
       {"drained", drained},
       {"unreachable", unreachable},
+      {"interrupted", interrupted},
       {"clean", clean()},
       {"exit_code", exitCode()},
   };
@@ -172,6 +173,7 @@ std::string Report::toHuman() const {
   }
   line("loadgen", fmt::format("CPU {:.2f} s over {:.2f} s measured ({:.0f}% of {} threads){}",
                               loadgenCpuS, measuredS, loadgenCpuUtil * 100, threads, verdict));
+  if (interrupted) line("", "interrupted: the measured window ended early");
   if (clean()) {
     line("result", "clean");
   } else {
@@ -183,6 +185,7 @@ std::string Report::toHuman() const {
     reason(duplicated, "duplicated");
     reason(reordered, "reordered");
     reason(errorCount(), "errors");
+    if (interrupted && sent == 0) why.emplace_back("interrupted before the load started");
     line("result", fmt::format("FAILED: {}", fmt::join(why, ", ")));
   }
   return out;

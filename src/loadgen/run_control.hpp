@@ -5,7 +5,8 @@
 // sessions and, once every one of them is subscribed or has failed, records which ones are ready
 // and increments `settledWorkers` (release). The main thread waits for all of them (acquire), fills
 // `receiversOf`, the measured window and then `startNs` (release); workers read `startNs`
-// (acquire) and with it everything written before. `stop` ends the workers' loops.
+// (acquire) and with it everything written before. `cutNs` ends the load early; `stop` ends the
+// workers' loops.
 #pragma once
 
 #include <array>
@@ -67,6 +68,10 @@ struct RunControl {
   // Padded: written by the workers (settledWorkers) and the main thread (the others).
   alignas(common::kCacheLine) std::atomic<std::uint32_t> settledWorkers{0};
   alignas(common::kCacheLine) std::atomic<std::int64_t> startNs{0};
+  // Nonzero: the load ends at this time instead of measureEndNs (the user interrupted the run).
+  // Relaxed: a worker that sees it an iteration late issues a few more publishes, which are
+  // counted like any other.
+  std::atomic<std::int64_t> cutNs{0};
   std::atomic<bool> stop{false};
 };
 

@@ -127,7 +127,10 @@ std::string raiseDescriptorLimit(std::uint64_t needed) {
 Runner::Runner(Options options, BrokerAddress broker, SessionFactory factory)
     : options_(std::move(options)), broker_(broker), factory_(factory) {}
 
-Report Runner::run(std::FILE* progress) {
+Report Runner::run(std::FILE* progress, const std::atomic<bool>* interrupt) {
+  const auto interrupted = [interrupt] {
+    return interrupt != nullptr && interrupt->load(std::memory_order_relaxed);
+  };
   if (options_.quiet) progress = nullptr;
   const std::string prefix = makeRunPrefix();
   const Workload workload(prefix, options_.clients, options_.fanout, options_.wildcardSubscribers);
@@ -181,6 +184,16 @@ Report Runner::run(std::FILE* progress) {
   // --- connecting ---
   std::int64_t nextLine = control.connectStartNs + kSecond;
   while (control.settledWorkers.load(std::memory_order_acquire) < threadCount) {
+    if (interrupted()) {
+      stopAll();
+      report.interrupted = true;
+      for (const auto& worker : workers) {
+        report.ready += worker->counter(kReady);
+        report.connected += worker->counter(kConnected);
+        report.failedHandshakes += worker->counter(kFailedHandshakes);
+      }
+      return report;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     const std::int64_t now = monotonicNanos();
     if (progress != nullptr && now >= nextLine) {
@@ -238,12 +251,13 @@ Report Runner::run(std::FILE* progress) {
   control.measureEndNs =
       control.measureStartNs + static_cast<std::int64_t>(options_.durationS * 1e9);
   control.startNs.store(startNs, std::memory_order_release);
+  std::int64_t measureEndNs = control.measureEndNs;  // earlier when interrupted
 
   const std::int64_t drainNs = static_cast<std::int64_t>(options_.drainS * 1e9);
   double cpuAtStart = -1;
   double cpuAtEnd = -1;
   std::int64_t measuredEndNs = 0;
-  std::int64_t issuingDeadline = control.measureEndNs + drainNs;
+  std::int64_t issuingDeadline = measureEndNs + drainNs;
   std::int64_t drainDeadline = 0;  // set once every worker has issued its last publish
   std::uint64_t lastSent = 0;
   std::uint64_t lastDelivered = 0;
@@ -252,8 +266,15 @@ Report Runner::run(std::FILE* progress) {
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     const std::int64_t now = monotonicNanos();
+    if (!report.interrupted && interrupted()) {
+      // End the load now, then drain and report as usual.
+      report.interrupted = true;
+      measureEndNs = std::min(measureEndNs, now);
+      issuingDeadline = measureEndNs + drainNs;
+      control.cutNs.store(measureEndNs, std::memory_order_relaxed);
+    }
     if (cpuAtStart < 0 && now >= control.measureStartNs) cpuAtStart = processCpuSeconds();
-    if (cpuAtEnd < 0 && now >= control.measureEndNs) {
+    if (cpuAtEnd < 0 && now >= measureEndNs) {
       cpuAtEnd = processCpuSeconds();
       measuredEndNs = now;
     }
@@ -274,7 +295,7 @@ Report Runner::run(std::FILE* progress) {
       const std::uint64_t delivered = liveSum(workers, kDelivered);
       const char* phase = now < startNs                  ? "  (idle)"
                           : now < control.measureStartNs ? "  (warm-up)"
-                          : now >= control.measureEndNs  ? "  (draining)"
+                          : now >= measureEndNs          ? "  (draining)"
                                                          : "";
       const std::uint64_t errors = liveSum(workers, kDisconnects) +
                                    liveSum(workers, kBrokerErrors) + liveSum(workers, kCorrupt) +
@@ -295,7 +316,7 @@ Report Runner::run(std::FILE* progress) {
       lastDelivered = delivered;
     }
     if (alive == 0) break;  // every session is gone (the broker died): nothing more can arrive
-    if (now < control.measureEndNs) continue;
+    if (now < measureEndNs) continue;
     if (drainDeadline == 0) {
       if (doneIssuing) {
         drainDeadline = now + drainNs;
@@ -359,8 +380,7 @@ Report Runner::run(std::FILE* progress) {
 
   report.measuredS = std::max(
       0.0,
-      static_cast<double>(std::min(measuredEndNs, control.measureEndNs) - control.measureStartNs) /
-          1e9);
+      static_cast<double>(std::min(measuredEndNs, measureEndNs) - control.measureStartNs) / 1e9);
   if (report.measuredS > 0) {
     report.publishRate = static_cast<double>(counts[kMeasuredSent]) / report.measuredS;
     report.ackRate = static_cast<double>(counts[kMeasuredAcked]) / report.measuredS;
@@ -376,7 +396,7 @@ Report Runner::run(std::FILE* progress) {
   report.timeline.setupEnd = seconds(setupEndNs);
   report.timeline.loadStart = seconds(startNs);
   report.timeline.measureStart = seconds(control.measureStartNs);
-  report.timeline.measureEnd = seconds(std::min(measuredEndNs, control.measureEndNs));
+  report.timeline.measureEnd = seconds(std::min(measuredEndNs, measureEndNs));
   report.timeline.stop = seconds(stopNs);
   report.latencyCdf = LatencySummary::cdfMicros(latency);
   report.latency = LatencySummary::fromNanos(latency);

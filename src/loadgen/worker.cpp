@@ -175,6 +175,8 @@ void Worker::loadPhase() {
   nextSnapshotNs_ = monotonicNanos();
   while (!control_.stop.load(std::memory_order_relaxed)) {
     const std::int64_t now = monotonicNanos();
+    const std::int64_t cut = control_.cutNs.load(std::memory_order_relaxed);
+    if (cut != 0 && cut < measureEndNs_) measureEndNs_ = cut;
     const bool more = issueDue(now);
     if (!parked_.empty()) unpark();
     flushDirty(now);

@@ -105,12 +105,15 @@ struct Report {
   double loadgenCpuUtil = 0;  // that, as a fraction of `threads` cores
   bool drained = false;       // every ack and delivery arrived before the drain time ran out
   bool unreachable = false;   // not one session could connect
+  bool interrupted = false;   // the user ended the run early (the window is shorter)
 
   std::uint64_t errorCount() const noexcept {
     return failedHandshakes + unacked + disconnects + brokerErrors + corrupt + unexpected + unsent;
   }
   bool clean() const noexcept {
-    return !unreachable && lost == 0 && duplicated == 0 && reordered == 0 && errorCount() == 0;
+    // Interrupted before the load started: nothing was measured, so nothing is known to be clean.
+    return !unreachable && !(interrupted && sent == 0) && lost == 0 && duplicated == 0 &&
+           reordered == 0 && errorCount() == 0;
   }
   // 0 clean, 1 lost/duplicated/reordered/errored, 2 broker unreachable.
   int exitCode() const noexcept { return unreachable ? 2 : (clean() ? 0 : 1); }

@@ -12,6 +12,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -47,9 +48,11 @@ class Runner {
   // REQUIRES: options.validate() is empty; broker resolved.
   Runner(Options options, BrokerAddress broker, SessionFactory factory);
 
-  // Runs to completion. Progress lines go to `progress` unless options.quiet or it is null.
-  // Throws std::system_error only when threads or epoll instances cannot be created.
-  Report run(std::FILE* progress);
+  // Runs to completion. Progress lines go to `progress` unless options.quiet or it is null. When
+  // `*interrupt` becomes true (a signal handler may set it), the load ends there and the run
+  // drains and reports as usual. Throws std::system_error only when threads or epoll instances
+  // cannot be created.
+  Report run(std::FILE* progress, const std::atomic<bool>* interrupt = nullptr);
 
  private:
   Options options_;

@@ -7,8 +7,8 @@
 // the sessions per publish. Faults apply per (subscriber, topic), so that "every Nth delivery"
 // means the same thing whatever the interleaving of publishers.
 //
-// Threading: the constructor starts the thread, stop() (or the destructor) joins it. The fault
-// counts may be read only after stop().
+// Threading: the constructor starts the thread, stop() (or the destructor) joins it. The counts
+// may be read only after stop(), except publishesSoFar().
 #pragma once
 
 #include <arpa/inet.h>
@@ -67,6 +67,9 @@ class FakeLineBroker {
     if (thread_.joinable()) thread_.join();
     closeEverything();
   }
+
+  // Publishes handled so far; any thread, while running.
+  std::uint64_t publishesSoFar() const noexcept { return publishesSoFar_.load(); }
 
   // After stop().
   std::uint64_t publishes() const noexcept { return publishes_; }
@@ -202,6 +205,7 @@ class FakeLineBroker {
       const std::string topic = field(1);
       const std::string contents = frame.substr(8 + topic.size() + 1);
       ++publishes_;
+      publishesSoFar_.store(publishes_);
       for (auto& session : sessions_) {
         for (const std::string& filter : session->filters) {
           if (routing::filterMatches(filter, topic)) {
@@ -283,6 +287,7 @@ class FakeLineBroker {
   int listenFd_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<std::uint64_t> publishesSoFar_{0};
   bool dead_ = false;
   std::thread thread_;
   std::vector<std::unique_ptr<Connection>> connections_;

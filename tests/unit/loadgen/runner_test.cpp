@@ -8,6 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "fake_line_broker.hpp"
 #include "tern/loadgen/line_session.hpp"
 
@@ -121,6 +125,34 @@ TEST(RunnerConcurrent, BrokerDyingMidRunShowsLossAndDisconnects) {
   EXPECT_GE(report.lost, report.unsent * 4);
   EXPECT_EQ(report.disconnects, 6u);
   EXPECT_FALSE(report.firstError.empty());
+}
+
+TEST(RunnerConcurrent, InterruptEndsTheLoadButStillDrainsAndReports) {
+  FakeLineBroker fake;
+  Options options = smallRun(fake.port());
+  options.durationS = 60;  // the interrupt, not the duration, ends this run
+  std::atomic<bool> interrupt{false};
+  std::atomic<bool> finished{false};
+  std::thread user([&] {
+    // Interrupt once some publishes were acknowledged (or give up if the run ends first).
+    while (!finished.load() && fake.publishesSoFar() < 100) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    interrupt.store(true);
+  });
+  Runner runner(options, resolveBroker(options.host, options.port), makeLineSession);
+  const Report report = runner.run(nullptr, &interrupt);
+  finished.store(true);
+  user.join();
+  fake.stop();
+
+  EXPECT_TRUE(report.interrupted);
+  EXPECT_LT(report.measuredS, options.durationS);
+  EXPECT_GE(report.sent, 100u);
+  EXPECT_EQ(report.sent, fake.publishes());
+  EXPECT_EQ(report.delivered, report.expected);
+  EXPECT_EQ(report.unsent, 0u);  // the schedule was cut, not abandoned
+  EXPECT_EQ(report.exitCode(), 0) << report.toHuman();
 }
 
 TEST(RunnerConcurrent, NoBrokerIsUnreachable) {
