@@ -7,12 +7,13 @@
 //
 // Matching a filter visits only the branches that can match: an exact level is one hash probe, '+'
 // walks one level of children, '#' walks the subtree below it. The cost grows with the number of
-// matches, not with the size of the store.
+// matches, not with the size of the store. Nodes and child tables are those of the trie
+// (src/routing/child_table.hpp); a node holds one reference to its retained message, and the store
+// drops it only after a grace period, so a reader may still MessageRef::share() what it found.
 //
 // Ownership: one store per broker, shared by all workers. Threads:
 //   - forEachMatch(), forEach(): registered, online readers of the domain. The Message passed to
-//   the
-//     visitor is valid until the caller's next quiescent state; take a reference
+//     the visitor is valid until the caller's next quiescent state; take a reference
 //     (MessageRef::share) to keep it longer.
 //   - set(), erase(), size(), bytes(): any thread; writers serialize internally.
 #pragma once
@@ -21,12 +22,17 @@
 #include <cstddef>
 #include <mutex>
 #include <string_view>
+#include <vector>
 
 #include "tern/common/function_ref.hpp"
 #include "tern/common/message.hpp"
 #include "tern/sync/qsbr.hpp"
 
 namespace tern::routing {
+
+namespace detail {
+struct RetainedNode;  // defined in src/routing/retained_store.cpp
+}
 
 class RetainedStore {
  public:
@@ -57,12 +63,16 @@ class RetainedStore {
   std::size_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
 
  private:
-  struct Node;
-  struct ChildTable;
+  using Node = detail::RetainedNode;
+
+  // Removes the message of path_.back() and prunes it and its ancestors while they hold no
+  // message and no child. REQUIRES: writerMutex_ held; path_ is the root-to-node path.
+  void eraseLocked();
 
   sync::QsbrDomain& domain_;
-  Node* root_;
+  Node* const root_;  // never pruned, never holds a message (every topic has a first level)
   std::mutex writerMutex_;
+  std::vector<Node*> path_;  // guarded by writerMutex_: root-to-node path of set/erase
   // Written under writerMutex_, read relaxed anywhere (statistics only).
   std::atomic<std::size_t> size_{0};
   std::atomic<std::size_t> bytes_{0};

@@ -10,14 +10,23 @@
 //   - match(): any thread registered with the domain and online. Lock-free, wait-free per level.
 //   - subscribe(), unsubscribe(), size(): any thread; writers serialize on an internal mutex.
 // Cost model (see bench/ for measurements):
-//   - match: O(levels) hash probes plus one visit per matching node and per matching subscriber.
+//   - match: O(levels) hash probes plus one visit per matching node and per matching subscriber;
+//     deduplication (O(results), in a reused buffer) only when two or more nodes contributed.
 //   - subscribe/unsubscribe: O(levels) amortized, independent of how many sessions share a filter
 //     (a node's subscriber set grows and shrinks in place; it is never copied per change).
-//   - Children of a node sit in an open-addressing table of atomic pointers that grows by
-//     rehash-and-publish; '+' and '#' children have fields of their own so matching wildcards costs
-//     no hash probe.
+// Layout (src/routing/subscription_trie.cpp, src/routing/child_table.hpp):
+//   - A node is one allocation: its level text, the text's hash, a child link and a subscriber
+//     word. The child link is null, the only child itself, or an open-addressing table of atomic
+//     slots (with tombstones) that grows and shrinks by rebuild-and-publish; the '+' and '#'
+//     children have fields of their own in the table's header, so matching wildcards costs no
+//     hash probe.
+//   - The subscriber word is one SubscriberId, or a tagged pointer to an append-only array of
+//     atomic ids (0 = removed) that readers scan up to its published end; the writer keeps a key ->
+//     slot index for large arrays and compacts them into a new array when they get sparse.
+//   - Nodes left with no subscriber and no child are pruned (unlinked, then retired).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -31,6 +40,10 @@
 
 namespace tern::routing {
 
+namespace detail {
+struct TrieNode;  // defined in src/routing/subscription_trie.cpp
+}
+
 // Reusable result buffer of match(); owned by one thread. After match(), subscribers() holds one
 // entry per subscriber key (session), with the highest QoS any of its matching filters granted.
 class MatchResult {
@@ -41,8 +54,13 @@ class MatchResult {
 
  private:
   friend class SubscriptionTrie;
-  std::vector<SubscriberId> ids_;  // capacity kept across calls: no allocation in steady state
-  std::uint32_t nodesMatched_ = 0;
+  // Capacities are kept across calls: no allocation in the steady state.
+  std::vector<SubscriberId> ids_;
+  // The trie nodes that match the topic levels seen so far, and those of the next level.
+  std::vector<const detail::TrieNode*> frontier_;
+  std::vector<const detail::TrieNode*> next_;
+  // Open-addressing set of positions in ids_ (plus one; 0 = empty) used to deduplicate keys.
+  std::vector<std::uint32_t> seen_;
 };
 
 class SubscriptionTrie {
@@ -73,13 +91,16 @@ class SubscriptionTrie {
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
 
  private:
-  struct Node;
-  struct ChildTable;
-  struct SubscriberArray;
+  using Node = detail::TrieNode;
+
+  // Prunes path_.back() and its ancestors while they hold no subscriber and no child.
+  // REQUIRES: writerMutex_ held; path_ holds the nodes from the root to the node to prune.
+  void pruneLocked();
 
   sync::QsbrDomain& domain_;
-  Node* root_;
-  std::mutex writerMutex_;            // serializes subscribe/unsubscribe
+  Node* const root_;         // never pruned; the empty path in front of every filter's first level
+  std::mutex writerMutex_;   // serializes subscribe/unsubscribe
+  std::vector<Node*> path_;  // guarded by writerMutex_: root-to-leaf path of unsubscribe
   std::atomic<std::size_t> size_{0};  // written under writerMutex_, read relaxed anywhere
 };
 

@@ -1,11 +1,10 @@
 // Topic names and topic filters: validation, level splitting and the reference matcher.
 //
 // Rules (docs/protocol.md, shared by the line protocol and MQTT):
-//   - 1..65535 bytes of well-formed UTF-8 without NUL. Levels are separated by '/'; empty levels
-//   are
-//     allowed ("a//b", "/a", "a/").
+//   - 1..65535 bytes of well-formed UTF-8 without NUL. Levels are separated by '/'; empty
+//     levels are allowed ("a//b", "/a", "a/").
 //   - A topic name contains no '+' or '#' (and, in the line protocol, no '*': see
-//   line_request.hpp).
+//     line_request.hpp).
 //   - In a filter, '+' matches exactly one level and '#' any number of levels including none
 //     ("a/#" matches "a"); each wildcard is a whole level and '#' may only be the last level.
 //   - A filter whose first level is a wildcard does not match a topic that starts with '$'.

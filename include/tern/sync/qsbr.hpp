@@ -9,12 +9,13 @@
 //   passed a quiescent state (a point where it holds no pointer into the structure).
 //
 // Worked example (a worker loop)
-//   QsbrDomain::Reader reader(domain);    // register this thread
+//   QsbrDomain::Reader reader(domain);  // register this thread
 //   for (;;) {
-//     reader.offline();                   // about to block: readers that sleep do not delay
-//     writers epoll_wait(...); reader.online(); handleEvents();                     // reads the
-//     trie freely; pointers die with this turn reader.quiescent();                 // "I hold no
-//     pointers now": one relaxed store
+//     reader.offline();   // about to block: a sleeping reader never delays writers
+//     epoll_wait(...);
+//     reader.online();
+//     handleEvents();     // reads the trie freely; pointers die with this turn
+//     reader.quiescent(); // "I hold no pointers now": one load and one store
 //   }
 //
 // Rules for readers
@@ -107,6 +108,8 @@ class QsbrDomain {
   void synchronize();
 
   // Waits until every object retired before the call has been freed.
+  // REQUIRES: the caller is not an online reader of this domain (the grace period would wait for
+  // the caller itself): go offline() around it.
   void barrier();
 
   // Objects retired and not yet freed (approximate while writers run). Thread-safe.

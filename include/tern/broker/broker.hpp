@@ -1,0 +1,49 @@
+// Broker: the whole server: listeners, acceptor threads, worker event loops, the subscription trie
+// and the retained store.
+//
+// Ownership: created by main(); owns everything else. Threads: every public method is called by the
+// thread that created the Broker (main), never concurrently.
+//
+// Life cycle: Broker(config) -> start() (binds the listeners and starts the threads; throws
+// std::runtime_error with a one-line message when a listener cannot be bound) -> stop() (clean
+// shutdown: close the listeners, let every worker stop reading, deliver and flush what is pending
+// for a bounded time, close every socket, join) -> destructor (calls stop() if needed).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "tern/broker/config.hpp"
+
+namespace tern::net {
+class Acceptor;
+}
+
+namespace tern::broker {
+
+struct BrokerContext;
+
+class Broker {
+ public:
+  // REQUIRES: config.validate() is empty.
+  explicit Broker(const Config& config);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  void start();
+  void stop();
+
+  // "address:port" of the line-protocol listener once started (useful with port 0).
+  const std::string& lineEndpoint() const noexcept { return lineEndpoint_; }
+
+ private:
+  std::unique_ptr<BrokerContext> context_;
+  std::unique_ptr<net::Acceptor> acceptor_;
+  std::string lineEndpoint_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace tern::broker

@@ -1,0 +1,120 @@
+// broker: command-line parsing and wiring only. See docs/ for what the broker does.
+#include <signal.h>
+#include <unistd.h>
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "tern/broker/broker.hpp"
+#include "tern/broker/config.hpp"
+#include "tern/common/log.hpp"
+#include "tern/net/socket.hpp"
+
+#ifdef TERN_WITH_MIMALLOC
+#include <mimalloc.h>
+#endif
+
+namespace {
+
+constexpr int kUsageError = 2;
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "broker: %s\n", message.c_str());
+  return kUsageError;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tern::broker::Config config;
+  config.workers = std::max(1u, std::thread::hardware_concurrency());
+  std::string logLevel = "info";
+
+  CLI::App app{
+      "tern broker: a lock-free publish/subscribe broker speaking the three-socket line protocol\n"
+      "(docs/protocol.md). Stops cleanly on SIGINT or SIGTERM.",
+      "broker"};
+  app.set_version_flag("--version", std::string("tern broker ") + TERN_VERSION);
+  app.set_config("--config", "",
+                 "Read options from a TOML/INI file (keys are the long option "
+                 "names, e.g. port = 9000); command-line options win");
+  app.add_option("--workers", config.workers,
+                 "Worker event loops that own connections and sessions (default: one per core)")
+      ->check(CLI::Range(1u, 256u));
+  app.add_option("--acceptors", config.acceptors,
+                 "Threads that accept connections and hand them to workers round robin")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
+  app.add_option("--bind", config.bind, "Address to listen on")->capture_default_str();
+  app.add_option("--port", config.port,
+                 "Line-protocol port; 0 picks a free port (printed at start-up)")
+      ->capture_default_str();
+  app.add_option("--max-line", config.maxLine,
+                 "Longest frame in bytes (without its LF); a longer one is answered "
+                 "ERROR@too-long and its socket closed (accepts k/M suffixes)")
+      ->capture_default_str()
+      ->transform(CLI::AsSizeValue(false));
+  app.add_option("--handshake-timeout", config.handshakeTimeoutSeconds,
+                 "Seconds a socket may stay without CONNECT/ATTACH before it is closed")
+      ->capture_default_str();
+  app.add_option("--max-queued-bytes", config.maxQueuedBytes,
+                 "Pending output per socket: past it, pushes to that session are dropped and "
+                 "counted, and a request socket is not read until its client catches up "
+                 "(accepts k/M suffixes)")
+      ->capture_default_str()
+      ->transform(CLI::AsSizeValue(false));
+  app.add_option("--log-level", logLevel, "debug, info, warn, error or off")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(std::string(e.what()) + " (see broker --help)");
+  }
+
+  const auto level = tern::common::parseLogLevel(logLevel);
+  if (!level) return fail("--log-level must be debug, info, warn, error or off");
+  config.logLevel = *level;
+  tern::common::setLogLevel(config.logLevel);
+  if (std::string problem = config.validate(); !problem.empty()) return fail(problem);
+
+  // Signals: SIGINT/SIGTERM are taken by sigwait() below, never by a worker; a peer that closes
+  // early must not kill the process with SIGPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t stopSignals;
+  sigemptyset(&stopSignals);
+  sigaddset(&stopSignals, SIGINT);
+  sigaddset(&stopSignals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);  // inherited by every thread started below
+
+  const std::uint64_t files = tern::net::raiseFileLimit();
+  tern::broker::Broker broker(config);
+  try {
+    broker.start();
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  std::printf("tern broker listening on %s (line protocol)\n", broker.lineEndpoint().c_str());
+  std::fflush(stdout);
+#ifdef TERN_WITH_MIMALLOC
+  const char* allocator = "mimalloc";
+#else
+  const char* allocator = "system malloc";
+#endif
+  TERN_LOG_INFO("tern {} started: {} workers, {} acceptor(s), open-file limit {}, {}", TERN_VERSION,
+                config.workers, config.acceptors, files, allocator);
+
+  int received = 0;
+  sigwait(&stopSignals, &received);
+  TERN_LOG_INFO("{} received: shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
+  broker.stop();
+  TERN_LOG_INFO("stopped cleanly");
+  return 0;
+}

@@ -1,0 +1,66 @@
+#include "tern/broker/broker.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include "broker_context.hpp"
+#include "tern/common/log.hpp"
+#include "tern/net/acceptor.hpp"
+#include "tern/net/socket.hpp"
+#include "worker.hpp"
+
+namespace tern::broker {
+
+Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(config)) {
+  for (unsigned i = 0; i < config.workers; ++i) {
+    context_->workers.push_back(std::make_unique<Worker>(*context_, i));
+  }
+}
+
+Broker::~Broker() {
+  stop();
+}
+
+void Broker::start() {
+  const Config& config = context_->config;
+  net::ListenResult line = net::listenTcp(config.bind, config.port, 4096);
+  if (line.fd < 0) throw std::runtime_error(line.error);
+  lineEndpoint_ = net::localEndpoint(line.fd);
+
+  for (auto& worker : context_->workers)
+    worker->start();
+  std::vector<net::ListenSocket> listeners{{line.fd, static_cast<int>(Protocol::kLine)}};
+  // Round robin over the workers; relaxed is enough: the counter only spreads load.
+  auto next = std::make_shared<std::atomic<std::uint64_t>>(0);
+  acceptor_ = std::make_unique<net::Acceptor>(std::move(listeners), [this, next](int fd, int kind) {
+    const std::size_t n = context_->workers.size();
+    const std::uint64_t i = next->fetch_add(1, std::memory_order_relaxed) % n;
+    context_->workers[i]->adopt(fd, static_cast<Protocol>(kind));
+  });
+  acceptor_->start(config.acceptors);
+  started_ = true;
+}
+
+void Broker::stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  acceptor_->stop();  // no new connections; listeners closed
+  // Two-phase stop so that nothing routed between workers is lost: first every worker stops
+  // reading and posts what it routed; once all have, each delivers what it received and flushes.
+  context_->stopStage.store(1, std::memory_order_release);
+  for (auto& worker : context_->workers)
+    worker->wake();
+  while (context_->stoppedReading.load(std::memory_order_acquire) < context_->workers.size()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  context_->stopStage.store(2, std::memory_order_release);
+  for (auto& worker : context_->workers)
+    worker->wake();
+  for (auto& worker : context_->workers)
+    worker->join();
+  acceptor_.reset();
+}
+
+}  // namespace tern::broker

@@ -1,0 +1,50 @@
+// Connection: one accepted TCP socket and its buffers.
+//
+// Ownership: owned by exactly one Worker at a time, which is the only thread that touches it. A
+// connection moves to another worker only while unbound (CONNECT or ATTACH naming a session homed
+// there): the old owner removes it from its epoll set and tables, then pushes the pointer through
+// the new owner's inbox; after that push the old owner never touches it again.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tern/net/byte_buffer.hpp"
+#include "tern/sync/thread_owner.hpp"
+
+namespace tern::broker {
+
+struct Session;
+
+enum class Protocol : std::uint8_t { kLine = 0, kMqtt = 1 };
+
+// The part a socket plays in a line-protocol session.
+enum class LineRole : std::uint8_t { kUnbound, kRequest, kPush };
+
+struct Connection {
+  int fd = -1;
+  Protocol protocol = Protocol::kLine;
+  LineRole role = LineRole::kUnbound;
+  Session* session = nullptr;  // the session this socket is bound to (same worker), or null
+
+  std::uint32_t slot = 0;        // index in the owning worker's connection table
+  std::uint32_t generation = 0;  // the slot's generation when this connection took it
+  std::uint32_t interest = 0;    // epoll events currently registered
+  bool registered = false;       // in the owning worker's epoll set
+
+  net::ByteBuffer in;
+  std::size_t scanned = 0;  // leading bytes of `in` already known to hold no LF
+  net::ByteBuffer out;
+
+  std::int64_t deadline =
+      0;  // monotonic ns: handshake deadline while unbound, linger while closing
+
+  bool closing = false;  // input is ignored; close once `out` is flushed (or at `deadline`)
+  bool closed = false;   // descriptor closed; the object waits to be freed at the end of the turn
+  bool readPaused = false;  // too many replies pending: not reading until the client catches up
+  bool dirty = false;       // listed for a flush at the end of this turn
+
+  sync::ThreadOwner owner;
+};
+
+}  // namespace tern::broker

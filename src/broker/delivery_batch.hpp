@@ -1,0 +1,50 @@
+// DeliveryBatch: the deliveries one worker sends another in one loop turn.
+//
+// Ownership: built by the publishing worker, moved through the destination's inbox, consumed and
+// freed by the destination. Never shared: exactly one thread touches it at a time.
+//
+// Messages are grouped in runs: consecutive targets of the same message share one reference, so a
+// publish fanned out to many sessions of another worker costs one atomic increment, not one per
+// subscriber.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tern/common/message.hpp"
+#include "tern/routing/subscriber_id.hpp"
+
+namespace tern::broker {
+
+struct DeliveryBatch {
+  struct Run {
+    const common::Message* message;  // one reference owned by the batch
+    std::uint32_t count;             // number of consecutive entries of `targets`
+  };
+  std::vector<Run> runs;
+  std::vector<routing::SubscriberId> targets;
+
+  bool empty() const noexcept { return targets.empty(); }
+
+  // Adds a delivery of `message` to `target`, taking a reference for a new run.
+  void add(const common::Message& message, routing::SubscriberId target) {
+    if (runs.empty() || runs.back().message != &message) {
+      message.addRefs(1);
+      runs.push_back({&message, 0});
+    }
+    ++runs.back().count;
+    targets.push_back(target);
+  }
+
+  // Drops every reference and empties the batch, keeping its capacity.
+  void clear() noexcept {
+    for (const Run& run : runs)
+      run.message->release();
+    runs.clear();
+    targets.clear();
+  }
+
+  ~DeliveryBatch() { clear(); }
+};
+
+}  // namespace tern::broker

@@ -1,0 +1,176 @@
+// Worker: one event-loop thread that owns connections and sessions outright.
+//
+// Ownership: created and owned by the Broker (through BrokerContext::workers). Threads:
+//   - start(), join(): the Broker's thread.
+//   - adopt(), post(), wake(), stats(), index(): any thread (lock-free: the inbox is a moodycamel
+//     ConcurrentQueue with an eventfd wake-up).
+//   - everything else: the worker's own thread only (checked by TERN_ASSERT_OWNER in debug builds).
+//
+// One loop turn: wait on epoll (offline from QSBR while blocked), handle ready sockets (read,
+// parse, act), drain the inbox (accepted sockets, handed-over sockets, delivery batches from other
+// workers), post this turn's delivery batches to the other workers (one push per destination),
+// flush every socket with pending output (one write per socket), free what was closed, check
+// deadlines, and announce a QSBR quiescent state.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <cstdint>
+#include <memory>
+#include <queue>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "broker_context.hpp"
+#include "connection.hpp"
+#include "delivery_batch.hpp"
+#include "session.hpp"
+#include "tern/protocol/line_request.hpp"
+#include "tern/routing/subscription_trie.hpp"
+#include "tern/sync/inbox.hpp"
+#include "tern/sync/qsbr.hpp"
+#include "worker_stats.hpp"
+
+namespace tern::broker {
+
+// What moves between threads into a worker.
+struct InboxItem {
+  enum class Kind : std::uint8_t { kAccepted, kHandover, kDeliveries };
+  Kind kind = Kind::kAccepted;
+  Protocol protocol = Protocol::kLine;  // kAccepted
+  int fd = -1;                          // kAccepted
+  Connection* connection = nullptr;     // kHandover (ownership moves with the item)
+  DeliveryBatch* batch = nullptr;       // kDeliveries (ownership moves with the item)
+};
+
+class Worker {
+ public:
+  Worker(BrokerContext& context, unsigned index);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  void join();
+
+  // Hands a freshly accepted socket to this worker. Any thread.
+  void adopt(int fd, Protocol protocol) {
+    InboxItem item;
+    item.kind = InboxItem::Kind::kAccepted;
+    item.fd = fd;
+    item.protocol = protocol;
+    inbox_.push(std::move(item));
+  }
+  void post(InboxItem&& item) { inbox_.push(std::move(item)); }
+  void wake() noexcept { inbox_.wake(); }
+
+  unsigned index() const noexcept { return index_; }
+  const WorkerStats& stats() const noexcept { return stats_; }
+
+ private:
+  // What a frame handler did with the connection.
+  enum class Outcome { kDone, kHandedOver };
+  // What processInput left: kGone means the connection now belongs to another worker and must
+  // not be touched again.
+  enum class InputState { kMore, kStopped, kGone };
+
+  void run();
+  void loopTurn(int timeoutMs, bool mayBlock);
+  void shutdown();
+  int nextTimeoutMs() const;
+
+  // Connections.
+  Connection* attach(std::unique_ptr<Connection> connection);
+  void onEvent(std::uint64_t tag, std::uint32_t events);
+  void readFrom(Connection& c);
+  InputState processInput(Connection& c);
+  void setInterest(Connection& c);
+  void markDirty(Connection& c);
+  void flush(Connection& c);
+  void closeAfterFlush(Connection& c);
+  void closeNow(Connection& c);
+  void handOver(Connection& c, unsigned worker);
+  void reapClosed();
+  void checkDeadlines();
+  void pauseReading(Connection& c);
+  void resumeReading(Connection& c);
+
+  // Inbox and cross-worker delivery.
+  void drainInbox();
+  void deliverBatch(DeliveryBatch& batch);
+  void flushOutboxes();
+
+  // Line protocol (line_handler.cpp).
+  Outcome onLineFrame(Connection& c, std::string_view frame);
+  Outcome onUnboundFrame(Connection& c, std::string_view frame);
+  Outcome onConnect(Connection& c, const protocol::LineRequest& request);
+  Outcome onAttach(Connection& c, const protocol::LineRequest& request);
+  void onRequest(Connection& c, const protocol::LineRequest& request);
+  void onPublish(Connection& c, const protocol::LineRequest& request);
+  void onSubscribe(Connection& c, const protocol::LineRequest& request);
+  void onUnsubscribe(Connection& c, const protocol::LineRequest& request);
+  void onList(Connection& c, const protocol::LineRequest& request);
+  void onStats(Connection& c);
+  void reply(Connection& c, std::string_view frame);
+  void replyError(Connection& c, protocol::LineError error, std::string_view text);
+
+  // Sessions and delivery.
+  Session* createSession(std::string clientId);
+  void endSession(Session& s);
+  void detachFromSession(Connection& c);
+  Session* sessionFor(routing::SubscriberId id) const noexcept;
+  void route(const common::Message& message);
+  void pushFrame(Session& s, std::string_view prefix, std::string_view tail);
+  unsigned homeWorker(std::string_view clientId) const noexcept;
+  std::string newClientId();
+  std::string newToken();
+
+  BrokerContext& context_;
+  const Config& config_;
+  const unsigned index_;
+  WorkerStats stats_;
+  sync::Inbox<InboxItem> inbox_;
+  int epoll_ = -1;
+  std::thread thread_;
+  sync::ThreadOwner owner_;
+  std::unique_ptr<sync::QsbrDomain::Reader> reader_;
+
+  // Connection table: slot -> connection; generations detect stale epoll events.
+  std::vector<Connection*> connections_;
+  std::vector<std::uint32_t> slotGeneration_;
+  std::vector<std::uint32_t> freeConnectionSlots_;
+  std::vector<Connection*> dirty_;      // to flush at the end of this turn
+  std::vector<Connection*> flushing_;   // dirty_ of the flush in progress (reused)
+  std::vector<Connection*> graveyard_;  // closed this turn, freed at the end of it
+
+  // Session table: slot -> session; generations make SubscriberIds of ended sessions stale.
+  std::vector<std::unique_ptr<Session>> sessions_;
+  std::vector<std::uint32_t> sessionGeneration_;
+  std::vector<std::uint32_t> freeSessionSlots_;
+  std::unordered_map<std::string, Session*> byClientId_;
+  std::unordered_map<std::string, Session*> byToken_;
+  std::vector<std::unique_ptr<Session>> endedSessions_;  // freed at the end of the turn
+
+  // Deadlines (handshake, close linger): (when, slot, generation); a min-heap, lazily pruned.
+  struct Deadline {
+    std::int64_t when;
+    std::uint32_t slot;
+    std::uint32_t generation;
+    bool operator>(const Deadline& o) const noexcept { return when > o.when; }
+  };
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+
+  // Per destination worker: this turn's deliveries; pool of spare batches.
+  std::vector<std::unique_ptr<DeliveryBatch>> outboxes_;
+  std::vector<std::unique_ptr<DeliveryBatch>> sparePool_;
+
+  routing::MatchResult match_;  // reused by every publish: no allocation in steady state
+  std::string scratch_;         // reused for replies that need formatting
+  std::vector<InboxItem> inboxScratch_;
+  bool reading_ = true;  // false once shutdown stage 1 began
+};
+
+}  // namespace tern::broker

@@ -1,0 +1,400 @@
+// ChildTable: the children of one topic-level node, shared by SubscriptionTrie and RetainedStore.
+//
+// An open-addressing hash table (linear probing, power-of-two capacity) of atomic child-pointer
+// slots, read with no lock under QSBR (sync/qsbr.hpp) and written by one writer at a time (the
+// owning structure's mutex). Readers see a slot go empty -> node -> tombstone -> node -> ... and
+// never back to empty while a probe chain may run through it, so a probe that stops at an empty
+// slot never misses a child that was present for its whole duration.
+//
+// Writers change a table in place when they can: a new child goes into the first free slot of its
+// probe sequence (release store), a removed child becomes a tombstone (or an empty slot when no
+// chain can run through it). When the table is too full (live children plus tombstones above 3/4)
+// or too sparse (below 1/8), the writer builds a table of the right size, publishes it with a
+// release store on the owner's ChildLink and retires the old one; every copy is paid for by at
+// least a constant fraction of its size in inserts or erases since the previous one (amortized
+// O(1)).
+//
+// Nodes carry their level text inline (one allocation, see makeLevelNode) and its 32-bit hash; a
+// probe compares the hash first. `Extra` is a header the owner may add to each table (the trie
+// keeps its '+' and '#' children there); it is copied into every rebuilt table.
+//
+// Node requirements: `std::uint32_t hash` and `std::string_view level() const noexcept`.
+// Extra requirements: default-constructible, `void copyFrom(const Extra&) noexcept` and
+// `bool empty() const noexcept` (writer side: nothing in it that would need a table).
+//
+// A node does not point at its table directly but holds a ChildLink: nothing, its only child
+// (tagged pointer; no table, so a chain of single children costs no extra allocation and no extra
+// cache miss per level), or a table.
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <string_view>
+
+#include "tern/sync/qsbr.hpp"
+
+namespace tern::routing::detail {
+
+// Hash of one topic level: 8 bytes at a time, folded 64x64->128-bit multiplies (wyhash-like).
+// Computed once per level per match and stored in each node. Never allocates.
+inline std::uint32_t hashLevel(std::string_view level) noexcept {
+  constexpr std::uint64_t kMul1 = 0x9E3779B97F4A7C15ull;
+  constexpr std::uint64_t kMul2 = 0xD6E8FEB86659FD93ull;
+  auto mix = [](std::uint64_t a, std::uint64_t b) noexcept {
+    const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
+    return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+  };
+  const char* p = level.data();
+  std::size_t n = level.size();
+  std::uint64_t h = kMul2 ^ n;
+  while (n >= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    h = mix(h ^ word, kMul1);
+    p += 8;
+    n -= 8;
+  }
+  std::uint64_t tail = 0;
+  if (n > 0) std::memcpy(&tail, p, n);
+  h = mix(h ^ tail, kMul1);
+  h = mix(h, kMul2);
+  return static_cast<std::uint32_t>(h ^ (h >> 32));
+}
+
+// Allocates a Node with `level` stored inline right after it. Node must be constructible from
+// (hash, size) and expose `char* levelStorage()` pointing just past itself.
+template <typename Node>
+Node* makeLevelNode(std::string_view level, std::uint32_t hash) {
+  void* memory = ::operator new(sizeof(Node) + level.size());
+  auto* node = new (memory) Node(hash, static_cast<std::uint32_t>(level.size()));
+  if (!level.empty()) std::memcpy(node->levelStorage(), level.data(), level.size());
+  return node;
+}
+
+// Frees a node made by makeLevelNode. Matches QsbrDomain::Deleter.
+template <typename Node>
+void freeLevelNode(void* node) {
+  static_cast<Node*>(node)->~Node();
+  ::operator delete(node);
+}
+
+struct NoExtra {
+  void copyFrom(const NoExtra&) noexcept {}
+  bool empty() const noexcept { return true; }
+};
+
+// Aligned so that the slots that follow the header are aligned even when Extra is empty.
+template <typename Node, typename Extra = NoExtra>
+class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
+ public:
+  ChildTable(const ChildTable&) = delete;
+  ChildTable& operator=(const ChildTable&) = delete;
+
+  // A table with room for `capacity` children (0 or a power of two), all slots empty.
+  static ChildTable* make(std::uint32_t capacity) {
+    assert(capacity == 0 || std::has_single_bit(capacity));
+    void* memory = ::operator new(sizeof(ChildTable) + capacity * sizeof(Slot));
+    auto* table = new (memory) ChildTable(capacity);
+    for (std::uint32_t i = 0; i < capacity; ++i)
+      new (&table->slots()[i]) Slot(kEmpty);
+    return table;
+  }
+  // Frees the table, not the children. Matches QsbrDomain::Deleter.
+  static void destroy(void* table) {
+    static_cast<ChildTable*>(table)->~ChildTable();
+    ::operator delete(table);
+  }
+
+  // The child whose level is `level` (with hashLevel(level) == hash), or null. Readers (online)
+  // and the writer. Never allocates; at most one probe per slot.
+  Node* find(std::string_view level, std::uint32_t hash) const noexcept {
+    const std::uint32_t capacity = capacity_;
+    if (capacity == 0) return nullptr;
+    const std::uint32_t mask = capacity - 1;
+    const std::uintptr_t tag = tagOf(hash);
+    std::uint32_t i = hash & mask;
+    for (std::uint32_t probes = 0; probes < capacity; ++probes, i = (i + 1) & mask) {
+      // Acquire: the node's hash and text were written before the release store that linked it.
+      const std::uintptr_t word = slots()[i].load(std::memory_order_acquire);
+      if (word == kEmpty) return nullptr;
+      if (word == kTombstone || (word & kTagMask) != tag) continue;
+      Node* node = childOf(word);
+      if (node->hash == hash && node->level() == level) return node;
+    }
+    return nullptr;
+  }
+
+  // Calls visit(Node*) for every child present. Readers and the writer. Never allocates.
+  template <typename Visit>
+  void forEach(Visit&& visit) const {
+    for (std::uint32_t i = 0; i < capacity_; ++i) {
+      // Acquire: as in find().
+      const std::uintptr_t word = slots()[i].load(std::memory_order_acquire);
+      if (word != kEmpty && word != kTombstone) visit(childOf(word));
+    }
+  }
+
+ private:
+  template <typename, typename>
+  friend class ChildLink;
+  // A slot holds kEmpty, kTombstone, or a child pointer with a tag in its unused top bits.
+  using Slot = std::atomic<std::uintptr_t>;
+  static constexpr std::uintptr_t kEmpty = 0;
+  static constexpr std::uintptr_t kTombstone = 1;  // nodes are at least 8-byte aligned
+#if defined(__x86_64__)
+  // User-space addresses on x86-64 fit in 47 bits (Linux hands out higher ones only to mmap calls
+  // that ask for them), so the top 16 bits of a slot carry 16 bits of the child's hash: a probe
+  // skips almost every other child without loading it, which in a big table is a cache miss each.
+  static constexpr int kTagShift = 48;
+  static constexpr std::uintptr_t kTagMask = ~((std::uintptr_t{1} << kTagShift) - 1);
+#else
+  // No spare pointer bits assumed: every probe compares the child itself.
+  static constexpr int kTagShift = 0;
+  static constexpr std::uintptr_t kTagMask = 0;
+#endif
+  // Tables this small may fill up completely: a failed probe costs at most this many compares.
+  static constexpr std::uint32_t kSmallCapacity = 4;
+
+  explicit ChildTable(std::uint32_t capacity) noexcept : capacity_(capacity) {}
+  ~ChildTable() = default;
+
+  // The tag bits of a slot holding a child with this hash (its high bits: the low ones pick the
+  // slot).
+  static std::uintptr_t tagOf(std::uint32_t hash) noexcept {
+    if constexpr (kTagShift == 0) return 0;
+    return static_cast<std::uintptr_t>(hash >> 16) << kTagShift;
+  }
+  static std::uintptr_t slotValue(Node* child) noexcept {
+    const auto bits = reinterpret_cast<std::uintptr_t>(child);
+    assert((bits & kTagMask) == 0);
+    return bits | tagOf(child->hash);
+  }
+  static Node* childOf(std::uintptr_t word) noexcept {
+    return reinterpret_cast<Node*>(word & ~kTagMask);
+  }
+  Slot* slots() noexcept {
+    return reinterpret_cast<Slot*>(this + 1);
+  }
+  const Slot* slots() const noexcept {
+    return reinterpret_cast<const Slot*>(this + 1);
+  }
+
+  // Slots that may be non-empty (live + tombstones) before a rebuild is due.
+  static std::uint32_t maxFill(std::uint32_t capacity) noexcept {
+    return capacity <= kSmallCapacity ? capacity : capacity / 4 * 3;
+  }
+  // Capacity of a rebuilt table holding `live` children: at most half full, so that the next
+  // rebuild is at least capacity/4 inserts or capacity/8 erases away.
+  static std::uint32_t capacityFor(std::uint32_t live) noexcept {
+    if (live == 0) return 0;
+    if (live <= kSmallCapacity) return std::bit_ceil(live);
+    return std::bit_ceil(live * 2);
+  }
+
+  bool insertInPlace(Node* child) noexcept {
+    if (capacity_ == 0) return false;
+    const std::uint32_t mask = capacity_ - 1;
+    std::uint32_t i = child->hash & mask;
+    for (std::uint32_t probes = 0; probes < capacity_; ++probes, i = (i + 1) & mask) {
+      const std::uintptr_t word = slots()[i].load(std::memory_order_relaxed);
+      if (word == kTombstone) {
+        --tombstones_;
+      } else if (word != kEmpty) {
+        continue;
+      } else if (live_ + tombstones_ + 1 > maxFill(capacity_)) {
+        return false;
+      }
+      // Release: publishes the child's contents to readers that load this slot with acquire.
+      slots()[i].store(slotValue(child), std::memory_order_release);
+      ++live_;
+      return true;
+    }
+    return false;
+  }
+
+  void eraseInPlace(Node* child) noexcept {
+    const std::uint32_t mask = capacity_ - 1;
+    std::uint32_t i = child->hash & mask;
+    const std::uintptr_t value = slotValue(child);
+    while (slots()[i].load(std::memory_order_relaxed) != value)
+      i = (i + 1) & mask;
+    --live_;
+    // A slot followed by an empty one lies on no probe chain (a chain never crosses an empty
+    // slot), so it may become empty again, and so may the tombstones just before it. This keeps
+    // tombstones from piling up under churn. Relaxed: readers never dereference what they find
+    // here; a stale child they may still see stays valid until the grace period.
+    if (slots()[(i + 1) & mask].load(std::memory_order_relaxed) != kEmpty) {
+      slots()[i].store(kTombstone, std::memory_order_relaxed);
+      ++tombstones_;
+      return;
+    }
+    slots()[i].store(kEmpty, std::memory_order_relaxed);
+    for (std::uint32_t n = 1; n < capacity_; ++n) {
+      const std::uint32_t j = (i - n) & mask;
+      if (slots()[j].load(std::memory_order_relaxed) != kTombstone) break;
+      slots()[j].store(kEmpty, std::memory_order_relaxed);
+      --tombstones_;
+    }
+  }
+
+  // A new, unpublished table of `capacity` holding the children of `old` (may be null).
+  static ChildTable* rebuild(const ChildTable* old, std::uint32_t capacity) {
+    ChildTable* table = make(capacity);
+    if (old != nullptr) {
+      table->Extra::copyFrom(*old);
+      old->forEach([&](Node* child) { table->insertInPlace(child); });
+    }
+    return table;
+  }
+
+  const std::uint32_t capacity_;  // constant after construction: 0 or a power of two
+  std::uint32_t live_ = 0;        // writer only
+  std::uint32_t tombstones_ = 0;  // writer only
+};
+
+// What a node holds to reach its children: one atomic word that is 0 (no child), a Node* with
+// bit 0 set (exactly one child and an empty Extra), or a ChildTable*. Readers load it once
+// (load()) and see one consistent form; the writer switches forms by publishing a new word with a
+// release store and retiring the table it replaced.
+template <typename Node, typename Extra = NoExtra>
+class ChildLink {
+ public:
+  using Table = ChildTable<Node, Extra>;
+
+  // One loaded value of the link. Valid until the reader's next quiescent state.
+  class View {
+   public:
+    bool empty() const noexcept { return word_ == 0; }
+    // The table, or null when there is none (then Extra is empty).
+    const Table* table() const noexcept {
+      return (word_ & kDirectTag) != 0 ? nullptr : reinterpret_cast<const Table*>(word_);
+    }
+    // The child whose level is `level` (hash == hashLevel(level)), or null. Never allocates.
+    Node* find(std::string_view level, std::uint32_t hash) const noexcept {
+      if ((word_ & kDirectTag) != 0) {
+        Node* child = reinterpret_cast<Node*>(word_ & ~kDirectTag);
+        return child->hash == hash && child->level() == level ? child : nullptr;
+      }
+      return word_ == 0 ? nullptr : table()->find(level, hash);
+    }
+    // Calls visit(Node*) for every child present (not Extra's).
+    template <typename Visit>
+    void forEach(Visit&& visit) const {
+      if ((word_ & kDirectTag) != 0) {
+        visit(reinterpret_cast<Node*>(word_ & ~kDirectTag));
+      } else if (word_ != 0) {
+        table()->forEach(visit);
+      }
+    }
+
+   private:
+    friend class ChildLink;
+    explicit View(std::uintptr_t word) noexcept : word_(word) {}
+    std::uintptr_t word_;
+  };
+
+  ChildLink() noexcept = default;
+  ChildLink(const ChildLink&) = delete;
+  ChildLink& operator=(const ChildLink&) = delete;
+
+  // Readers (online) and the writer.
+  View load() const noexcept {
+    // Acquire: the table or child it points to was complete before the release store.
+    return View(word_.load(std::memory_order_acquire));
+  }
+
+  // Adds `child`, whose level must not be present yet. Writer only.
+  void insert(Node* child, sync::QsbrDomain& domain) {
+    const std::uintptr_t word = word_.load(std::memory_order_relaxed);  // only the writer stores
+    if (word == 0) {
+      publish(tagDirect(child), nullptr, domain);
+      return;
+    }
+    Table* old = (word & kDirectTag) != 0 ? nullptr : reinterpret_cast<Table*>(word);
+    if (old != nullptr && old->insertInPlace(child)) return;
+    Table* table = old != nullptr ? Table::rebuild(old, Table::capacityFor(old->live_ + 1))
+                                  : Table::make(Table::capacityFor(2));
+    if (old == nullptr) table->insertInPlace(reinterpret_cast<Node*>(word & ~kDirectTag));
+    table->insertInPlace(child);
+    publish(reinterpret_cast<std::uintptr_t>(table), old, domain);
+  }
+
+  // Removes `child`, which must be present. May shrink the table or fall back to the direct
+  // form. Writer only.
+  void erase(Node* child, sync::QsbrDomain& domain) {
+    const std::uintptr_t word = word_.load(std::memory_order_relaxed);
+    if ((word & kDirectTag) != 0) {
+      assert(word == tagDirect(child));
+      publish(0, nullptr, domain);
+      return;
+    }
+    Table* table = reinterpret_cast<Table*>(word);
+    table->eraseInPlace(child);
+    if (collapse(domain)) return;
+    if (table->capacity_ > Table::kSmallCapacity && table->live_ < table->capacity_ / 8) {
+      Table* smaller = Table::rebuild(table, Table::capacityFor(table->live_));
+      publish(reinterpret_cast<std::uintptr_t>(smaller), table, domain);
+    }
+  }
+
+  // The table, made (holding the direct child, if any) when there is none, so that the writer
+  // can change its Extra; call collapse() after emptying Extra. Writer only.
+  Table& table(sync::QsbrDomain& domain) {
+    const std::uintptr_t word = word_.load(std::memory_order_relaxed);
+    if (word != 0 && (word & kDirectTag) == 0) return *reinterpret_cast<Table*>(word);
+    Table* table = Table::make(word == 0 ? 0 : 1);
+    if (word != 0) table->insertInPlace(reinterpret_cast<Node*>(word & ~kDirectTag));
+    publish(reinterpret_cast<std::uintptr_t>(table), nullptr, domain);
+    return *table;
+  }
+
+  // The table, or null when there is none. Writer only.
+  Table* writerTable() noexcept {
+    const std::uintptr_t word = word_.load(std::memory_order_relaxed);
+    return (word & kDirectTag) != 0 ? nullptr : reinterpret_cast<Table*>(word);
+  }
+
+  // Replaces a table that has an empty Extra and at most one child by the direct form (or
+  // nothing); true when it did. Writer only.
+  bool collapse(sync::QsbrDomain& domain) {
+    const std::uintptr_t word = word_.load(std::memory_order_relaxed);
+    if (word == 0 || (word & kDirectTag) != 0) return false;
+    Table* table = reinterpret_cast<Table*>(word);
+    if (table->live_ > 1 || !table->Extra::empty()) return false;
+    std::uintptr_t direct = 0;
+    table->forEach([&](Node* child) { direct = tagDirect(child); });
+    publish(direct, table, domain);
+    return true;
+  }
+
+  // Frees the table (not the children) at once. REQUIRES: no reader can reach it.
+  void destroyTable() {
+    const std::uintptr_t word = word_.load(std::memory_order_relaxed);
+    if (word != 0 && (word & kDirectTag) == 0) Table::destroy(reinterpret_cast<Table*>(word));
+    word_.store(0, std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr std::uintptr_t kDirectTag = 1;  // nodes are at least 8-byte aligned
+
+  static std::uintptr_t tagDirect(Node* child) noexcept {
+    return reinterpret_cast<std::uintptr_t>(child) | kDirectTag;
+  }
+
+  void publish(std::uintptr_t word, Table* old, sync::QsbrDomain& domain) {
+    // Release: the new table's slots and header (or the direct child) are complete before readers
+    // can load the word. Readers that still hold the old table use it until their next quiescent
+    // state; it is freed after the grace period.
+    word_.store(word, std::memory_order_release);
+    if (old != nullptr) domain.retire(old, &Table::destroy);
+  }
+
+  std::atomic<std::uintptr_t> word_{0};
+};
+
+}  // namespace tern::routing::detail
