@@ -68,6 +68,17 @@ def _raise_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def descriptor_limit():
+    """The most descriptors a child can get: the hard limit, or NOFILE if we may raise it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, max(hard, NOFILE)))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        return max(hard, NOFILE)
+    except (ValueError, OSError):
+        return hard
+
+
 def host_info():
     model = ""
     try:
@@ -205,6 +216,8 @@ def run_loadgen(broker, args, label):
         "cpu_us_per_delivery": cpu * 1e6 / delivered if delivered else None,
         "rss_bytes": broker.rss_between(start, end)[1] if end > start else broker.rss_bytes(),
     }
+    with open(json_path, "w") as report_file:  # the raw report keeps the broker's figures too
+        json.dump(report, report_file, indent=2)
     return report
 
 

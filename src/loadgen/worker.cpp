@@ -30,6 +30,8 @@ constexpr std::uint32_t kMaxHandshakes = 256;
 constexpr std::int64_t kSetupTimeoutNs = 10 * kSecond;
 // Publishes issued per loop iteration before the loop polls its sockets again.
 constexpr std::size_t kIssueBatch = 1024;
+// While handling a batch of socket events, due publishes are issued every this many events.
+constexpr int kEventsBetweenIssues = 16;
 // A client stops publishing while more than this is queued on its sockets (the broker is not
 // reading) and resumes below the low mark.
 constexpr std::size_t kHighWatermark = 1 << 20;
@@ -458,8 +460,16 @@ void Worker::poll(std::int64_t timeoutNs) {
   for (int i = 0; i < ready; ++i) {
     const std::uint64_t data = events_[i].data.u64;
     Client& client = clients_[data >> 2];
+    const std::int64_t now = monotonicNanos();
+    // A full batch of reads can take milliseconds: publishes that fall due meanwhile go out
+    // between events instead of after the batch (which would show as send lag).
+    if (i % kEventsBetweenIssues == kEventsBetweenIssues - 1 && !heap_.empty() &&
+        heap_.front().dueNs <= now) {
+      issueDue(now);
+      flushDirty(now);
+    }
     if (client.stage == Stage::kFailed || !client.session) continue;
-    client.session->onEvent(static_cast<unsigned>(data & 3), events_[i].events, monotonicNanos());
+    client.session->onEvent(static_cast<unsigned>(data & 3), events_[i].events, now);
   }
 }
 
