@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{
       "tern broker: a lock-free publish/subscribe broker speaking the three-socket line protocol\n"
-      "(docs/protocol.md). Stops cleanly on SIGINT or SIGTERM.",
+      "(docs/protocol.md) and MQTT 3.1.1 (docs/mqtt.md) over one topic space.\n"
+      "Stops cleanly on SIGINT or SIGTERM.",
       "broker"};
   app.set_version_flag("--version", std::string("tern broker ") + TERN_VERSION);
   app.set_config("--config", "",
@@ -50,6 +51,24 @@ int main(int argc, char** argv) {
   app.add_option("--bind", config.bind, "Address to listen on")->capture_default_str();
   app.add_option("--port", config.port,
                  "Line-protocol port; 0 picks a free port (printed at start-up)")
+      ->capture_default_str();
+  std::string mqttPort = std::to_string(config.mqttPort);
+  app.add_option("--mqtt-port", mqttPort,
+                 "MQTT 3.1.1 port, served by the same workers and topic space; 0 or off turns "
+                 "MQTT off, auto picks a free port (printed at start-up)")
+      ->capture_default_str();
+  app.add_option("--max-packet-size", config.maxPacketSize,
+                 "Largest MQTT packet in bytes; a larger one closes the connection (accepts k/M "
+                 "suffixes)")
+      ->capture_default_str()
+      ->transform(CLI::AsSizeValue(false));
+  app.add_option("--max-inflight", config.maxInflight,
+                 "MQTT QoS 1/2 messages sent to one client and not yet acknowledged")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 65535u));
+  app.add_option("--max-queued-messages", config.maxQueuedMessages,
+                 "MQTT QoS 1/2 messages queued per session (offline, or beyond the in-flight "
+                 "window); past it they are dropped and counted")
       ->capture_default_str();
   app.add_option("--max-line", config.maxLine,
                  "Longest frame in bytes (without its LF); a longer one is answered "
@@ -79,6 +98,21 @@ int main(int argc, char** argv) {
     return fail(std::string(e.what()) + " (see broker --help)");
   }
 
+  if (mqttPort == "0" || mqttPort == "off") {
+    config.mqttPort = -1;
+  } else if (mqttPort == "auto") {
+    config.mqttPort = 0;
+  } else {
+    try {
+      std::size_t used = 0;
+      config.mqttPort = std::stoi(mqttPort, &used);
+      if (used != mqttPort.size() || config.mqttPort < 1 || config.mqttPort > 65535) {
+        return fail("--mqtt-port must be a port number, 0/off or auto");
+      }
+    } catch (const std::exception&) {
+      return fail("--mqtt-port must be a port number, 0/off or auto");
+    }
+  }
   const auto level = tern::common::parseLogLevel(logLevel);
   if (!level) return fail("--log-level must be debug, info, warn, error or off");
   config.logLevel = *level;
@@ -102,6 +136,9 @@ int main(int argc, char** argv) {
     return fail(e.what());
   }
   std::printf("tern broker listening on %s (line protocol)\n", broker.lineEndpoint().c_str());
+  if (!broker.mqttEndpoint().empty()) {
+    std::printf("tern broker listening on %s (mqtt)\n", broker.mqttEndpoint().c_str());
+  }
   std::fflush(stdout);
 #ifdef TERN_WITH_MIMALLOC
   const char* allocator = "mimalloc";

@@ -5,6 +5,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include <unistd.h>
+
+#include <unistd.h>
+
 #include "broker_context.hpp"
 #include "tern/common/log.hpp"
 #include "tern/net/acceptor.hpp"
@@ -28,10 +32,20 @@ void Broker::start() {
   net::ListenResult line = net::listenTcp(config.bind, config.port, 4096);
   if (line.fd < 0) throw std::runtime_error(line.error);
   lineEndpoint_ = net::localEndpoint(line.fd);
+  std::vector<net::ListenSocket> listeners{{line.fd, static_cast<int>(Protocol::kLine)}};
+  if (config.mqttPort >= 0) {
+    net::ListenResult mqtt =
+        net::listenTcp(config.bind, static_cast<std::uint16_t>(config.mqttPort), 4096);
+    if (mqtt.fd < 0) {
+      ::close(line.fd);
+      throw std::runtime_error(mqtt.error + " (--mqtt-port 0 turns MQTT off)");
+    }
+    mqttEndpoint_ = net::localEndpoint(mqtt.fd);
+    listeners.push_back({mqtt.fd, static_cast<int>(Protocol::kMqtt)});
+  }
 
   for (auto& worker : context_->workers)
     worker->start();
-  std::vector<net::ListenSocket> listeners{{line.fd, static_cast<int>(Protocol::kLine)}};
   // Round robin over the workers; relaxed is enough: the counter only spreads load.
   auto next = std::make_shared<std::atomic<std::uint64_t>>(0);
   acceptor_ = std::make_unique<net::Acceptor>(std::move(listeners), [this, next](int fd, int kind) {

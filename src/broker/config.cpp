@@ -19,6 +19,12 @@ std::string Config::validate() const {
   }
   if (maxQueuedBytes < 1024) return "--max-queued-bytes must be at least 1024";
   if (bind.empty()) return "--bind must not be empty";
+  if (mqttPort < -1 || mqttPort > 65535) return "--mqtt-port must be between 0 and 65535";
+  if (maxPacketSize < 64 || maxPacketSize > 268'435'460) {
+    return "--max-packet-size must be between 64 and 268435460 bytes";
+  }
+  if (maxInflight < 1 || maxInflight > 65535) return "--max-inflight must be between 1 and 65535";
+  if (maxQueuedMessages < 1) return "--max-queued-messages must be at least 1";
   return {};
 }
 

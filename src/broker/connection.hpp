@@ -18,13 +18,14 @@ struct Session;
 
 enum class Protocol : std::uint8_t { kLine = 0, kMqtt = 1 };
 
-// The part a socket plays in a line-protocol session.
-enum class LineRole : std::uint8_t { kUnbound, kRequest, kPush };
+// The part a socket plays in its session: a line-protocol request or push socket, or an MQTT
+// client connection (after its CONNECT). Unbound until the handshake.
+enum class SocketRole : std::uint8_t { kUnbound, kRequest, kPush, kMqtt };
 
 struct Connection {
   int fd = -1;
   Protocol protocol = Protocol::kLine;
-  LineRole role = LineRole::kUnbound;
+  SocketRole role = SocketRole::kUnbound;
   Session* session = nullptr;  // the session this socket is bound to (same worker), or null
 
   std::uint32_t slot = 0;        // index in the owning worker's connection table
@@ -36,8 +37,14 @@ struct Connection {
   std::size_t scanned = 0;  // leading bytes of `in` already known to hold no LF
   net::ByteBuffer out;
 
-  std::int64_t deadline =
-      0;  // monotonic ns: handshake deadline while unbound, linger while closing
+  // Monotonic ns: the handshake deadline while unbound, the linger deadline while closing.
+  std::int64_t deadline = 0;
+
+  // MQTT keep-alive: the connection is closed when nothing arrives for this long (1.5 times the
+  // client's keep-alive; 0 = never). lastActivity is when bytes last arrived.
+  std::int64_t keepAliveNanos = 0;
+  std::int64_t lastActivity = 0;
+  bool gracefulDisconnect = false;  // MQTT DISCONNECT received: the will is discarded
 
   bool closing = false;  // input is ignored; close once `out` is flushed (or at `deadline`)
   bool closed = false;   // descriptor closed; the object waits to be freed at the end of the turn

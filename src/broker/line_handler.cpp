@@ -55,17 +55,19 @@ void Worker::replyError(Connection& c, LineError error, std::string_view text) {
 
 Worker::Outcome Worker::onLineFrame(Connection& c, std::string_view frame) {
   switch (c.role) {
-    case LineRole::kUnbound:
+    case SocketRole::kUnbound:
       return onUnboundFrame(c, frame);
-    case LineRole::kPush:
+    case SocketRole::kPush:
       if (isType(frame, "PING") && frame.find('@') == std::string_view::npos) {
         reply(c, "PONG");
       } else {
         replyError(c, LineError::kBadRequest, "the push socket accepts only PING");
       }
       return Outcome::kDone;
-    case LineRole::kRequest:
+    case SocketRole::kRequest:
       break;
+    case SocketRole::kMqtt:
+      return Outcome::kDone;  // never: MQTT connections are decoded by processMqttInput
   }
   if (c.session == nullptr) return Outcome::kDone;  // session ended; the socket is closing
   const protocol::LineParse parsed = protocol::parseLineRequest(frame);
@@ -104,9 +106,9 @@ Worker::Outcome Worker::onConnect(Connection& c, const LineRequest& request) {
     TERN_LOG_INFO("session {} taken over by a new CONNECT", clientId);
     endSession(*it->second);
   }
-  Session* s = createSession(std::move(clientId));
+  Session* s = createSession(std::move(clientId), Protocol::kLine);
   s->request[0] = &c;
-  c.role = LineRole::kRequest;
+  c.role = SocketRole::kRequest;
   c.session = s;
   scratch_.clear();
   fmt::format_to(std::back_inserter(scratch_), "CONNACK@{}@{}", s->clientId, s->token);
@@ -142,7 +144,7 @@ Worker::Outcome Worker::onAttach(Connection& c, const LineRequest& request) {
       return Outcome::kDone;
     }
     *slot = &c;
-    c.role = LineRole::kRequest;
+    c.role = SocketRole::kRequest;
     c.session = &s;
     reply(c, "ATTACHACK@request");
     return Outcome::kDone;
@@ -153,7 +155,7 @@ Worker::Outcome Worker::onAttach(Connection& c, const LineRequest& request) {
     return Outcome::kDone;
   }
   s.push = &c;
-  c.role = LineRole::kPush;
+  c.role = SocketRole::kPush;
   c.session = &s;
   reply(c, "ATTACHACK@push");
   c.out.takeFrom(s.pending);  // what was queued before the push socket attached
@@ -194,16 +196,8 @@ void Worker::onRequest(Connection& c, const LineRequest& request) {
 }
 
 void Worker::onPublish(Connection& c, const LineRequest& request) {
-  WorkerStats::add(stats_.received, std::uint64_t{1});
-  const bool erase = request.retain && request.contents.empty();
-  if (erase) {
-    context_.retained.erase(request.subject);  // a delete delivers nothing
-  } else {
-    common::MessageRef message =
-        common::Message::make(request.subject, request.contents, request.retain);
-    if (request.retain) context_.retained.set(common::MessageRef::share(message.get()));
-    route(*message);
-  }
+  // A retained publish with empty contents deletes, and delivers nothing.
+  publish(common::Message::make(request.subject, request.contents, request.retain), false);
   reply(c, "PUBACK");
 }
 
@@ -218,7 +212,7 @@ void Worker::onSubscribe(Connection& c, const LineRequest& request) {
   reply(c, "SUBACK");
   context_.retained.forEachMatch(
       filter, [&](const common::Message& m) { pushFrame(s, "RETAINED@", m.lineTail()); });
-  s.filters.insert(std::move(filter));
+  s.filters.emplace(std::move(filter), 0);
 }
 
 void Worker::onUnsubscribe(Connection& c, const LineRequest& request) {

@@ -1,4 +1,5 @@
-// Session: one line-protocol client session (up to two request sockets and one push socket).
+// Session: one client session: a line-protocol session (up to two request sockets and one push
+// socket) or an MQTT session (one connection, which a persistent session outlives).
 //
 // Ownership: owned by the worker that is its home (the worker its client id hashes to); all of its
 // sockets are owned by that worker too, so a session is only ever touched by one thread. Other
@@ -7,27 +8,70 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
+#include <vector>
 
 #include "connection.hpp"
+#include "tern/common/message.hpp"
 #include "tern/net/byte_buffer.hpp"
 #include "tern/routing/subscriber_id.hpp"
 
 namespace tern::broker {
 
+// The MQTT part of a session: QoS 1/2 state, the will, the offline queue.
+struct MqttState {
+  Connection* connection = nullptr;  // null while a persistent session is offline
+  bool cleanSession = true;
+
+  bool hasWill = false;
+  std::string willTopic;
+  std::string willPayload;
+  std::uint8_t willQos = 0;
+  bool willRetain = false;
+
+  // Outbound QoS 1/2 messages sent and not yet acknowledged, in the order they were sent.
+  struct Inflight {
+    std::uint16_t packetId;
+    std::uint8_t qos;
+    bool retainFlag;
+    bool released;  // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
+    common::MessageRef message;
+  };
+  std::deque<Inflight> inflight;
+  // Outbound QoS 1/2 messages waiting for a free in-flight slot or for the client to come back.
+  struct Queued {
+    common::MessageRef message;
+    std::uint8_t qos;
+    bool retainFlag;
+  };
+  std::deque<Queued> queue;
+  // Inbound QoS 2 packet ids received and not yet released (exactly-once delivery).
+  std::vector<std::uint16_t> awaitingRelease;
+  std::uint16_t nextPacketId = 1;
+};
+
 struct Session {
+  Protocol protocol = Protocol::kLine;
   routing::SubscriberId id;
   std::string clientId;
+  // Filters in trie form (line protocol: '*' rewritten to '+', so "a/*" and "a/+" are one
+  // subscription) and the QoS granted for each (always 0 in the line protocol).
+  std::unordered_map<std::string, std::uint8_t> filters;
+  std::uint64_t dropped = 0;  // deliveries dropped because a queue was full
+  bool ended = false;
+
+  // Line protocol.
   std::string token;
   Connection* request[2] = {nullptr, nullptr};
   Connection* push = nullptr;
   // Pushes queued while no push socket is attached (bounded like a socket's output).
   net::ByteBuffer pending;
-  // Filters in trie form ('*' rewritten to '+'), so "a/*" and "a/+" are one subscription.
-  std::unordered_set<std::string> filters;
-  std::uint64_t dropped = 0;  // pushes dropped because the queue was full
-  bool ended = false;
+
+  // MQTT (null for line sessions).
+  std::unique_ptr<MqttState> mqtt;
 
   int socketCount() const noexcept {
     return (request[0] != nullptr) + (request[1] != nullptr) + (push != nullptr);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <system_error>
 
@@ -23,6 +24,11 @@ constexpr std::size_t kInboxBatch = 256;  // inbox items taken per pop
 constexpr std::size_t kIdleBufferKeep = 64 * 1024;
 constexpr std::size_t kSpareBatches = 16;
 constexpr std::int64_t kShutdownFlushNanos = 2'000'000'000;
+// Flow control between workers: while another worker has more than this many deliveries waiting
+// in its inbox, this worker stops reading input (TCP then holds the publishers back) and only
+// delivers and flushes. Bounds the memory a slow worker can pile up, without dropping anything.
+constexpr std::int64_t kMaxBacklog = 128 * 1024;
+constexpr auto kThrottlePause = std::chrono::microseconds(200);
 
 std::uint64_t tagOf(const Connection& c) noexcept {
   return (std::uint64_t{c.slot} << 32) | c.generation;
@@ -35,7 +41,11 @@ std::int64_t secondsToNanos(double seconds) noexcept {
 }  // namespace
 
 Worker::Worker(BrokerContext& context, unsigned index)
-    : context_(context), config_(context.config), index_(index) {
+    : context_(context),
+      config_(context.config),
+      index_(index),
+      mqttDecoder_(protocol::mqtt::DecoderConfig{context.config.maxPacketSize,
+                                                 protocol::mqtt::Role::kServer}) {
   epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   epoll_event ev{};
@@ -103,11 +113,13 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
   } else {
     n = ::epoll_wait(epoll_, events, kMaxEvents, 0);
   }
+  throttled_ = destinationsOverloaded();
   for (int k = 0; k < n; ++k) {
     if (events[k].data.u64 == kWakeTag) continue;  // the inbox is drained below
     onEvent(events[k].data.u64, events[k].events);
   }
   drainInbox();
+  checkDeadlines();
   flushOutboxes();
   // Flushing can close connections, and closing can end sessions and mark more sockets dirty.
   while (!dirty_.empty()) {
@@ -118,9 +130,21 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
     }
     flushing_.clear();
   }
-  checkDeadlines();
+  // Closing a connection above can publish an MQTT will: send what it routed to other workers now,
+  // not after this worker's next wake-up.
+  flushOutboxes();
   reapClosed();
   reader_->quiescent();
+  // Throttled: the unread sockets stay readable, so epoll would return at once; give the
+  // overloaded worker the CPU instead of spinning.
+  if (throttled_ && inbox_.sizeApprox() == 0) std::this_thread::sleep_for(kThrottlePause);
+}
+
+bool Worker::destinationsOverloaded() const noexcept {
+  for (const auto& w : context_.workers) {
+    if (w.get() != this && w->backlog() > kMaxBacklog) return true;
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,9 +171,7 @@ Connection* Worker::attach(std::unique_ptr<Connection> owned) {
   WorkerStats::add(stats_.sockets, std::int64_t{1});
   WorkerStats::add(stats_.connections, std::uint64_t{1});
   setInterest(*c);
-  if (c->role == LineRole::kUnbound && c->protocol == Protocol::kLine) {
-    deadlines_.push({c->deadline, slot, c->generation});
-  }
+  if (c->role == SocketRole::kUnbound) deadlines_.push({c->deadline, slot, c->generation});
   return c;
 }
 
@@ -179,7 +201,7 @@ void Worker::onEvent(std::uint64_t tag, std::uint32_t events) {
     if (c->closed) return;
   }
   if ((c->interest & EPOLLIN) != 0 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0) {
-    readFrom(*c);  // a hang-up or error shows up as a read of 0 or -1
+    if (!throttled_) readFrom(*c);  // a hang-up or error shows up as a read of 0 or -1
   } else if ((events & (EPOLLHUP | EPOLLERR)) != 0) {
     // Not reading (closing, paused or shutting down) and the peer is gone: nothing can be
     // delivered any more, and level-triggered HUP would fire every turn.
@@ -193,6 +215,7 @@ void Worker::readFrom(Connection& c) {
     const ssize_t n = ::read(c.fd, space.data(), space.size());
     if (n > 0) {
       c.in.commit(static_cast<std::size_t>(n));
+      if (c.keepAliveNanos != 0) c.lastActivity = common::monotonicNanos();
       // Handed over (`c` belongs to another worker now), closed or paused: stop here.
       if (processInput(c) != InputState::kMore) return;
       if (static_cast<std::size_t>(n) < space.size()) return;  // drained the socket
@@ -212,6 +235,7 @@ void Worker::readFrom(Connection& c) {
 }
 
 Worker::InputState Worker::processInput(Connection& c) {
+  if (c.protocol == Protocol::kMqtt) return processMqttInput(c);
   const std::size_t maxLine = config_.maxLine;
   for (;;) {
     if (c.closing || c.closed || c.readPaused) return InputState::kStopped;
@@ -345,12 +369,22 @@ void Worker::checkDeadlines() {
     if (d.slot >= connections_.size()) continue;
     Connection* c = connections_[d.slot];
     if (c == nullptr || c->generation != d.generation || c->closed) continue;
-    if (c->closing && c->deadline <= now) {
-      closeNow(*c);  // the peer does not read its last bytes: give up on them
-    } else if (!c->closing && c->role == LineRole::kUnbound && c->protocol == Protocol::kLine &&
-               c->deadline <= now) {
-      TERN_LOG_DEBUG("closing fd {}: no CONNECT/ATTACH within the handshake timeout", c->fd);
-      closeNow(*c);
+    if (c->closing) {
+      if (c->deadline <= now) closeNow(*c);  // the peer does not read its last bytes
+    } else if (c->role == SocketRole::kUnbound) {
+      if (c->deadline <= now) {
+        TERN_LOG_DEBUG("closing fd {}: no CONNECT/ATTACH within the handshake timeout", c->fd);
+        closeNow(*c);
+      }
+    } else if (c->keepAliveNanos != 0) {
+      // MQTT keep-alive: checked lazily; each check schedules the next one.
+      const std::int64_t expiry = c->lastActivity + c->keepAliveNanos;
+      if (expiry <= now) {
+        TERN_LOG_DEBUG("closing MQTT fd {}: keep-alive expired", c->fd);
+        closeNow(*c);
+      } else {
+        deadlines_.push({expiry, c->slot, c->generation});
+      }
     }
   }
 }
@@ -399,20 +433,25 @@ void Worker::deliverBatch(DeliveryBatch& batch) {
   std::size_t next = 0;
   for (const DeliveryBatch::Run& run : batch.runs) {
     for (std::uint32_t k = 0; k < run.count; ++k) {
-      Session* s = sessionFor(batch.targets[next++]);
-      if (s != nullptr) pushFrame(*s, "MESSAGE@", run.message->lineTail());
+      const routing::SubscriberId id = batch.targets[next++];
+      if (Session* s = sessionFor(id)) deliver(*s, *run.message, id.qos(), false);
     }
   }
+  backlog_.value.fetch_sub(static_cast<std::int64_t>(batch.targets.size()),
+                           std::memory_order_relaxed);
 }
 
 void Worker::flushOutboxes() {
   for (std::size_t w = 0; w < outboxes_.size(); ++w) {
     std::unique_ptr<DeliveryBatch>& batch = outboxes_[w];
     if (!batch || batch->empty()) continue;
+    Worker& destination = *context_.workers[w];
+    destination.backlog_.value.fetch_add(static_cast<std::int64_t>(batch->targets.size()),
+                                         std::memory_order_relaxed);
     InboxItem item;
     item.kind = InboxItem::Kind::kDeliveries;
     item.batch = batch.release();
-    context_.workers[w]->post(std::move(item));
+    destination.post(std::move(item));
   }
 }
 
@@ -421,7 +460,7 @@ void Worker::route(const common::Message& message) {
   for (const routing::SubscriberId id : match_.subscribers()) {
     const unsigned worker = id.worker();
     if (worker == index_) {
-      if (Session* s = sessionFor(id)) pushFrame(*s, "MESSAGE@", message.lineTail());
+      if (Session* s = sessionFor(id)) deliver(*s, message, id.qos(), false);
       continue;
     }
     std::unique_ptr<DeliveryBatch>& batch = outboxes_[worker];
@@ -435,6 +474,22 @@ void Worker::route(const common::Message& message) {
     }
     batch->add(message, id);
   }
+}
+
+void Worker::deliver(Session& s, const common::Message& message, unsigned grantedQos,
+                     bool retained) {
+  if (s.protocol == Protocol::kMqtt) {
+    mqttDeliver(s, message, grantedQos, retained);
+    return;
+  }
+  if (!message.lineSafe()) {
+    // An MQTT message the line protocol cannot frame ('@' in the topic, LF in the payload): it
+    // is not delivered to line sessions, and counted as dropped for them.
+    ++s.dropped;
+    WorkerStats::add(stats_.dropped, std::uint64_t{1});
+    return;
+  }
+  pushFrame(s, retained ? "RETAINED@" : "MESSAGE@", message.lineTail());
 }
 
 void Worker::pushFrame(Session& s, std::string_view prefix, std::string_view tail) {
@@ -461,7 +516,7 @@ Session* Worker::sessionFor(routing::SubscriberId id) const noexcept {
   return sessions_[slot].get();
 }
 
-Session* Worker::createSession(std::string clientId) {
+Session* Worker::createSession(std::string clientId, Protocol protocol) {
   std::uint32_t slot;
   if (!freeSessionSlots_.empty()) {
     slot = freeSessionSlots_.back();
@@ -474,13 +529,18 @@ Session* Worker::createSession(std::string clientId) {
   std::uint32_t generation = ++sessionGeneration_[slot];
   if (generation == 0) generation = ++sessionGeneration_[slot];  // 0 marks an empty id
   auto s = std::make_unique<Session>();
+  s->protocol = protocol;
   s->id = routing::SubscriberId::make(index_, slot, generation);
   s->clientId = std::move(clientId);
-  s->token = newToken();
   Session* raw = s.get();
   sessions_[slot] = std::move(s);
-  byClientId_.emplace(raw->clientId, raw);
-  byToken_.emplace(raw->token, raw);
+  if (protocol == Protocol::kMqtt) {
+    byMqttClientId_.emplace(raw->clientId, raw);
+  } else {
+    raw->token = newToken();
+    byClientId_.emplace(raw->clientId, raw);
+    byToken_.emplace(raw->token, raw);
+  }
   WorkerStats::add(stats_.sessions, std::int64_t{1});
   return raw;
 }
@@ -488,17 +548,24 @@ Session* Worker::createSession(std::string clientId) {
 void Worker::endSession(Session& s) {
   if (s.ended) return;
   s.ended = true;
-  for (const std::string& filter : s.filters)
+  for (const auto& [filter, qos] : s.filters)
     context_.trie.unsubscribe(filter, s.id);
   s.filters.clear();
-  byClientId_.erase(s.clientId);
-  byToken_.erase(s.token);
   if (s.dropped != 0) {
-    TERN_LOG_WARN("session {} ended; {} messages were dropped for it (push queue full)", s.clientId,
+    TERN_LOG_WARN("session {} ended; {} messages were dropped for it (queue full)", s.clientId,
                   s.dropped);
   }
   Connection* sockets[3] = {s.request[0], s.request[1], s.push};
   s.request[0] = s.request[1] = s.push = nullptr;
+  if (s.protocol == Protocol::kMqtt) {
+    byMqttClientId_.erase(s.clientId);
+    sockets[0] = std::exchange(s.mqtt->connection, nullptr);
+    s.mqtt->inflight.clear();
+    s.mqtt->queue.clear();
+  } else {
+    byClientId_.erase(s.clientId);
+    byToken_.erase(s.token);
+  }
   for (Connection* c : sockets) {
     if (c == nullptr) continue;
     c->session = nullptr;
@@ -515,6 +582,10 @@ void Worker::detachFromSession(Connection& c) {
   Session* s = c.session;
   if (s == nullptr) return;
   c.session = nullptr;
+  if (s->protocol == Protocol::kMqtt) {
+    mqttConnectionLost(*s, c);
+    return;
+  }
   if (s->request[0] == &c) s->request[0] = nullptr;
   if (s->request[1] == &c) s->request[1] = nullptr;
   if (s->push == &c) s->push = nullptr;

@@ -29,6 +29,7 @@
 #include "delivery_batch.hpp"
 #include "session.hpp"
 #include "tern/protocol/line_request.hpp"
+#include "tern/protocol/mqtt_decoder.hpp"
 #include "tern/routing/subscription_trie.hpp"
 #include "tern/sync/inbox.hpp"
 #include "tern/sync/qsbr.hpp"
@@ -70,6 +71,11 @@ class Worker {
   unsigned index() const noexcept { return index_; }
   const WorkerStats& stats() const noexcept { return stats_; }
 
+  // Deliveries posted to this worker and not yet processed. Producers add, the owner subtracts;
+  // relaxed is enough because it only steers flow control (an early or late view of it delays or
+  // resumes reading by one loop turn, nothing more).
+  std::int64_t backlog() const noexcept { return backlog_.value.load(std::memory_order_relaxed); }
+
  private:
   // What a frame handler did with the connection.
   enum class Outcome { kDone, kHandedOver };
@@ -102,6 +108,7 @@ class Worker {
   void drainInbox();
   void deliverBatch(DeliveryBatch& batch);
   void flushOutboxes();
+  bool destinationsOverloaded() const noexcept;
 
   // Line protocol (line_handler.cpp).
   Outcome onLineFrame(Connection& c, std::string_view frame);
@@ -117,12 +124,33 @@ class Worker {
   void reply(Connection& c, std::string_view frame);
   void replyError(Connection& c, protocol::LineError error, std::string_view text);
 
+  // MQTT (mqtt_handler.cpp).
+  InputState processMqttInput(Connection& c);
+  Outcome onMqttPacket(Connection& c, const protocol::mqtt::Packet& packet);
+  Outcome onMqttConnect(Connection& c, const protocol::mqtt::Connect& connect);
+  void onMqttPublish(Connection& c, Session& s, const protocol::mqtt::Publish& publish);
+  void onMqttSubscribe(Connection& c, Session& s, const protocol::mqtt::Subscribe& subscribe);
+  void onMqttUnsubscribe(Connection& c, Session& s, const protocol::mqtt::Unsubscribe& request);
+  void onMqttAck(Session& s, const protocol::mqtt::Packet& packet);
+  void mqttDeliver(Session& s, const common::Message& message, unsigned grantedQos, bool retained);
+  void mqttSend(Connection& c, MqttState::Inflight& entry, bool dup);
+  void mqttPump(Session& s);
+  void mqttResume(Session& s);
+  void mqttConnectionLost(Session& s, Connection& c);
+  void mqttAbort(Connection& c, std::string_view why);
+  Session* createMqttSession(std::string clientId, bool cleanSession);
+  void publish(common::MessageRef message, bool deliverDelete);
+
   // Sessions and delivery.
-  Session* createSession(std::string clientId);
+  Session* createSession(std::string clientId, Protocol protocol);
   void endSession(Session& s);
   void detachFromSession(Connection& c);
   Session* sessionFor(routing::SubscriberId id) const noexcept;
   void route(const common::Message& message);
+  // Delivers `message` to local session `s` (its frame or packet is queued on the session's
+  // socket, or dropped and counted when the session's queue is full). `retained`: sent because of
+  // a new subscription (RETAINED frame; MQTT retain flag set).
+  void deliver(Session& s, const common::Message& message, unsigned grantedQos, bool retained);
   void pushFrame(Session& s, std::string_view prefix, std::string_view tail);
   unsigned homeWorker(std::string_view clientId) const noexcept;
   std::string newClientId();
@@ -152,7 +180,8 @@ class Worker {
   std::vector<std::uint32_t> freeSessionSlots_;
   std::unordered_map<std::string, Session*> byClientId_;
   std::unordered_map<std::string, Session*> byToken_;
-  std::vector<std::unique_ptr<Session>> endedSessions_;  // freed at the end of the turn
+  std::unordered_map<std::string, Session*> byMqttClientId_;  // MQTT ids are a namespace apart
+  std::vector<std::unique_ptr<Session>> endedSessions_;       // freed at the end of the turn
 
   // Deadlines (handshake, close linger): (when, slot, generation); a min-heap, lazily pruned.
   struct Deadline {
@@ -167,10 +196,16 @@ class Worker {
   std::vector<std::unique_ptr<DeliveryBatch>> outboxes_;
   std::vector<std::unique_ptr<DeliveryBatch>> sparePool_;
 
-  routing::MatchResult match_;  // reused by every publish: no allocation in steady state
-  std::string scratch_;         // reused for replies that need formatting
+  protocol::mqtt::Decoder mqttDecoder_;
+  std::vector<std::uint8_t> subackCodes_;  // reused by every MQTT SUBSCRIBE
+  routing::MatchResult match_;             // reused by every publish: no allocation in steady state
+  std::string scratch_;                    // reused for replies that need formatting
+  std::string packetScratch_;              // reused for MQTT PUBLISH headers (deliveries only)
   std::vector<InboxItem> inboxScratch_;
-  bool reading_ = true;  // false once shutdown stage 1 began
+  bool reading_ = true;     // false once shutdown stage 1 began
+  bool throttled_ = false;  // another worker's backlog is too long: not reading input this turn
+  // Written by every worker that posts here: a cache line of its own.
+  common::CacheAligned<std::atomic<std::int64_t>> backlog_;
 };
 
 }  // namespace tern::broker

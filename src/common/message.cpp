@@ -8,9 +8,14 @@ namespace tern::common {
 MessageRef Message::make(std::string_view topic, std::string_view contents, bool retain,
                          std::uint8_t qos) {
   const std::size_t size = sizeof(Message) + topic.size() + contents.size() + 2;
+  const bool lineSafe =
+      topic.find('@') == std::string_view::npos &&
+      (contents.empty() ||
+       (std::memchr(contents.data(), '\n', contents.size()) == nullptr && contents.back() != '\r'));
   void* memory = ::operator new(size);
-  auto* message = new (memory) Message(static_cast<std::uint32_t>(topic.size()),
-                                       static_cast<std::uint32_t>(contents.size()), retain, qos);
+  auto* message =
+      new (memory) Message(static_cast<std::uint32_t>(topic.size()),
+                           static_cast<std::uint32_t>(contents.size()), retain, qos, lineSafe);
   char* out = message->bytes();
   // memcpy's pointers must be valid even for zero bytes, and an empty string_view may hold null.
   if (!topic.empty()) std::memcpy(out, topic.data(), topic.size());

@@ -27,6 +27,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -206,6 +207,11 @@ class BrokerProcess {
   explicit BrokerProcess(std::vector<std::string> extra = {}) {
     std::vector<std::string> argv{TERN_BROKER_BIN, "--port",      "0",   "--bind",
                                   "127.0.0.1",     "--log-level", "warn"};
+    // MQTT is off unless the test asks for it (e.g. {"--mqtt-port", "auto"}): two test brokers
+    // must never compete for port 1883.
+    if (std::find(extra.begin(), extra.end(), "--mqtt-port") == extra.end()) {
+      argv.insert(argv.end(), {"--mqtt-port", "0"});
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     process_ = Process(argv);
     // The start-up line: "tern broker listening on 127.0.0.1:<port> (line protocol)".
@@ -249,7 +255,7 @@ class BrokerProcess {
  private:
   static bool expectsMqtt(const std::vector<std::string>& extra) {
     for (std::size_t i = 0; i + 1 < extra.size(); ++i) {
-      if (extra[i] == "--mqtt-port") return extra[i + 1] != "0";
+      if (extra[i] == "--mqtt-port") return extra[i + 1] != "0" && extra[i + 1] != "off";
     }
     return false;
   }

@@ -526,9 +526,13 @@ TEST(LineProtocolProcess, BadFlagAndBusyPortExitWithCode2) {
   EXPECT_EQ(bad.exitCode, 2);
   EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
   RunResult workers = runProcess({TERN_BROKER_BIN, "--workers", "0"});
+  RunResult mqttPort = runProcess({TERN_BROKER_BIN, "--mqtt-port", "http"});
+  EXPECT_EQ(mqttPort.exitCode, 2);
+  EXPECT_NE(mqttPort.err.find("--mqtt-port"), std::string::npos) << mqttPort.err;
   EXPECT_EQ(workers.exitCode, 2);
   BrokerProcess first;
-  RunResult busy = runProcess({TERN_BROKER_BIN, "--port", std::to_string(first.port())});
+  RunResult busy =
+      runProcess({TERN_BROKER_BIN, "--port", std::to_string(first.port()), "--mqtt-port", "0"});
   EXPECT_EQ(busy.exitCode, 2);
   EXPECT_NE(busy.err.find("cannot listen"), std::string::npos) << busy.err;
   EXPECT_EQ(std::count(busy.err.begin(), busy.err.end(), '\n'), 1) << busy.err;
@@ -536,7 +540,8 @@ TEST(LineProtocolProcess, BadFlagAndBusyPortExitWithCode2) {
   EXPECT_EQ(help.exitCode, 0);
   for (const char* flag :
        {"--workers", "--acceptors", "--bind", "--port", "--max-line", "--handshake-timeout",
-        "--max-queued-bytes", "--log-level", "--config"}) {
+        "--max-queued-bytes", "--log-level", "--config", "--mqtt-port", "--max-packet-size",
+        "--max-inflight", "--max-queued-messages"}) {
     EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
   }
 }

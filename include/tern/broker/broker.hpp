@@ -37,11 +37,14 @@ class Broker {
 
   // "address:port" of the line-protocol listener once started (useful with port 0).
   const std::string& lineEndpoint() const noexcept { return lineEndpoint_; }
+  // "address:port" of the MQTT listener, empty when MQTT is off.
+  const std::string& mqttEndpoint() const noexcept { return mqttEndpoint_; }
 
  private:
   std::unique_ptr<BrokerContext> context_;
   std::unique_ptr<net::Acceptor> acceptor_;
   std::string lineEndpoint_;
+  std::string mqttEndpoint_;
   bool started_ = false;
   bool stopped_ = false;
 };

@@ -21,6 +21,15 @@ struct Config {
   std::string bind = "127.0.0.1";
   // Line-protocol port (0 picks a free port, printed at start-up).
   std::uint16_t port = 8000;
+  // MQTT 3.1.1 port; -1 turns MQTT off (--mqtt-port 0 on the command line), 0 picks a free port.
+  int mqttPort = 1883;
+  // Largest MQTT packet accepted (fixed header included); a larger one closes the connection.
+  std::size_t maxPacketSize = 1024 * 1024;
+  // Outbound QoS 1/2 messages sent to one MQTT client and not yet acknowledged.
+  unsigned maxInflight = 20;
+  // Outbound QoS 1/2 messages queued per MQTT session (offline, or beyond the in-flight window);
+  // past this, messages to that session are dropped and counted.
+  std::size_t maxQueuedMessages = 1000;
   // Longest frame (bytes before the LF) the line protocol accepts.
   std::size_t maxLine = 65536;
   // Seconds a socket may stay unbound (no CONNECT/ATTACH) before it is closed.

@@ -39,6 +39,10 @@ class Message {
   std::string_view lineTail() const noexcept { return {bytes(), topicSize_ + contentsSize_ + 2}; }
   bool retain() const noexcept { return retain_; }
   std::uint8_t qos() const noexcept { return qos_; }
+  // True when the line protocol can carry the message: the topic holds no '@' (the field
+  // separator) and the contents no LF and no trailing CR (the framing). Always true for messages
+  // published with the line protocol; MQTT payloads are binary and may not be.
+  bool lineSafe() const noexcept { return lineSafe_; }
   // Heap bytes held by this message (header and text), for memory accounting.
   std::size_t footprint() const noexcept {
     return sizeof(Message) + topicSize_ + contentsSize_ + 2;
@@ -59,8 +63,13 @@ class Message {
   }
 
  private:
-  Message(std::uint32_t topicSize, std::uint32_t contentsSize, bool retain, std::uint8_t qos)
-      : topicSize_(topicSize), contentsSize_(contentsSize), retain_(retain), qos_(qos) {}
+  Message(std::uint32_t topicSize, std::uint32_t contentsSize, bool retain, std::uint8_t qos,
+          bool lineSafe)
+      : topicSize_(topicSize),
+        contentsSize_(contentsSize),
+        retain_(retain),
+        qos_(qos),
+        lineSafe_(lineSafe) {}
   ~Message() = default;
   const char* bytes() const noexcept { return reinterpret_cast<const char*>(this + 1); }
   char* bytes() noexcept { return reinterpret_cast<char*>(this + 1); }
@@ -71,6 +80,7 @@ class Message {
   std::uint32_t contentsSize_;
   bool retain_;
   std::uint8_t qos_;
+  bool lineSafe_;
 };
 
 // Owning handle: holds one reference, move-only so that taking a reference is always explicit.

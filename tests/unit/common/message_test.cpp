@@ -20,6 +20,15 @@ TEST(Message, EmptyContents) {
   EXPECT_EQ(m->lineTail(), "t@\n");
 }
 
+TEST(Message, LineSafety) {
+  EXPECT_TRUE(Message::make("a/b", "x@y z", false)->lineSafe());
+  EXPECT_TRUE(Message::make("a/b", "", false)->lineSafe());
+  EXPECT_TRUE(Message::make("a/b", "mid\rdle", false)->lineSafe());
+  EXPECT_FALSE(Message::make("a@b", "x", false)->lineSafe());
+  EXPECT_FALSE(Message::make("a/b", "two\nlines", false)->lineSafe());
+  EXPECT_FALSE(Message::make("a/b", "trailing\r", false)->lineSafe());
+}
+
 TEST(Message, SharedReferencesKeepItAlive) {
   MessageRef a = Message::make("t", "x", false);
   MessageRef b = MessageRef::share(a.get());

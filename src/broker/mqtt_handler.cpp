@@ -1,0 +1,396 @@
+// MQTT 3.1.1 (and 3.1) sessions: the Worker methods that act on decoded packets and deliver to MQTT
+// clients. Worker thread only. The codec is protocol/mqtt_*; this file holds the broker's side of
+// the standard: session state, QoS 1/2 flows, wills, keep-alive, persistent sessions.
+#include <algorithm>
+
+#include "tern/common/clock.hpp"
+#include "tern/common/log.hpp"
+#include "tern/protocol/mqtt_encoder.hpp"
+#include "tern/routing/topic.hpp"
+#include "worker.hpp"
+
+namespace tern::broker {
+
+namespace mqtt = protocol::mqtt;
+
+namespace {
+
+// MQTT 3.1.1 allows servers to accept ids longer than 23 characters; tern accepts any id that fits
+// a string field, as most brokers do.
+constexpr std::size_t kMaxClientIdBytes = 65535;
+
+}  // namespace
+
+Worker::InputState Worker::processMqttInput(Connection& c) {
+  for (;;) {
+    if (c.closing || c.closed || c.readPaused) return InputState::kStopped;
+    const std::string_view data = c.in.view();
+    if (data.empty()) return InputState::kMore;
+    const mqtt::DecodeResult r = mqttDecoder_.decode(data);
+    if (r.status == mqtt::DecodeStatus::kNeedMore) return InputState::kMore;
+    if (r.status != mqtt::DecodeStatus::kPacket) {
+      if (r.status == mqtt::DecodeStatus::kUnacceptableProtocolLevel &&
+          c.role == SocketRole::kUnbound) {
+        scratch_.clear();
+        mqtt::appendConnack(scratch_, false, mqtt::ConnectReturnCode::kUnacceptableProtocolVersion);
+        c.out.append(scratch_);
+        closeAfterFlush(c);
+        return InputState::kStopped;
+      }
+      mqttAbort(c, mqtt::describe(r.status));
+      return InputState::kStopped;
+    }
+    if (onMqttPacket(c, r.packet) == Outcome::kHandedOver) return InputState::kGone;
+    c.in.consume(r.consumed);
+    if (c.out.size() > config_.maxQueuedBytes && !c.closing) pauseReading(c);
+  }
+}
+
+void Worker::mqttAbort(Connection& c, std::string_view why) {
+  TERN_LOG_DEBUG("closing MQTT fd {}: {}", c.fd, why);
+  closeNow(c);  // a protocol violation: no further packet is sent, the will is published
+}
+
+Worker::Outcome Worker::onMqttPacket(Connection& c, const mqtt::Packet& packet) {
+  const mqtt::PacketType type = mqtt::typeOf(packet);
+  if (c.role == SocketRole::kUnbound) {
+    if (type != mqtt::PacketType::kConnect) {
+      mqttAbort(c, "first packet is not CONNECT");
+      return Outcome::kDone;
+    }
+    return onMqttConnect(c, std::get<mqtt::Connect>(packet));
+  }
+  Session* s = c.session;
+  if (s == nullptr) return Outcome::kDone;  // session ended; the connection is closing
+  switch (type) {
+    case mqtt::PacketType::kConnect:
+      mqttAbort(c, "second CONNECT");
+      break;
+    case mqtt::PacketType::kPublish:
+      onMqttPublish(c, *s, std::get<mqtt::Publish>(packet));
+      break;
+    case mqtt::PacketType::kPuback:
+    case mqtt::PacketType::kPubrec:
+    case mqtt::PacketType::kPubcomp:
+      onMqttAck(*s, packet);
+      break;
+    case mqtt::PacketType::kPubrel: {
+      auto& waiting = s->mqtt->awaitingRelease;
+      const std::uint16_t id = std::get<mqtt::Pubrel>(packet).packetId;
+      waiting.erase(std::remove(waiting.begin(), waiting.end(), id), waiting.end());
+      scratch_.clear();
+      mqtt::appendPubcomp(scratch_, id);  // also for an unknown id: the client may retry
+      c.out.append(scratch_);
+      markDirty(c);
+      break;
+    }
+    case mqtt::PacketType::kSubscribe:
+      onMqttSubscribe(c, *s, std::get<mqtt::Subscribe>(packet));
+      break;
+    case mqtt::PacketType::kUnsubscribe:
+      onMqttUnsubscribe(c, *s, std::get<mqtt::Unsubscribe>(packet));
+      break;
+    case mqtt::PacketType::kPingreq:
+      scratch_.clear();
+      mqtt::appendPingresp(scratch_);
+      c.out.append(scratch_);
+      markDirty(c);
+      break;
+    case mqtt::PacketType::kDisconnect:
+      c.gracefulDisconnect = true;  // the will is discarded [MQTT-3.14.4-3]
+      s->mqtt->hasWill = false;
+      closeAfterFlush(c);
+      break;
+    default:
+      mqttAbort(c, "packet type not allowed from a client");  // the decoder refuses these already
+      break;
+  }
+  return Outcome::kDone;
+}
+
+Session* Worker::createMqttSession(std::string clientId, bool cleanSession) {
+  Session* s = createSession(std::move(clientId), Protocol::kMqtt);
+  s->mqtt = std::make_unique<MqttState>();
+  s->mqtt->cleanSession = cleanSession;
+  return s;
+}
+
+Worker::Outcome Worker::onMqttConnect(Connection& c, const mqtt::Connect& connect) {
+  if (!mqtt::clientIdAcceptable(connect, kMaxClientIdBytes)) {
+    scratch_.clear();
+    mqtt::appendConnack(scratch_, false, mqtt::ConnectReturnCode::kIdentifierRejected);
+    c.out.append(scratch_);
+    closeAfterFlush(c);
+    return Outcome::kDone;
+  }
+  if (!connect.clientId.empty()) {
+    const unsigned home = homeWorker(connect.clientId);
+    if (home != index_) {
+      handOver(c, home);
+      return Outcome::kHandedOver;
+    }
+  }
+  std::string clientId;
+  if (connect.clientId.empty()) {
+    do {
+      clientId = newClientId();
+    } while (byMqttClientId_.count(clientId) != 0);
+  } else {
+    clientId.assign(connect.clientId);
+  }
+
+  // Takeover: the server disconnects the existing client [MQTT-3.1.4-2]. Its connection ends
+  // without DISCONNECT, so its will is published; a clean session ends with it.
+  if (auto it = byMqttClientId_.find(clientId); it != byMqttClientId_.end()) {
+    if (Connection* old = it->second->mqtt->connection) {
+      TERN_LOG_INFO("MQTT client {} taken over by a new connection", clientId);
+      closeNow(*old);
+    }
+  }
+  Session* s = nullptr;
+  bool sessionPresent = false;
+  if (auto it = byMqttClientId_.find(clientId); it != byMqttClientId_.end()) {
+    if (connect.cleanSession) {
+      endSession(*it->second);  // discard the stored session [MQTT-3.1.2-6]
+    } else {
+      s = it->second;
+      sessionPresent = true;
+    }
+  }
+  if (s == nullptr) s = createMqttSession(std::move(clientId), connect.cleanSession);
+  MqttState& m = *s->mqtt;
+  m.cleanSession = connect.cleanSession;
+  m.connection = &c;
+  m.hasWill = connect.willFlag;
+  m.willTopic.assign(connect.willTopic);
+  m.willPayload.assign(connect.willPayload);
+  m.willQos = connect.willQos;
+  m.willRetain = connect.willRetain;
+  c.role = SocketRole::kMqtt;
+  c.session = s;
+  if (connect.keepAlive != 0) {
+    c.keepAliveNanos = std::int64_t{connect.keepAlive} * 1'500'000'000;  // 1.5x [MQTT-3.1.2-24]
+    c.lastActivity = common::monotonicNanos();
+    deadlines_.push({c.lastActivity + c.keepAliveNanos, c.slot, c.generation});
+  }
+  scratch_.clear();
+  mqtt::appendConnack(scratch_, sessionPresent, mqtt::ConnectReturnCode::kAccepted);
+  c.out.append(scratch_);
+  markDirty(c);
+  if (sessionPresent) mqttResume(*s);
+  return Outcome::kDone;
+}
+
+void Worker::onMqttPublish(Connection& c, Session& s, const mqtt::Publish& publish) {
+  bool deliver = true;
+  if (publish.qos == 2) {
+    // Exactly once: only the first copy of a packet id is delivered until its PUBREL.
+    auto& waiting = s.mqtt->awaitingRelease;
+    deliver = std::find(waiting.begin(), waiting.end(), publish.packetId) == waiting.end();
+    if (deliver) waiting.push_back(publish.packetId);
+  }
+  if (deliver) {
+    this->publish(
+        common::Message::make(publish.topic, publish.payload, publish.retain, publish.qos), true);
+  }
+  if (publish.qos == 0) return;
+  scratch_.clear();
+  if (publish.qos == 1) {
+    mqtt::appendPuback(scratch_, publish.packetId);
+  } else {
+    mqtt::appendPubrec(scratch_, publish.packetId);
+  }
+  c.out.append(scratch_);
+  markDirty(c);
+}
+
+void Worker::onMqttSubscribe(Connection& c, Session& s, const mqtt::Subscribe& subscribe) {
+  subackCodes_.clear();
+  for (const mqtt::Subscription entry : subscribe.subscriptions) {
+    if (routing::validateTopicFilter(entry.filter) != routing::TopicStatus::kOk) {
+      subackCodes_.push_back(mqtt::kSubackFailure);
+      continue;
+    }
+    context_.trie.subscribe(entry.filter, s.id.withQos(entry.qos));
+    s.filters[std::string(entry.filter)] = entry.qos;
+    subackCodes_.push_back(entry.qos);
+  }
+  scratch_.clear();
+  mqtt::appendSuback(scratch_, subscribe.packetId, subackCodes_);
+  c.out.append(scratch_);
+  markDirty(c);
+  // Retained messages follow the SUBACK, with the retain flag set [MQTT-3.3.1-6, 3.3.1-8]; a
+  // repeated subscription re-sends them [MQTT-3.8.4-3].
+  std::size_t k = 0;
+  for (const mqtt::Subscription entry : subscribe.subscriptions) {
+    if (subackCodes_[k++] == mqtt::kSubackFailure) continue;
+    context_.retained.forEachMatch(
+        entry.filter, [&](const common::Message& m) { mqttDeliver(s, m, entry.qos, true); });
+  }
+}
+
+void Worker::onMqttUnsubscribe(Connection& c, Session& s, const mqtt::Unsubscribe& request) {
+  for (const std::string_view filter : request.filters) {
+    const auto it = s.filters.find(std::string(filter));
+    if (it == s.filters.end()) continue;
+    context_.trie.unsubscribe(filter, s.id);
+    s.filters.erase(it);
+  }
+  scratch_.clear();
+  mqtt::appendUnsuback(scratch_, request.packetId);
+  c.out.append(scratch_);
+  markDirty(c);
+}
+
+void Worker::onMqttAck(Session& s, const mqtt::Packet& packet) {
+  MqttState& m = *s.mqtt;
+  const mqtt::PacketType type = mqtt::typeOf(packet);
+  std::uint16_t id = 0;
+  if (type == mqtt::PacketType::kPuback) id = std::get<mqtt::Puback>(packet).packetId;
+  if (type == mqtt::PacketType::kPubrec) id = std::get<mqtt::Pubrec>(packet).packetId;
+  if (type == mqtt::PacketType::kPubcomp) id = std::get<mqtt::Pubcomp>(packet).packetId;
+  const auto it = std::find_if(m.inflight.begin(), m.inflight.end(),
+                               [&](const MqttState::Inflight& e) { return e.packetId == id; });
+  if (type == mqtt::PacketType::kPubrec) {
+    if (it != m.inflight.end() && it->qos == 2) {
+      it->released = true;
+      it->message.reset();  // the client has it; only the packet id remains in flight
+    }
+    if (m.connection != nullptr) {
+      scratch_.clear();
+      mqtt::appendPubrel(scratch_, id);
+      m.connection->out.append(scratch_);
+      markDirty(*m.connection);
+    }
+    return;
+  }
+  if (it == m.inflight.end()) return;  // unknown or duplicate acknowledgement: ignored
+  const bool matches = (type == mqtt::PacketType::kPuback && it->qos == 1) ||
+                       (type == mqtt::PacketType::kPubcomp && it->qos == 2 && it->released);
+  if (!matches) return;
+  m.inflight.erase(it);
+  mqttPump(s);
+}
+
+void Worker::mqttDeliver(Session& s, const common::Message& message, unsigned grantedQos,
+                         bool retained) {
+  MqttState& m = *s.mqtt;
+  const auto qos = static_cast<std::uint8_t>(std::min<unsigned>(message.qos(), grantedQos));
+  Connection* c = m.connection;
+  if (qos == 0) {
+    if (c == nullptr) return;  // QoS 0 is not stored for offline clients
+    if (c->out.size() + message.topic().size() + message.contents().size() + 8 >
+        config_.maxQueuedBytes) {
+      ++s.dropped;
+      WorkerStats::add(stats_.dropped, std::uint64_t{1});
+      return;
+    }
+    packetScratch_.clear();
+    mqtt::Publish header;
+    header.topic = message.topic();
+    header.payload = message.contents();
+    header.retain = retained;
+    if (mqtt::appendPublishHeader(packetScratch_, header)) {
+      c->out.append(packetScratch_, message.contents());
+      markDirty(*c);
+      WorkerStats::add(stats_.delivered, std::uint64_t{1});
+    }
+    return;
+  }
+  if (c != nullptr && m.queue.empty() && m.inflight.size() < config_.maxInflight) {
+    m.inflight.push_back({0, qos, retained, false, common::MessageRef::share(&message)});
+    mqttSend(*c, m.inflight.back(), false);
+    return;
+  }
+  if (m.queue.size() >= config_.maxQueuedMessages) {
+    if (s.dropped++ == 0) {
+      TERN_LOG_WARN("MQTT session {}: {} messages queued: dropping until it catches up", s.clientId,
+                    m.queue.size());
+    }
+    WorkerStats::add(stats_.dropped, std::uint64_t{1});
+    return;
+  }
+  m.queue.push_back({common::MessageRef::share(&message), qos, retained});
+}
+
+void Worker::mqttSend(Connection& c, MqttState::Inflight& entry, bool dup) {
+  MqttState& m = *c.session->mqtt;
+  if (entry.packetId == 0) {
+    // The next id not in flight (ids in flight are at most max-inflight of 65535).
+    for (;;) {
+      const std::uint16_t id = m.nextPacketId;
+      m.nextPacketId = m.nextPacketId == 65535 ? 1 : m.nextPacketId + 1;
+      const bool used = std::any_of(m.inflight.begin(), m.inflight.end(),
+                                    [&](const MqttState::Inflight& e) { return e.packetId == id; });
+      if (!used) {
+        entry.packetId = id;
+        break;
+      }
+    }
+  }
+  packetScratch_.clear();
+  if (entry.released) {
+    mqtt::appendPubrel(packetScratch_, entry.packetId);
+    c.out.append(packetScratch_);
+  } else {
+    mqtt::Publish header;
+    header.dup = dup;
+    header.qos = entry.qos;
+    header.retain = entry.retainFlag;
+    header.topic = entry.message->topic();
+    header.payload = entry.message->contents();
+    header.packetId = entry.packetId;
+    if (!mqtt::appendPublishHeader(packetScratch_, header)) return;
+    c.out.append(packetScratch_, entry.message->contents());
+    if (!dup) WorkerStats::add(stats_.delivered, std::uint64_t{1});
+  }
+  markDirty(c);
+}
+
+void Worker::mqttPump(Session& s) {
+  MqttState& m = *s.mqtt;
+  while (m.connection != nullptr && !m.queue.empty() && m.inflight.size() < config_.maxInflight) {
+    MqttState::Queued next = std::move(m.queue.front());
+    m.queue.pop_front();
+    m.inflight.push_back({0, next.qos, next.retainFlag, false, std::move(next.message)});
+    mqttSend(*m.connection, m.inflight.back(), false);
+  }
+}
+
+void Worker::mqttResume(Session& s) {
+  // Re-send what was in flight when the previous connection ended, with DUP set (or PUBREL for
+  // QoS 2 messages already received) [MQTT-4.4.0-1], then what was queued.
+  MqttState& m = *s.mqtt;
+  for (MqttState::Inflight& entry : m.inflight)
+    mqttSend(*m.connection, entry, true);
+  mqttPump(s);
+}
+
+void Worker::mqttConnectionLost(Session& s, Connection& c) {
+  MqttState& m = *s.mqtt;
+  if (m.connection != &c) return;
+  m.connection = nullptr;
+  if (m.hasWill && !c.gracefulDisconnect && reading_) {
+    m.hasWill = false;
+    publish(common::Message::make(m.willTopic, m.willPayload, m.willRetain, m.willQos), true);
+  }
+  m.hasWill = false;
+  if (m.cleanSession) endSession(s);
+}
+
+void Worker::publish(common::MessageRef message, bool deliverDelete) {
+  WorkerStats::add(stats_.received, std::uint64_t{1});
+  if (message->retain()) {
+    if (message->contents().empty()) {
+      context_.retained.erase(message->topic());
+      // The line protocol's delete delivers nothing; MQTT delivers the empty message
+      // [MQTT-3.3.1-10/11].
+      if (!deliverDelete) return;
+    } else {
+      context_.retained.set(common::MessageRef::share(message.get()));
+    }
+  }
+  route(*message);
+}
+
+}  // namespace tern::broker
