@@ -1,0 +1,45 @@
+// Options: everything a loadgen run is configured with, validated once at start-up.
+//
+// Filled by the command line (src/apps/loadgen_main.cpp) or by tests, validated with validate(),
+// then read-only for the whole run: any thread may read a const Options.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "tern/loadgen/schedule.hpp"
+
+namespace tern::loadgen {
+
+struct Options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;
+  std::uint32_t clients = 0;  // simulated publishing clients (required)
+  double rate = 0;            // aggregate publishes per second over all clients (required)
+  double durationS = 10;      // measured interval
+  double warmupS = 1;         // load before the measured interval, not in rates or latencies
+  double drainS = 2;          // wait after the last publish for late acks and deliveries
+  double idleS = 0;  // sessions connected and subscribed but silent, before the load starts
+  std::uint32_t payloadBytes = 64;        // contents size of every publish, >= kPayloadHeaderBytes
+  std::uint32_t fanout = 1;               // client i subscribes to clients i+1..i+fanout
+  std::uint32_t wildcardSubscribers = 0;  // extra sessions that subscribe to every client's topic
+  Arrival arrival = Arrival::kConstant;
+  double connectRate = 0;     // sessions opened per second; 0: as fast as the broker accepts
+  std::uint32_t threads = 0;  // event-loop threads; 0: one per core
+  std::string jsonPath;       // where to write the JSON report; empty: none
+  std::uint64_t seed = 1;     // Poisson gaps are a function of (seed, client)
+  bool quiet = false;         // no progress lines on stderr
+
+  // The reason the options cannot run, or an empty string when they can.
+  std::string validate() const;
+  // The options as JSON (part of the report).
+  nlohmann::json toJson() const;
+};
+
+// How many event-loop threads `options` gets: --threads, or the number of cores, never more than
+// the number of sessions.
+std::uint32_t effectiveThreads(const Options& options) noexcept;
+
+}  // namespace tern::loadgen

@@ -1,0 +1,109 @@
+// Session: one simulated client's connection(s) to the broker, behind a protocol-neutral interface.
+//
+// loadgen's event loop (the worker) drives sessions without knowing the protocol: it asks one to
+// connect, to subscribe to a list of filters, and to publish; the session turns that into frames,
+// parses what the broker sends and reports back through SessionHost. A protocol is one Session
+// implementation plus a SessionFactory: the line protocol (three sockets, line_session.hpp) now,
+// MQTT 3.1.1 (one socket) later.
+//
+// Rules every implementation follows:
+//   - Readiness comes through onEvent() for the sockets the session registered with host.watch();
+//     the session reads, parses and reports; it never blocks.
+//   - Output is only appended to buffers (publish, subscribe, handshake frames) and the session
+//     asks host.requestFlush(); the host calls flush() once per loop iteration, so many frames
+//     leave in one write per socket.
+//   - Acknowledgements of publishes are reported in publish order with the intended time given to
+//     publish(), so the host can compute acknowledgement latency from the intended time.
+//   - A session that fails (refused, reset, timed out, protocol error) closes all its sockets,
+//     reports onFailed() exactly once and ignores later calls.
+//
+// Ownership: a session is created, used and destroyed on one worker thread. Not thread-safe.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace tern::loadgen {
+
+enum class SessionFailure {
+  kConnect,       // a TCP connect failed
+  kHandshake,     // the broker refused or garbled the handshake
+  kTimeout,       // the handshake or subscriptions took too long
+  kDisconnected,  // the broker closed a socket or it reset
+  kProtocol,      // an unparsable frame from the broker
+};
+std::string_view describe(SessionFailure failure) noexcept;
+
+// What a session reports. Implemented by the worker; every call is on the worker thread.
+class SessionHost {
+ public:
+  // epoll registration of one of the session's sockets; `slot` (0..3) comes back in onEvent().
+  // watch() returns false when the socket cannot be registered (the session then fails).
+  virtual bool watch(std::uint32_t client, unsigned slot, int fd, bool wantWrite) = 0;
+  virtual void rewatch(std::uint32_t client, unsigned slot, int fd, bool wantWrite) = 0;
+  // The session has queued output: call its flush() before the loop sleeps.
+  virtual void requestFlush(std::uint32_t client) noexcept = 0;
+  // A scratch buffer for reads, shared by every session of the thread; valid until the next
+  // call into the host.
+  virtual std::span<char> readBuffer() noexcept = 0;
+
+  virtual void onConnected(std::uint32_t client, std::int64_t nowNs) = 0;
+  virtual void onSubscribed(std::uint32_t client, std::int64_t nowNs) = 0;
+  virtual void onPubAck(std::uint32_t client, std::int64_t intendedNs,
+                        std::int64_t nowNs) noexcept = 0;
+  virtual void onMessage(std::uint32_t client, std::string_view topic, std::string_view payload,
+                         std::int64_t nowNs) noexcept = 0;
+  // An error reply the session survived (e.g. ERROR@bad-topic@...). `frame` is the whole line.
+  virtual void onBrokerError(std::uint32_t client, std::string_view frame) noexcept = 0;
+  virtual void onFailed(std::uint32_t client, SessionFailure failure, std::string_view detail) = 0;
+
+ protected:
+  ~SessionHost() = default;
+};
+
+// Where and as whom a session connects.
+struct SessionConfig {
+  sockaddr_storage broker{};
+  socklen_t brokerLength = 0;
+  // Source address to bind before connecting (loopback runs with more sockets than one source
+  // address has ephemeral ports); family AF_UNSPEC: let the kernel choose.
+  sockaddr_storage source{};
+  socklen_t sourceLength = 0;
+  std::string clientId;
+  std::uint32_t client = 0;  // the host's index for this session, passed back in every report
+};
+
+class Session {
+ public:
+  virtual ~Session() = default;
+
+  // Starts connecting; onConnected() or onFailed() follows.
+  virtual void start(std::int64_t nowNs) = 0;
+  // REQUIRES: connected. Sends every filter; onSubscribed() follows once all are acknowledged
+  // (immediately when `filters` is empty).
+  virtual void subscribe(std::span<const std::string> filters, std::int64_t nowNs) = 0;
+  // REQUIRES: connected. Queues one publish; its acknowledgement reports `intendedNs`. Appends to
+  // an output buffer (allocates only when the buffer grows).
+  virtual void publish(std::string_view topic, std::string_view payload,
+                       std::int64_t intendedNs) noexcept = 0;
+  // Readiness of the socket registered as `slot`.
+  virtual void onEvent(unsigned slot, std::uint32_t events, std::int64_t nowNs) = 0;
+  // Writes queued output (one write per socket with pending bytes).
+  virtual void flush(std::int64_t nowNs) = 0;
+  // Output bytes not yet accepted by the kernel: the host stops publishing above a limit.
+  virtual std::size_t queuedBytes() const noexcept = 0;
+  // Publishes not yet acknowledged.
+  virtual std::uint64_t unacknowledged() const noexcept = 0;
+  // Closes every socket without reporting anything (end of run).
+  virtual void close() noexcept = 0;
+};
+
+using SessionFactory = std::unique_ptr<Session> (*)(SessionHost& host, const SessionConfig& config);
+
+}  // namespace tern::loadgen

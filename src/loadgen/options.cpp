@@ -1,0 +1,75 @@
+#include "tern/loadgen/options.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "tern/loadgen/payload.hpp"
+
+namespace tern::loadgen {
+
+namespace {
+// Session indices travel as 32-bit publisher ids in the payload; this keeps far below that and
+// below what one machine's descriptors allow anyway.
+constexpr std::uint32_t kMaxSessions = 1'000'000;
+}  // namespace
+
+std::string Options::validate() const {
+  if (clients == 0) return "--clients must be at least 1";
+  if (static_cast<std::uint64_t>(clients) + wildcardSubscribers > kMaxSessions) {
+    return fmt::format("--clients plus --wildcard-subscribers must be at most {}", kMaxSessions);
+  }
+  if (!(rate > 0) || !std::isfinite(rate)) return "--rate must be greater than zero";
+  if (!(durationS > 0) || !std::isfinite(durationS)) return "--duration must be greater than zero";
+  if (!(warmupS >= 0) || !std::isfinite(warmupS)) return "--warmup must be zero or more";
+  if (!(drainS >= 0) || !std::isfinite(drainS)) return "--drain must be zero or more";
+  if (!(idleS >= 0) || !std::isfinite(idleS)) return "--idle must be zero or more";
+  if (payloadBytes < kPayloadHeaderBytes || payloadBytes > kMaxPayloadBytes) {
+    return fmt::format("--payload must be between {} and {} bytes (the header is {} bytes)",
+                       kPayloadHeaderBytes, kMaxPayloadBytes, kPayloadHeaderBytes);
+  }
+  if (fanout > clients - 1) {
+    return fmt::format(
+        "--fanout {} needs at least {} clients (client i subscribes to clients i+1..i+K, never "
+        "itself)",
+        fanout, static_cast<std::uint64_t>(fanout) + 1);
+  }
+  if (!(connectRate >= 0) || !std::isfinite(connectRate)) {
+    return "--connect-rate must be a number of sessions per second (0: unlimited)";
+  }
+  if (port == 0) return "--port must be between 1 and 65535";
+  if (host.empty()) return "--host must not be empty";
+  return {};
+}
+
+nlohmann::json Options::toJson() const {
+  return {
+      {"host", host},
+      {"port", port},
+      {"clients", clients},
+      {"rate", rate},
+      {"duration_s", durationS},
+      {"warmup_s", warmupS},
+      {"drain_s", drainS},
+      {"idle_s", idleS},
+      {"payload", payloadBytes},
+      {"fanout", fanout},
+      {"wildcard_subscribers", wildcardSubscribers},
+      {"arrival", std::string(arrivalName(arrival))},
+      {"connect_rate", connectRate},
+      {"threads", effectiveThreads(*this)},
+      {"seed", seed},
+  };
+}
+
+std::uint32_t effectiveThreads(const Options& options) noexcept {
+  std::uint32_t threads = options.threads;
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  const std::uint32_t sessions = std::max(1u, options.clients + options.wildcardSubscribers);
+  return std::min(threads, sessions);
+}
+
+}  // namespace tern::loadgen

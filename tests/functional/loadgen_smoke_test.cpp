@@ -1,0 +1,144 @@
+// loadgen against the real broker binary: a clean short run accounts for every message, a broker
+// stopped halfway makes loadgen report the loss and exit 1, and usage errors and an unreachable
+// broker exit 2. Judged on loadgen's exit status and its JSON counts, never on timing.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+
+namespace tern::test {
+namespace {
+
+// A temporary file for loadgen's --json report, removed afterwards.
+class TempJson {
+ public:
+  TempJson() {
+    char path[] = "/tmp/tern-loadgen-XXXXXX.json";
+    const int fd = ::mkstemps(path, 5);
+    if (fd >= 0) ::close(fd);
+    path_ = path;
+  }
+  ~TempJson() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+  nlohmann::json read() const {
+    std::ifstream in(path_);
+    return nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  }
+
+ private:
+  std::string path_;
+};
+
+std::vector<std::string> loadgen(std::uint16_t port, std::vector<std::string> extra) {
+  std::vector<std::string> argv{TERN_LOADGEN_BIN, "--port", std::to_string(port)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+TEST(LoadgenSmoke, CleanRunAccountsForEveryMessage) {
+  BrokerProcess broker({"--workers", "2"});
+  TempJson json;
+  const RunResult run =
+      runProcess(loadgen(broker.port(), {"--clients", "50", "--rate", "2k", "--duration", "2",
+                                         "--warmup", "0.5", "--json", json.path()}),
+                 {}, Millis(60000));
+  ASSERT_EQ(run.exitCode, 0) << run.out << run.err;
+  const nlohmann::json report = json.read();
+  ASSERT_TRUE(report.is_object()) << "no JSON report";
+  EXPECT_EQ(report["ready"], 50);
+  EXPECT_EQ(report["failed_handshakes"], 0);
+  EXPECT_GT(report["sent"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(report["acked"], report["sent"]);
+  // Fanout 1: every publish is expected once, at the next client.
+  EXPECT_EQ(report["expected"], report["sent"]);
+  EXPECT_EQ(report["delivered"], report["expected"]);
+  EXPECT_EQ(report["lost"], 0);
+  EXPECT_EQ(report["duplicated"], 0);
+  EXPECT_EQ(report["reordered"], 0);
+  EXPECT_EQ(report["errors"]["total"], 0);
+  EXPECT_GT(report["latency_us"]["count"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(report["options"]["clients"], 50);
+  EXPECT_EQ(report["options"]["rate"], 2000.0);
+  // The human summary on stdout says the same.
+  EXPECT_NE(run.out.find("result     clean"), std::string::npos) << run.out;
+  // One progress line per second on stderr.
+  EXPECT_NE(run.err.find("publish "), std::string::npos) << run.err;
+}
+
+TEST(LoadgenSmoke, BrokerStoppedHalfwayIsReportedAsLoss) {
+  BrokerProcess broker({"--workers", "2"});
+  TempJson json;
+  Process run(loadgen(broker.port(), {"--clients", "50", "--rate", "2k", "--duration", "4",
+                                      "--warmup", "0", "--drain", "1", "--json", json.path()}));
+  // Wait for the first progress line of the load phase: publishes are flowing.
+  bool loading = false;
+  for (int i = 0; i < 1000 && !loading; ++i) {
+    loading = run.drainStderr().find("deliver ") != std::string::npos;
+    if (!loading) std::this_thread::sleep_for(Millis(10));
+  }
+  ASSERT_TRUE(loading) << run.drainStderr();
+  EXPECT_EQ(broker.stop(), 0);
+
+  const auto status = run.wait(Millis(30000));
+  ASSERT_TRUE(status.has_value()) << "loadgen did not finish after the broker stopped";
+  EXPECT_EQ(exitCodeOf(*status), 1) << run.drainStderr();
+  const nlohmann::json report = json.read();
+  ASSERT_TRUE(report.is_object()) << "no JSON report";
+  EXPECT_GT(report["lost"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(report["lost"].get<std::uint64_t>(),
+            report["expected"].get<std::uint64_t>() - report["delivered"].get<std::uint64_t>());
+  EXPECT_GT(report["unsent"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(report["errors"]["disconnects"], 50);
+  std::string summary;
+  while (auto line = run.readStdoutLine(Millis(1000)))
+    summary += *line + "\n";
+  EXPECT_NE(summary.find("FAILED"), std::string::npos) << summary;
+  EXPECT_NE(summary.find(" lost"), std::string::npos) << summary;
+}
+
+TEST(LoadgenSmoke, UnreachableBrokerExitsTwo) {
+  std::uint16_t port;
+  {
+    BrokerProcess broker;  // a port that was free a moment ago, with nothing listening now
+    port = broker.port();
+  }
+  const RunResult run = runProcess(loadgen(port, {"--clients", "2", "--rate", "10"}));
+  EXPECT_EQ(run.exitCode, 2);
+  EXPECT_NE(run.err.find("cannot reach the broker"), std::string::npos) << run.err;
+}
+
+TEST(LoadgenSmoke, BadUsageExitsTwo) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"--clients", "10"},                                         // no --rate
+           {"--clients", "10", "--rate", "5x"},                         // bad suffix
+           {"--clients", "0", "--rate", "10"},                          // no clients
+           {"--clients", "10", "--rate", "10", "--fanout", "10"},       // fanout >= clients
+           {"--clients", "10", "--rate", "10", "--arrival", "bursty"},  // unknown arrival
+           {"--clients", "10", "--rate", "10", "--payload", "8"},       // smaller than the header
+           {"--clients", "10", "--rate", "10", "--no-such-option"}}) {
+    std::vector<std::string> argv{TERN_LOADGEN_BIN};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const RunResult run = runProcess(argv);
+    EXPECT_EQ(run.exitCode, 2) << args.back() << "\n" << run.err;
+  }
+}
+
+TEST(LoadgenSmoke, HelpDocumentsEveryOptionAndTheWorkload) {
+  const RunResult run = runProcess({TERN_LOADGEN_BIN, "--help"});
+  EXPECT_EQ(run.exitCode, 0);
+  for (const char* option :
+       {"--host", "--port", "--clients", "--rate", "--duration", "--warmup", "--payload",
+        "--fanout", "--wildcard-subscribers", "--arrival", "--connect-rate", "--threads", "--json",
+        "--seed", "--quiet", "--drain", "--idle", "Workload:", "Exit status"}) {
+    EXPECT_NE(run.out.find(option), std::string::npos) << option;
+  }
+}
+
+}  // namespace
+}  // namespace tern::test
