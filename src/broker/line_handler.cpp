@@ -197,7 +197,7 @@ void Worker::onRequest(Connection& c, const LineRequest& request) {
 
 void Worker::onPublish(Connection& c, const LineRequest& request) {
   // A retained publish with empty contents deletes, and delivers nothing.
-  publish(common::Message::make(request.subject, request.contents, request.retain), false);
+  publish(common::Message::makeFromLine(request.subject, request.contents, request.retain), false);
   reply(c, "PUBACK");
 }
 

@@ -21,10 +21,10 @@ constexpr std::size_t kMaxClientIdBytes = 65535;
 
 }  // namespace
 
-Worker::InputState Worker::processMqttInput(Connection& c) {
+Worker::InputState Worker::handlePackets(Connection& c, std::string_view data,
+                                         common::FunctionRef<void(std::size_t)> commit) {
   for (;;) {
     if (c.closing || c.closed || c.readPaused) return InputState::kStopped;
-    const std::string_view data = c.in.view();
     if (data.empty()) return InputState::kMore;
     const mqtt::DecodeResult r = mqttDecoder_.decode(data);
     if (r.status == mqtt::DecodeStatus::kNeedMore) return InputState::kMore;
@@ -40,8 +40,10 @@ Worker::InputState Worker::processMqttInput(Connection& c) {
       mqttAbort(c, mqtt::describe(r.status));
       return InputState::kStopped;
     }
+    // The packet stays in place while it is handled: a hand-over carries it along unconsumed.
     if (onMqttPacket(c, r.packet) == Outcome::kHandedOver) return InputState::kGone;
-    c.in.consume(r.consumed);
+    commit(r.consumed);
+    data.remove_prefix(r.consumed);
     if (c.out.size() > config_.maxQueuedBytes && !c.closing) pauseReading(c);
   }
 }

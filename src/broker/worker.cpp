@@ -45,7 +45,8 @@ Worker::Worker(BrokerContext& context, unsigned index)
       config_(context.config),
       index_(index),
       mqttDecoder_(protocol::mqtt::DecoderConfig{context.config.maxPacketSize,
-                                                 protocol::mqtt::Role::kServer}) {
+                                                 protocol::mqtt::Role::kServer}),
+      readBuffer_(new char[kReadChunk]) {
   epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   epoll_event ev{};
@@ -211,13 +212,22 @@ void Worker::onEvent(std::uint64_t tag, std::uint32_t events) {
 
 void Worker::readFrom(Connection& c) {
   for (int i = 0; i < kMaxReadsPerEvent; ++i) {
-    std::span<char> space = c.in.writable(kReadChunk);
+    // A bound socket with nothing pending is read into the worker's buffer and handled in place;
+    // only an incomplete frame at the end is copied into the connection. So busy sockets share
+    // one 64 KiB buffer instead of holding one each. An unbound socket (whose CONNECT/ATTACH may
+    // hand it to another worker with its unread bytes) or one with a partial frame pending reads
+    // into its own buffer.
+    const bool direct = c.in.empty() && c.role != SocketRole::kUnbound;
+    std::span<char> space =
+        direct ? std::span<char>(readBuffer_.get(), kReadChunk) : c.in.writable(kReadChunk);
     const ssize_t n = ::read(c.fd, space.data(), space.size());
     if (n > 0) {
-      c.in.commit(static_cast<std::size_t>(n));
       if (c.keepAliveNanos != 0) c.lastActivity = common::monotonicNanos();
+      const InputState state = direct
+                                   ? processDirect(c, {space.data(), static_cast<std::size_t>(n)})
+                                   : (c.in.commit(static_cast<std::size_t>(n)), processInput(c));
       // Handed over (`c` belongs to another worker now), closed or paused: stop here.
-      if (processInput(c) != InputState::kMore) return;
+      if (state != InputState::kMore) return;
       if (static_cast<std::size_t>(n) < space.size()) return;  // drained the socket
       continue;
     }
@@ -235,15 +245,35 @@ void Worker::readFrom(Connection& c) {
 }
 
 Worker::InputState Worker::processInput(Connection& c) {
-  if (c.protocol == Protocol::kMqtt) return processMqttInput(c);
+  const auto drop = [&c](std::size_t n) { c.in.consume(n); };
+  if (c.protocol == Protocol::kMqtt) return handlePackets(c, c.in.view(), drop);
+  const InputState state = handleLines(c, c.in.view(), c.scanned, drop);
+  if (state != InputState::kGone) c.scanned = state == InputState::kMore ? c.in.size() : 0;
+  return state;
+}
+
+Worker::InputState Worker::processDirect(Connection& c, std::string_view data) {
+  std::size_t used = 0;
+  const auto advance = [&used](std::size_t n) { used += n; };
+  const InputState state = c.protocol == Protocol::kMqtt ? handlePackets(c, data, advance)
+                                                         : handleLines(c, data, 0, advance);
+  // A bound connection is never handed over, so `c` is still ours. Keep what was not handled:
+  // an incomplete frame, or the rest of the read when reading paused.
+  if (!c.closing && !c.closed && used < data.size()) {
+    c.in.append(data.substr(used));
+    c.scanned = state == InputState::kMore ? c.in.size() : 0;
+  }
+  return state;
+}
+
+Worker::InputState Worker::handleLines(Connection& c, std::string_view data, std::size_t scanned,
+                                       common::FunctionRef<void(std::size_t)> commit) {
   const std::size_t maxLine = config_.maxLine;
   for (;;) {
     if (c.closing || c.closed || c.readPaused) return InputState::kStopped;
-    const std::string_view data = c.in.view();
     if (data.empty()) return InputState::kMore;
-    const void* lf = std::memchr(data.data() + c.scanned, '\n', data.size() - c.scanned);
+    const void* lf = std::memchr(data.data() + scanned, '\n', data.size() - scanned);
     if (lf == nullptr) {
-      c.scanned = data.size();
       if (data.size() <= maxLine) return InputState::kMore;
       replyError(c, protocol::LineError::kTooLong,
                  "frame longer than the limit (--max-line) without a line feed");
@@ -258,10 +288,11 @@ Worker::InputState Worker::processInput(Connection& c) {
     }
     std::string_view frame = data.substr(0, end);
     if (!frame.empty() && frame.back() == '\r') frame.remove_suffix(1);
-    // The frame stays in the buffer while it is handled: a hand-over carries it along unconsumed.
+    // The frame stays in place while it is handled: a hand-over carries it along unconsumed.
     if (!frame.empty() && onLineFrame(c, frame) == Outcome::kHandedOver) return InputState::kGone;
-    c.in.consume(end + 1);
-    c.scanned = 0;
+    commit(end + 1);
+    data.remove_prefix(end + 1);
+    scanned = 0;
     if (c.out.size() > config_.maxQueuedBytes && !c.closing) pauseReading(c);
   }
 }

@@ -28,6 +28,7 @@
 #include "connection.hpp"
 #include "delivery_batch.hpp"
 #include "session.hpp"
+#include "tern/common/function_ref.hpp"
 #include "tern/protocol/line_request.hpp"
 #include "tern/protocol/mqtt_decoder.hpp"
 #include "tern/routing/subscription_trie.hpp"
@@ -92,7 +93,17 @@ class Worker {
   Connection* attach(std::unique_ptr<Connection> connection);
   void onEvent(std::uint64_t tag, std::uint32_t events);
   void readFrom(Connection& c);
+  // Handles what is buffered in c.in.
   InputState processInput(Connection& c);
+  // Handles `data` read straight into the worker's buffer; keeps any unhandled tail in c.in.
+  // REQUIRES: c is bound and c.in is empty.
+  InputState processDirect(Connection& c, std::string_view data);
+  // Handle the complete frames (packets) at the front of `data`, calling `commit(bytes)` after
+  // each; on kMore the rest of `data` is an incomplete frame (for lines: scanned, no LF).
+  InputState handleLines(Connection& c, std::string_view data, std::size_t scanned,
+                         common::FunctionRef<void(std::size_t)> commit);
+  InputState handlePackets(Connection& c, std::string_view data,
+                           common::FunctionRef<void(std::size_t)> commit);
   void setInterest(Connection& c);
   void markDirty(Connection& c);
   void flush(Connection& c);
@@ -125,7 +136,6 @@ class Worker {
   void replyError(Connection& c, protocol::LineError error, std::string_view text);
 
   // MQTT (mqtt_handler.cpp).
-  InputState processMqttInput(Connection& c);
   Outcome onMqttPacket(Connection& c, const protocol::mqtt::Packet& packet);
   Outcome onMqttConnect(Connection& c, const protocol::mqtt::Connect& connect);
   void onMqttPublish(Connection& c, Session& s, const protocol::mqtt::Publish& publish);
@@ -199,6 +209,7 @@ class Worker {
   protocol::mqtt::Decoder mqttDecoder_;
   std::vector<std::uint8_t> subackCodes_;  // reused by every MQTT SUBSCRIBE
   routing::MatchResult match_;             // reused by every publish: no allocation in steady state
+  std::unique_ptr<char[]> readBuffer_;     // where bound sockets are read into (kReadChunk bytes)
   std::string scratch_;                    // reused for replies that need formatting
   std::string packetScratch_;              // reused for MQTT PUBLISH headers (deliveries only)
   std::vector<InboxItem> inboxScratch_;

@@ -4,14 +4,28 @@
 #include <new>
 
 namespace tern::common {
+namespace {
+
+bool isLineSafe(std::string_view topic, std::string_view contents) noexcept {
+  return topic.find('@') == std::string_view::npos &&
+         (contents.empty() || (std::memchr(contents.data(), '\n', contents.size()) == nullptr &&
+                               contents.back() != '\r'));
+}
+
+}  // namespace
 
 MessageRef Message::make(std::string_view topic, std::string_view contents, bool retain,
                          std::uint8_t qos) {
+  return create(topic, contents, retain, qos, isLineSafe(topic, contents));
+}
+
+MessageRef Message::makeFromLine(std::string_view topic, std::string_view contents, bool retain) {
+  return create(topic, contents, retain, 0, true);
+}
+
+MessageRef Message::create(std::string_view topic, std::string_view contents, bool retain,
+                           std::uint8_t qos, bool lineSafe) {
   const std::size_t size = sizeof(Message) + topic.size() + contents.size() + 2;
-  const bool lineSafe =
-      topic.find('@') == std::string_view::npos &&
-      (contents.empty() ||
-       (std::memchr(contents.data(), '\n', contents.size()) == nullptr && contents.back() != '\r'));
   void* memory = ::operator new(size);
   auto* message =
       new (memory) Message(static_cast<std::uint32_t>(topic.size()),

@@ -32,6 +32,9 @@ class Message {
   // Allocates once. Thread-safe.
   static MessageRef make(std::string_view topic, std::string_view contents, bool retain,
                          std::uint8_t qos = 0);
+  // The same for a message parsed from a line-protocol frame, which is line-safe by construction
+  // (no '@' in its topic, no LF in its contents): skips the scan of the contents.
+  static MessageRef makeFromLine(std::string_view topic, std::string_view contents, bool retain);
 
   std::string_view topic() const noexcept { return {bytes(), topicSize_}; }
   std::string_view contents() const noexcept { return {bytes() + topicSize_ + 1, contentsSize_}; }
@@ -74,6 +77,8 @@ class Message {
   const char* bytes() const noexcept { return reinterpret_cast<const char*>(this + 1); }
   char* bytes() noexcept { return reinterpret_cast<char*>(this + 1); }
   void destroy() const noexcept;
+  static MessageRef create(std::string_view topic, std::string_view contents, bool retain,
+                           std::uint8_t qos, bool lineSafe);
 
   mutable std::atomic<std::uint32_t> refs_{1};
   std::uint32_t topicSize_;
