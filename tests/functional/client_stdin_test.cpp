@@ -41,19 +41,6 @@ std::vector<std::string> rawReplies(const std::vector<std::string>& lines) {
   return out;
 }
 
-// A port on 127.0.0.1 where nothing listens (taken from the kernel, then released).
-std::uint16_t closedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t length = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 class ClientStdin : public ::testing::Test {
  protected:
   std::vector<std::string> client(std::vector<std::string> extra = {}) const {

@@ -81,6 +81,19 @@ inline std::optional<std::string> readLineFrom(int fd, std::string& buffer, Mill
   }
 }
 
+// A port on 127.0.0.1 where nothing listens (taken from the kernel, then released).
+inline std::uint16_t closedPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t length = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
 class Process {
  public:
   Process() = default;
