@@ -1,4 +1,5 @@
-// ChildTable: the children of one topic-level node, shared by SubscriptionTrie and RetainedStore.
+// ChildTable: the children of one topic-level node in the RetainedStore (SubscriptionTrie keeps
+// its nodes in one table keyed by filter prefix instead; see subscription_trie.cpp).
 //
 // An open-addressing hash table (linear probing, power-of-two capacity) of atomic child-pointer
 // slots, read with no lock under QSBR (sync/qsbr.hpp) and written by one writer at a time (the
@@ -41,8 +42,8 @@
 namespace tern::routing::detail {
 
 // Hash of one topic level: 8 bytes at a time, folded 64x64->128-bit multiplies (wyhash-like).
-// Computed once per level per match and stored in each node. Never allocates.
-inline std::uint32_t hashLevel(std::string_view level) noexcept {
+// Computed once per level per match. Never allocates, never calls memcpy for the tail.
+inline std::uint64_t hashLevel64(std::string_view level) noexcept {
   constexpr std::uint64_t kMul1 = 0x9E3779B97F4A7C15ull;
   constexpr std::uint64_t kMul2 = 0xD6E8FEB86659FD93ull;
   auto mix = [](std::uint64_t a, std::uint64_t b) noexcept {
@@ -59,10 +60,47 @@ inline std::uint32_t hashLevel(std::string_view level) noexcept {
     p += 8;
     n -= 8;
   }
+  // The last 0..7 bytes with overlapping fixed-size loads: every byte counts, nothing is read
+  // outside the level.
   std::uint64_t tail = 0;
-  if (n > 0) std::memcpy(&tail, p, n);
+  if (n >= 4) {
+    std::uint32_t first;
+    std::uint32_t last;
+    std::memcpy(&first, p, 4);
+    std::memcpy(&last, p + n - 4, 4);
+    tail = (std::uint64_t{first} << 32) | last;
+  } else if (n > 0) {
+    tail = (std::uint64_t{static_cast<unsigned char>(p[0])} << 16) |
+           (std::uint64_t{static_cast<unsigned char>(p[n / 2])} << 8) |
+           static_cast<unsigned char>(p[n - 1]);
+  }
   h = mix(h ^ tail, kMul1);
-  h = mix(h, kMul2);
+  return mix(h, kMul2);
+}
+
+// Whether two level texts of the same size `n` are equal. Inline compares for up to 16 bytes
+// (most levels), memcmp beyond.
+inline bool sameLevelText(const char* a, const char* b, std::size_t n) noexcept {
+  auto load64 = [](const char* p) noexcept {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  };
+  auto load32 = [](const char* p) noexcept {
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  };
+  if (n > 16) return std::memcmp(a, b, n) == 0;
+  if (n >= 8) return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
+  if (n >= 4) return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
+  if (n == 0) return true;
+  return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
+}
+
+// The same hash folded to 32 bits, as the child tables store it in each node.
+inline std::uint32_t hashLevel(std::string_view level) noexcept {
+  const std::uint64_t h = hashLevel64(level);
   return static_cast<std::uint32_t>(h ^ (h >> 32));
 }
 
