@@ -16,12 +16,9 @@
 // O(1)).
 //
 // Nodes carry their level text inline (one allocation, see makeLevelNode) and its 32-bit hash; a
-// probe compares the hash first. `Extra` is a header the owner may add to each table (the trie
-// keeps its '+' and '#' children there); it is copied into every rebuilt table.
+// probe compares the hash first.
 //
 // Node requirements: `std::uint32_t hash` and `std::string_view level() const noexcept`.
-// Extra requirements: default-constructible, `void copyFrom(const Extra&) noexcept` and
-// `bool empty() const noexcept` (writer side: nothing in it that would need a table).
 //
 // A node does not point at its table directly but holds a ChildLink: nothing, its only child
 // (tagged pointer; no table, so a chain of single children costs no extra allocation and no extra
@@ -104,6 +101,11 @@ inline std::uint32_t hashLevel(std::string_view level) noexcept {
   return static_cast<std::uint32_t>(h ^ (h >> 32));
 }
 
+// Whether two level texts are equal (sameLevelText with a size check first).
+inline bool sameLevel(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && sameLevelText(a.data(), b.data(), a.size());
+}
+
 // Allocates a Node with `level` stored inline right after it. Node must be constructible from
 // (hash, size) and expose `char* levelStorage()` pointing just past itself.
 template <typename Node>
@@ -121,14 +123,9 @@ void freeLevelNode(void* node) {
   ::operator delete(node);
 }
 
-struct NoExtra {
-  void copyFrom(const NoExtra&) noexcept {}
-  bool empty() const noexcept { return true; }
-};
-
-// Aligned so that the slots that follow the header are aligned even when Extra is empty.
-template <typename Node, typename Extra = NoExtra>
-class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
+// Aligned so that the slots that follow the header are aligned.
+template <typename Node>
+class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable {
  public:
   ChildTable(const ChildTable&) = delete;
   ChildTable& operator=(const ChildTable&) = delete;
@@ -162,7 +159,7 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
       if (word == kEmpty) return nullptr;
       if (word == kTombstone || (word & kTagMask) != tag) continue;
       Node* node = childOf(word);
-      if (node->hash == hash && node->level() == level) return node;
+      if (node->hash == hash && sameLevel(node->level(), level)) return node;
     }
     return nullptr;
   }
@@ -178,7 +175,7 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
   }
 
  private:
-  template <typename, typename>
+  template <typename>
   friend class ChildLink;
   // A slot holds kEmpty, kTombstone, or a child pointer with a tag in its unused top bits.
   using Slot = std::atomic<std::uintptr_t>;
@@ -283,10 +280,7 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
   // A new, unpublished table of `capacity` holding the children of `old` (may be null).
   static ChildTable* rebuild(const ChildTable* old, std::uint32_t capacity) {
     ChildTable* table = make(capacity);
-    if (old != nullptr) {
-      table->Extra::copyFrom(*old);
-      old->forEach([&](Node* child) { table->insertInPlace(child); });
-    }
+    if (old != nullptr) old->forEach([&](Node* child) { table->insertInPlace(child); });
     return table;
   }
 
@@ -296,19 +290,19 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
 };
 
 // What a node holds to reach its children: one atomic word that is 0 (no child), a Node* with
-// bit 0 set (exactly one child and an empty Extra), or a ChildTable*. Readers load it once
+// bit 0 set (exactly one child), or a ChildTable*. Readers load it once
 // (load()) and see one consistent form; the writer switches forms by publishing a new word with a
 // release store and retiring the table it replaced.
-template <typename Node, typename Extra = NoExtra>
+template <typename Node>
 class ChildLink {
  public:
-  using Table = ChildTable<Node, Extra>;
+  using Table = ChildTable<Node>;
 
   // One loaded value of the link. Valid until the reader's next quiescent state.
   class View {
    public:
     bool empty() const noexcept { return word_ == 0; }
-    // The table, or null when there is none (then Extra is empty).
+    // The table, or null when there is none.
     const Table* table() const noexcept {
       return (word_ & kDirectTag) != 0 ? nullptr : reinterpret_cast<const Table*>(word_);
     }
@@ -316,11 +310,11 @@ class ChildLink {
     Node* find(std::string_view level, std::uint32_t hash) const noexcept {
       if ((word_ & kDirectTag) != 0) {
         Node* child = reinterpret_cast<Node*>(word_ & ~kDirectTag);
-        return child->hash == hash && child->level() == level ? child : nullptr;
+        return child->hash == hash && sameLevel(child->level(), level) ? child : nullptr;
       }
       return word_ == 0 ? nullptr : table()->find(level, hash);
     }
-    // Calls visit(Node*) for every child present (not Extra's).
+    // Calls visit(Node*) for every child present.
     template <typename Visit>
     void forEach(Visit&& visit) const {
       if ((word_ & kDirectTag) != 0) {
@@ -380,30 +374,13 @@ class ChildLink {
     }
   }
 
-  // The table, made (holding the direct child, if any) when there is none, so that the writer
-  // can change its Extra; call collapse() after emptying Extra. Writer only.
-  Table& table(sync::QsbrDomain& domain) {
-    const std::uintptr_t word = word_.load(std::memory_order_relaxed);
-    if (word != 0 && (word & kDirectTag) == 0) return *reinterpret_cast<Table*>(word);
-    Table* table = Table::make(word == 0 ? 0 : 1);
-    if (word != 0) table->insertInPlace(reinterpret_cast<Node*>(word & ~kDirectTag));
-    publish(reinterpret_cast<std::uintptr_t>(table), nullptr, domain);
-    return *table;
-  }
-
-  // The table, or null when there is none. Writer only.
-  Table* writerTable() noexcept {
-    const std::uintptr_t word = word_.load(std::memory_order_relaxed);
-    return (word & kDirectTag) != 0 ? nullptr : reinterpret_cast<Table*>(word);
-  }
-
-  // Replaces a table that has an empty Extra and at most one child by the direct form (or
-  // nothing); true when it did. Writer only.
+  // Replaces a table that has at most one child by the direct form (or nothing); true when it
+  // did. Writer only.
   bool collapse(sync::QsbrDomain& domain) {
     const std::uintptr_t word = word_.load(std::memory_order_relaxed);
     if (word == 0 || (word & kDirectTag) != 0) return false;
     Table* table = reinterpret_cast<Table*>(word);
-    if (table->live_ > 1 || !table->Extra::empty()) return false;
+    if (table->live_ > 1) return false;
     std::uintptr_t direct = 0;
     table->forEach([&](Node* child) { direct = tagDirect(child); });
     publish(direct, table, domain);
