@@ -15,13 +15,15 @@ void dedupByKey(std::vector<SubscriberId>& ids, std::vector<std::uint32_t>& seen
   const std::size_t count = ids.size();
   if (count < 2) return;
   const std::size_t capacity = std::bit_ceil(count * 2);
+  const int shift = 64 - std::countr_zero(capacity);
   if (seen.size() < capacity) seen.resize(capacity);
   std::fill_n(seen.begin(), capacity, 0u);
   const std::size_t mask = capacity - 1;
   std::size_t kept = 0;
   for (std::size_t i = 0; i < count; ++i) {
     const SubscriberId id = ids[i];
-    std::size_t slot = std::hash<std::uint64_t>{}(id.key() * 0x9E3779B97F4A7C15ull) & mask;
+    // Fibonacci hashing: the high bits of the product depend on every bit of the key.
+    std::size_t slot = static_cast<std::size_t>((id.key() * 0x9E3779B97F4A7C15ull) >> shift) & mask;
     for (;; slot = (slot + 1) & mask) {
       if (seen[slot] == 0) {
         seen[slot] = static_cast<std::uint32_t>(kept + 1);

@@ -102,8 +102,23 @@ std::string mixedFilter(std::uint64_t universe, Rng& rng, const std::vector<std:
   return "site/" + std::to_string(p.site) + "/#";
 }
 
-// A wildcard-heavy filter: a fleet topic, often cut short with '#', with about a third of its
-// levels replaced by '+'. Generic filters ("+/+/#", "site/+/building/+/#") come out of it too.
+// Fleet-wide filters of the wildcard-heavy set: a fixed number of them whatever its size, as the
+// dashboards and archivers of a deployment are (each matches a large part of every site).
+constexpr std::array<std::string_view, 8> kFleetWide = {
+    "+/+/#",
+    "site/+/building/+/#",
+    "site/+/building/+/device/+/temperature",
+    "site/+/building/+/device/+/+",
+    "site/+/weather/+",
+    "+/+/building/+/hvac",
+    "site/+/building/+/device/+/temperature/max",
+    "site/+/#"};
+constexpr std::size_t kFleetWideFilters = 128;
+
+// A site-local wildcard filter: a fleet topic, cut short with '#' half of the time (keeping at
+// least site/<s>/building/<b>), with each level below the site replaced by '+' with probability
+// 0.3 (at least one wildcard in all). So a site holds the same number of them, with the same
+// breadth, whatever the size of the set.
 std::string wildcardFilter(std::uint64_t universe, Rng& rng) {
   const std::string topic = iotTopic(rng.below(universe));
   std::vector<std::string_view> levels;
@@ -116,16 +131,15 @@ std::string wildcardFilter(std::uint64_t universe, Rng& rng) {
   const std::size_t depth = levels.size();
   bool pound = false;
   std::size_t keep = depth;
-  if (rng.chance(50)) {
-    const std::size_t low = depth > 3 ? depth - 3 : 1;
-    keep = low + rng.below(depth - low);  // [low, depth - 1]
+  if (depth > 4 && rng.chance(50)) {
+    keep = 4 + rng.below(depth - 4);  // [4, depth - 1]
     pound = true;
   }
   std::string filter;
   bool wildcard = pound;
   for (std::size_t i = 0; i < keep; ++i) {
     if (i > 0) filter.push_back('/');
-    const bool plus = rng.chance(30) || (!wildcard && i + 1 == keep);
+    const bool plus = i >= 2 && (rng.chance(30) || (!wildcard && i + 1 == keep));
     wildcard |= plus;
     filter += plus ? std::string_view("+") : levels[i];
   }
@@ -275,9 +289,11 @@ SubscriptionSet makeSubscriptionSet(FilterMix mix, std::size_t size) {
       std::size_t nextExact = 0;
       std::unordered_set<std::string> seen;
       const std::uint64_t sessions = size / 2 + 1;
-      auto next = [&] {
-        return mix == FilterMix::kMixed ? mixedFilter(universe, rng, exact, nextExact)
-                                        : wildcardFilter(universe, rng);
+      auto next = [&]() -> std::string {
+        if (mix == FilterMix::kMixed) return mixedFilter(universe, rng, exact, nextExact);
+        if (set.subscriptions.size() < std::min(kFleetWideFilters, size / 8))
+          return std::string(kFleetWide[set.subscriptions.size() % kFleetWide.size()]);
+        return wildcardFilter(universe, rng);
       };
       while (set.subscriptions.size() < size)
         addUnique(set, seen, next(), rng.below(sessions), static_cast<unsigned>(rng.below(3)));
