@@ -660,7 +660,12 @@ void SubscriptionTrie::match(std::string_view topic, MatchResult& out) const noe
   // The '$' rule: a filter whose first level is a wildcard does not match a topic starting
   // with '$', so the root's wildcard children are skipped for such topics.
   bool wildcardsApply = topic.front() != '$';
-  for (const MatchResult::Level& l : levels) {
+  // Off the topic's own path (below a '+'), the walk cannot fetch ahead from the topic alone, so
+  // it fetches one level ahead as it goes: the wildcard children of each node it finds, and the
+  // slot of each '+' node's child at the next level (its key is known without loading it).
+  for (std::size_t k = 0; k < levels.size(); ++k) {
+    const MatchResult::Level& l = levels[k];
+    const MatchResult::Level* following = k + 1 < levels.size() ? &levels[k + 1] : nullptr;
     next.clear();
     for (const Node* node : frontier) {
       // Acquire (on every pointer below): the target was complete before its release store.
@@ -668,10 +673,22 @@ void SubscriptionTrie::match(std::string_view topic, MatchResult& out) const noe
         // '#' matches this level and everything after it.
         if (const Node* pound = node->pound.load(std::memory_order_acquire))
           contributors += collect(*pound, ids);
-        if (const Node* plus = node->plus.load(std::memory_order_acquire)) next.push_back(plus);
+        if (const Node* plus = node->plus.load(std::memory_order_acquire)) {
+          next.push_back(plus);
+          if (following != nullptr) {
+            const std::uint64_t plusKey = detail::prefixKey(node->key, kPlusHash);  // plus->key
+            table->prefetchSlot(detail::prefixKey(plusKey, following->hash));
+          }
+        }
       }
-      if (const Node* child = table->find(detail::prefixKey(node->key, l.hash), node, l.text))
+      if (const Node* child = table->find(detail::prefixKey(node->key, l.hash), node, l.text)) {
         next.push_back(child);
+        // Relaxed: prefetch hints; the next level loads them again with acquire.
+        if (const Node* pound = child->pound.load(std::memory_order_relaxed))
+          __builtin_prefetch(pound);
+        if (const Node* plus = child->plus.load(std::memory_order_relaxed))
+          __builtin_prefetch(plus);
+      }
     }
     frontier.swap(next);
     if (frontier.empty()) break;
