@@ -82,6 +82,7 @@ struct Sizes {
   std::vector<std::size_t> fanout{1000, 100000};
   std::vector<std::size_t> retained{100000, 1000000};
   std::vector<int> readerThreads{1, 2, 4};
+  std::size_t latencyBytes = std::size_t{256} << 20;  // pointer chase of machine/memory_latency
 };
 // --tern_tiny (the ctest smoke run): every benchmark once, on small data.
 Sizes tinySizes() {
@@ -93,6 +94,7 @@ Sizes tinySizes() {
   sizes.fanout = {100, 300};
   sizes.retained = {2000, 5000};
   sizes.readerThreads = {1, 2};
+  sizes.latencyBytes = std::size_t{1} << 20;
   return sizes;
 }
 
@@ -110,6 +112,36 @@ void fail(benchmark::State& state, const std::string& error) {
   gFailed.store(true);
   state.SkipWithError(error.c_str());
 }
+
+// What building a structure from a data set cost: wall-clock seconds and the heap bytes it holds
+// afterwards (allocations counted while it was built, minus what it freed).
+struct BuildStats {
+  double seconds = 0;
+  double heapBytes = 0;
+};
+
+// Counts heap bytes from construction until stop(), and times the build until lap().
+// REQUIRES: no other thread allocates or frees meanwhile (fixtures are built by one benchmark
+// thread, with no background thread running).
+class HeapCount {
+ public:
+  HeapCount() : start_(std::chrono::steady_clock::now()) {
+    gHeapBytes.store(0);
+    gCountHeap.store(true);
+  }
+  ~HeapCount() { gCountHeap.store(false); }
+  void lap() {
+    seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  BuildStats stop() {
+    gCountHeap.store(false);
+    return {seconds_, static_cast<double>(gHeapBytes.load())};
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+  double seconds_ = 0;
+};
 
 std::vector<std::uint64_t> sortedBits(std::span<const SubscriberId> ids) {
   std::vector<std::uint64_t> bits;
@@ -251,9 +283,13 @@ class SubscriptionFixture {
   Impl* get(std::string* error = nullptr) {
     std::unique_ptr<Impl>& slot = slotOf<Impl>();
     if (!slot) {
+      HeapCount count;
       slot = std::make_unique<Impl>();
       for (const Subscription& s : data_.subscriptions)
         slot->subscribe(s.filter, s.id);
+      count.lap();
+      slot->quiesce();  // frees the tables and arrays replaced while growing
+      stats<Impl>() = count.stop();
       verified<Impl>() = expected_.empty() || check(*slot);
     }
     if (!verified<Impl>()) {
@@ -263,8 +299,12 @@ class SubscriptionFixture {
     return slot.get();
   }
 
-  void quiesce() {
-    if (tern_) tern_->quiesce();
+  // How building the structure of type Impl went. REQUIRES: get<Impl>() succeeded.
+  template <typename Impl>
+  BuildStats& stats() {
+    if constexpr (std::is_same_v<Impl, TernSubscriptions>) return ternStats_;
+    if constexpr (std::is_same_v<Impl, LockedSubscriptions>) return lockedStats_;
+    if constexpr (std::is_same_v<Impl, NaiveSubscriptions>) return naiveStats_;
   }
 
  private:
@@ -304,6 +344,9 @@ class SubscriptionFixture {
   bool ternOk_ = false;
   bool lockedOk_ = false;
   bool naiveOk_ = true;  // the oracle itself
+  BuildStats ternStats_;
+  BuildStats lockedStats_;
+  BuildStats naiveStats_;
 };
 
 // ---- Retained structures behind one interface -----------------------------------------------
@@ -384,9 +427,21 @@ class RetainedFixture {
   Impl* get(std::string* error = nullptr) {
     std::unique_ptr<Impl>& slot = slotOf<Impl>();
     if (!slot) {
+      HeapCount count;
       slot = std::make_unique<Impl>();
-      for (std::size_t i = 0; i < data_.topics.size(); ++i)
-        slot->set(common::Message::make(data_.topics[i], kPayload, true));
+      messageBytes_ = 0;
+      for (std::size_t i = 0; i < data_.topics.size(); ++i) {
+        // The messages are not the store's structure: made with counting off, reported apart.
+        gCountHeap.store(false);
+        common::MessageRef message = common::Message::make(data_.topics[i], kPayload, true);
+        messageBytes_ +=
+            static_cast<double>(malloc_usable_size(const_cast<common::Message*>(message.get())));
+        gCountHeap.store(true);
+        slot->set(std::move(message));
+      }
+      count.lap();
+      slot->quiesce();
+      stats<Impl>() = count.stop();
       bool ok = true;
       for (std::size_t i = 0; i < expected_.size() && ok; ++i)
         ok = matchedTopics(*slot, filters_[i].filter) == expected_[i];
@@ -399,8 +454,13 @@ class RetainedFixture {
     return slot.get();
   }
 
-  void quiesce() {
-    if (tern_) tern_->quiesce();
+  // Heap bytes of the messages of one store (each block as the allocator rounds it).
+  double messageBytes() const noexcept { return messageBytes_; }
+  template <typename Impl>
+  BuildStats& stats() {
+    if constexpr (std::is_same_v<Impl, TernRetained>) return ternStats_;
+    if constexpr (std::is_same_v<Impl, LockedRetainedStore>) return lockedStats_;
+    if constexpr (std::is_same_v<Impl, NaiveRetainedStore>) return naiveStats_;
   }
 
  private:
@@ -436,6 +496,10 @@ class RetainedFixture {
   bool ternOk_ = false;
   bool lockedOk_ = false;
   bool naiveOk_ = true;
+  BuildStats ternStats_;
+  BuildStats lockedStats_;
+  BuildStats naiveStats_;
+  double messageBytes_ = 0;
 };
 
 // One subscription set and one retained set at a time: the 1M sets and the structures built
@@ -465,13 +529,6 @@ class FixtureCache {
       retainedSize_ = size;
     }
     return {retained_.get(), retained_->get<Impl>(error)};
-  }
-
-  // Frees what the cached structures retired. REQUIRES: no benchmark thread is reading.
-  void quiesce() {
-    std::lock_guard lock(mutex_);
-    if (subscriptions_) subscriptions_->quiesce();
-    if (retained_) retained_->quiesce();
   }
 
  private:
@@ -676,35 +733,23 @@ void subUnsubBench(benchmark::State& state, FilterMix mix, std::size_t size, int
   }
 }
 
-// Builds a fresh structure from a set with heap counting on; the time is the bulk load.
+// Reports what building the set's structure cost (the fixture counts it when it builds the
+// structure): heap bytes per subscription, and the bulk load's time as the iteration time.
 template <typename Impl>
 void memoryBench(benchmark::State& state, FilterMix mix, std::size_t size) {
   std::string error;
-  // The data comes from the cache; the structure is built here, alone, with counting on.
-  auto [fixture, naive] = cache().subscriptions<NaiveSubscriptions>(mix, size, &error);
-  if (naive == nullptr) return fail(state, error);
-  cache().quiesce();
+  auto [fixture, impl] = cache().subscriptions<Impl>(mix, size, &error);
+  if (impl == nullptr) return fail(state, error);
+  const BuildStats stats = fixture->template stats<Impl>();
+  for (auto _ : state)
+    state.SetIterationTime(stats.seconds);
   const SubscriptionSet& data = fixture->data();
-  double bytes = 0;
-  for (auto _ : state) {
-    auto impl = std::make_unique<Impl>();
-    gHeapBytes.store(0);
-    gCountHeap.store(true);
-    for (const Subscription& s : data.subscriptions)
-      impl->subscribe(s.filter, s.id);
-    impl->quiesce();
-    gCountHeap.store(false);
-    bytes = static_cast<double>(gHeapBytes.load());
-    state.PauseTiming();
-    impl.reset();
-    state.ResumeTiming();
-  }
   const double n = static_cast<double>(data.subscriptions.size());
-  state.SetItemsProcessed(static_cast<std::int64_t>(n) * state.iterations());
-  state.counters["bytes_per_sub"] = bytes / n;
+  state.counters["subscribe_per_s"] = n / stats.seconds;
+  state.counters["bytes_per_sub"] = stats.heapBytes / n;
   state.counters["filter_text_per_sub"] = static_cast<double>(data.filterTextBytes) / n;
   state.counters["bytes_per_sub_excl_text"] =
-      (bytes - static_cast<double>(data.filterTextBytes)) / n;
+      (stats.heapBytes - static_cast<double>(data.filterTextBytes)) / n;
 }
 
 // ---- Benchmarks: retained messages ----------------------------------------------------------
@@ -773,40 +818,52 @@ void retainedSetDeleteBench(benchmark::State& state, std::size_t size) {
 template <typename Impl>
 void retainedMemoryBench(benchmark::State& state, std::size_t size) {
   std::string error;
-  auto [fixture, naive] = cache().retained<NaiveRetainedStore>(size, &error);
-  if (naive == nullptr) return fail(state, error);
-  cache().quiesce();
-  const TopicList& topics = fixture->data().topics;
-  double bytes = 0;
-  double messageBytes = 0;
+  auto [fixture, impl] = cache().retained<Impl>(size, &error);
+  if (impl == nullptr) return fail(state, error);
+  const BuildStats stats = fixture->template stats<Impl>();
+  for (auto _ : state)
+    state.SetIterationTime(stats.seconds);
+  const double n = static_cast<double>(fixture->data().topics.size());
+  state.counters["set_per_s"] = n / stats.seconds;
+  state.counters["bytes_per_msg"] = stats.heapBytes / n;
+  state.counters["message_bytes_per_msg"] = fixture->messageBytes() / n;
+}
+
+// ---- The machine --------------------------------------------------------------------------
+
+// One dependent load per iteration, each to a random cache line of a buffer far larger than the
+// caches (a random cyclic permutation): the latency of one memory access that misses every cache
+// and, mostly, the TLB. It sets the scale for the 1M-entry benchmarks, whose cold levels cost a
+// few of these each, and it moves with the load other processes put on the machine.
+struct alignas(64) ChaseLine {
+  const ChaseLine* next;
+};
+
+// Built once per run (shuffling a quarter of a gigabyte takes a while).
+const std::vector<ChaseLine>& chaseLines(std::size_t bytes) {
+  static const std::vector<ChaseLine> lines = [bytes] {
+    const std::size_t count = bytes / sizeof(ChaseLine);
+    std::vector<ChaseLine> result(count);
+    std::vector<std::uint32_t> order(count);
+    for (std::size_t i = 0; i < count; ++i)
+      order[i] = static_cast<std::uint32_t>(i);
+    Rng rng(42);
+    for (std::size_t i = count; i > 1; --i)
+      std::swap(order[i - 1], order[rng.below(i)]);
+    for (std::size_t i = 0; i < count; ++i)
+      result[order[i]].next = &result[order[(i + 1) % count]];
+    return result;
+  }();
+  return lines;
+}
+
+void memoryLatencyBench(benchmark::State& state, std::size_t bytes) {
+  const ChaseLine* p = &chaseLines(bytes).front();
   for (auto _ : state) {
-    state.PauseTiming();
-    // Messages are made before counting starts: the count is the store's own structure.
-    std::vector<common::MessageRef> messages;
-    messages.reserve(topics.size());
-    for (std::size_t i = 0; i < topics.size(); ++i) {
-      messages.push_back(common::Message::make(topics[i], kPayload, true));
-      messageBytes += static_cast<double>(messages.back()->footprint());
-    }
-    auto impl = std::make_unique<Impl>();
-    state.ResumeTiming();
-    gHeapBytes.store(0);
-    gCountHeap.store(true);
-    for (common::MessageRef& m : messages)
-      impl->set(std::move(m));
-    impl->quiesce();
-    gCountHeap.store(false);
-    bytes = static_cast<double>(gHeapBytes.load());
-    state.PauseTiming();
-    messages.clear();
-    impl.reset();
-    state.ResumeTiming();
+    p = p->next;
+    benchmark::DoNotOptimize(p);
   }
-  const double n = static_cast<double>(topics.size());
-  state.SetItemsProcessed(static_cast<std::int64_t>(n) * state.iterations());
-  state.counters["bytes_per_msg"] = bytes / n;
-  state.counters["message_bytes_per_msg"] =
-      messageBytes / n / static_cast<double>(state.iterations());
+  state.SetItemsProcessed(state.iterations());
 }
 
 // ---- Registration ---------------------------------------------------------------------------
@@ -837,6 +894,8 @@ void forEachRetained(F&& f) {
 }
 
 void registerAll(const Sizes& sizes) {
+  add("machine/memory_latency/" + std::to_string(sizes.latencyBytes >> 20) + "MiB",
+      [bytes = sizes.latencyBytes](benchmark::State& s) { memoryLatencyBench(s, bytes); });
   for (std::size_t size : sizes.subscriptions) {
     // IoT fleet, exact filters: one match per hit.
     forEachSubscriptions([&]<typename Impl>() {
@@ -866,6 +925,7 @@ void registerAll(const Sizes& sizes) {
             [=](benchmark::State& s) { memoryBench<Impl>(s, FilterMix::kExact, size); })
             ->Iterations(1)
             ->Repetitions(1)
+            ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
       });
     }
@@ -923,6 +983,7 @@ void registerAll(const Sizes& sizes) {
             [=](benchmark::State& s) { memoryBench<Impl>(s, FilterMix::kMixed, size); })
             ->Iterations(1)
             ->Repetitions(1)
+            ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
       });
     }
@@ -968,6 +1029,7 @@ void registerAll(const Sizes& sizes) {
             [=](benchmark::State& s) { retainedMemoryBench<Impl>(s, size); })
             ->Iterations(1)
             ->Repetitions(1)
+            ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
       });
     }
