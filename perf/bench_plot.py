@@ -304,6 +304,14 @@ def chart(ops, runs, path):
     fig.savefig(path, dpi=110)
 
 
+def run_info(context, runs):
+    loads = lambda key: " ".join(f"{x:.2f}" for x in context.get(key, [])) or "?"
+    return (f"Published run: {context.get('date', '?')}, commit `{context.get('commit', '?')}`, "
+            f"host `{context.get('host_name', '?')}` ({context.get('num_cpus', '?')} CPUs at "
+            f"{context.get('mhz_per_cpu', '?')} MHz), load average {loads('load_avg')} at the start "
+            f"and {loads('load_avg_after')} at the end (1, 5, 15 minutes).")
+
+
 def replace_between(text, marker, body):
     begin, end = f"<!-- {marker} -->", f"<!-- {marker}/end -->"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
@@ -324,14 +332,18 @@ def main():
     targets = targets_table(runs, ops)
     if args.png:
         chart(ops, runs, args.png)
+    run = run_info(context, runs)
     if args.markdown:
         with open(args.markdown) as f:
             text = f.read()
+        text = replace_between(text, "topic-match:run", run)
         text = replace_between(text, "topic-match:results", results)
         text = replace_between(text, "topic-match:targets", targets)
         with open(args.markdown, "w") as f:
             f.write(text)
     else:
+        print(run)
+        print()
         print(targets)
         print()
         print(results)

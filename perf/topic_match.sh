@@ -18,11 +18,23 @@ cmake --preset release >/dev/null
 cmake --build --preset release --target topic_match_bench
 mkdir -p perf/results
 out=perf/results/topic_match_bench.json
+commit=$(git rev-parse --short HEAD)
+git diff --quiet HEAD -- src include bench || commit="$commit+changes"
 echo "load before: $(uptime)"
 build/release/bench/topic_match_bench \
   --benchmark_repetitions=3 --benchmark_min_time=0.2 --benchmark_display_aggregates_only=true \
+  --benchmark_context="commit=$commit" \
   --benchmark_out="$out" --benchmark_out_format=json "$@"
 echo "load after: $(uptime)"
+# Google Benchmark records the load average at the start; the end matters as much.
+/usr/bin/python3 - "$out" <<'PY'
+import json, os, sys
+with open(sys.argv[1]) as f:
+    data = json.load(f)
+data["context"]["load_avg_after"] = list(os.getloadavg())
+with open(sys.argv[1], "w") as f:
+    json.dump(data, f, indent=2)
+PY
 if [ "$publish" = 1 ]; then
   mkdir -p perf/results/published docs/img
   cp "$out" perf/results/published/topic_match_bench.json
