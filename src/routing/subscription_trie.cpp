@@ -536,25 +536,25 @@ SubscriptionTrie::SubscribeResult SubscriptionTrie::subscribe(std::string_view f
   assert(validateTopicFilter(filter) == TopicStatus::kOk);
   assert(!id.empty() && id.qos() <= 2);
   std::lock_guard lock(writerMutex_);
+  keyFilterLocked(filter);
   Node* node = root_;
   LevelCursor cursor(filter);
   std::string_view level;
-  while (cursor.next(level)) {
+  for (std::size_t i = 0; cursor.next(level); ++i) {
+    const std::uint64_t key = filterKeys_[i];
     // A new node is linked empty with a release store; readers may see it before it has a
     // subscriber or children, which matches nothing.
     if (level == "+" || level == "#") {
       std::atomic<Node*>& wildcard = level == "+" ? node->plus : node->pound;
       Node* child = wildcard.load(std::memory_order_relaxed);
       if (child == nullptr) {
-        child = detail::makeNode(
-            detail::prefixKey(node->key, level == "+" ? kPlusHash : kPoundHash), node, level);
+        child = detail::makeNode(key, node, level);
         wildcard.store(child, std::memory_order_release);
         ++node->children;
       }
       node = child;
       continue;
     }
-    const std::uint64_t key = detail::prefixKey(node->key, detail::hashLevel64(level));
     Node* child = table_.load(std::memory_order_relaxed)->find(key, node, level);
     if (child == nullptr) {
       child = detail::makeNode(key, node, level);
@@ -571,17 +571,18 @@ SubscriptionTrie::SubscribeResult SubscriptionTrie::subscribe(std::string_view f
 bool SubscriptionTrie::unsubscribe(std::string_view filter, SubscriberId id) {
   assert(validateTopicFilter(filter) == TopicStatus::kOk);
   std::lock_guard lock(writerMutex_);
+  keyFilterLocked(filter);
   const NodeTable* table = table_.load(std::memory_order_relaxed);
   Node* node = root_;
   LevelCursor cursor(filter);
   std::string_view level;
-  while (cursor.next(level)) {
+  for (std::size_t i = 0; cursor.next(level); ++i) {
     if (level == "+") {
       node = node->plus.load(std::memory_order_relaxed);
     } else if (level == "#") {
       node = node->pound.load(std::memory_order_relaxed);
     } else {
-      node = table->find(detail::prefixKey(node->key, detail::hashLevel64(level)), node, level);
+      node = table->find(filterKeys_[i], node, level);
     }
     if (node == nullptr) return false;
   }
@@ -589,6 +590,28 @@ bool SubscriptionTrie::unsubscribe(std::string_view filter, SubscriberId id) {
   size_.fetch_sub(1, std::memory_order_relaxed);
   pruneLocked(node);
   return true;
+}
+
+void SubscriptionTrie::keyFilterLocked(std::string_view filter) {
+  // As in match(): the keys of every level follow from the filter alone, so the slots and nodes
+  // of all its levels are fetched at once before the walk needs them.
+  const NodeTable* table = table_.load(std::memory_order_relaxed);
+  filterKeys_.clear();
+  std::uint64_t key = detail::kRootKey;
+  LevelCursor cursor(filter);
+  std::string_view level;
+  while (cursor.next(level)) {
+    const bool plus = level == "+";
+    const bool wildcard = plus || level == "#";
+    key = detail::prefixKey(
+        key, wildcard ? (plus ? kPlusHash : kPoundHash) : detail::hashLevel64(level));
+    filterKeys_.push_back(key);
+    if (!wildcard) table->prefetchSlot(key);
+  }
+  cursor = LevelCursor(filter);
+  for (std::size_t i = 0; cursor.next(level); ++i) {
+    if (level != "+" && level != "#") table->prefetchNode(filterKeys_[i], level.size());
+  }
 }
 
 void SubscriptionTrie::insertLocked(Node* node) {

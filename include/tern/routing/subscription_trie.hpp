@@ -110,6 +110,9 @@ class SubscriptionTrie {
  private:
   using Node = detail::TrieNode;
 
+  // Fills filterKeys_ with the prefix key of each level of `filter` and starts loading their
+  // slots and nodes. REQUIRES: writerMutex_ held.
+  void keyFilterLocked(std::string_view filter);
   // Links `node` into the node table, rebuilding it when full. REQUIRES: writerMutex_ held.
   void insertLocked(Node* node);
   // Prunes `node` and its ancestors while they hold no subscriber and no child.
@@ -121,8 +124,9 @@ class SubscriptionTrie {
   // Every node but the root and the wildcard nodes. Replaced (release store) by the writer when
   // rebuilt; readers load it once per match.
   std::atomic<detail::NodeTable*> table_;
-  std::mutex writerMutex_;            // serializes subscribe/unsubscribe
-  std::atomic<std::size_t> size_{0};  // written under writerMutex_, read relaxed anywhere
+  std::mutex writerMutex_;                 // serializes subscribe/unsubscribe
+  std::vector<std::uint64_t> filterKeys_;  // guarded by writerMutex_: see keyFilterLocked()
+  std::atomic<std::size_t> size_{0};       // written under writerMutex_, read relaxed anywhere
 };
 
 }  // namespace tern::routing
