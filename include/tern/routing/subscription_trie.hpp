@@ -44,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tern/common/cache_line.hpp"
 #include "tern/routing/subscriber_id.hpp"
 #include "tern/sync/qsbr.hpp"
 
@@ -124,7 +125,10 @@ class SubscriptionTrie {
   // Every node but the root and the wildcard nodes. Replaced (release store) by the writer when
   // rebuilt; readers load it once per match.
   std::atomic<detail::NodeTable*> table_;
-  std::mutex writerMutex_;                 // serializes subscribe/unsubscribe
+  // The writer's fields start a cache line of their own: every subscribe/unsubscribe writes the
+  // mutex and size_, and sharing a line with root_ and table_ would make every reader's next
+  // match miss on them.
+  alignas(common::kCacheLine) std::mutex writerMutex_;  // serializes subscribe/unsubscribe
   std::vector<std::uint64_t> filterKeys_;  // guarded by writerMutex_: see keyFilterLocked()
   std::atomic<std::size_t> size_{0};       // written under writerMutex_, read relaxed anywhere
 };
