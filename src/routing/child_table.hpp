@@ -1,4 +1,5 @@
-// ChildTable: the children of one topic-level node, shared by SubscriptionTrie and RetainedStore.
+// ChildTable: the children of one topic-level node in the RetainedStore (SubscriptionTrie keeps
+// its nodes in one table keyed by filter prefix instead; see subscription_trie.cpp).
 //
 // An open-addressing hash table (linear probing, power-of-two capacity) of atomic child-pointer
 // slots, read with no lock under QSBR (sync/qsbr.hpp) and written by one writer at a time (the
@@ -15,12 +16,9 @@
 // O(1)).
 //
 // Nodes carry their level text inline (one allocation, see makeLevelNode) and its 32-bit hash; a
-// probe compares the hash first. `Extra` is a header the owner may add to each table (the trie
-// keeps its '+' and '#' children there); it is copied into every rebuilt table.
+// probe compares the hash first.
 //
 // Node requirements: `std::uint32_t hash` and `std::string_view level() const noexcept`.
-// Extra requirements: default-constructible, `void copyFrom(const Extra&) noexcept` and
-// `bool empty() const noexcept` (writer side: nothing in it that would need a table).
 //
 // A node does not point at its table directly but holds a ChildLink: nothing, its only child
 // (tagged pointer; no table, so a chain of single children costs no extra allocation and no extra
@@ -41,8 +39,8 @@
 namespace tern::routing::detail {
 
 // Hash of one topic level: 8 bytes at a time, folded 64x64->128-bit multiplies (wyhash-like).
-// Computed once per level per match and stored in each node. Never allocates.
-inline std::uint32_t hashLevel(std::string_view level) noexcept {
+// Computed once per level per match. Never allocates, never calls memcpy for the tail.
+inline std::uint64_t hashLevel64(std::string_view level) noexcept {
   constexpr std::uint64_t kMul1 = 0x9E3779B97F4A7C15ull;
   constexpr std::uint64_t kMul2 = 0xD6E8FEB86659FD93ull;
   auto mix = [](std::uint64_t a, std::uint64_t b) noexcept {
@@ -59,11 +57,53 @@ inline std::uint32_t hashLevel(std::string_view level) noexcept {
     p += 8;
     n -= 8;
   }
+  // The last 0..7 bytes with overlapping fixed-size loads: every byte counts, nothing is read
+  // outside the level.
   std::uint64_t tail = 0;
-  if (n > 0) std::memcpy(&tail, p, n);
+  if (n >= 4) {
+    std::uint32_t first;
+    std::uint32_t last;
+    std::memcpy(&first, p, 4);
+    std::memcpy(&last, p + n - 4, 4);
+    tail = (std::uint64_t{first} << 32) | last;
+  } else if (n > 0) {
+    tail = (std::uint64_t{static_cast<unsigned char>(p[0])} << 16) |
+           (std::uint64_t{static_cast<unsigned char>(p[n / 2])} << 8) |
+           static_cast<unsigned char>(p[n - 1]);
+  }
   h = mix(h ^ tail, kMul1);
-  h = mix(h, kMul2);
+  return mix(h, kMul2);
+}
+
+// Whether two level texts of the same size `n` are equal. Inline compares for up to 16 bytes
+// (most levels), memcmp beyond.
+inline bool sameLevelText(const char* a, const char* b, std::size_t n) noexcept {
+  auto load64 = [](const char* p) noexcept {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  };
+  auto load32 = [](const char* p) noexcept {
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  };
+  if (n > 16) return std::memcmp(a, b, n) == 0;
+  if (n >= 8) return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
+  if (n >= 4) return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
+  if (n == 0) return true;
+  return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
+}
+
+// The same hash folded to 32 bits, as the child tables store it in each node.
+inline std::uint32_t hashLevel(std::string_view level) noexcept {
+  const std::uint64_t h = hashLevel64(level);
   return static_cast<std::uint32_t>(h ^ (h >> 32));
+}
+
+// Whether two level texts are equal (sameLevelText with a size check first).
+inline bool sameLevel(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && sameLevelText(a.data(), b.data(), a.size());
 }
 
 // Allocates a Node with `level` stored inline right after it. Node must be constructible from
@@ -83,14 +123,9 @@ void freeLevelNode(void* node) {
   ::operator delete(node);
 }
 
-struct NoExtra {
-  void copyFrom(const NoExtra&) noexcept {}
-  bool empty() const noexcept { return true; }
-};
-
-// Aligned so that the slots that follow the header are aligned even when Extra is empty.
-template <typename Node, typename Extra = NoExtra>
-class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
+// Aligned so that the slots that follow the header are aligned.
+template <typename Node>
+class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable {
  public:
   ChildTable(const ChildTable&) = delete;
   ChildTable& operator=(const ChildTable&) = delete;
@@ -124,7 +159,7 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
       if (word == kEmpty) return nullptr;
       if (word == kTombstone || (word & kTagMask) != tag) continue;
       Node* node = childOf(word);
-      if (node->hash == hash && node->level() == level) return node;
+      if (node->hash == hash && sameLevel(node->level(), level)) return node;
     }
     return nullptr;
   }
@@ -140,7 +175,7 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
   }
 
  private:
-  template <typename, typename>
+  template <typename>
   friend class ChildLink;
   // A slot holds kEmpty, kTombstone, or a child pointer with a tag in its unused top bits.
   using Slot = std::atomic<std::uintptr_t>;
@@ -245,10 +280,7 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
   // A new, unpublished table of `capacity` holding the children of `old` (may be null).
   static ChildTable* rebuild(const ChildTable* old, std::uint32_t capacity) {
     ChildTable* table = make(capacity);
-    if (old != nullptr) {
-      table->Extra::copyFrom(*old);
-      old->forEach([&](Node* child) { table->insertInPlace(child); });
-    }
+    if (old != nullptr) old->forEach([&](Node* child) { table->insertInPlace(child); });
     return table;
   }
 
@@ -258,19 +290,19 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable : public Extra {
 };
 
 // What a node holds to reach its children: one atomic word that is 0 (no child), a Node* with
-// bit 0 set (exactly one child and an empty Extra), or a ChildTable*. Readers load it once
+// bit 0 set (exactly one child), or a ChildTable*. Readers load it once
 // (load()) and see one consistent form; the writer switches forms by publishing a new word with a
 // release store and retiring the table it replaced.
-template <typename Node, typename Extra = NoExtra>
+template <typename Node>
 class ChildLink {
  public:
-  using Table = ChildTable<Node, Extra>;
+  using Table = ChildTable<Node>;
 
   // One loaded value of the link. Valid until the reader's next quiescent state.
   class View {
    public:
     bool empty() const noexcept { return word_ == 0; }
-    // The table, or null when there is none (then Extra is empty).
+    // The table, or null when there is none.
     const Table* table() const noexcept {
       return (word_ & kDirectTag) != 0 ? nullptr : reinterpret_cast<const Table*>(word_);
     }
@@ -278,11 +310,11 @@ class ChildLink {
     Node* find(std::string_view level, std::uint32_t hash) const noexcept {
       if ((word_ & kDirectTag) != 0) {
         Node* child = reinterpret_cast<Node*>(word_ & ~kDirectTag);
-        return child->hash == hash && child->level() == level ? child : nullptr;
+        return child->hash == hash && sameLevel(child->level(), level) ? child : nullptr;
       }
       return word_ == 0 ? nullptr : table()->find(level, hash);
     }
-    // Calls visit(Node*) for every child present (not Extra's).
+    // Calls visit(Node*) for every child present.
     template <typename Visit>
     void forEach(Visit&& visit) const {
       if ((word_ & kDirectTag) != 0) {
@@ -342,30 +374,13 @@ class ChildLink {
     }
   }
 
-  // The table, made (holding the direct child, if any) when there is none, so that the writer
-  // can change its Extra; call collapse() after emptying Extra. Writer only.
-  Table& table(sync::QsbrDomain& domain) {
-    const std::uintptr_t word = word_.load(std::memory_order_relaxed);
-    if (word != 0 && (word & kDirectTag) == 0) return *reinterpret_cast<Table*>(word);
-    Table* table = Table::make(word == 0 ? 0 : 1);
-    if (word != 0) table->insertInPlace(reinterpret_cast<Node*>(word & ~kDirectTag));
-    publish(reinterpret_cast<std::uintptr_t>(table), nullptr, domain);
-    return *table;
-  }
-
-  // The table, or null when there is none. Writer only.
-  Table* writerTable() noexcept {
-    const std::uintptr_t word = word_.load(std::memory_order_relaxed);
-    return (word & kDirectTag) != 0 ? nullptr : reinterpret_cast<Table*>(word);
-  }
-
-  // Replaces a table that has an empty Extra and at most one child by the direct form (or
-  // nothing); true when it did. Writer only.
+  // Replaces a table that has at most one child by the direct form (or nothing); true when it
+  // did. Writer only.
   bool collapse(sync::QsbrDomain& domain) {
     const std::uintptr_t word = word_.load(std::memory_order_relaxed);
     if (word == 0 || (word & kDirectTag) != 0) return false;
     Table* table = reinterpret_cast<Table*>(word);
-    if (table->live_ > 1 || !table->Extra::empty()) return false;
+    if (table->live_ > 1) return false;
     std::uintptr_t direct = 0;
     table->forEach([&](Node* child) { direct = tagDirect(child); });
     publish(direct, table, domain);

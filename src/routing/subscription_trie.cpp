@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
+#include <cstring>
+#include <new>
 #include <unordered_map>
 #include <utility>
 
@@ -12,50 +14,251 @@
 namespace tern::routing {
 namespace detail {
 
-// The '+' and '#' children of a node, kept in the header of its child table so that leaves (most
-// nodes) pay nothing for them and matching a wildcard costs one load, no hash probe.
-struct WildcardChildren {
-  std::atomic<TrieNode*> plus{nullptr};
-  std::atomic<TrieNode*> pound{nullptr};
-  void copyFrom(const WildcardChildren& other) noexcept {
-    // Relaxed: only the writer copies, and the new table is published with a release store.
-    plus.store(other.plus.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    pound.store(other.pound.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  }
-  bool empty() const noexcept {
-    return plus.load(std::memory_order_relaxed) == nullptr &&
-           pound.load(std::memory_order_relaxed) == nullptr;
-  }
-};
-
-using Children = ChildLink<TrieNode, WildcardChildren>;
-using Branch = Children::Table;
-
-// One filter level. The subscriber set is one atomic word:
+// One filter level. A node of an ordinary level lives in the trie's NodeTable under its prefix
+// key; a '+' or '#' node hangs off its parent's `plus`/`pound` field instead (matching a wildcard
+// costs one load and no probe) and is in no table.
+//
+// The subscriber set is one atomic word:
 //   0                      no subscriber
 //   QoS bits (63..62) != 3 exactly one subscriber, this SubscriberId
 //   QoS bits == 3          a SubscriberArray* (QoS 3 does not exist, so no id looks like this)
 // Readers load the word once, so they see either the single id or one whole array.
+//
+// 48 bytes and then the level text, in one allocation: a node with a level of up to 16 bytes
+// fits one 64-byte cache line, so a lookup that finds it costs one memory access.
 struct TrieNode {
-  TrieNode(std::uint32_t levelHash, std::uint32_t levelSize) noexcept
-      : hash(levelHash), size(levelSize) {}
+  TrieNode(std::uint64_t prefixKey, TrieNode* parentNode, std::uint32_t levelSize) noexcept
+      : key(prefixKey), parent(parentNode), size(levelSize) {}
   std::string_view level() const noexcept {
     return {reinterpret_cast<const char*>(this + 1), size};
   }
   char* levelStorage() noexcept { return reinterpret_cast<char*>(this + 1); }
+  const char* levelStorage() const noexcept { return reinterpret_cast<const char*>(this + 1); }
 
+  const std::uint64_t key;  // prefixKey(parent->key, hashLevel64(level())); kRootKey for the root
+  TrieNode* const parent;   // null for the root; readers only compare it
   std::atomic<std::uint64_t> subscribers{0};
-  Children children;
-  const std::uint32_t hash;  // hashLevel(level())
-  const std::uint32_t size;  // the level text follows the node in the same allocation
+  std::atomic<TrieNode*> plus{nullptr};
+  std::atomic<TrieNode*> pound{nullptr};
+  std::uint32_t children = 0;  // writer only: children in the table, plus the wildcard children
+  const std::uint32_t size;    // the level text follows the node in the same allocation
 };
+static_assert(sizeof(TrieNode) == 48);
+
+constexpr std::uint64_t kRootKey = 0x243F6A8885A308D3ull;
+// Level texts up to this size share the node's cache line (with a 64-byte-aligned node).
+constexpr std::size_t kOneLineLevel = 64 - sizeof(TrieNode);
+
+// The key of the filter prefix that ends with a level of hash `levelHash` below a node with key
+// `parentKey`: one 64x64->128-bit multiply, folded. Deterministic, so a reader derives the key
+// of every level of a topic from the topic alone, before it touches the trie.
+inline std::uint64_t prefixKey(std::uint64_t parentKey, std::uint64_t levelHash) noexcept {
+  const unsigned __int128 r = static_cast<unsigned __int128>(parentKey ^ 0xA0761D6478BD642Full) *
+                              (levelHash ^ 0xE7037ED1A0B428DBull);
+  return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+}
+
+TrieNode* makeNode(std::uint64_t key, TrieNode* parent, std::string_view level) {
+  void* memory = ::operator new(sizeof(TrieNode) + level.size());
+  auto* node = new (memory) TrieNode(key, parent, static_cast<std::uint32_t>(level.size()));
+  if (!level.empty()) std::memcpy(node->levelStorage(), level.data(), level.size());
+  return node;
+}
+
+// Matches QsbrDomain::Deleter.
+void freeNode(void* node) {
+  static_cast<TrieNode*>(node)->~TrieNode();
+  ::operator delete(node);
+}
+
+// Every ordinary node of the trie in one open-addressing table (linear probing, power-of-two
+// capacity) of atomic slots, keyed by prefix key. A slot holds a node pointer with the top 16 bits
+// of the node's key in its unused high bits (x86-64), so a probe skips other nodes without loading
+// them. A node is accepted only when its parent and level text are the ones looked for: a key
+// collision costs a probe, never a wrong match.
+//
+// RCU rules are those of ChildTable (child_table.hpp): readers probe with acquire loads and no
+// lock; the one writer (the trie's mutex) inserts and erases in place with release stores; a slot
+// goes empty -> node -> tombstone -> node ... and back to empty only when no probe chain can run
+// through it; when the table is too full (live + tombstones above 3/4) or too sparse (below 1/8)
+// the writer builds one of the right size, publishes it and retires the old one, each copy paid
+// for by a constant fraction of its size in inserts or erases since the previous one.
+class NodeTable {
+ public:
+  NodeTable(const NodeTable&) = delete;
+  NodeTable& operator=(const NodeTable&) = delete;
+
+  static constexpr std::uint64_t kMinCapacity = 16;
+
+  // A table with `capacity` (a power of two, at least kMinCapacity) empty slots.
+  static NodeTable* make(std::uint64_t capacity) {
+    assert(std::has_single_bit(capacity) && capacity >= kMinCapacity);
+    void* memory = ::operator new(sizeof(NodeTable) + capacity * sizeof(Slot));
+    auto* table = new (memory) NodeTable(capacity);
+    for (std::uint64_t i = 0; i < capacity; ++i)
+      new (&table->slots()[i]) Slot(kEmpty);
+    return table;
+  }
+  // Frees the table, not the nodes. Matches QsbrDomain::Deleter.
+  static void destroy(void* table) {
+    static_cast<NodeTable*>(table)->~NodeTable();
+    ::operator delete(table);
+  }
+
+  // The node with this key, parent and level, or null. Readers (online) and the writer. Never
+  // allocates.
+  [[gnu::always_inline]] TrieNode* find(std::uint64_t key, const TrieNode* parent,
+                                        std::string_view level) const noexcept {
+    const std::uintptr_t tag = tagOf(key);
+    std::uint64_t i = key & mask_;
+    for (std::uint64_t probes = 0; probes <= mask_; ++probes, i = (i + 1) & mask_) {
+      // Acquire: the node's fields and text were written before the release store that linked it.
+      const std::uintptr_t word = slots()[i].load(std::memory_order_acquire);
+      if (word == kEmpty) return nullptr;
+      if (word == kTombstone || (word & kTagMask) != tag) continue;
+      TrieNode* node = nodeOf(word);
+      if (node->key == key && node->parent == parent && node->size == level.size() &&
+          sameLevelText(node->levelStorage(), level.data(), level.size()))
+        return node;
+    }
+    return nullptr;
+  }
+
+  // Starts loading the slot where a search for `key` begins. Reader side; a hint, no access.
+  void prefetchSlot(std::uint64_t key) const noexcept { __builtin_prefetch(&slots()[key & mask_]); }
+  // Starts loading the node a search for `key` most likely finds: the one in its first slot, when
+  // the tag agrees. `levelSize` tells whether the level text reaches the node's second line.
+  void prefetchNode(std::uint64_t key, std::size_t levelSize) const noexcept {
+    // Relaxed: the pointer is only a hint for the prefetch; find() loads it again with acquire
+    // before anything is read through it.
+    const std::uintptr_t word = slots()[key & mask_].load(std::memory_order_relaxed);
+    if (word <= kTombstone || (word & kTagMask) != tagOf(key)) return;
+    const char* node = reinterpret_cast<const char*>(nodeOf(word));
+    __builtin_prefetch(node);
+    if (levelSize > kOneLineLevel) __builtin_prefetch(node + 64);
+  }
+
+  // Writer only: adds `node` (not present yet) in place; false when the table must be rebuilt.
+  bool insertInPlace(TrieNode* node) noexcept {
+    std::uint64_t i = node->key & mask_;
+    for (std::uint64_t probes = 0; probes <= mask_; ++probes, i = (i + 1) & mask_) {
+      const std::uintptr_t word = slots()[i].load(std::memory_order_relaxed);
+      if (word == kTombstone) {
+        --tombstones_;
+      } else if (word != kEmpty) {
+        continue;
+      } else if (live_ + tombstones_ + 1 > maxFill()) {
+        return false;
+      }
+      // Release: publishes the node's contents to readers that load this slot with acquire.
+      slots()[i].store(slotValue(node), std::memory_order_release);
+      ++live_;
+      return true;
+    }
+    return false;
+  }
+
+  // Writer only: removes `node`, which must be present.
+  void eraseInPlace(TrieNode* node) noexcept {
+    std::uint64_t i = node->key & mask_;
+    const std::uintptr_t value = slotValue(node);
+    while (slots()[i].load(std::memory_order_relaxed) != value)
+      i = (i + 1) & mask_;
+    --live_;
+    // A slot followed by an empty one lies on no probe chain, so it may become empty again, and
+    // so may the tombstones just before it (this keeps churn from filling the table with
+    // tombstones). Relaxed: readers never dereference what they find here, and a node they may
+    // still see stays valid until the grace period.
+    if (slots()[(i + 1) & mask_].load(std::memory_order_relaxed) != kEmpty) {
+      slots()[i].store(kTombstone, std::memory_order_relaxed);
+      ++tombstones_;
+      return;
+    }
+    slots()[i].store(kEmpty, std::memory_order_relaxed);
+    for (std::uint64_t n = 1; n <= mask_; ++n) {
+      const std::uint64_t j = (i - n) & mask_;
+      if (slots()[j].load(std::memory_order_relaxed) != kTombstone) break;
+      slots()[j].store(kEmpty, std::memory_order_relaxed);
+      --tombstones_;
+    }
+  }
+
+  // Writer only: a new, unpublished table with room for `live` nodes, holding those of `old`.
+  static NodeTable* rebuild(const NodeTable& old, std::uint64_t live) {
+    NodeTable* table = make(capacityFor(live));
+    old.forEach([&](TrieNode* node) { table->insertInPlace(node); });
+    return table;
+  }
+
+  // Calls visit(TrieNode*) for every node present. Writer side (or no readers).
+  template <typename Visit>
+  void forEach(Visit&& visit) const {
+    for (std::uint64_t i = 0; i <= mask_; ++i) {
+      const std::uintptr_t word = slots()[i].load(std::memory_order_relaxed);
+      if (word > kTombstone) visit(nodeOf(word));
+    }
+  }
+
+  std::uint64_t live() const noexcept { return live_; }
+  // Writer only: whether an erase left the table sparse enough to shrink.
+  bool tooSparse() const noexcept { return mask_ + 1 > kMinCapacity && live_ < (mask_ + 1) / 8; }
+
+ private:
+  using Slot = std::atomic<std::uintptr_t>;
+  static constexpr std::uintptr_t kEmpty = 0;
+  static constexpr std::uintptr_t kTombstone = 1;  // nodes are at least 8-byte aligned
+#if defined(__x86_64__)
+  // User-space addresses on x86-64 fit in 47 bits (see ChildTable), so the top 16 bits of a slot
+  // carry 16 bits of the node's key.
+  static constexpr int kTagShift = 48;
+  static constexpr std::uintptr_t kTagMask = ~((std::uintptr_t{1} << kTagShift) - 1);
+#else
+  static constexpr int kTagShift = 0;
+  static constexpr std::uintptr_t kTagMask = 0;
+#endif
+
+  explicit NodeTable(std::uint64_t capacity) noexcept : mask_(capacity - 1) {}
+  ~NodeTable() = default;
+
+  // The high bits of the key (the low ones pick the slot).
+  static std::uintptr_t tagOf(std::uint64_t key) noexcept {
+    if constexpr (kTagShift == 0) return 0;
+    return static_cast<std::uintptr_t>(key >> kTagShift) << kTagShift;
+  }
+  static std::uintptr_t slotValue(TrieNode* node) noexcept {
+    const auto bits = reinterpret_cast<std::uintptr_t>(node);
+    assert((bits & kTagMask) == 0);
+    return bits | tagOf(node->key);
+  }
+  static TrieNode* nodeOf(std::uintptr_t word) noexcept {
+    return reinterpret_cast<TrieNode*>(word & ~kTagMask);
+  }
+  Slot* slots() noexcept {
+    return reinterpret_cast<Slot*>(this + 1);
+  }
+  const Slot* slots() const noexcept {
+    return reinterpret_cast<const Slot*>(this + 1);
+  }
+  std::uint64_t maxFill() const noexcept {
+    return (mask_ + 1) / 4 * 3;
+  }
+  // At most half full after a rebuild: the next one is at least capacity/4 inserts or
+  // capacity/8 erases away.
+  static std::uint64_t capacityFor(std::uint64_t live) noexcept {
+    return std::max(kMinCapacity, std::bit_ceil(live * 2));
+  }
+
+  const std::uint64_t mask_;      // constant after construction: capacity - 1
+  std::uint64_t live_ = 0;        // writer only
+  std::uint64_t tombstones_ = 0;  // writer only
+};
+static_assert(alignof(NodeTable) >= alignof(std::atomic<std::uintptr_t>));
 
 }  // namespace detail
 
 namespace {
 
-using detail::Branch;
-using detail::Children;
+using detail::NodeTable;
 using detail::TrieNode;
 using KeyIndex = std::unordered_map<std::uint64_t, std::uint32_t>;
 
@@ -298,32 +501,34 @@ void dedupByKey(std::vector<SubscriberId>& ids, std::vector<std::uint32_t>& seen
   ids.resize(kept);
 }
 
-// Frees `node` and everything below it at once. REQUIRES: no reader can reach it.
-void destroySubtree(TrieNode* root) {
-  std::vector<TrieNode*> stack{root};
-  while (!stack.empty()) {
-    TrieNode* node = stack.back();
-    stack.pop_back();
-    const std::uint64_t word = node->subscribers.load(std::memory_order_relaxed);
-    if (isArray(word)) freeArray(asArray(word));
-    const Children::View children = node->children.load();
-    children.forEach([&](TrieNode* child) { stack.push_back(child); });
-    if (const Branch* branch = children.table()) {
-      if (TrieNode* plus = branch->plus.load(std::memory_order_relaxed)) stack.push_back(plus);
-      if (TrieNode* pound = branch->pound.load(std::memory_order_relaxed)) stack.push_back(pound);
-    }
-    node->children.destroyTable();
-    detail::freeLevelNode<TrieNode>(node);
-  }
-}
+// Stand-ins for the level hashes of '+' and '#' in the keys of wildcard nodes (which are in no
+// table; their keys only seed their children's). Any constants do: a collision with an ordinary
+// sibling's key costs a probe, not a wrong match.
+constexpr std::uint64_t kPlusHash = 0x2B5A9E3779B97F4Bull;
+constexpr std::uint64_t kPoundHash = 0x23C2B2AE3D27D4EBull;
 
 }  // namespace
 
 SubscriptionTrie::SubscriptionTrie(sync::QsbrDomain& domain)
-    : domain_(domain), root_(detail::makeLevelNode<TrieNode>({}, 0)) {}
+    : domain_(domain),
+      root_(detail::makeNode(detail::kRootKey, nullptr, {})),
+      table_(NodeTable::make(NodeTable::kMinCapacity)) {}
 
 SubscriptionTrie::~SubscriptionTrie() {
-  destroySubtree(root_);
+  // Every node is the root, in the table, or a wildcard child of one of those.
+  NodeTable* table = table_.load(std::memory_order_relaxed);
+  std::vector<TrieNode*> stack{root_};
+  table->forEach([&](TrieNode* node) { stack.push_back(node); });
+  while (!stack.empty()) {
+    TrieNode* node = stack.back();
+    stack.pop_back();
+    if (TrieNode* plus = node->plus.load(std::memory_order_relaxed)) stack.push_back(plus);
+    if (TrieNode* pound = node->pound.load(std::memory_order_relaxed)) stack.push_back(pound);
+    const std::uint64_t word = node->subscribers.load(std::memory_order_relaxed);
+    if (isArray(word)) freeArray(asArray(word));
+    detail::freeNode(node);
+  }
+  NodeTable::destroy(table);
 }
 
 SubscriptionTrie::SubscribeResult SubscriptionTrie::subscribe(std::string_view filter,
@@ -331,28 +536,30 @@ SubscriptionTrie::SubscribeResult SubscriptionTrie::subscribe(std::string_view f
   assert(validateTopicFilter(filter) == TopicStatus::kOk);
   assert(!id.empty() && id.qos() <= 2);
   std::lock_guard lock(writerMutex_);
+  keyFilterLocked(filter);
   Node* node = root_;
   LevelCursor cursor(filter);
   std::string_view level;
-  while (cursor.next(level)) {
-    // A new child is linked empty with a release store; readers may see it before it has a
+  for (std::size_t i = 0; cursor.next(level); ++i) {
+    const std::uint64_t key = filterKeys_[i];
+    // A new node is linked empty with a release store; readers may see it before it has a
     // subscriber or children, which matches nothing.
     if (level == "+" || level == "#") {
-      Branch& branch = node->children.table(domain_);
-      std::atomic<Node*>& wildcard = level == "+" ? branch.plus : branch.pound;
+      std::atomic<Node*>& wildcard = level == "+" ? node->plus : node->pound;
       Node* child = wildcard.load(std::memory_order_relaxed);
       if (child == nullptr) {
-        child = detail::makeLevelNode<Node>(level, 0);
+        child = detail::makeNode(key, node, level);
         wildcard.store(child, std::memory_order_release);
+        ++node->children;
       }
       node = child;
       continue;
     }
-    const std::uint32_t hash = detail::hashLevel(level);
-    Node* child = node->children.load().find(level, hash);
+    Node* child = table_.load(std::memory_order_relaxed)->find(key, node, level);
     if (child == nullptr) {
-      child = detail::makeLevelNode<Node>(level, hash);
-      node->children.insert(child, domain_);
+      child = detail::makeNode(key, node, level);
+      insertLocked(child);
+      ++node->children;
     }
     node = child;
   }
@@ -364,81 +571,147 @@ SubscriptionTrie::SubscribeResult SubscriptionTrie::subscribe(std::string_view f
 bool SubscriptionTrie::unsubscribe(std::string_view filter, SubscriberId id) {
   assert(validateTopicFilter(filter) == TopicStatus::kOk);
   std::lock_guard lock(writerMutex_);
-  path_.clear();
-  path_.push_back(root_);
+  keyFilterLocked(filter);
+  const NodeTable* table = table_.load(std::memory_order_relaxed);
+  Node* node = root_;
   LevelCursor cursor(filter);
   std::string_view level;
-  while (cursor.next(level)) {
-    const Children::View children = path_.back()->children.load();
-    const Branch* branch = children.table();
-    Node* child = nullptr;
+  for (std::size_t i = 0; cursor.next(level); ++i) {
     if (level == "+") {
-      child = branch == nullptr ? nullptr : branch->plus.load(std::memory_order_relaxed);
+      node = node->plus.load(std::memory_order_relaxed);
     } else if (level == "#") {
-      child = branch == nullptr ? nullptr : branch->pound.load(std::memory_order_relaxed);
+      node = node->pound.load(std::memory_order_relaxed);
     } else {
-      child = children.find(level, detail::hashLevel(level));
+      node = table->find(filterKeys_[i], node, level);
     }
-    if (child == nullptr) return false;
-    path_.push_back(child);
+    if (node == nullptr) return false;
   }
-  if (!removeSubscriber(*path_.back(), id.key(), domain_)) return false;
+  if (!removeSubscriber(*node, id.key(), domain_)) return false;
   size_.fetch_sub(1, std::memory_order_relaxed);
-  pruneLocked();
+  pruneLocked(node);
   return true;
 }
 
-void SubscriptionTrie::pruneLocked() {
-  while (path_.size() > 1) {
-    Node* node = path_.back();
-    if (node->subscribers.load(std::memory_order_relaxed) != 0) return;
-    if (!node->children.load().empty()) return;
-    path_.pop_back();
-    Children& siblings = path_.back()->children;
-    Branch* branch = siblings.writerTable();
-    // Unlinking a wildcard child is a relaxed store: readers that still reach the node find it
-    // empty (or with subscribers removed concurrently), and it stays valid until the grace period.
-    if (branch != nullptr && branch->plus.load(std::memory_order_relaxed) == node) {
-      branch->plus.store(nullptr, std::memory_order_relaxed);
-      siblings.collapse(domain_);
-    } else if (branch != nullptr && branch->pound.load(std::memory_order_relaxed) == node) {
-      branch->pound.store(nullptr, std::memory_order_relaxed);
-      siblings.collapse(domain_);
+void SubscriptionTrie::keyFilterLocked(std::string_view filter) {
+  // As in match(): the keys of every level follow from the filter alone, so the slots and nodes
+  // of all its levels are fetched at once before the walk needs them.
+  const NodeTable* table = table_.load(std::memory_order_relaxed);
+  filterKeys_.clear();
+  std::uint64_t key = detail::kRootKey;
+  LevelCursor cursor(filter);
+  std::string_view level;
+  while (cursor.next(level)) {
+    const bool plus = level == "+";
+    const bool wildcard = plus || level == "#";
+    key = detail::prefixKey(
+        key, wildcard ? (plus ? kPlusHash : kPoundHash) : detail::hashLevel64(level));
+    filterKeys_.push_back(key);
+    if (!wildcard) table->prefetchSlot(key);
+  }
+  cursor = LevelCursor(filter);
+  for (std::size_t i = 0; cursor.next(level); ++i) {
+    if (level != "+" && level != "#") table->prefetchNode(filterKeys_[i], level.size());
+  }
+}
+
+void SubscriptionTrie::insertLocked(Node* node) {
+  NodeTable* table = table_.load(std::memory_order_relaxed);  // only the writer stores it
+  if (table->insertInPlace(node)) return;
+  NodeTable* bigger = NodeTable::rebuild(*table, table->live() + 1);
+  bigger->insertInPlace(node);
+  // Release: the new table's slots are complete before readers can load it. Readers still in the
+  // old one use it until their next quiescent state.
+  table_.store(bigger, std::memory_order_release);
+  domain_.retire(table, &NodeTable::destroy);
+}
+
+void SubscriptionTrie::pruneLocked(Node* node) {
+  while (node != root_ && node->children == 0 &&
+         node->subscribers.load(std::memory_order_relaxed) == 0) {
+    Node* parent = node->parent;
+    // Unlinking is a relaxed store: readers that still reach the node find it empty (or with
+    // subscribers removed concurrently), and it stays valid until the grace period.
+    if (parent->plus.load(std::memory_order_relaxed) == node) {
+      parent->plus.store(nullptr, std::memory_order_relaxed);
+    } else if (parent->pound.load(std::memory_order_relaxed) == node) {
+      parent->pound.store(nullptr, std::memory_order_relaxed);
     } else {
-      siblings.erase(node, domain_);
+      NodeTable* table = table_.load(std::memory_order_relaxed);
+      table->eraseInPlace(node);
+      if (table->tooSparse()) {
+        // Release: as in insertLocked().
+        table_.store(NodeTable::rebuild(*table, table->live()), std::memory_order_release);
+        domain_.retire(table, &NodeTable::destroy);
+      }
     }
-    domain_.retire(node, &detail::freeLevelNode<Node>);
+    --parent->children;
+    domain_.retire(node, &detail::freeNode);
+    node = parent;
   }
 }
 
 void SubscriptionTrie::match(std::string_view topic, MatchResult& out) const noexcept {
   assert(validateTopicName(topic) == TopicStatus::kOk);
   std::vector<SubscriberId>& ids = out.ids_;
+  std::vector<MatchResult::Level>& levels = out.levels_;
   std::vector<const Node*>& frontier = out.frontier_;
   std::vector<const Node*>& next = out.next_;
   ids.clear();
+  levels.clear();
+  // Acquire: the table's header and slots were complete before the release store of the pointer.
+  const NodeTable* table = table_.load(std::memory_order_acquire);
+  // The nodes of a topic are scattered over memory much larger than the caches, and a plain walk
+  // waits for each level's slot and then its node before it can start on the next level. The
+  // prefix keys of all levels follow from the topic alone, so the walk is preceded by two passes
+  // that start every level's slot load at once, then every node load at once: two memory
+  // latencies per match instead of two per level.
+  std::uint64_t key = detail::kRootKey;
+  LevelCursor cursor(topic);
+  std::string_view level;
+  while (cursor.next(level)) {
+    const std::uint64_t hash = detail::hashLevel64(level);
+    key = detail::prefixKey(key, hash);
+    levels.push_back({level, hash, key});
+    table->prefetchSlot(key);
+  }
+  for (const MatchResult::Level& l : levels)
+    table->prefetchNode(l.key, l.text.size());
+
   frontier.clear();
   frontier.push_back(root_);
   std::uint32_t contributors = 0;
   // The '$' rule: a filter whose first level is a wildcard does not match a topic starting
   // with '$', so the root's wildcard children are skipped for such topics.
   bool wildcardsApply = topic.front() != '$';
-  LevelCursor cursor(topic);
-  std::string_view level;
-  while (cursor.next(level)) {
-    const std::uint32_t hash = detail::hashLevel(level);
+  // Off the topic's own path (below a '+'), the walk cannot fetch ahead from the topic alone, so
+  // it fetches one level ahead as it goes: the wildcard children of each node it finds, and the
+  // slot of each '+' node's child at the next level (its key is known without loading it).
+  for (std::size_t k = 0; k < levels.size(); ++k) {
+    const MatchResult::Level& l = levels[k];
+    const MatchResult::Level* following = k + 1 < levels.size() ? &levels[k + 1] : nullptr;
     next.clear();
     for (const Node* node : frontier) {
-      const Children::View children = node->children.load();
       // Acquire (on every pointer below): the target was complete before its release store.
-      const Branch* branch = children.table();
-      if (branch != nullptr && wildcardsApply) {
+      if (wildcardsApply) {
         // '#' matches this level and everything after it.
-        if (const Node* pound = branch->pound.load(std::memory_order_acquire))
+        if (const Node* pound = node->pound.load(std::memory_order_acquire))
           contributors += collect(*pound, ids);
-        if (const Node* plus = branch->plus.load(std::memory_order_acquire)) next.push_back(plus);
+        if (const Node* plus = node->plus.load(std::memory_order_acquire)) {
+          next.push_back(plus);
+          if (following != nullptr) {
+            const std::uint64_t plusKey = detail::prefixKey(node->key, kPlusHash);  // plus->key
+            table->prefetchSlot(detail::prefixKey(plusKey, following->hash));
+          }
+        }
       }
-      if (const Node* child = children.find(level, hash)) next.push_back(child);
+      if (const Node* child = table->find(detail::prefixKey(node->key, l.hash), node, l.text)) {
+        next.push_back(child);
+        // Relaxed: prefetch hints; the next level loads them again with acquire.
+        if (const Node* pound = child->pound.load(std::memory_order_relaxed))
+          __builtin_prefetch(pound);
+        if (const Node* plus = child->plus.load(std::memory_order_relaxed))
+          __builtin_prefetch(plus);
+      }
     }
     frontier.swap(next);
     if (frontier.empty()) break;
@@ -447,10 +720,8 @@ void SubscriptionTrie::match(std::string_view topic, MatchResult& out) const noe
   for (const Node* node : frontier) {
     contributors += collect(*node, ids);
     // "a/#" also matches "a" itself.
-    if (const Branch* branch = node->children.load().table()) {
-      if (const Node* pound = branch->pound.load(std::memory_order_acquire))
-        contributors += collect(*pound, ids);
-    }
+    if (const Node* pound = node->pound.load(std::memory_order_acquire))
+      contributors += collect(*pound, ids);
   }
   // One node's subscribers hold each key once (see SubscriberArray); several nodes may share keys.
   if (contributors > 1) dedupByKey(ids, out.seen_);

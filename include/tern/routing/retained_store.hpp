@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tern/common/cache_line.hpp"
 #include "tern/common/function_ref.hpp"
 #include "tern/common/message.hpp"
 #include "tern/sync/qsbr.hpp"
@@ -71,7 +72,9 @@ class RetainedStore {
 
   sync::QsbrDomain& domain_;
   Node* const root_;  // never pruned, never holds a message (every topic has a first level)
-  std::mutex writerMutex_;
+  // The writer's fields start a cache line of their own, away from root_, which every reader
+  // loads (see SubscriptionTrie).
+  alignas(common::kCacheLine) std::mutex writerMutex_;
   std::vector<Node*> path_;  // guarded by writerMutex_: root-to-node path of set/erase
   // Written under writerMutex_, read relaxed anywhere (statistics only).
   std::atomic<std::size_t> size_{0};

@@ -9,17 +9,26 @@
 // domain. Threads:
 //   - match(): any thread registered with the domain and online. Lock-free, wait-free per level.
 //   - subscribe(), unsubscribe(), size(): any thread; writers serialize on an internal mutex.
-// Cost model (see bench/ for measurements):
+// Cost model (bench/topic_match_bench.cpp, docs/performance.md):
 //   - match: O(levels) hash probes plus one visit per matching node and per matching subscriber;
 //     deduplication (O(results), in a reused buffer) only when two or more nodes contributed.
+//     The probes of a topic's own levels are issued together (see Layout), so a match against a
+//     set much larger than the caches costs about two memory latencies, not two per level.
 //   - subscribe/unsubscribe: O(levels) amortized, independent of how many sessions share a filter
 //     (a node's subscriber set grows and shrinks in place; it is never copied per change).
-// Layout (src/routing/subscription_trie.cpp, src/routing/child_table.hpp):
-//   - A node is one allocation: its level text, the text's hash, a child link and a subscriber
-//     word. The child link is null, the only child itself, or an open-addressing table of atomic
-//     slots (with tombstones) that grows and shrinks by rebuild-and-publish; the '+' and '#'
-//     children have fields of their own in the table's header, so matching wildcards costs no
-//     hash probe.
+//     Growing or shrinking the node table copies it (amortized O(1), but one subscribe in a
+//     million pays for copying a table of a million slots).
+// Layout (src/routing/subscription_trie.cpp):
+//   - A node is one allocation: its prefix key, its parent, a subscriber word, its '+' and '#'
+//     children, and its level text inline (48 bytes + text).
+//   - Every node of an ordinary level lives in one open-addressing table of atomic slots keyed by
+//     its prefix key, a hash of the whole filter prefix ending at the node, derived level by level
+//     from the parent's key and the level's hash. A lookup accepts a node only when its parent and
+//     level text are the ones sought. Since the keys of all the levels of a topic follow from the
+//     topic alone, match() first starts the slot loads of every level, then the node loads, then
+//     walks: the memory accesses of the levels overlap instead of following one another.
+//   - '+' and '#' children hang off their parent's fields (no probe, no table entry).
+//   - The table grows and shrinks by rebuild-and-publish; in place it uses tombstones.
 //   - The subscriber word is one SubscriberId, or a tagged pointer to an append-only array of
 //     atomic ids (0 = removed) that readers scan up to its published end; the writer keeps a key ->
 //     slot index for large arrays and compacts them into a new array when they get sparse.
@@ -35,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tern/common/cache_line.hpp"
 #include "tern/routing/subscriber_id.hpp"
 #include "tern/sync/qsbr.hpp"
 
@@ -42,7 +52,8 @@ namespace tern::routing {
 
 namespace detail {
 struct TrieNode;  // defined in src/routing/subscription_trie.cpp
-}
+class NodeTable;  // defined in src/routing/subscription_trie.cpp
+}  // namespace detail
 
 // Reusable result buffer of match(); owned by one thread. After match(), subscribers() holds one
 // entry per subscriber key (session), with the highest QoS any of its matching filters granted.
@@ -54,8 +65,15 @@ class MatchResult {
 
  private:
   friend class SubscriptionTrie;
+  // One topic level, its hash and the prefix key of the topic up to it (subscription_trie.cpp).
+  struct Level {
+    std::string_view text;
+    std::uint64_t hash;
+    std::uint64_t key;
+  };
   // Capacities are kept across calls: no allocation in the steady state.
   std::vector<SubscriberId> ids_;
+  std::vector<Level> levels_;
   // The trie nodes that match the topic levels seen so far, and those of the next level.
   std::vector<const detail::TrieNode*> frontier_;
   std::vector<const detail::TrieNode*> next_;
@@ -93,15 +111,26 @@ class SubscriptionTrie {
  private:
   using Node = detail::TrieNode;
 
-  // Prunes path_.back() and its ancestors while they hold no subscriber and no child.
-  // REQUIRES: writerMutex_ held; path_ holds the nodes from the root to the node to prune.
-  void pruneLocked();
+  // Fills filterKeys_ with the prefix key of each level of `filter` and starts loading their
+  // slots and nodes. REQUIRES: writerMutex_ held.
+  void keyFilterLocked(std::string_view filter);
+  // Links `node` into the node table, rebuilding it when full. REQUIRES: writerMutex_ held.
+  void insertLocked(Node* node);
+  // Prunes `node` and its ancestors while they hold no subscriber and no child.
+  // REQUIRES: writerMutex_ held.
+  void pruneLocked(Node* node);
 
   sync::QsbrDomain& domain_;
-  Node* const root_;         // never pruned; the empty path in front of every filter's first level
-  std::mutex writerMutex_;   // serializes subscribe/unsubscribe
-  std::vector<Node*> path_;  // guarded by writerMutex_: root-to-leaf path of unsubscribe
-  std::atomic<std::size_t> size_{0};  // written under writerMutex_, read relaxed anywhere
+  Node* const root_;  // never pruned, in no table; the empty path in front of every filter
+  // Every node but the root and the wildcard nodes. Replaced (release store) by the writer when
+  // rebuilt; readers load it once per match.
+  std::atomic<detail::NodeTable*> table_;
+  // The writer's fields start a cache line of their own: every subscribe/unsubscribe writes the
+  // mutex and size_, and sharing a line with root_ and table_ would make every reader's next
+  // match miss on them.
+  alignas(common::kCacheLine) std::mutex writerMutex_;  // serializes subscribe/unsubscribe
+  std::vector<std::uint64_t> filterKeys_;  // guarded by writerMutex_: see keyFilterLocked()
+  std::atomic<std::size_t> size_{0};       // written under writerMutex_, read relaxed anywhere
 };
 
 }  // namespace tern::routing
