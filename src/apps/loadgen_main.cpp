@@ -12,6 +12,7 @@
 
 #include "tern/common/log.hpp"
 #include "tern/loadgen/line_session.hpp"
+#include "tern/loadgen/mqtt_session.hpp"
 #include "tern/loadgen/options.hpp"
 #include "tern/loadgen/payload.hpp"
 #include "tern/loadgen/rate.hpp"
@@ -31,7 +32,8 @@ void onInterrupt(int /*signal*/) {
 
 constexpr const char* kWorkload = R"(Workload:
   Every simulated client is a full line-protocol session (three sockets: CONNECT, ATTACH request,
-  ATTACH push). Client i publishes to its own topic lg/<run>/<i> and subscribes to the topics of
+  ATTACH push), or with --protocol mqtt one MQTT 3.1.1 connection (clean session) that publishes
+  and subscribes at --qos. Client i publishes to its own topic lg/<run>/<i> and subscribes to the topics of
   clients i+1..i+K (K = --fanout, modulo --clients), so each publish has K deliveries.
   --wildcard-subscribers W adds W sessions subscribed to lg/<run>/+ or lg/<run>/# that see every
   publish. <run> is random per run, so runs sharing a broker never mix. One publisher to K
@@ -40,7 +42,8 @@ constexpr const char* kWorkload = R"(Workload:
   All sessions connect and subscribe (every SUBACK received) before the first publish. Publishing
   is open loop: each publish has an intended send time from the schedule (--rate shared evenly by
   the clients, constant spacing or Poisson) and latency is measured from that time, so a stalled
-  broker cannot hide its stalls. Publishes are pipelined; PUBACKs are matched in order. Payloads
+  broker cannot hide its stalls. Publishes are pipelined; PUBACKs are matched in order (MQTT: by
+  packet id; QoS 1 is timed to PUBACK, QoS 2 to PUBCOMP, QoS 0 has no acknowledgement). Payloads
   carry publisher id, sequence number and intended time; receivers check loss, duplicates and
   reordering per publisher, and after the run loadgen waits --drain seconds for late deliveries.
 
@@ -58,12 +61,20 @@ int main(int argc, char** argv) {
   std::string rateText;
   std::string connectRateText = "0";
   std::string arrivalText = "constant";
+  std::string protocolText = "line";
+  unsigned qos = 0;
 
   CLI::App app{"tern loadgen: open-loop load generator and latency meter for the tern broker"};
   app.footer(kWorkload);
   app.get_formatter()->column_width(34);
+  app.add_option("--protocol", protocolText,
+                 "line (three sockets per client) or mqtt (one MQTT 3.1.1 connection per client)")
+      ->capture_default_str();
+  app.add_option("--qos", qos, "MQTT only: QoS of every publish and subscription, 0, 1 or 2")
+      ->capture_default_str();
   app.add_option("--host", options.host, "Broker host name or address")->capture_default_str();
-  app.add_option("--port", options.port, "Broker line-protocol port")->capture_default_str();
+  CLI::Option* portOption =
+      app.add_option("--port", options.port, "Broker port (default 8000 line, 1883 mqtt)");
   app.add_option("--clients", options.clients, "Simulated publishing clients (sessions)")
       ->required();
   app.add_option("--rate", rateText,
@@ -117,6 +128,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "loadgen: %s\n", message.c_str());
     return kExitUsage;
   };
+  const auto protocol = tern::loadgen::parseProtocol(protocolText);
+  if (!protocol) return fail("--protocol must be line or mqtt, not '" + protocolText + "'");
+  options.protocol = *protocol;
+  if (portOption->count() == 0) options.port = tern::loadgen::defaultPort(options.protocol);
+  if (qos > 2) return fail("--qos must be 0, 1 or 2");
+  options.qos = static_cast<std::uint8_t>(qos);
   const tern::loadgen::QuantityParse rate = tern::loadgen::parseRate(rateText);
   if (!rate.ok) return fail("--rate " + rate.error);
   options.rate = rate.value;
@@ -156,7 +173,10 @@ int main(int argc, char** argv) {
 
   tern::loadgen::Report report;
   try {
-    tern::loadgen::Runner runner(options, broker, tern::loadgen::makeLineSession);
+    tern::loadgen::Runner runner(options, broker,
+                                 options.protocol == tern::loadgen::Protocol::kMqtt
+                                     ? tern::loadgen::makeMqttSession
+                                     : tern::loadgen::makeLineSession);
     report = runner.run(stderr, &g_interrupted);
   } catch (const std::exception& e) {
     return fail(std::string("cannot run: ") + e.what());

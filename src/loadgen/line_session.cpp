@@ -1,17 +1,13 @@
 #include "tern/loadgen/line_session.hpp"
 
-#include <fcntl.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <unistd.h>
 
 #include <array>
-#include <cerrno>
 #include <cstring>
 #include <string>
 
-#include "byte_queue.hpp"
 #include "fifo.hpp"
+#include "session_socket.hpp"
 #include "tern/loadgen/line_frames.hpp"
 
 namespace tern::loadgen {
@@ -52,7 +48,7 @@ class LineSession final : public Session {
   void publish(std::string_view topic, std::string_view payload,
                std::int64_t intendedNs) noexcept override {
     if (stage_ != Stage::kReady && stage_ != Stage::kConnected) return;
-    Socket& socket = sockets_[kPublish];
+    SessionSocket& socket = sockets_[kPublish];
     // One reserve for the whole frame: "PUBLISH@" topic "@" payload "\n".
     const std::size_t size = 8 + topic.size() + 1 + payload.size() + 1;
     char* out = socket.out.reserve(size);
@@ -71,20 +67,17 @@ class LineSession final : public Session {
 
   void onEvent(unsigned slot, std::uint32_t events, std::int64_t nowNs) override {
     if (slot >= kSlots) return;
-    Socket& socket = sockets_[slot];
+    SessionSocket& socket = sockets_[slot];
     // A stale event of a socket closed earlier in the same epoll batch.
     if (socket.fd < 0) return;
     if (socket.connecting) {
-      if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
-      int error = 0;
-      socklen_t length = sizeof error;
-      ::getsockopt(socket.fd, SOL_SOCKET, SO_ERROR, &error, &length);
-      if (error != 0) {
-        fail(SessionFailure::kConnect, std::strerror(error));
-        return;
+      bool done = false;
+      const std::string error = finishConnect(socket, events, done);
+      if (!error.empty()) {
+        fail(SessionFailure::kConnect, error);
+      } else if (done) {
+        flushSocket(slot);
       }
-      socket.connecting = false;
-      flushSocket(slot);
       return;
     }
     if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) {
@@ -107,60 +100,19 @@ class LineSession final : public Session {
   std::uint64_t unacknowledged() const noexcept override { return pendingAcks_.size(); }
 
   void close() noexcept override {
-    for (Socket& socket : sockets_) {
-      if (socket.fd >= 0) ::close(socket.fd);
-      socket.fd = -1;
-      socket.out.clear();
-    }
+    for (SessionSocket& socket : sockets_)
+      socket.close();
     if (stage_ != Stage::kFailed) stage_ = Stage::kClosed;
   }
 
  private:
   enum class Stage { kIdle, kConnecting, kConnected, kSubscribing, kReady, kFailed, kClosed };
 
-  struct Socket {
-    int fd = -1;
-    bool connecting = false;
-    bool watchingWrite = false;
-    ByteQueue out;
-    std::string partial;  // an incomplete frame carried to the next read
-  };
-
   bool openSocket(unsigned slot) {
-    Socket& socket = sockets_[slot];
-    const int fd =
-        ::socket(config_.broker.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      fail(SessionFailure::kConnect, std::strerror(errno));
-      return false;
-    }
-    socket.fd = fd;
-    const int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (config_.sourceLength != 0) {
-      // Let connect() pick the port per destination, so that source addresses multiply the
-      // ephemeral ports available instead of each bind() reserving one for every destination.
-      ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      if (::bind(fd, reinterpret_cast<const sockaddr*>(&config_.source), config_.sourceLength) !=
-          0) {
-        fail(SessionFailure::kConnect, std::strerror(errno));
-        return false;
-      }
-    }
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&config_.broker), config_.brokerLength) !=
-        0) {
-      if (errno != EINPROGRESS) {
-        fail(SessionFailure::kConnect, std::strerror(errno));
-        return false;
-      }
-      socket.connecting = true;
-    }
-    socket.watchingWrite = socket.connecting;
-    if (!host_.watch(config_.client, slot, fd, socket.watchingWrite)) {
-      fail(SessionFailure::kConnect, std::string("epoll_ctl: ") + std::strerror(errno));
-      return false;
-    }
-    return true;
+    const std::string error = openSessionSocket(sockets_[slot], config_, host_, slot);
+    if (error.empty()) return true;
+    fail(SessionFailure::kConnect, error);
+    return false;
   }
 
   void queue(unsigned slot, std::string_view text) {
@@ -169,54 +121,32 @@ class LineSession final : public Session {
   }
 
   void flushSocket(unsigned slot) {
-    Socket& socket = sockets_[slot];
-    while (!socket.out.empty()) {
-      const ssize_t sent =
-          ::send(socket.fd, socket.out.data(), socket.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (sent > 0) {
-        socket.out.consume(static_cast<std::size_t>(sent));
-        continue;
-      }
-      if (sent < 0 && errno == EINTR) continue;
-      if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      fail(SessionFailure::kDisconnected, sent < 0 ? std::strerror(errno) : "send returned 0");
-      return;
-    }
-    const bool wantWrite = !socket.out.empty();
-    if (wantWrite != socket.watchingWrite) {
-      socket.watchingWrite = wantWrite;
-      host_.rewatch(config_.client, slot, socket.fd, wantWrite);
-    }
+    const std::string error = flushSessionSocket(sockets_[slot], host_, config_.client, slot);
+    if (!error.empty()) fail(SessionFailure::kDisconnected, error);
   }
 
   void readSocket(unsigned slot, std::int64_t nowNs) {
-    Socket& socket = sockets_[slot];
-    const std::span<char> buffer = host_.readBuffer();
-    // A partial frame from the previous read goes first, so frames are parsed in one piece.
-    const std::size_t carried = socket.partial.size();
-    if (carried >= buffer.size()) {
-      fail(SessionFailure::kProtocol, "frame longer than the read buffer");
-      return;
+    std::string_view data;
+    int error = 0;
+    switch (readSessionSocket(sockets_[slot], host_.readBuffer(), data, error)) {
+      case ReadStatus::kData:
+        break;
+      case ReadStatus::kWouldBlock:
+        return;
+      case ReadStatus::kClosed:
+        fail(SessionFailure::kDisconnected, slotClosedText(slot));
+        return;
+      case ReadStatus::kError:
+        fail(SessionFailure::kDisconnected, std::strerror(error));
+        return;
+      case ReadStatus::kTooLong:
+        fail(SessionFailure::kProtocol, "frame longer than the read buffer");
+        return;
     }
-    std::memcpy(buffer.data(), socket.partial.data(), carried);
-    ssize_t received;
-    do {
-      received = ::recv(socket.fd, buffer.data() + carried, buffer.size() - carried, MSG_DONTWAIT);
-    } while (received < 0 && errno == EINTR);
-    if (received == 0) {
-      fail(SessionFailure::kDisconnected, slotClosedText(slot));
-      return;
-    }
-    if (received < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      fail(SessionFailure::kDisconnected, std::strerror(errno));
-      return;
-    }
-    const std::string_view data(buffer.data(), carried + static_cast<std::size_t>(received));
     const std::size_t consumed =
         forEachFrame(data, [&](std::string_view frame) { return onFrame(slot, frame, nowNs); });
     if (sockets_[slot].fd < 0) return;  // failed while handling a frame
-    socket.partial.assign(data.substr(consumed));
+    sockets_[slot].partial.assign(data.substr(consumed));
   }
 
   static const char* slotClosedText(unsigned slot) noexcept {
@@ -330,7 +260,7 @@ class LineSession final : public Session {
   SessionHost& host_;
   const SessionConfig config_;
   Stage stage_ = Stage::kIdle;
-  std::array<Socket, kSlots> sockets_;
+  std::array<SessionSocket, kSlots> sockets_;
   std::array<bool, kSlots> attached_{};
   std::string token_;
   std::size_t pendingSubacks_ = 0;

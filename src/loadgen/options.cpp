@@ -17,6 +17,20 @@ namespace {
 constexpr std::uint32_t kMaxSessions = 1'000'000;
 }  // namespace
 
+std::optional<Protocol> parseProtocol(std::string_view text) noexcept {
+  if (text == "line") return Protocol::kLine;
+  if (text == "mqtt") return Protocol::kMqtt;
+  return std::nullopt;
+}
+
+std::string_view protocolName(Protocol protocol) noexcept {
+  return protocol == Protocol::kLine ? "line" : "mqtt";
+}
+
+std::uint16_t defaultPort(Protocol protocol) noexcept {
+  return protocol == Protocol::kLine ? 8000 : 1883;
+}
+
 std::string Options::validate() const {
   if (clients == 0) return "--clients must be at least 1";
   if (static_cast<std::uint64_t>(clients) + wildcardSubscribers > kMaxSessions) {
@@ -40,6 +54,11 @@ std::string Options::validate() const {
   if (!(connectRate >= 0) || !std::isfinite(connectRate)) {
     return "--connect-rate must be a number of sessions per second (0: unlimited)";
   }
+  if (qos > 2) return "--qos must be 0, 1 or 2";
+  if (qos != 0 && protocol != Protocol::kMqtt) {
+    return "--qos applies to --protocol mqtt only (line-protocol publishes are always "
+           "acknowledged)";
+  }
   if (port == 0) return "--port must be between 1 and 65535";
   if (host.empty()) return "--host must not be empty";
   return {};
@@ -47,6 +66,8 @@ std::string Options::validate() const {
 
 nlohmann::json Options::toJson() const {
   return {
+      {"protocol", std::string(protocolName(protocol))},
+      {"qos", qos},
       {"host", host},
       {"port", port},
       {"clients", clients},

@@ -64,6 +64,7 @@ nlohmann::json Report::toJson() const {
       {"connect_us", connectTime.toJson()},
       {"sent", sent},
       {"acked", acked},
+      {"acknowledged", acknowledged},
       {"delivered", delivered},
       {"expected", expected},
       {"lost", lost},
@@ -128,10 +129,13 @@ std::string Report::toHuman() const {
     out += fmt::format("{:<11}{}\n", label, text);
   };
   const auto& o = options;
+  const std::string protocol = o.value("protocol", std::string("line"));
   line("workload",
-       fmt::format("{} clients + {} wildcard subscribers, fanout {}, {}/s {}, {}-byte payloads, "
-                   "{} s measured after {} s warm-up, {} threads, topics {}/...",
+       fmt::format("{} clients + {} wildcard subscribers, fanout {}, {}, {}/s {}, {}-byte "
+                   "payloads, {} s measured after {} s warm-up, {} threads, topics {}/...",
                    o.value("clients", 0), o.value("wildcard_subscribers", 0), o.value("fanout", 0),
+                   protocol == "mqtt" ? fmt::format("MQTT QoS {}", o.value("qos", 0))
+                                      : std::string("line protocol"),
                    formatRate(targetRate), o.value("arrival", std::string()), o.value("payload", 0),
                    o.value("duration_s", 0.0), o.value("warmup_s", 0.0), threads, runPrefix));
   line("sessions",
@@ -142,14 +146,22 @@ std::string Report::toHuman() const {
     line("result", "FAILED: the broker could not be reached (no session connected)");
     return out;
   }
-  line("publishes", fmt::format("sent {}  acked {}  rate {}/s (acks {}/s)", sent, acked,
-                                formatRate(publishRate), formatRate(ackRate)));
+  if (acknowledged) {
+    line("publishes", fmt::format("sent {}  acked {}  rate {}/s (acks {}/s)", sent, acked,
+                                  formatRate(publishRate), formatRate(ackRate)));
+  } else {
+    line("publishes", fmt::format("sent {}  rate {}/s (QoS 0: not acknowledged)", sent,
+                                  formatRate(publishRate)));
+  }
   line("deliveries", fmt::format("expected {}  delivered {}  lost {}  duplicated {}  reordered {}"
                                  "  rate {}/s{}",
                                  expected, delivered, lost, duplicated, reordered,
                                  formatRate(deliveryRate), drained ? "" : "  (drain timed out)"));
   line("latency", percentiles(latency) + "  (end to end, from the intended send time)");
-  line("puback", percentiles(pubackLatency));
+  if (acknowledged) {
+    line(protocol == "mqtt" && o.value("qos", 0) == 2 ? "pubcomp" : "puback",
+         percentiles(pubackLatency));
+  }
   line("send lag", fmt::format("{}; behind {}, throttled by the broker {}, never sent {}",
                                percentiles(sendLag), behind, throttled, unsent));
   std::vector<std::string> errors;

@@ -103,8 +103,9 @@ std::string probeBroker(const BrokerAddress& broker, int timeoutMs) {
 
 std::uint64_t descriptorsNeeded(const Options& options) noexcept {
   const std::uint64_t sessions = std::uint64_t{options.clients} + options.wildcardSubscribers;
-  // Three sockets per session, an epoll per thread, and headroom for stdio, logs and the JSON file.
-  return 3 * sessions + effectiveThreads(options) + 64;
+  // The sockets of every session, an epoll per thread, and headroom for stdio, logs and the JSON
+  // file.
+  return options.socketsPerSession() * sessions + effectiveThreads(options) + 64;
 }
 
 std::string raiseDescriptorLimit(std::uint64_t needed) {
@@ -143,7 +144,8 @@ Report Runner::run(std::FILE* progress, const std::atomic<bool>* interrupt) {
   plan.broker = broker_.address;
   plan.brokerLength = broker_.length;
   plan.spreadSources =
-      isIpv4Loopback(broker_) && 3ULL * workload.sessions() > kSocketsPerSourceAddress;
+      isIpv4Loopback(broker_) &&
+      std::uint64_t{options_.socketsPerSession()} * workload.sessions() > kSocketsPerSourceAddress;
   // "lg/0123abcd..." -> "lg-0123abcd...-": client ids are "[A-Za-z0-9_.-]{1,64}".
   plan.clientIdPrefix = "lg-" + prefix.substr(3) + "-";
 
@@ -328,7 +330,9 @@ Report Runner::run(std::FILE* progress, const std::atomic<bool>* interrupt) {
     // Acquired doneIssuing above, so kSent and kExpected are final in what follows.
     const std::uint64_t expected = liveSum(workers, kExpected);
     const std::uint64_t unique = liveSum(workers, kDelivered) - liveSum(workers, kDuplicated);
-    if (liveSum(workers, kAcked) >= liveSum(workers, kSent) && unique >= expected) {
+    const bool allAcked =
+        !options_.acknowledged() || liveSum(workers, kAcked) >= liveSum(workers, kSent);
+    if (allAcked && unique >= expected) {
       report.drained = true;
       break;
     }
@@ -372,7 +376,9 @@ Report Runner::run(std::FILE* progress, const std::atomic<bool>* interrupt) {
   report.behind = counts[kBehind];
   report.throttled = counts[kThrottled];
   report.unsent = counts[kUnsent];
-  report.unacked = report.sent > report.acked ? report.sent - report.acked : 0;
+  report.acknowledged = options_.acknowledged();
+  report.unacked =
+      report.acknowledged && report.sent > report.acked ? report.sent - report.acked : 0;
   report.disconnects = counts[kDisconnects];
   report.brokerErrors = counts[kBrokerErrors];
   report.corrupt = counts[kCorrupt];

@@ -38,6 +38,11 @@ constexpr std::size_t kHighWatermark = 1 << 20;
 constexpr std::size_t kLowWatermark = 256 << 10;
 constexpr std::size_t kReadBufferBytes = 256 << 10;
 constexpr std::uint32_t kMaxLoggedFailures = 3;
+// Sessions' protocol timers (MQTT keep-alive) run this often.
+constexpr std::int64_t kTickNs = kSecond;
+// MQTT keep-alive announced in CONNECT: long enough that pings cost nothing, short enough that a
+// broker notices a vanished loadgen.
+constexpr std::uint16_t kKeepAliveS = 60;
 
 bool laterDue(const auto& a, const auto& b) noexcept {
   return a.dueNs > b.dueNs;
@@ -125,6 +130,7 @@ void Worker::connectPhase() {
       checkSetupTimeouts(now);
       nextTimeoutCheckNs = now + 100 * kMillisecond;
     }
+    tickSessions(now);
     flushDirty(now);
     publishLive(now);
     std::int64_t timeout = 100 * kMillisecond;
@@ -144,6 +150,7 @@ void Worker::waitForStart() {
   while (!control_.stop.load(std::memory_order_relaxed) &&
          control_.startNs.load(std::memory_order_acquire) == 0) {
     const std::int64_t now = monotonicNanos();
+    tickSessions(now);
     flushDirty(now);
     publishLive(now);
     poll(2 * kMillisecond);
@@ -181,6 +188,7 @@ void Worker::loadPhase() {
     if (cut != 0 && cut < measureEndNs_) measureEndNs_ = cut;
     const bool more = issueDue(now);
     if (!parked_.empty()) unpark();
+    tickSessions(now);
     flushDirty(now);
     publishLive(now);
     std::int64_t timeout = 50 * kMillisecond;
@@ -209,6 +217,8 @@ void Worker::startSession(std::uint32_t local, std::int64_t nowNs) {
   }
   config.clientId = plan_.clientIdPrefix + std::to_string(client.index);
   config.client = local;
+  config.qos = plan_.options->qos;
+  config.keepAliveS = kKeepAliveS;
   client.stage = Stage::kSetup;
   client.startedNs = nowNs;
   client.session = plan_.factory(*this, config);
@@ -292,7 +302,7 @@ bool Worker::issueDue(std::int64_t nowNs) {
     heap_.pop_back();
     Client& client = clients_[due.client];
     if (client.stage != Stage::kReady || due.dueNs >= measureEndNs_) continue;
-    if (client.session->queuedBytes() > kHighWatermark) {
+    if (client.session->queuedBytes() > kHighWatermark || !client.session->canPublish()) {
       client.parked = true;
       client.throttled = true;
       parked_.push_back(due.client);
@@ -333,7 +343,7 @@ void Worker::unpark() {
       client.parked = false;
       continue;
     }
-    if (client.session->queuedBytes() > kLowWatermark) {
+    if (client.session->queuedBytes() > kLowWatermark || !client.session->canPublish()) {
       parked_[kept++] = local;
       continue;
     }
@@ -470,6 +480,14 @@ void Worker::poll(std::int64_t timeoutNs) {
     }
     if (client.stage == Stage::kFailed || !client.session) continue;
     client.session->onEvent(static_cast<unsigned>(data & 3), events_[i].events, now);
+  }
+}
+
+void Worker::tickSessions(std::int64_t nowNs) {
+  if (nowNs < nextTickNs_) return;
+  nextTickNs_ = nowNs + kTickNs;
+  for (Client& client : clients_) {
+    if (client.session && client.stage != Stage::kFailed) client.session->tick(nowNs);
   }
 }
 

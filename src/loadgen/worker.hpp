@@ -4,8 +4,9 @@
 // subscribes them, reports itself settled, waits for the start time, then runs every client's
 // schedule: due publishes are issued in intended-time order from a min-heap, written once per loop
 // iteration per socket, and acknowledgements and deliveries are checked and timed as they arrive.
-// A client whose socket the broker stops reading is parked (its schedule stops advancing) and
-// resumes where it left off, so the late publishes keep their intended times.
+// A client whose socket the broker stops reading (or whose session cannot number another publish:
+// Session::canPublish) is parked (its schedule stops advancing) and resumes where it left off, so
+// the late publishes keep their intended times.
 //
 // Threading: everything here belongs to the worker's thread, except live() (atomics, see
 // run_control.hpp), copyLatencySnapshot() (a mutex the worker takes every 250 ms) and the
@@ -122,6 +123,8 @@ class Worker final : public SessionHost {
   void unpark();
   void flushDirty(std::int64_t nowNs);
   void poll(std::int64_t timeoutNs);
+  // Calls every live session's tick() once per kTickNs.
+  void tickSessions(std::int64_t nowNs);
   void publishLive(std::int64_t nowNs);
   void countUnsent();
   void settleOne();
@@ -156,6 +159,7 @@ class Worker final : public SessionHost {
   std::int64_t measureStartNs_ = 0;
   std::int64_t measureEndNs_ = 0;
   std::int64_t nextSnapshotNs_ = 0;
+  std::int64_t nextTickNs_ = 0;
 
   std::array<std::uint64_t, kCounterCount> counters_{};
   Histogram latency_;

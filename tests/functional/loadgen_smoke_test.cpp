@@ -1,6 +1,7 @@
-// loadgen against the real broker binary: a clean short run accounts for every message, a broker
-// stopped halfway makes loadgen report the loss and exit 1, and usage errors and an unreachable
-// broker exit 2. Judged on loadgen's exit status and its JSON counts, never on timing.
+// loadgen against the real broker binary, over the line protocol and over MQTT at QoS 0, 1 and 2:
+// a clean short run accounts for every message, a broker stopped halfway makes loadgen report the
+// loss and exit 1, and usage errors and an unreachable broker exit 2. Judged on loadgen's exit
+// status and its JSON counts, never on timing.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -71,6 +72,70 @@ TEST(LoadgenSmoke, CleanRunAccountsForEveryMessage) {
   EXPECT_NE(run.err.find("publish "), std::string::npos) << run.err;
 }
 
+// Every QoS over MQTT: one connection per client that publishes and subscribes, plus wildcard
+// subscribers; nothing lost, duplicated or reordered, and the acknowledgements the QoS implies.
+TEST(LoadgenMqttSmoke, CleanRunAtEveryQosAccountsForEveryMessage) {
+  BrokerProcess broker({"--workers", "2", "--mqtt-port", "auto"});
+  ASSERT_NE(broker.mqttPort(), 0);
+  for (const int qos : {0, 1, 2}) {
+    SCOPED_TRACE(qos);
+    TempJson json;
+    const RunResult run =
+        runProcess(loadgen(broker.mqttPort(),
+                           {"--protocol", "mqtt", "--qos", std::to_string(qos), "--clients", "30",
+                            "--fanout", "2", "--wildcard-subscribers", "2", "--rate", "2k",
+                            "--duration", "1.5", "--warmup", "0.5", "--json", json.path()}),
+                   {}, Millis(60000));
+    ASSERT_EQ(run.exitCode, 0) << run.out << run.err;
+    const nlohmann::json report = json.read();
+    ASSERT_TRUE(report.is_object()) << "no JSON report";
+    EXPECT_EQ(report["ready"], 32);
+    EXPECT_EQ(report["options"]["protocol"], "mqtt");
+    EXPECT_EQ(report["options"]["qos"], qos);
+    const auto sent = report["sent"].get<std::uint64_t>();
+    EXPECT_GT(sent, 0u);
+    // QoS 0 has no acknowledgements; QoS 1 and 2 acknowledge every publish (PUBACK, PUBCOMP).
+    EXPECT_EQ(report["acknowledged"], qos > 0);
+    EXPECT_EQ(report["acked"].get<std::uint64_t>(), qos > 0 ? sent : 0u);
+    EXPECT_EQ(report["puback_latency_us"]["count"].get<std::uint64_t>() > 0, qos > 0);
+    // Fanout 2 plus 2 wildcard subscribers: four deliveries per publish.
+    EXPECT_EQ(report["expected"].get<std::uint64_t>(), 4 * sent);
+    EXPECT_EQ(report["delivered"], report["expected"]);
+    EXPECT_EQ(report["lost"], 0);
+    EXPECT_EQ(report["duplicated"], 0);
+    EXPECT_EQ(report["reordered"], 0);
+    EXPECT_EQ(report["errors"]["total"], 0);
+    EXPECT_TRUE(report["drained"].get<bool>());
+    EXPECT_NE(run.out.find("MQTT QoS " + std::to_string(qos)), std::string::npos) << run.out;
+  }
+}
+
+TEST(LoadgenMqttSmoke, BrokerStoppedHalfwayIsReportedAsLoss) {
+  BrokerProcess broker({"--workers", "2", "--mqtt-port", "auto"});
+  TempJson json;
+  Process run(loadgen(broker.mqttPort(),
+                      {"--protocol", "mqtt", "--qos", "1", "--clients", "20", "--rate", "2k",
+                       "--duration", "4", "--warmup", "0", "--drain", "1", "--json", json.path()}));
+  bool loading = false;
+  for (int i = 0; i < 1000 && !loading; ++i) {
+    loading = run.drainStderr().find("deliver ") != std::string::npos;
+    if (!loading) std::this_thread::sleep_for(Millis(10));
+  }
+  ASSERT_TRUE(loading) << run.drainStderr();
+  EXPECT_EQ(broker.stop(), 0);
+
+  const auto status = run.wait(Millis(30000));
+  ASSERT_TRUE(status.has_value()) << "loadgen did not finish after the broker stopped";
+  EXPECT_EQ(exitCodeOf(*status), 1) << run.drainStderr();
+  const nlohmann::json report = json.read();
+  ASSERT_TRUE(report.is_object()) << "no JSON report";
+  EXPECT_GT(report["lost"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(report["lost"].get<std::uint64_t>(),
+            report["expected"].get<std::uint64_t>() - report["delivered"].get<std::uint64_t>());
+  EXPECT_GT(report["unsent"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(report["errors"]["disconnects"], 20);
+}
+
 TEST(LoadgenSmoke, BrokerStoppedHalfwayIsReportedAsLoss) {
   BrokerProcess broker({"--workers", "2"});
   TempJson json;
@@ -121,7 +186,10 @@ TEST(LoadgenSmoke, BadUsageExitsTwo) {
            {"--clients", "10", "--rate", "10", "--fanout", "10"},       // fanout >= clients
            {"--clients", "10", "--rate", "10", "--arrival", "bursty"},  // unknown arrival
            {"--clients", "10", "--rate", "10", "--payload", "8"},       // smaller than the header
-           {"--clients", "10", "--rate", "10", "--no-such-option"}}) {
+           {"--clients", "10", "--rate", "10", "--no-such-option"},
+           {"--clients", "10", "--rate", "10", "--protocol", "amqp"},  // unknown protocol
+           {"--clients", "10", "--rate", "10", "--qos", "1"},          // QoS without MQTT
+           {"--clients", "10", "--rate", "10", "--protocol", "mqtt", "--qos", "3"}}) {
     std::vector<std::string> argv{TERN_LOADGEN_BIN};
     argv.insert(argv.end(), args.begin(), args.end());
     const RunResult run = runProcess(argv);
@@ -132,10 +200,13 @@ TEST(LoadgenSmoke, BadUsageExitsTwo) {
 TEST(LoadgenSmoke, HelpDocumentsEveryOptionAndTheWorkload) {
   const RunResult run = runProcess({TERN_LOADGEN_BIN, "--help"});
   EXPECT_EQ(run.exitCode, 0);
-  for (const char* option :
-       {"--host", "--port", "--clients", "--rate", "--duration", "--warmup", "--payload",
-        "--fanout", "--wildcard-subscribers", "--arrival", "--connect-rate", "--threads", "--json",
-        "--seed", "--quiet", "--drain", "--idle", "Workload:", "Exit status"}) {
+  for (const char* option : {"--host",    "--port",         "--clients",
+                             "--rate",    "--duration",     "--warmup",
+                             "--payload", "--fanout",       "--wildcard-subscribers",
+                             "--arrival", "--connect-rate", "--threads",
+                             "--json",    "--seed",         "--quiet",
+                             "--drain",   "--idle",         "--protocol",
+                             "--qos",     "Workload:",      "Exit status"}) {
     EXPECT_NE(run.out.find(option), std::string::npos) << option;
   }
 }

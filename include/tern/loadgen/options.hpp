@@ -7,13 +7,27 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "tern/loadgen/schedule.hpp"
 
 namespace tern::loadgen {
 
+// Which protocol the simulated clients speak: the line protocol's three sockets per client
+// (docs/protocol.md), or one MQTT 3.1.1 connection per client (docs/mqtt.md).
+enum class Protocol { kLine, kMqtt };
+
+// "line" or "mqtt"; nullopt otherwise.
+std::optional<Protocol> parseProtocol(std::string_view text) noexcept;
+std::string_view protocolName(Protocol protocol) noexcept;
+// The broker port a protocol is served on by default: 8000 (line), 1883 (MQTT).
+std::uint16_t defaultPort(Protocol protocol) noexcept;
+
 struct Options {
+  Protocol protocol = Protocol::kLine;
+  std::uint8_t qos = 0;  // MQTT: QoS of every publish and subscription (0, 1 or 2)
   std::string host = "127.0.0.1";
   std::uint16_t port = 8000;
   std::uint32_t clients = 0;  // simulated publishing clients (required)
@@ -34,6 +48,11 @@ struct Options {
 
   // The reason the options cannot run, or an empty string when they can.
   std::string validate() const;
+  // Whether the broker acknowledges publishes: always under the line protocol, at QoS 1 and 2
+  // under MQTT (PUBACK, PUBCOMP). Without acknowledgements nothing is counted as unacknowledged.
+  bool acknowledged() const noexcept { return protocol == Protocol::kLine || qos > 0; }
+  // Sockets per simulated client: 3 (line protocol) or 1 (MQTT).
+  unsigned socketsPerSession() const noexcept { return protocol == Protocol::kLine ? 3 : 1; }
   // The options as JSON (part of the report).
   nlohmann::json toJson() const;
 };

@@ -57,6 +57,7 @@ struct Report {
   LatencySummary connectTime;
 
   // Counts over the whole run.
+  bool acknowledged = true;  // the protocol acknowledges publishes (not MQTT QoS 0)
   std::uint64_t sent = 0;
   std::uint64_t acked = 0;
   std::uint64_t delivered = 0;

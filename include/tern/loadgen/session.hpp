@@ -3,8 +3,8 @@
 // loadgen's event loop (the worker) drives sessions without knowing the protocol: it asks one to
 // connect, to subscribe to a list of filters, and to publish; the session turns that into frames,
 // parses what the broker sends and reports back through SessionHost. A protocol is one Session
-// implementation plus a SessionFactory: the line protocol (three sockets, line_session.hpp) now,
-// MQTT 3.1.1 (one socket) later.
+// implementation plus a SessionFactory: the line protocol (three sockets, line_session.hpp) and
+// MQTT 3.1.1 (one socket, mqtt_session.hpp).
 //
 // Rules every implementation follows:
 //   - Readiness comes through onEvent() for the sockets the session registered with host.watch();
@@ -12,8 +12,9 @@
 //   - Output is only appended to buffers (publish, subscribe, handshake frames) and the session
 //     asks host.requestFlush(); the host calls flush() once per loop iteration, so many frames
 //     leave in one write per socket.
-//   - Acknowledgements of publishes are reported in publish order with the intended time given to
-//     publish(), so the host can compute acknowledgement latency from the intended time.
+//   - Acknowledgements of publishes are reported with the intended time given to publish(), so
+//     the host can compute acknowledgement latency from the intended time. A protocol without
+//     acknowledgements (MQTT QoS 0) reports none; Options::acknowledged() says which.
 //   - A session that fails (refused, reset, timed out, protocol error) closes all its sockets,
 //     reports onFailed() exactly once and ignores later calls.
 //
@@ -77,6 +78,9 @@ struct SessionConfig {
   socklen_t sourceLength = 0;
   std::string clientId;
   std::uint32_t client = 0;  // the host's index for this session, passed back in every report
+  // MQTT only: QoS of publishes and subscriptions, and the keep-alive announced in CONNECT.
+  std::uint8_t qos = 0;
+  std::uint16_t keepAliveS = 60;
 };
 
 class Session {
@@ -98,6 +102,11 @@ class Session {
   virtual void flush(std::int64_t nowNs) = 0;
   // Output bytes not yet accepted by the kernel: the host stops publishing above a limit.
   virtual std::size_t queuedBytes() const noexcept = 0;
+  // False while the session cannot take another publish for a reason of its protocol (MQTT: every
+  // packet id is in flight); the host holds the client's schedule until it is true again.
+  virtual bool canPublish() const noexcept { return true; }
+  // Called about once a second in every phase, for protocol timers (MQTT keep-alive pings).
+  virtual void tick(std::int64_t /*nowNs*/) {}
   // Publishes not yet acknowledged.
   virtual std::uint64_t unacknowledged() const noexcept = 0;
   // Closes every socket without reporting anything (end of run).

@@ -33,6 +33,36 @@ TEST(Options, ValidatesEveryRule) {
   EXPECT_TRUE(invalid([](Options& o) { o.idleS = -1; }));
   EXPECT_FALSE(invalid([](Options& o) { o.fanout = 9; }));
   EXPECT_FALSE(invalid([](Options& o) { o.fanout = 0; }));
+  // QoS belongs to MQTT: the line protocol acknowledges every publish anyway.
+  EXPECT_TRUE(invalid([](Options& o) { o.qos = 1; }));
+  EXPECT_TRUE(invalid([](Options& o) {
+    o.protocol = Protocol::kMqtt;
+    o.qos = 3;
+  }));
+  for (const std::uint8_t qos : {0, 1, 2}) {
+    EXPECT_FALSE(invalid([qos](Options& o) {
+      o.protocol = Protocol::kMqtt;
+      o.qos = qos;
+    }));
+  }
+}
+
+TEST(Options, ProtocolDecidesPortsSocketsAndAcknowledgements) {
+  EXPECT_EQ(parseProtocol("line"), Protocol::kLine);
+  EXPECT_EQ(parseProtocol("mqtt"), Protocol::kMqtt);
+  EXPECT_EQ(parseProtocol("MQTT5"), std::nullopt);
+  EXPECT_EQ(defaultPort(Protocol::kLine), 8000);
+  EXPECT_EQ(defaultPort(Protocol::kMqtt), 1883);
+  Options options = validOptions();
+  EXPECT_EQ(options.socketsPerSession(), 3u);
+  EXPECT_TRUE(options.acknowledged());
+  options.protocol = Protocol::kMqtt;
+  EXPECT_EQ(options.socketsPerSession(), 1u);
+  EXPECT_FALSE(options.acknowledged());  // QoS 0
+  options.qos = 2;
+  EXPECT_TRUE(options.acknowledged());
+  EXPECT_EQ(options.toJson()["protocol"], "mqtt");
+  EXPECT_EQ(options.toJson()["qos"], 2);
 }
 
 TEST(Options, ThreadsNeverExceedSessions) {
@@ -110,6 +140,21 @@ TEST(Report, HumanSummarySaysWhatFailed) {
   const std::string text = report.toHuman();
   EXPECT_NE(text.find("FAILED: 7 lost, 2 errors"), std::string::npos) << text;
   EXPECT_NE(text.find("2 disconnects"), std::string::npos) << text;
+}
+
+TEST(Report, QosZeroHasNoAcknowledgementsToReport) {
+  Report report = cleanReport();
+  Options options = validOptions();
+  options.protocol = Protocol::kMqtt;
+  report.options = options.toJson();
+  report.acknowledged = false;
+  report.acked = 0;
+  const std::string text = report.toHuman();
+  EXPECT_NE(text.find("MQTT QoS 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("not acknowledged"), std::string::npos) << text;
+  EXPECT_EQ(text.find("puback"), std::string::npos) << text;
+  EXPECT_NE(text.find("result     clean"), std::string::npos) << text;
+  EXPECT_EQ(report.toJson()["acknowledged"], false);
 }
 
 TEST(Report, CdfRisesToTheMaxWithFinerTailSteps) {

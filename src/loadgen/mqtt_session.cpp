@@ -1,0 +1,352 @@
+#include "tern/loadgen/mqtt_session.hpp"
+
+#include <fmt/format.h>
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "session_socket.hpp"
+#include "tern/loadgen/packet_id_window.hpp"
+#include "tern/protocol/mqtt_decoder.hpp"
+#include "tern/protocol/mqtt_encoder.hpp"
+
+namespace tern::loadgen {
+
+namespace {
+
+namespace mqtt = protocol::mqtt;
+
+constexpr unsigned kSlot = 0;
+constexpr std::int64_t kSecond = 1'000'000'000;
+
+// First bytes of the fixed-size packets loadgen writes (type << 4 | flags; PUBREL has flags 0010).
+constexpr char kPuback = 0x40;
+constexpr char kPubrec = 0x50;
+constexpr char kPubrel = 0x62;
+constexpr char kPubcomp = 0x70;
+
+class MqttSession final : public Session {
+ public:
+  MqttSession(SessionHost& host, const SessionConfig& config)
+      : host_(host),
+        config_(config),
+        decoder_(mqtt::DecoderConfig{.maxPacketSize = host.readBuffer().size(),
+                                     .role = mqtt::Role::kClient}) {}
+  ~MqttSession() override { close(); }
+
+  void start(std::int64_t nowNs) override {
+    stage_ = Stage::kConnecting;
+    lastOutputNs_ = nowNs;
+    const std::string error = openSessionSocket(socket_, config_, host_, kSlot);
+    if (!error.empty()) {
+      fail(SessionFailure::kConnect, error);
+      return;
+    }
+    mqtt::Connect connect;
+    connect.cleanSession = true;
+    connect.keepAlive = config_.keepAliveS;
+    connect.clientId = config_.clientId;
+    std::string packet;
+    mqtt::appendConnect(packet, connect);
+    queue(packet);
+  }
+
+  void subscribe(std::span<const std::string> filters, std::int64_t nowNs) override {
+    if (stage_ != Stage::kConnected) return;
+    if (filters.empty()) {
+      stage_ = Stage::kReady;
+      host_.onSubscribed(config_.client, nowNs);
+      return;
+    }
+    stage_ = Stage::kSubscribing;
+    // Ids 1..chunks: no publish is in flight before every SUBACK has arrived, so they cannot
+    // collide with the publish window's ids.
+    subscribeFilters_ = filters.size();
+    const std::size_t chunks = (filters.size() + kFiltersPerSubscribe - 1) / kFiltersPerSubscribe;
+    subackSeen_.assign(chunks, false);
+    pendingSubacks_ = chunks;
+    std::vector<mqtt::Subscription> entries;
+    std::string packet;
+    for (std::size_t chunk = 0; chunk < chunks; ++chunk) {
+      entries.clear();
+      const std::size_t end = std::min(filters.size(), (chunk + 1) * kFiltersPerSubscribe);
+      for (std::size_t i = chunk * kFiltersPerSubscribe; i < end; ++i)
+        entries.push_back({filters[i], config_.qos});
+      mqtt::appendSubscribe(packet, static_cast<std::uint16_t>(chunk + 1), entries);
+    }
+    queue(packet);
+  }
+
+  void publish(std::string_view topic, std::string_view payload,
+               std::int64_t intendedNs) noexcept override {
+    if (stage_ != Stage::kReady) return;
+    const std::uint8_t qos = config_.qos;
+    std::uint16_t id = 0;
+    if (qos > 0) {
+      if (window_.full()) {
+        // The host checks canPublish() first; a publish that cannot be numbered must not vanish.
+        fail(SessionFailure::kProtocol, "every packet id is in flight");
+        return;
+      }
+      id = window_.acquire(intendedNs, qos == 1 ? PacketIdWindow::Stage::kAwaitingAck
+                                                : PacketIdWindow::Stage::kAwaitingRec);
+    }
+    // One reserve for the whole packet: fixed header, topic, packet id, payload.
+    const std::size_t remaining = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size();
+    const std::size_t size = mqtt::fixedHeaderSize(remaining) + remaining;
+    char* out = socket_.out.reserve(size);
+    *out++ = static_cast<char>(0x30 | (qos << 1));
+    out += mqtt::encodeRemainingLength(remaining, out);
+    *out++ = static_cast<char>(topic.size() >> 8);
+    *out++ = static_cast<char>(topic.size() & 0xff);
+    std::memcpy(out, topic.data(), topic.size());
+    out += topic.size();
+    if (qos > 0) {
+      *out++ = static_cast<char>(id >> 8);
+      *out++ = static_cast<char>(id & 0xff);
+    }
+    std::memcpy(out, payload.data(), payload.size());
+    socket_.out.commit(size);
+    host_.requestFlush(config_.client);
+  }
+
+  void onEvent(unsigned slot, std::uint32_t events, std::int64_t nowNs) override {
+    // A stale event of a socket closed earlier in the same epoll batch.
+    if (slot != kSlot || socket_.fd < 0) return;
+    if (socket_.connecting) {
+      bool done = false;
+      const std::string error = finishConnect(socket_, events, done);
+      if (!error.empty()) {
+        fail(SessionFailure::kConnect, error);
+      } else if (done) {
+        flushSocket();
+      }
+      return;
+    }
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) {
+      readSocket(nowNs);
+      if (socket_.fd < 0) return;
+    }
+    if ((events & EPOLLOUT) != 0) flushSocket();
+  }
+
+  void flush(std::int64_t /*nowNs*/) override {
+    if (socket_.fd >= 0 && !socket_.connecting) flushSocket();
+  }
+
+  void tick(std::int64_t nowNs) override {
+    if (socket_.fd < 0 || stage_ == Stage::kConnecting) return;
+    if (wroteSinceTick_) {
+      wroteSinceTick_ = false;
+      lastOutputNs_ = nowNs;
+      return;
+    }
+    // The broker closes a connection silent for 1.5 keep-alives [MQTT-3.1.2-24]; ping at half.
+    if (config_.keepAliveS != 0 && nowNs - lastOutputNs_ >= config_.keepAliveS * kSecond / 2) {
+      lastOutputNs_ = nowNs;
+      const char ping[2] = {static_cast<char>(0xc0), 0};
+      queue(std::string_view(ping, 2));
+    }
+  }
+
+  std::size_t queuedBytes() const noexcept override { return socket_.out.size(); }
+  bool canPublish() const noexcept override { return !window_.full(); }
+  std::uint64_t unacknowledged() const noexcept override { return window_.inFlight(); }
+
+  void close() noexcept override {
+    socket_.close();
+    if (stage_ != Stage::kFailed) stage_ = Stage::kClosed;
+  }
+
+ private:
+  enum class Stage { kIdle, kConnecting, kConnected, kSubscribing, kReady, kFailed, kClosed };
+
+  void queue(std::string_view bytes) {
+    socket_.out.append(bytes);
+    host_.requestFlush(config_.client);
+  }
+
+  // PUBACK, PUBREC, PUBREL or PUBCOMP for `id`. Never allocates once the queue has grown.
+  void queueAck(char first, std::uint16_t id) noexcept {
+    char* out = socket_.out.reserve(4);
+    out[0] = first;
+    out[1] = 2;
+    out[2] = static_cast<char>(id >> 8);
+    out[3] = static_cast<char>(id & 0xff);
+    socket_.out.commit(4);
+    host_.requestFlush(config_.client);
+  }
+
+  void flushSocket() {
+    const std::string error =
+        flushSessionSocket(socket_, host_, config_.client, kSlot, &wroteSinceTick_);
+    if (!error.empty()) fail(SessionFailure::kDisconnected, error);
+  }
+
+  void readSocket(std::int64_t nowNs) {
+    std::string_view data;
+    int error = 0;
+    switch (readSessionSocket(socket_, host_.readBuffer(), data, error)) {
+      case ReadStatus::kData:
+        break;
+      case ReadStatus::kWouldBlock:
+        return;
+      case ReadStatus::kClosed:
+        fail(SessionFailure::kDisconnected, "the broker closed the connection");
+        return;
+      case ReadStatus::kError:
+        fail(SessionFailure::kDisconnected, std::strerror(error));
+        return;
+      case ReadStatus::kTooLong:
+        fail(SessionFailure::kProtocol, "packet longer than the read buffer");
+        return;
+    }
+    std::size_t consumed = 0;
+    while (consumed < data.size()) {
+      const mqtt::DecodeResult result = decoder_.decode(data.substr(consumed));
+      if (result.status == mqtt::DecodeStatus::kNeedMore) break;
+      if (result.status != mqtt::DecodeStatus::kPacket) {
+        fail(SessionFailure::kProtocol, mqtt::describe(result.status));
+        return;
+      }
+      if (!onPacket(result.packet, nowNs)) return;
+      consumed += result.consumed;
+    }
+    socket_.partial.assign(data.substr(consumed));
+  }
+
+  // Returns false when the session failed.
+  bool onPacket(const mqtt::Packet& packet, std::int64_t nowNs) {
+    switch (mqtt::typeOf(packet)) {
+      case mqtt::PacketType::kPublish: {
+        const auto& delivery = std::get<mqtt::Publish>(packet);
+        host_.onMessage(config_.client, delivery.topic, delivery.payload, nowNs);
+        if (delivery.qos == 1) queueAck(kPuback, delivery.packetId);
+        if (delivery.qos == 2) queueAck(kPubrec, delivery.packetId);
+        return true;
+      }
+      case mqtt::PacketType::kPuback: {
+        const std::uint16_t id = std::get<mqtt::Puback>(packet).packetId;
+        std::int64_t intendedNs = 0;
+        if (window_.retire(id, PacketIdWindow::Stage::kAwaitingAck, intendedNs)) {
+          host_.onPubAck(config_.client, intendedNs, nowNs);
+        } else {
+          unexpected("PUBACK", id);
+        }
+        return true;
+      }
+      case mqtt::PacketType::kPubrec: {
+        const std::uint16_t id = std::get<mqtt::Pubrec>(packet).packetId;
+        // A repeated PUBREC is answered again [MQTT-4.3.3-1 allows the broker to resend].
+        if (window_.received(id) || window_.stage(id) == PacketIdWindow::Stage::kAwaitingComp) {
+          queueAck(kPubrel, id);
+        } else {
+          unexpected("PUBREC", id);
+        }
+        return true;
+      }
+      case mqtt::PacketType::kPubcomp: {
+        const std::uint16_t id = std::get<mqtt::Pubcomp>(packet).packetId;
+        std::int64_t intendedNs = 0;
+        if (window_.retire(id, PacketIdWindow::Stage::kAwaitingComp, intendedNs)) {
+          host_.onPubAck(config_.client, intendedNs, nowNs);
+        } else {
+          unexpected("PUBCOMP", id);
+        }
+        return true;
+      }
+      case mqtt::PacketType::kPubrel:
+        // The broker's half of a QoS 2 delivery: the message was reported at its PUBLISH.
+        queueAck(kPubcomp, std::get<mqtt::Pubrel>(packet).packetId);
+        return true;
+      case mqtt::PacketType::kConnack:
+        return onConnack(std::get<mqtt::Connack>(packet), nowNs);
+      case mqtt::PacketType::kSuback:
+        return onSuback(std::get<mqtt::Suback>(packet), nowNs);
+      case mqtt::PacketType::kPingresp:
+        return true;
+      default:
+        host_.onBrokerError(
+            config_.client,
+            fmt::format("unexpected {}", mqtt::packetTypeName(mqtt::typeOf(packet))));
+        return true;
+    }
+  }
+
+  bool onConnack(const mqtt::Connack& connack, std::int64_t nowNs) {
+    if (stage_ != Stage::kConnecting) {
+      host_.onBrokerError(config_.client, "unexpected CONNACK");
+      return true;
+    }
+    if (connack.returnCode != mqtt::ConnectReturnCode::kAccepted) {
+      fail(SessionFailure::kHandshake,
+           fmt::format("CONNACK return code {}", static_cast<unsigned>(connack.returnCode)));
+      return false;
+    }
+    stage_ = Stage::kConnected;
+    host_.onConnected(config_.client, nowNs);
+    return true;
+  }
+
+  bool onSuback(const mqtt::Suback& suback, std::int64_t nowNs) {
+    const std::size_t chunk = suback.packetId - 1u;
+    if (stage_ != Stage::kSubscribing || chunk >= subackSeen_.size() || subackSeen_[chunk]) {
+      host_.onBrokerError(config_.client, fmt::format("unexpected SUBACK {}", suback.packetId));
+      return true;
+    }
+    const std::size_t filters =
+        std::min(kFiltersPerSubscribe, subscribeFilters_ - chunk * kFiltersPerSubscribe);
+    const bool refused = std::find(suback.returnCodes.begin(), suback.returnCodes.end(),
+                                   mqtt::kSubackFailure) != suback.returnCodes.end();
+    if (suback.returnCodes.size() != filters || refused) {
+      // A refused subscription would make every later count wrong: the session does not count.
+      fail(SessionFailure::kHandshake, refused ? "SUBACK refused a filter"
+                                               : fmt::format("SUBACK with {} codes for {} filters",
+                                                             suback.returnCodes.size(), filters));
+      return false;
+    }
+    subackSeen_[chunk] = true;
+    if (--pendingSubacks_ == 0) {
+      stage_ = Stage::kReady;
+      host_.onSubscribed(config_.client, nowNs);
+    }
+    return true;
+  }
+
+  void unexpected(std::string_view what, std::uint16_t id) {
+    host_.onBrokerError(config_.client,
+                        fmt::format("{} for packet id {}, not in flight", what, id));
+  }
+
+  void fail(SessionFailure failure, std::string_view detail) {
+    if (stage_ == Stage::kFailed || stage_ == Stage::kClosed) return;
+    stage_ = Stage::kFailed;
+    // The detail may point into the read buffer: report before closing.
+    const std::string text(detail);
+    close();
+    host_.onFailed(config_.client, failure, text);
+  }
+
+  SessionHost& host_;
+  const SessionConfig config_;
+  const mqtt::Decoder decoder_;
+  Stage stage_ = Stage::kIdle;
+  SessionSocket socket_;
+  PacketIdWindow window_;
+  std::size_t subscribeFilters_ = 0;
+  std::size_t pendingSubacks_ = 0;
+  std::vector<bool> subackSeen_;
+  bool wroteSinceTick_ = false;
+  std::int64_t lastOutputNs_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Session> makeMqttSession(SessionHost& host, const SessionConfig& config) {
+  return std::make_unique<MqttSession>(host, config);
+}
+
+}  // namespace tern::loadgen
