@@ -33,6 +33,11 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 LISTENING = re.compile(r"tern broker listening on ([0-9.]+):(\d+) \((line protocol|mqtt)\)")
 # Descriptors for the broker and loadgen: 10k three-socket sessions need 30k on each side.
 NOFILE = 1 << 17
+# loadgen threads by default: half the cores. The broker and loadgen share this machine; loadgen
+# with one thread per core leaves the broker no core of its own, and the time slices the
+# scheduler then shares out add milliseconds of latency that belong to neither (measured on 2
+# cores at 50k/s: p50 4.1 ms with 2 loadgen threads, 74 us with 1; docs/performance.md).
+LOADGEN_THREADS = max(1, (os.cpu_count() or 2) // 2)
 
 
 def log(message):
