@@ -301,6 +301,7 @@ def step_summary(report):
         "reordered": report["reordered"], "errors": report["errors"]["total"],
         "behind": report["behind"], "sent": report["sent"],
         "loadgen_cpu_util": report["loadgen_cpu_util"],
+        "loadgen_busy_util": report.get("loadgen_busy_util"),
         "broker_cpu_s": report["broker"]["cpu_s"],
         "broker_cpu_util": report["broker"]["cpu_util"],
         "broker_cpu_us_per_delivery": report["broker"]["cpu_us_per_delivery"],

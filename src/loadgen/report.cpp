@@ -104,6 +104,8 @@ nlohmann::json Report::toJson() const {
       {"send_lag_us", sendLag.toJson()},
       {"loadgen_cpu_s", loadgenCpuS},
       {"loadgen_cpu_util", loadgenCpuUtil},
+      {"loadgen_spin_s", loadgenSpinS},
+      {"loadgen_busy_util", loadgenBusyUtil},
       {"drained", drained},
       {"unreachable", unreachable},
       {"interrupted", interrupted},
@@ -178,13 +180,15 @@ std::string Report::toHuman() const {
   line("errors", errors.empty() ? std::string("none") : fmt::format("{}", fmt::join(errors, ", ")));
   if (!firstError.empty()) line("", "first: " + firstError);
   std::string verdict;
-  if (loadgenCpuUtil > 0.9) {
+  if (loadgenBusyUtil > 0.9) {
     verdict = ": loadgen's threads were nearly saturated, so loadgen may be the limit";
   } else if (sent != 0 && behind * 100 > sent) {
     verdict = ": more than 1% of publishes left late by loadgen's own delay";
   }
-  line("loadgen", fmt::format("CPU {:.2f} s over {:.2f} s measured ({:.0f}% of {} threads){}",
-                              loadgenCpuS, measuredS, loadgenCpuUtil * 100, threads, verdict));
+  line("loadgen", fmt::format("CPU {:.2f} s over {:.2f} s measured ({:.0f}% of {} threads; "
+                              "busy {:.0f}% without the polling for due publishes){}",
+                              loadgenCpuS, measuredS, loadgenCpuUtil * 100, threads,
+                              loadgenBusyUtil * 100, verdict));
   if (interrupted) line("", "interrupted: the measured window ended early");
   if (clean()) {
     line("result", "clean");

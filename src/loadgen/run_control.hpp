@@ -40,6 +40,7 @@ enum Counter : unsigned {
   kMeasuredSent,       // publishes issued within the measured window
   kMeasuredAcked,      // PUBACKs received within the measured window
   kMeasuredDelivered,  // deliveries received within the measured window
+  kMeasuredSpinNs,  // ns of the measured window spent polling idle for a publish about to fall due
   kCounterCount,
 };
 

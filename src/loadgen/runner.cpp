@@ -393,6 +393,10 @@ Report Runner::run(std::FILE* progress, const std::atomic<bool>* interrupt) {
     report.deliveryRate = static_cast<double>(counts[kMeasuredDelivered]) / report.measuredS;
     report.loadgenCpuS = cpuAtEnd - cpuAtStart;
     report.loadgenCpuUtil = report.loadgenCpuS / (report.measuredS * threadCount);
+    report.loadgenSpinS =
+        std::min(report.loadgenCpuS, static_cast<double>(counts[kMeasuredSpinNs]) / 1e9);
+    report.loadgenBusyUtil =
+        (report.loadgenCpuS - report.loadgenSpinS) / (report.measuredS * threadCount);
   }
   report.measuredSent = counts[kMeasuredSent];
   report.measuredAcked = counts[kMeasuredAcked];

@@ -196,13 +196,19 @@ void Worker::loadPhase() {
     flushDirty(now);
     publishLive(now);
     std::int64_t timeout = 50 * kMillisecond;
+    bool spinning = false;
     if (more) {
       timeout = 0;
     } else if (!heap_.empty()) {
       const std::int64_t wait = heap_.front().dueNs - now;
-      timeout = wait < kSpinNs ? 0 : std::min(wait, timeout);
+      spinning = wait < kSpinNs;
+      timeout = spinning ? 0 : std::min(wait, timeout);
     }
-    poll(timeout);
+    // An idle spin is waiting, not work: counted apart so that the report can tell a busy loadgen
+    // from one that polls between publishes.
+    if (poll(timeout) == 0 && spinning && now >= control_.measureStartNs && now < measureEndNs_) {
+      counters_[kMeasuredSpinNs] += static_cast<std::uint64_t>(monotonicNanos() - now);
+    }
   }
 }
 
@@ -466,7 +472,7 @@ void Worker::flushDirty(std::int64_t nowNs) {
   dirty_.clear();
 }
 
-void Worker::poll(std::int64_t timeoutNs) {
+int Worker::poll(std::int64_t timeoutNs) {
   timespec timeout{};
   timeout.tv_sec = timeoutNs / kSecond;
   timeout.tv_nsec = timeoutNs % kSecond;
@@ -486,6 +492,7 @@ void Worker::poll(std::int64_t timeoutNs) {
     if (client.stage == Stage::kFailed || !client.session) continue;
     client.session->onEvent(static_cast<unsigned>(data & 3), events_[i].events, now);
   }
+  return ready < 0 ? 0 : ready;
 }
 
 void Worker::tickSessions(std::int64_t nowNs) {

@@ -122,7 +122,8 @@ class Worker final : public SessionHost {
   void issue(Client& client, std::int64_t intendedNs, std::int64_t nowNs) noexcept;
   void unpark();
   void flushDirty(std::int64_t nowNs);
-  void poll(std::int64_t timeoutNs);
+  // Returns how many events it handled.
+  int poll(std::int64_t timeoutNs);
   // Calls every live session's tick() once per kTickNs.
   void tickSessions(std::int64_t nowNs);
   void publishLive(std::int64_t nowNs);

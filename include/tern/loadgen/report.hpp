@@ -102,11 +102,13 @@ struct Report {
     double measureEnd = 0;    // end of the measured window (or when every session was gone)
     double stop = 0;          // end of the drain
   } timeline;
-  double loadgenCpuS = 0;     // loadgen's CPU time over the measured window
-  double loadgenCpuUtil = 0;  // that, as a fraction of `threads` cores
-  bool drained = false;       // every ack and delivery arrived before the drain time ran out
-  bool unreachable = false;   // not one session could connect
-  bool interrupted = false;   // the user ended the run early (the window is shorter)
+  double loadgenCpuS = 0;      // loadgen's CPU time over the measured window
+  double loadgenCpuUtil = 0;   // that, as a fraction of `threads` cores
+  double loadgenSpinS = 0;     // of loadgenCpuS, polling idle for a publish about to fall due
+  double loadgenBusyUtil = 0;  // (loadgenCpuS - loadgenSpinS) as a fraction of `threads` cores
+  bool drained = false;        // every ack and delivery arrived before the drain time ran out
+  bool unreachable = false;    // not one session could connect
+  bool interrupted = false;    // the user ended the run early (the window is shorter)
 
   std::uint64_t errorCount() const noexcept {
     return failedHandshakes + unacked + disconnects + brokerErrors + corrupt + unexpected + unsent;
