@@ -22,6 +22,11 @@ constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr int kMaxReadsPerEvent = 4;      // then let other sockets have a turn
 constexpr std::size_t kInboxBatch = 256;  // inbox items taken per pop
 constexpr std::size_t kIdleBufferKeep = 64 * 1024;
+// An unbound socket reads its handshake into its own buffer: small, since CONNECT/ATTACH are.
+constexpr std::size_t kHandshakeReadChunk = 512;
+// Buffers of connections found empty by this periodic sweep are freed, so that an idle
+// connection holds no buffer memory (10k idle MQTT connections held 10 KiB each before).
+constexpr std::int64_t kBufferSweepNanos = 1'000'000'000;
 constexpr std::size_t kSpareBatches = 16;
 constexpr std::int64_t kShutdownFlushNanos = 2'000'000'000;
 // Flow control between workers: while another worker has more than this many deliveries waiting
@@ -95,8 +100,11 @@ void Worker::run() {
 }
 
 int Worker::nextTimeoutMs() const {
-  if (deadlines_.empty()) return -1;
-  const std::int64_t wait = deadlines_.top().when - common::monotonicNanos();
+  const bool sweep = connections_.size() > freeConnectionSlots_.size();
+  if (deadlines_.empty() && !sweep) return -1;
+  std::int64_t when = deadlines_.empty() ? nextBufferSweep_ : deadlines_.top().when;
+  if (sweep) when = std::min(when, nextBufferSweep_);
+  const std::int64_t wait = when - common::monotonicNanos();
   if (wait <= 0) return 0;
   return static_cast<int>(std::min<std::int64_t>(wait / 1'000'000 + 1, 60'000));
 }
@@ -121,6 +129,7 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
   }
   drainInbox();
   checkDeadlines();
+  releaseIdleBuffers();
   flushOutboxes();
   // Flushing can close connections, and closing can end sessions and mark more sockets dirty.
   while (!dirty_.empty()) {
@@ -219,7 +228,8 @@ void Worker::readFrom(Connection& c) {
     // into its own buffer.
     const bool direct = c.in.empty() && c.role != SocketRole::kUnbound;
     std::span<char> space =
-        direct ? std::span<char>(readBuffer_.get(), kReadChunk) : c.in.writable(kReadChunk);
+        direct ? std::span<char>(readBuffer_.get(), kReadChunk)
+               : c.in.writable(c.role == SocketRole::kUnbound ? kHandshakeReadChunk : kReadChunk);
     const ssize_t n = ::read(c.fd, space.data(), space.size());
     if (n > 0) {
       if (c.keepAliveNanos != 0) c.lastActivity = common::monotonicNanos();
@@ -389,6 +399,17 @@ void Worker::reapClosed() {
     delete c;
   graveyard_.clear();
   endedSessions_.clear();
+}
+
+void Worker::releaseIdleBuffers() {
+  const std::int64_t now = common::monotonicNanos();
+  if (now < nextBufferSweep_) return;
+  nextBufferSweep_ = now + kBufferSweepNanos;
+  for (Connection* c : connections_) {
+    if (c == nullptr || c->closed) continue;
+    c->in.releaseIfIdle(0);
+    c->out.releaseIfIdle(0);
+  }
 }
 
 void Worker::checkDeadlines() {

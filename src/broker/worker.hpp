@@ -112,6 +112,8 @@ class Worker {
   void handOver(Connection& c, unsigned worker);
   void reapClosed();
   void checkDeadlines();
+  // Once per kBufferSweepNanos: frees the empty read and write buffers of every connection.
+  void releaseIdleBuffers();
   void pauseReading(Connection& c);
   void resumeReading(Connection& c);
 
@@ -201,6 +203,7 @@ class Worker {
     bool operator>(const Deadline& o) const noexcept { return when > o.when; }
   };
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  std::int64_t nextBufferSweep_ = 0;  // monotonic ns
 
   // Per destination worker: this turn's deliveries; pool of spare batches.
   std::vector<std::unique_ptr<DeliveryBatch>> outboxes_;

@@ -97,7 +97,9 @@ class ByteBuffer {
     return data_.get() + end_;
   }
 
-  static constexpr std::size_t kInitial = 4096;
+  // Small: most connections only ever hold a handshake reply or a few small frames (10k idle
+  // connections are 10k buffers); busy ones double up to what they need.
+  static constexpr std::size_t kInitial = 256;
   std::unique_ptr<char[]> data_;
   std::size_t capacity_ = 0;
   std::size_t begin_ = 0;
