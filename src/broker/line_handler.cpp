@@ -248,6 +248,7 @@ void Worker::onStats(Connection& c) {
   std::uint64_t received = 0;
   std::uint64_t delivered = 0;
   std::uint64_t dropped = 0;
+  std::uint64_t bufferBytes = 0;
   std::string perWorker;
   for (const auto& w : context_.workers) {
     const WorkerStats& st = w->stats();
@@ -257,20 +258,22 @@ void Worker::onStats(Connection& c) {
     received += load(st.received);
     delivered += load(st.delivered);
     dropped += load(st.dropped);
+    bufferBytes += load(st.bufferBytes);
     if (!perWorker.empty()) perWorker.push_back(',');
     fmt::format_to(std::back_inserter(perWorker),
                    "{{\"worker\":{},\"sessions\":{},\"sockets\":{},\"messages_received\":{},"
-                   "\"messages_delivered\":{},\"messages_dropped\":{}}}",
+                   "\"messages_delivered\":{},\"messages_dropped\":{},\"buffer_bytes\":{}}}",
                    w->index(), load(st.sessions), load(st.sockets), load(st.received),
-                   load(st.delivered), load(st.dropped));
+                   load(st.delivered), load(st.dropped), load(st.bufferBytes));
   }
   scratch_.clear();
   fmt::format_to(std::back_inserter(scratch_),
                  "STATS@{{\"sessions\":{},\"sockets\":{},\"subscriptions\":{},"
                  "\"messages_received\":{},\"messages_delivered\":{},\"messages_dropped\":{},"
-                 "\"retained_messages\":{},\"retained_bytes\":{},\"workers\":[{}]}}",
+                 "\"retained_messages\":{},\"retained_bytes\":{},\"buffer_bytes\":{},"
+                 "\"workers\":[{}]}}",
                  sessions, sockets, context_.trie.size(), received, delivered, dropped,
-                 context_.retained.size(), context_.retained.bytes(), perWorker);
+                 context_.retained.size(), context_.retained.bytes(), bufferBytes, perWorker);
   reply(c, scratch_);
 }
 

@@ -405,11 +405,14 @@ void Worker::releaseIdleBuffers() {
   const std::int64_t now = common::monotonicNanos();
   if (now < nextBufferSweep_) return;
   nextBufferSweep_ = now + kBufferSweepNanos;
+  std::uint64_t held = 0;
   for (Connection* c : connections_) {
     if (c == nullptr || c->closed) continue;
     c->in.releaseIfIdle(0);
     c->out.releaseIfIdle(0);
+    held += c->in.capacity() + c->out.capacity();
   }
+  stats_.bufferBytes.store(held, std::memory_order_relaxed);
 }
 
 void Worker::checkDeadlines() {

@@ -20,6 +20,9 @@ struct alignas(common::kCacheLine) WorkerStats {
   std::atomic<std::uint64_t> delivered{0};    // frames queued to subscribers' push sockets
   std::atomic<std::uint64_t> dropped{0};      // pushes dropped because a session's queue was full
   std::atomic<std::uint64_t> connections{0};  // sockets ever opened on (or handed to) this worker
+  // Bytes of connection read/write buffers still held after the last idle-buffer sweep (once a
+  // second): the memory that pending input and output take, 0 when every connection is idle.
+  std::atomic<std::uint64_t> bufferBytes{0};
 
   // Owner thread only.
   template <typename T>

@@ -503,6 +503,41 @@ TEST(LineProtocolHostile, PushSocketThatNeverReadsIsBoundedAndDoesNotStallOthers
   EXPECT_EQ(stuck.request.request("PING"), "PONG");  // its own request socket is still served
 }
 
+// The figure after "key": in a STATS reply (the first occurrence: the broker-wide one).
+std::uint64_t statsField(const std::string& stats, const std::string& key) {
+  const std::size_t at = stats.find("\"" + key + "\":");
+  if (at == std::string::npos) return ~std::uint64_t{0};
+  return std::stoull(stats.substr(at + key.size() + 3));
+}
+
+TEST(LineProtocolHostile, OutputBuffersAreFreedOnceTheConsumerCatchesUp) {
+  BrokerProcess broker({"--max-queued-bytes", "64M", "--workers", "1"});
+  LineClient slow(broker.port(), "slow");  // does not read its push socket until told to
+  LineClient publisher(broker.port(), "bufpub");
+  EXPECT_EQ(slow.request.request("SUBSCRIBE@buf/#"), "SUBACK");
+  const std::string payload(16 * 1024, 'b');
+  constexpr int kMessages = 512;  // 8 MiB: more than loopback's socket buffers take
+  for (int i = 0; i < kMessages; ++i)
+    ASSERT_EQ(publisher.request.request("PUBLISH@buf/x@" + payload), "PUBACK") << i;
+  // The broker holds what the kernel would not take, and says so (the figure is refreshed once
+  // a second).
+  std::uint64_t held = 0;
+  for (int i = 0; i < 60 && held < (1u << 20); ++i) {
+    std::this_thread::sleep_for(Millis(50));
+    held = statsField(publisher.request.request("STATS"), "buffer_bytes");
+  }
+  EXPECT_GE(held, 1u << 20) << "buffer_bytes while 8 MiB wait for a consumer that does not read";
+  // The consumer reads everything, in order; then the buffers go back and the figure drops to 0.
+  for (int i = 0; i < kMessages; ++i)
+    ASSERT_EQ(slow.push.readLine().value_or("<none>").size(), 8 + 6 + payload.size()) << i;
+  for (int i = 0; i < 100 && held != 0; ++i) {
+    std::this_thread::sleep_for(Millis(50));
+    held = statsField(publisher.request.request("STATS"), "buffer_bytes");
+  }
+  EXPECT_EQ(held, 0u) << "buffers of idle connections still held";
+  EXPECT_EQ(statsField(publisher.request.request("STATS"), "messages_dropped"), 0u);
+}
+
 TEST(LineProtocolProcess, SigtermStopsCleanlyAndFlushesPendingPushes) {
   BrokerProcess broker({"--workers", "2"});
   LineClient sub(broker.port(), "flushsub");
