@@ -18,7 +18,8 @@ namespace {
 std::vector<std::string> linesOf(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(line);
   return lines;
 }
 
@@ -34,9 +35,10 @@ class ClientContract : public ::testing::Test {
 
 TEST_F(ClientContract, OriginalExampleSession) {
   // Client 1 publishes two retained weather messages.
-  const RunResult alice = runProcess(client({}), "connect\n"
-                                                 "publish@weather/temp@21C@retain\n"
-                                                 "publish@weather/forecast@sunny@retain\n");
+  const RunResult alice = runProcess(client({}),
+                                     "connect\n"
+                                     "publish@weather/temp@21C@retain\n"
+                                     "publish@weather/forecast@sunny@retain\n");
   ASSERT_EQ(alice.exitCode, 0) << alice.err;
   const std::vector<std::string> aliceLines = linesOf(alice.out);
   ASSERT_EQ(aliceLines.size(), 3u) << alice.out;
@@ -45,9 +47,10 @@ TEST_F(ClientContract, OriginalExampleSession) {
   EXPECT_EQ(aliceLines[2], "server: PUBACK");
 
   // Client 2 subscribes with the line protocol's '*' wildcard, gets both, and LIST shows both.
-  const RunResult bob = runProcess(client({}), "connect\n"
-                                               "subscribe@weather/*\n"
-                                               "list\n");
+  const RunResult bob = runProcess(client({}),
+                                   "connect\n"
+                                   "subscribe@weather/*\n"
+                                   "list\n");
   ASSERT_EQ(bob.exitCode, 0) << bob.err;
   std::vector<std::string> bobLines = linesOf(bob.out);
   std::vector<std::string> rest;
@@ -87,7 +90,8 @@ TEST_F(ClientContract, LiveMessagesThroughPubAndSub) {
     EXPECT_EQ(pub.exitCode, 0) << pub.err;
   }
   std::vector<std::string> got;
-  while (auto line = sub.readStdoutLine()) got.push_back(*line);
+  while (auto line = sub.readStdoutLine())
+    got.push_back(*line);
   EXPECT_EQ(got, (std::vector<std::string>{"live/x one", "live/x two@with@at", "live/x three"}));
   const auto status = sub.wait();
   ASSERT_TRUE(status);
@@ -95,21 +99,22 @@ TEST_F(ClientContract, LiveMessagesThroughPubAndSub) {
 }
 
 TEST_F(ClientContract, EveryRequestAndErrorCodeThroughTheClient) {
-  const RunResult r = runProcess(client({"--raw"}), "connect@checker\n"
-                                                    "PING\n"
-                                                    "STATS\n"
-                                                    "SUBSCRIBE@c/+\n"
-                                                    "SUBSCRIBE@c/+\n"
-                                                    "PUBLISH@c/x@payload\n"
-                                                    "LIST@c/#\n"
-                                                    "UNSUBSCRIBE@c/+\n"
-                                                    "UNSUBSCRIBE@c/+\n"
-                                                    "FROB\n"
-                                                    "PUBLISH@a/+@x\n"
-                                                    "SUBSCRIBE@a/#/b\n"
-                                                    "PUBLISH@t\n"
-                                                    "CONNECT\n"
-                                                    "DISCONNECT\n");
+  const RunResult r = runProcess(client({"--raw"}),
+                                 "connect@checker\n"
+                                 "PING\n"
+                                 "STATS\n"
+                                 "SUBSCRIBE@c/+\n"
+                                 "SUBSCRIBE@c/+\n"
+                                 "PUBLISH@c/x@payload\n"
+                                 "LIST@c/#\n"
+                                 "UNSUBSCRIBE@c/+\n"
+                                 "UNSUBSCRIBE@c/+\n"
+                                 "FROB\n"
+                                 "PUBLISH@a/+@x\n"
+                                 "SUBSCRIBE@a/#/b\n"
+                                 "PUBLISH@t\n"
+                                 "CONNECT\n"
+                                 "DISCONNECT\n");
   EXPECT_EQ(r.exitCode, 1) << "ERROR replies make the exit status 1\n" << r.err;
   std::vector<std::string> replies;
   std::vector<std::string> pushes;
