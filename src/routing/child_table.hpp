@@ -123,6 +123,33 @@ void freeLevelNode(void* node) {
   ::operator delete(node);
 }
 
+// Writer only: empties slot `i` of an open-addressing table of `mask + 1` slot words (0 empty,
+// 1 tombstone, otherwise a node) whose node was just unlinked, keeping `tombstones` counted.
+// Shared by ChildTable and the subscription trie's NodeTable, which probe linearly the same way.
+// A slot followed by an empty one lies on no probe chain (a chain never crosses an empty slot),
+// so it may become empty again, and so may the tombstones just before it; this keeps churn from
+// filling the table with tombstones. Relaxed: readers never dereference what they find in a
+// slot without checking it, and a node they may still see stays valid until the grace period.
+inline constexpr std::uintptr_t kEmptySlot = 0;
+inline constexpr std::uintptr_t kTombstoneSlot = 1;  // nodes are at least 8-byte aligned
+
+template <typename Count>
+void vacateSlot(std::atomic<std::uintptr_t>* slots, std::uint64_t i, std::uint64_t mask,
+                Count& tombstones) noexcept {
+  if (slots[(i + 1) & mask].load(std::memory_order_relaxed) != kEmptySlot) {
+    slots[i].store(kTombstoneSlot, std::memory_order_relaxed);
+    ++tombstones;
+    return;
+  }
+  slots[i].store(kEmptySlot, std::memory_order_relaxed);
+  for (std::uint64_t n = 1; n <= mask; ++n) {
+    const std::uint64_t j = (i - n) & mask;
+    if (slots[j].load(std::memory_order_relaxed) != kTombstoneSlot) break;
+    slots[j].store(kEmptySlot, std::memory_order_relaxed);
+    --tombstones;
+  }
+}
+
 // Aligned so that the slots that follow the header are aligned.
 template <typename Node>
 class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable {
@@ -179,8 +206,8 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable {
   friend class ChildLink;
   // A slot holds kEmpty, kTombstone, or a child pointer with a tag in its unused top bits.
   using Slot = std::atomic<std::uintptr_t>;
-  static constexpr std::uintptr_t kEmpty = 0;
-  static constexpr std::uintptr_t kTombstone = 1;  // nodes are at least 8-byte aligned
+  static constexpr std::uintptr_t kEmpty = kEmptySlot;
+  static constexpr std::uintptr_t kTombstone = kTombstoneSlot;
 #if defined(__x86_64__)
   // User-space addresses on x86-64 fit in 47 bits (Linux hands out higher ones only to mmap calls
   // that ask for them), so the top 16 bits of a slot carry 16 bits of the child's hash: a probe
@@ -259,22 +286,7 @@ class alignas(alignof(std::atomic<std::uintptr_t>)) ChildTable {
     while (slots()[i].load(std::memory_order_relaxed) != value)
       i = (i + 1) & mask;
     --live_;
-    // A slot followed by an empty one lies on no probe chain (a chain never crosses an empty
-    // slot), so it may become empty again, and so may the tombstones just before it. This keeps
-    // tombstones from piling up under churn. Relaxed: readers never dereference what they find
-    // here; a stale child they may still see stays valid until the grace period.
-    if (slots()[(i + 1) & mask].load(std::memory_order_relaxed) != kEmpty) {
-      slots()[i].store(kTombstone, std::memory_order_relaxed);
-      ++tombstones_;
-      return;
-    }
-    slots()[i].store(kEmpty, std::memory_order_relaxed);
-    for (std::uint32_t n = 1; n < capacity_; ++n) {
-      const std::uint32_t j = (i - n) & mask;
-      if (slots()[j].load(std::memory_order_relaxed) != kTombstone) break;
-      slots()[j].store(kEmpty, std::memory_order_relaxed);
-      --tombstones_;
-    }
+    vacateSlot(slots(), i, mask, tombstones_);
   }
 
   // A new, unpublished table of `capacity` holding the children of `old` (may be null).

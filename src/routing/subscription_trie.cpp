@@ -165,22 +165,7 @@ class NodeTable {
     while (slots()[i].load(std::memory_order_relaxed) != value)
       i = (i + 1) & mask_;
     --live_;
-    // A slot followed by an empty one lies on no probe chain, so it may become empty again, and
-    // so may the tombstones just before it (this keeps churn from filling the table with
-    // tombstones). Relaxed: readers never dereference what they find here, and a node they may
-    // still see stays valid until the grace period.
-    if (slots()[(i + 1) & mask_].load(std::memory_order_relaxed) != kEmpty) {
-      slots()[i].store(kTombstone, std::memory_order_relaxed);
-      ++tombstones_;
-      return;
-    }
-    slots()[i].store(kEmpty, std::memory_order_relaxed);
-    for (std::uint64_t n = 1; n <= mask_; ++n) {
-      const std::uint64_t j = (i - n) & mask_;
-      if (slots()[j].load(std::memory_order_relaxed) != kTombstone) break;
-      slots()[j].store(kEmpty, std::memory_order_relaxed);
-      --tombstones_;
-    }
+    vacateSlot(slots(), i, mask_, tombstones_);
   }
 
   // Writer only: a new, unpublished table with room for `live` nodes, holding those of `old`.
@@ -205,8 +190,8 @@ class NodeTable {
 
  private:
   using Slot = std::atomic<std::uintptr_t>;
-  static constexpr std::uintptr_t kEmpty = 0;
-  static constexpr std::uintptr_t kTombstone = 1;  // nodes are at least 8-byte aligned
+  static constexpr std::uintptr_t kEmpty = kEmptySlot;
+  static constexpr std::uintptr_t kTombstone = kTombstoneSlot;
 #if defined(__x86_64__)
   // User-space addresses on x86-64 fit in 47 bits (see ChildTable), so the top 16 bits of a slot
   // carry 16 bits of the node's key.
