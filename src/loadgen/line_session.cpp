@@ -7,6 +7,7 @@
 #include <string>
 
 #include "fifo.hpp"
+#include "session_base.hpp"
 #include "session_socket.hpp"
 #include "tern/loadgen/line_frames.hpp"
 
@@ -16,9 +17,9 @@ namespace {
 
 enum Slot : unsigned { kControl = 0, kPublish = 1, kPush = 2, kSlots = 3 };
 
-class LineSession final : public Session {
+class LineSession final : public SessionBase {
  public:
-  LineSession(SessionHost& host, const SessionConfig& config) : host_(host), config_(config) {}
+  LineSession(SessionHost& host, const SessionConfig& config) : SessionBase(host, config) {}
   ~LineSession() override { close(); }
 
   void start(std::int64_t /*nowNs*/) override {
@@ -30,13 +31,7 @@ class LineSession final : public Session {
   }
 
   void subscribe(std::span<const std::string> filters, std::int64_t nowNs) override {
-    if (stage_ != Stage::kConnected) return;
-    if (filters.empty()) {
-      stage_ = Stage::kReady;
-      host_.onSubscribed(config_.client, nowNs);
-      return;
-    }
-    stage_ = Stage::kSubscribing;
+    if (!beginSubscribe(filters, nowNs)) return;
     pendingSubacks_ = filters.size();
     for (const std::string& filter : filters) {
       queue(kControl, "SUBSCRIBE@");
@@ -106,8 +101,6 @@ class LineSession final : public Session {
   }
 
  private:
-  enum class Stage { kIdle, kConnecting, kConnected, kSubscribing, kReady, kFailed, kClosed };
-
   bool openSocket(unsigned slot) {
     const std::string error = openSessionSocket(sockets_[slot], config_, host_, slot);
     if (error.empty()) return true;
@@ -248,18 +241,6 @@ class LineSession final : public Session {
     return false;
   }
 
-  void fail(SessionFailure failure, std::string_view detail) {
-    if (stage_ == Stage::kFailed || stage_ == Stage::kClosed) return;
-    stage_ = Stage::kFailed;
-    // The detail may point into the read buffer or a socket's queue: report before closing.
-    const std::string text(detail);
-    close();
-    host_.onFailed(config_.client, failure, text);
-  }
-
-  SessionHost& host_;
-  const SessionConfig config_;
-  Stage stage_ = Stage::kIdle;
   std::array<SessionSocket, kSlots> sockets_;
   std::array<bool, kSlots> attached_{};
   std::string token_;

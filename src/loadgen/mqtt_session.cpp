@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "session_base.hpp"
 #include "session_socket.hpp"
 #include "tern/loadgen/packet_id_window.hpp"
 #include "tern/protocol/mqtt_decoder.hpp"
@@ -28,11 +29,10 @@ constexpr char kPubrec = 0x50;
 constexpr char kPubrel = 0x62;
 constexpr char kPubcomp = 0x70;
 
-class MqttSession final : public Session {
+class MqttSession final : public SessionBase {
  public:
   MqttSession(SessionHost& host, const SessionConfig& config)
-      : host_(host),
-        config_(config),
+      : SessionBase(host, config),
         decoder_(mqtt::DecoderConfig{.maxPacketSize = host.readBuffer().size(),
                                      .role = mqtt::Role::kClient}) {}
   ~MqttSession() override { close(); }
@@ -55,13 +55,7 @@ class MqttSession final : public Session {
   }
 
   void subscribe(std::span<const std::string> filters, std::int64_t nowNs) override {
-    if (stage_ != Stage::kConnected) return;
-    if (filters.empty()) {
-      stage_ = Stage::kReady;
-      host_.onSubscribed(config_.client, nowNs);
-      return;
-    }
-    stage_ = Stage::kSubscribing;
+    if (!beginSubscribe(filters, nowNs)) return;
     // Ids 1..chunks: no publish is in flight before every SUBACK has arrived, so they cannot
     // collide with the publish window's ids.
     subscribeFilters_ = filters.size();
@@ -162,8 +156,6 @@ class MqttSession final : public Session {
   }
 
  private:
-  enum class Stage { kIdle, kConnecting, kConnected, kSubscribing, kReady, kFailed, kClosed };
-
   void queue(std::string_view bytes) {
     socket_.out.append(bytes);
     host_.requestFlush(config_.client);
@@ -321,19 +313,7 @@ class MqttSession final : public Session {
                         fmt::format("{} for packet id {}, not in flight", what, id));
   }
 
-  void fail(SessionFailure failure, std::string_view detail) {
-    if (stage_ == Stage::kFailed || stage_ == Stage::kClosed) return;
-    stage_ = Stage::kFailed;
-    // The detail may point into the read buffer: report before closing.
-    const std::string text(detail);
-    close();
-    host_.onFailed(config_.client, failure, text);
-  }
-
-  SessionHost& host_;
-  const SessionConfig config_;
   const mqtt::Decoder decoder_;
-  Stage stage_ = Stage::kIdle;
   SessionSocket socket_;
   PacketIdWindow window_;
   std::size_t subscribeFilters_ = 0;
