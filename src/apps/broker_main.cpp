@@ -84,6 +84,46 @@ int main(int argc, char** argv) {
                  "(accepts k/M suffixes)")
       ->capture_default_str()
       ->transform(CLI::AsSizeValue(false));
+  app.add_option("--max-connections", config.maxConnections,
+                 "Open client sockets, all listeners together; past it a new connection is "
+                 "refused (line protocol: ERROR@server-busy) and closed (default: the open-file "
+                 "limit minus 64)");
+  app.add_option("--max-connections-per-address", config.maxConnectionsPerAddress,
+                 "Open client sockets from one source address (default: half of "
+                 "--max-connections)");
+  app.add_option("--max-sessions", config.maxSessions,
+                 "Live sessions, both protocols; past it CONNECT is refused (ERROR@server-busy, "
+                 "MQTT CONNACK 3)")
+      ->capture_default_str();
+  app.add_option("--max-subscriptions", config.maxSubscriptions,
+                 "Filters one session may hold; past it SUBSCRIBE is refused "
+                 "(ERROR@too-many-subscriptions, MQTT return code 0x80)")
+      ->capture_default_str();
+  app.add_option("--max-retained-messages", config.maxRetainedMessages,
+                 "Retained messages broker-wide; past it a new retained topic is refused")
+      ->capture_default_str();
+  app.add_option("--max-retained-bytes", config.maxRetainedBytes,
+                 "Bytes of retained messages broker-wide (accepts k/M/G suffixes)")
+      ->capture_default_str()
+      ->transform(CLI::AsSizeValue(false));
+  app.add_option("--session-expiry", config.sessionExpirySeconds,
+                 "Seconds an offline persistent MQTT session (clean session 0) is kept; 0 keeps "
+                 "it forever")
+      ->capture_default_str();
+  app.add_option("--max-awaiting-rel", config.maxAwaitingRelease,
+                 "Inbound MQTT QoS 2 messages awaiting PUBREL per connection; a client that goes "
+                 "past it is disconnected")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--frame-timeout", config.frameTimeoutSeconds,
+                 "Seconds a frame or MQTT packet may take to arrive once it started; a slower "
+                 "connection is closed")
+      ->capture_default_str();
+  app.add_option("--memory-limit", config.memoryLimit,
+                 "Bytes of buffered, queued and pending data broker-wide; past it deliveries "
+                 "that need more memory are dropped and publishes refused (accepts k/M/G "
+                 "suffixes; default: half of the physical memory)")
+      ->transform(CLI::AsSizeValue(false));
   app.add_option("--log-level", logLevel, "debug, info, warn, error or off")->capture_default_str();
 
   try {
@@ -117,6 +157,12 @@ int main(int argc, char** argv) {
   if (!level) return fail("--log-level must be debug, info, warn, error or off");
   config.logLevel = *level;
   tern::common::setLogLevel(config.logLevel);
+  const std::uint64_t files = tern::net::raiseFileLimit();
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long pageSize = ::sysconf(_SC_PAGESIZE);
+  config.deriveLimits(files, pages > 0 && pageSize > 0 ? static_cast<std::uint64_t>(pages) *
+                                                             static_cast<std::uint64_t>(pageSize)
+                                                       : 0);
   if (std::string problem = config.validate(); !problem.empty()) return fail(problem);
 
   // Signals: SIGINT/SIGTERM are taken by sigwait() below, never by a worker; a peer that closes
@@ -128,7 +174,6 @@ int main(int argc, char** argv) {
   sigaddset(&stopSignals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);  // inherited by every thread started below
 
-  const std::uint64_t files = tern::net::raiseFileLimit();
   tern::broker::Broker broker(config);
   try {
     broker.start();
@@ -147,6 +192,11 @@ int main(int argc, char** argv) {
 #endif
   TERN_LOG_INFO("tern {} started: {} workers, {} acceptor(s), open-file limit {}, {}", TERN_VERSION,
                 config.workers, config.acceptors, files, allocator);
+  TERN_LOG_INFO(
+      "limits: {} connections ({} per address), {} sessions, {} subscriptions per "
+      "session, memory {} MiB (docs/limits.md)",
+      config.maxConnections, config.maxConnectionsPerAddress, config.maxSessions,
+      config.maxSubscriptions, config.memoryLimit >> 20);
 
   int received = 0;
   sigwait(&stopSignals, &received);

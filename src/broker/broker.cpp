@@ -5,11 +5,11 @@
 #include <stdexcept>
 #include <thread>
 
-#include <unistd.h>
-
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "broker_context.hpp"
+#include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
 #include "tern/net/acceptor.hpp"
 #include "tern/net/socket.hpp"
@@ -48,13 +48,39 @@ void Broker::start() {
     worker->start();
   // Round robin over the workers; relaxed is enough: the counter only spreads load.
   auto next = std::make_shared<std::atomic<std::uint64_t>>(0);
-  acceptor_ = std::make_unique<net::Acceptor>(std::move(listeners), [this, next](int fd, int kind) {
-    const std::size_t n = context_->workers.size();
-    const std::uint64_t i = next->fetch_add(1, std::memory_order_relaxed) % n;
-    context_->workers[i]->adopt(fd, static_cast<Protocol>(kind));
-  });
+  acceptor_ = std::make_unique<net::Acceptor>(
+      std::move(listeners), [this, next](int fd, int kind, const net::PeerAddress& peer) {
+        if (!admit(fd, static_cast<Protocol>(kind), peer)) return;
+        const std::size_t n = context_->workers.size();
+        const std::uint64_t i = next->fetch_add(1, std::memory_order_relaxed) % n;
+        context_->workers[i]->adopt(fd, static_cast<Protocol>(kind), peer);
+      });
   acceptor_->start(config.acceptors);
   started_ = true;
+}
+
+bool Broker::admit(int fd, Protocol protocol, const net::PeerAddress& peer) {
+  const net::Admission admission = context_->connections.tryAdmit(peer);
+  if (admission == net::Admission::kAdmitted) return true;
+  const bool total = admission == net::Admission::kTooMany;
+  (total ? context_->refusedConnections : context_->refusedConnectionsPerAddress)
+      .fetch_add(1, std::memory_order_relaxed);
+  if (const std::uint64_t times = context_->connectionRefusals.admit(common::monotonicNanos())) {
+    TERN_LOG_WARN("refused {} connection(s) (last from {}): {}", times, net::toString(peer),
+                  total ? "--max-connections reached" : "--max-connections-per-address reached");
+  }
+  if (protocol == Protocol::kLine) {
+    // A clear answer before the close; best effort, the socket is fresh so its buffer is empty.
+    const std::string_view refusal =
+        total ? "ERROR@server-busy@too many connections (--max-connections)\n"
+              : "ERROR@server-busy@too many connections from your address "
+                "(--max-connections-per-address)\n";
+    [[maybe_unused]] ssize_t n =
+        ::send(fd, refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  // MQTT has no answer before CONNECT: the connection is closed, as Mosquitto does.
+  ::close(fd);
+  return false;
 }
 
 void Broker::stop() {

@@ -1,9 +1,10 @@
 // BrokerContext: what every worker shares: the configuration, the subscription trie, the retained
-// store, and the list of workers (to post into each other's inboxes).
+// store, the list of workers (to post into each other's inboxes) and the broker-wide limits.
 //
-// Ownership: owned by the Broker; outlives every worker thread. Threads: `config` and `workers` are
-// constant once the workers start; the trie and the store are safe for concurrent use (see their
-// headers); `stopStage` and `stoppedReading` coordinate the two-phase shutdown (see Broker::stop).
+// Ownership: owned by the Broker; outlives every worker and acceptor thread. Threads: `config` and
+// `workers` are constant once the workers start; the trie, the store and the connection limiter
+// are safe for concurrent use (see their headers); `stopStage` and `stoppedReading` coordinate the
+// two-phase shutdown (see Broker::stop); the counters below say why their order is enough.
 #pragma once
 
 #include <atomic>
@@ -11,6 +12,9 @@
 #include <vector>
 
 #include "tern/broker/config.hpp"
+#include "tern/common/cache_line.hpp"
+#include "tern/common/log_limiter.hpp"
+#include "tern/net/connection_limiter.hpp"
 #include "tern/routing/retained_store.hpp"
 #include "tern/routing/subscription_trie.hpp"
 
@@ -30,6 +34,17 @@ struct BrokerContext {
   // Release/acquire: a worker that sees stage 2 also sees that every worker finished stage 1.
   std::atomic<int> stopStage{0};
   std::atomic<unsigned> stoppedReading{0};
+
+  // Open client sockets, in all and per address (--max-connections[-per-address]).
+  net::ConnectionLimiter connections{config.maxConnections, config.maxConnectionsPerAddress};
+  // Live sessions of every worker (--max-sessions). A worker adds one before it creates a session
+  // and takes it back when the limit was passed or the session ends; relaxed is enough: the
+  // read-modify-write itself keeps the count exact, and nothing else is published through it.
+  alignas(common::kCacheLine) std::atomic<std::int64_t> sessions{0};
+  // Connections the acceptor refused at a limit (statistics: relaxed).
+  std::atomic<std::uint64_t> refusedConnections{0};
+  std::atomic<std::uint64_t> refusedConnectionsPerAddress{0};
+  common::LogLimiter connectionRefusals;
 };
 
 }  // namespace tern::broker

@@ -25,7 +25,39 @@ std::string Config::validate() const {
   }
   if (maxInflight < 1 || maxInflight > 65535) return "--max-inflight must be between 1 and 65535";
   if (maxQueuedMessages < 1) return "--max-queued-messages must be at least 1";
+  if (maxConnections < 1) return "--max-connections must be at least 1";
+  if (maxConnectionsPerAddress < 1) return "--max-connections-per-address must be at least 1";
+  if (maxSessions < 1) return "--max-sessions must be at least 1";
+  if (maxSessions > std::size_t{workers} * routing::SubscriberId::kMaxSlots) {
+    return fmt::format("--max-sessions must be at most {} per worker",
+                       routing::SubscriberId::kMaxSlots);
+  }
+  if (maxSubscriptions < 1) return "--max-subscriptions must be at least 1";
+  if (maxRetainedMessages < 1) return "--max-retained-messages must be at least 1";
+  if (maxRetainedBytes < 1024) return "--max-retained-bytes must be at least 1024";
+  if (!(sessionExpirySeconds >= 0)) return "--session-expiry must be 0 (never) or positive";
+  if (maxAwaitingRelease < 1 || maxAwaitingRelease > 65535) {
+    return "--max-awaiting-rel must be between 1 and 65535";
+  }
+  if (!(frameTimeoutSeconds > 0) || frameTimeoutSeconds > 86400) {
+    return "--frame-timeout must be a positive number of seconds (at most 86400)";
+  }
+  if (memoryLimit < (std::size_t{16} << 20)) return "--memory-limit must be at least 16M";
   return {};
+}
+
+void Config::deriveLimits(std::uint64_t openFileLimit, std::uint64_t physicalMemory) {
+  constexpr std::uint64_t kReservedDescriptors = 64;
+  if (maxConnections == 0) {
+    maxConnections = openFileLimit > 2 * kReservedDescriptors
+                         ? static_cast<std::size_t>(openFileLimit - kReservedDescriptors)
+                         : static_cast<std::size_t>(openFileLimit / 2 + 1);
+  }
+  if (maxConnectionsPerAddress == 0) maxConnectionsPerAddress = maxConnections / 2 + 1;
+  if (memoryLimit == 0) {
+    memoryLimit =
+        physicalMemory != 0 ? static_cast<std::size_t>(physicalMemory / 2) : std::size_t{1} << 30;
+  }
 }
 
 }  // namespace tern::broker

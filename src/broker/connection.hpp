@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "tern/net/byte_buffer.hpp"
+#include "tern/net/connection_limiter.hpp"
 #include "tern/sync/thread_owner.hpp"
 
 namespace tern::broker {
@@ -34,14 +35,19 @@ struct Connection {
   bool registered = false;       // in the owning worker's epoll set
 
   net::ByteBuffer in;
-  std::size_t scanned = 0;  // leading bytes of `in` already known to hold no LF
   net::ByteBuffer out;
+  net::PeerAddress peer;  // counted against --max-connections-per-address until closed
+
+  // Monotonic ns when the incomplete frame at the end of `in` started to arrive (0: none); the
+  // connection is closed once it is older than --frame-timeout.
+  std::int64_t frameStarted = 0;
 
   // Monotonic ns: the handshake deadline while unbound, the linger deadline while closing.
   std::int64_t deadline = 0;
 
-  // MQTT keep-alive: the connection is closed when nothing arrives for this long (1.5 times the
-  // client's keep-alive; 0 = never). lastActivity is when bytes last arrived.
+  // MQTT keep-alive: the connection is closed when no control packet arrives for this long (1.5
+  // times the client's keep-alive; 0 = never) [MQTT-3.1.2-24]. lastActivity is when the last
+  // complete packet arrived: bytes trickling in do not keep a connection alive.
   std::int64_t keepAliveNanos = 0;
   std::int64_t lastActivity = 0;
   bool gracefulDisconnect = false;  // MQTT DISCONNECT received: the will is discarded

@@ -107,6 +107,11 @@ Worker::Outcome Worker::onConnect(Connection& c, const LineRequest& request) {
     endSession(*it->second);
   }
   Session* s = createSession(std::move(clientId), Protocol::kLine);
+  if (s == nullptr) {
+    // The socket stays open and unbound: the client may try again later.
+    replyError(c, LineError::kServerBusy, "too many sessions (--max-sessions)");
+    return Outcome::kDone;
+  }
   s->request[0] = &c;
   c.role = SocketRole::kRequest;
   c.session = s;
@@ -196,6 +201,16 @@ void Worker::onRequest(Connection& c, const LineRequest& request) {
 }
 
 void Worker::onPublish(Connection& c, const LineRequest& request) {
+  if (isReservedTopic(request.subject)) {
+    WorkerStats::add(stats_.refusedSysTopic, std::uint64_t{1});
+    replyError(c, LineError::kBadTopic, "$SYS topics are the broker's");
+    return;
+  }
+  if (overMemory_) {
+    WorkerStats::add(stats_.refusedMemory, std::uint64_t{1});
+    replyError(c, LineError::kServerBusy, "memory limit reached (--memory-limit): not published");
+    return;
+  }
   // A retained publish with empty contents deletes, and delivers nothing.
   publish(common::Message::makeFromLine(request.subject, request.contents, request.retain), false);
   reply(c, "PUBACK");
@@ -208,10 +223,16 @@ void Worker::onSubscribe(Connection& c, const LineRequest& request) {
     reply(c, "SUBACK");  // already subscribed: a no-op
     return;
   }
+  if (s.filters.size() >= config_.maxSubscriptions) {
+    WorkerStats::add(stats_.refusedSubscriptions, std::uint64_t{1});
+    replyError(c, LineError::kTooManySubscriptions,
+               "the session holds the most filters allowed (--max-subscriptions)");
+    return;
+  }
   context_.trie.subscribe(filter, s.id);
   reply(c, "SUBACK");
-  context_.retained.forEachMatch(
-      filter, [&](const common::Message& m) { pushFrame(s, "RETAINED@", m.lineTail()); });
+  context_.retained.forEachMatch(filter,
+                                 [&](const common::Message& m) { pushMessage(s, m, true); });
   s.filters.emplace(std::move(filter), 0);
 }
 

@@ -77,9 +77,8 @@ Worker::Outcome Worker::onMqttPacket(Connection& c, const mqtt::Packet& packet) 
       onMqttAck(*s, packet);
       break;
     case mqtt::PacketType::kPubrel: {
-      auto& waiting = s->mqtt->awaitingRelease;
       const std::uint16_t id = std::get<mqtt::Pubrel>(packet).packetId;
-      waiting.erase(std::remove(waiting.begin(), waiting.end(), id), waiting.end());
+      s->mqtt->awaitingRelease.erase(id);
       scratch_.clear();
       mqtt::appendPubcomp(scratch_, id);  // also for an unknown id: the client may retry
       c.out.append(scratch_);
@@ -118,12 +117,19 @@ Session* Worker::createMqttSession(std::string clientId, bool cleanSession) {
 }
 
 Worker::Outcome Worker::onMqttConnect(Connection& c, const mqtt::Connect& connect) {
-  if (!mqtt::clientIdAcceptable(connect, kMaxClientIdBytes)) {
+  const auto refuse = [&](mqtt::ConnectReturnCode code) {
     scratch_.clear();
-    mqtt::appendConnack(scratch_, false, mqtt::ConnectReturnCode::kIdentifierRejected);
+    mqtt::appendConnack(scratch_, false, code);
     c.out.append(scratch_);
     closeAfterFlush(c);
     return Outcome::kDone;
+  };
+  if (!mqtt::clientIdAcceptable(connect, kMaxClientIdBytes)) {
+    return refuse(mqtt::ConnectReturnCode::kIdentifierRejected);
+  }
+  if (connect.willFlag && isReservedTopic(connect.willTopic)) {
+    WorkerStats::add(stats_.refusedSysTopic, std::uint64_t{1});
+    return refuse(mqtt::ConnectReturnCode::kNotAuthorized);  // $SYS is the broker's
   }
   if (!connect.clientId.empty()) {
     const unsigned home = homeWorker(connect.clientId);
@@ -160,7 +166,9 @@ Worker::Outcome Worker::onMqttConnect(Connection& c, const mqtt::Connect& connec
     }
   }
   if (s == nullptr) s = createMqttSession(std::move(clientId), connect.cleanSession);
+  if (s == nullptr) return refuse(mqtt::ConnectReturnCode::kServerUnavailable);
   MqttState& m = *s->mqtt;
+  m.expiresAt = 0;  // online again
   m.cleanSession = connect.cleanSession;
   m.connection = &c;
   m.hasWill = connect.willFlag;
@@ -184,12 +192,40 @@ Worker::Outcome Worker::onMqttConnect(Connection& c, const mqtt::Connect& connec
 }
 
 void Worker::onMqttPublish(Connection& c, Session& s, const mqtt::Publish& publish) {
-  bool deliver = true;
-  if (publish.qos == 2) {
+  if (overMemory_) {
+    // Not accepted. QoS 0 may be lost by definition; a QoS 1/2 message must not be acknowledged,
+    // and MQTT 3.1.1 has no negative acknowledgement: the connection closes, and the client
+    // sends the message again when it reconnects [MQTT-4.4.0-1].
+    WorkerStats::add(stats_.refusedMemory, std::uint64_t{1});
+    if (const std::uint64_t times = memoryLog_.admit(common::monotonicNanos())) {
+      TERN_LOG_WARN("memory limit ({} bytes, --memory-limit) reached: refused {} publishes",
+                    config_.memoryLimit, times);
+    }
+    if (publish.qos != 0) mqttAbort(c, "memory limit reached");
+    return;
+  }
+  bool deliver = !isReservedTopic(publish.topic);
+  if (!deliver) {
+    // Acknowledged as the protocol requires, but $SYS is the broker's: dropped and counted.
+    WorkerStats::add(stats_.refusedSysTopic, std::uint64_t{1});
+  } else if (publish.qos == 2) {
     // Exactly once: only the first copy of a packet id is delivered until its PUBREL.
-    auto& waiting = s.mqtt->awaitingRelease;
-    deliver = std::find(waiting.begin(), waiting.end(), publish.packetId) == waiting.end();
-    if (deliver) waiting.push_back(publish.packetId);
+    PacketIdSet& waiting = s.mqtt->awaitingRelease;
+    if (waiting.contains(publish.packetId)) {
+      deliver = false;
+    } else if (waiting.size() >= config_.maxAwaitingRelease) {
+      WorkerStats::add(stats_.closedAwaitingRelease, std::uint64_t{1});
+      if (const std::uint64_t times = limitLog_.admit(common::monotonicNanos())) {
+        TERN_LOG_WARN(
+            "closed {} MQTT connection(s) (last: client {}): more than {} QoS 2 "
+            "messages awaiting PUBREL (--max-awaiting-rel)",
+            times, s.clientId, config_.maxAwaitingRelease);
+      }
+      mqttAbort(c, "too many QoS 2 messages awaiting release");
+      return;
+    } else {
+      waiting.insert(publish.packetId);
+    }
   }
   if (deliver) {
     this->publish(
@@ -207,15 +243,36 @@ void Worker::onMqttPublish(Connection& c, Session& s, const mqtt::Publish& publi
 }
 
 void Worker::onMqttSubscribe(Connection& c, Session& s, const mqtt::Subscribe& subscribe) {
+  // Repeated filters in one SUBSCRIBE are one subscription: each entry gets its return code, the
+  // last entry's QoS is the one kept (as if they came one after the other), and the retained
+  // messages are sent once.
   subackCodes_.clear();
+  distinctFilters_.clear();
+  filterIndex_.clear();
+  std::size_t added = 0;  // distinct filters the session does not hold yet
   for (const mqtt::Subscription entry : subscribe.subscriptions) {
     if (routing::validateTopicFilter(entry.filter) != routing::TopicStatus::kOk) {
       subackCodes_.push_back(mqtt::kSubackFailure);
       continue;
     }
+    const auto [it, fresh] = filterIndex_.emplace(entry.filter, distinctFilters_.size());
+    if (fresh) {
+      const bool held = s.filters.find(std::string(entry.filter)) != s.filters.end();
+      if (!held && s.filters.size() + added >= config_.maxSubscriptions) {
+        WorkerStats::add(stats_.refusedSubscriptions, std::uint64_t{1});
+        it->second = kRefusedFilter;
+      } else {
+        added += held ? 0 : 1;
+        distinctFilters_.push_back({entry.filter, entry.qos});
+      }
+    } else if (it->second != kRefusedFilter) {
+      distinctFilters_[it->second].qos = entry.qos;
+    }
+    subackCodes_.push_back(it->second == kRefusedFilter ? mqtt::kSubackFailure : entry.qos);
+  }
+  for (const mqtt::Subscription entry : distinctFilters_) {
     context_.trie.subscribe(entry.filter, s.id.withQos(entry.qos));
     s.filters[std::string(entry.filter)] = entry.qos;
-    subackCodes_.push_back(entry.qos);
   }
   scratch_.clear();
   mqtt::appendSuback(scratch_, subscribe.packetId, subackCodes_);
@@ -223,9 +280,7 @@ void Worker::onMqttSubscribe(Connection& c, Session& s, const mqtt::Subscribe& s
   markDirty(c);
   // Retained messages follow the SUBACK, with the retain flag set [MQTT-3.3.1-6, 3.3.1-8]; a
   // repeated subscription re-sends them [MQTT-3.8.4-3].
-  std::size_t k = 0;
-  for (const mqtt::Subscription entry : subscribe.subscriptions) {
-    if (subackCodes_[k++] == mqtt::kSubackFailure) continue;
+  for (const mqtt::Subscription entry : distinctFilters_) {
     context_.retained.forEachMatch(
         entry.filter, [&](const common::Message& m) { mqttDeliver(s, m, entry.qos, true); });
   }
@@ -281,10 +336,13 @@ void Worker::mqttDeliver(Session& s, const common::Message& message, unsigned gr
   Connection* c = m.connection;
   if (qos == 0) {
     if (c == nullptr) return;  // QoS 0 is not stored for offline clients
-    if (c->out.size() + message.topic().size() + message.contents().size() + 8 >
-        config_.maxQueuedBytes) {
-      ++s.dropped;
-      WorkerStats::add(stats_.dropped, std::uint64_t{1});
+    const std::size_t packetBytes = message.topic().size() + message.contents().size() + 8;
+    if (c->out.size() + packetBytes > config_.maxQueuedBytes) {
+      countDrop(s, stats_.droppedQueueFull);
+      return;
+    }
+    if (overMemory_ && c->out.size() + packetBytes > c->out.capacity()) {
+      countDrop(s, stats_.droppedMemory);
       return;
     }
     packetScratch_.clear();
@@ -304,15 +362,25 @@ void Worker::mqttDeliver(Session& s, const common::Message& message, unsigned gr
     mqttSend(*c, m.inflight.back(), false);
     return;
   }
-  if (m.queue.size() >= config_.maxQueuedMessages) {
-    if (s.dropped++ == 0) {
-      TERN_LOG_WARN("MQTT session {}: {} messages queued: dropping until it catches up", s.clientId,
-                    m.queue.size());
+  // Queued: bounded in count and in bytes (the message's whole footprint, shared or not), and
+  // charged to this worker's memory.
+  const std::size_t footprint = message.footprint();
+  if (m.queue.size() >= config_.maxQueuedMessages ||
+      m.queuedBytes + footprint > config_.maxQueuedBytes) {
+    if (s.dropped == 0) {
+      TERN_LOG_WARN("MQTT session {}: {} messages ({} bytes) queued: dropping until it catches up",
+                    s.clientId, m.queue.size(), m.queuedBytes);
     }
-    WorkerStats::add(stats_.dropped, std::uint64_t{1});
+    countDrop(s, stats_.droppedQueueFull);
+    return;
+  }
+  if (overMemory_) {
+    countDrop(s, stats_.droppedMemory);
     return;
   }
   m.queue.push_back({common::MessageRef::share(&message), qos, retained});
+  m.queuedBytes += footprint;
+  memory_.bytes += static_cast<std::int64_t>(footprint);
 }
 
 void Worker::mqttSend(Connection& c, MqttState::Inflight& entry, bool dup) {
@@ -354,6 +422,8 @@ void Worker::mqttPump(Session& s) {
   while (m.connection != nullptr && !m.queue.empty() && m.inflight.size() < config_.maxInflight) {
     MqttState::Queued next = std::move(m.queue.front());
     m.queue.pop_front();
+    m.queuedBytes -= next.message->footprint();
+    memory_.bytes -= static_cast<std::int64_t>(next.message->footprint());
     m.inflight.push_back({0, next.qos, next.retainFlag, false, std::move(next.message)});
     mqttSend(*m.connection, m.inflight.back(), false);
   }
@@ -377,7 +447,17 @@ void Worker::mqttConnectionLost(Session& s, Connection& c) {
     publish(common::Message::make(m.willTopic, m.willPayload, m.willRetain, m.willQos), true);
   }
   m.hasWill = false;
-  if (m.cleanSession) endSession(s);
+  if (m.cleanSession) {
+    endSession(s);
+  } else if (config_.sessionExpirySeconds > 0) {
+    m.expiresAt =
+        common::monotonicNanos() + static_cast<std::int64_t>(config_.sessionExpirySeconds * 1e9);
+    sessionExpiries_.push({m.expiresAt, s.id.slot(), s.id.generation()});
+  }
+}
+
+bool Worker::isReservedTopic(std::string_view topic) noexcept {
+  return topic == "$SYS" || topic.substr(0, 5) == "$SYS/";
 }
 
 void Worker::publish(common::MessageRef message, bool deliverDelete) {

@@ -15,6 +15,7 @@
 
 #include "connection.hpp"
 #include "lazy_queue.hpp"
+#include "packet_id_set.hpp"
 #include "tern/common/message.hpp"
 #include "tern/net/byte_buffer.hpp"
 #include "tern/routing/subscriber_id.hpp"
@@ -50,9 +51,16 @@ struct MqttState {
     bool retainFlag;
   };
   LazyQueue<Queued> queue;
-  // Inbound QoS 2 packet ids received and not yet released (exactly-once delivery).
-  std::vector<std::uint16_t> awaitingRelease;
+  // Footprint of the messages in `queue` (each counted in full, also when other sessions share
+  // it): bounded by --max-queued-bytes like a socket's output, and charged to the worker's memory.
+  std::size_t queuedBytes = 0;
+  // Inbound QoS 2 packet ids received and not yet released (exactly-once delivery), at most
+  // --max-awaiting-rel.
+  PacketIdSet awaitingRelease;
   std::uint16_t nextPacketId = 1;
+  // Monotonic ns when this persistent session, offline, expires (--session-expiry); 0 while
+  // online or when it never expires.
+  std::int64_t expiresAt = 0;
 };
 
 struct Session {

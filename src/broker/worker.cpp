@@ -12,6 +12,7 @@
 
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
+#include "tern/protocol/line_framing.hpp"
 
 namespace tern::broker {
 namespace {
@@ -22,11 +23,14 @@ constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr int kMaxReadsPerEvent = 4;      // then let other sockets have a turn
 constexpr std::size_t kInboxBatch = 256;  // inbox items taken per pop
 constexpr std::size_t kIdleBufferKeep = 64 * 1024;
+// The largest read into a connection's own buffer (kReadChunk) on top of the largest frame.
+constexpr std::size_t kInputSlack = kReadChunk;
 // An unbound socket reads its handshake into its own buffer: small, since CONNECT/ATTACH are.
 constexpr std::size_t kHandshakeReadChunk = 512;
 // Buffers of connections found empty by this periodic sweep are freed, so that an idle
-// connection holds no buffer memory (10k idle MQTT connections held 10 KiB each before).
-constexpr std::int64_t kBufferSweepNanos = 1'000'000'000;
+// connection holds no buffer memory (10k idle MQTT connections held 10 KiB each before); the same
+// sweep enforces --frame-timeout and --session-expiry (a second late at most).
+constexpr std::int64_t kSweepNanos = 1'000'000'000;
 constexpr std::size_t kSpareBatches = 16;
 constexpr std::int64_t kShutdownFlushNanos = 2'000'000'000;
 // Flow control between workers: while another worker has more than this many deliveries waiting
@@ -70,9 +74,13 @@ Worker::~Worker() {
   std::size_t n = 0;
   while ((n = inbox_.popBulk(items, kInboxBatch)) != 0) {
     for (std::size_t k = 0; k < n; ++k) {
-      if (items[k].kind == InboxItem::Kind::kAccepted) ::close(items[k].fd);
+      if (items[k].kind == InboxItem::Kind::kAccepted) {
+        ::close(items[k].fd);
+        context_.connections.release(items[k].peer);
+      }
       if (items[k].connection != nullptr) {
         ::close(items[k].connection->fd);
+        context_.connections.release(items[k].connection->peer);
         delete items[k].connection;
       }
       delete items[k].batch;
@@ -100,10 +108,10 @@ void Worker::run() {
 }
 
 int Worker::nextTimeoutMs() const {
-  const bool sweep = connections_.size() > freeConnectionSlots_.size();
+  const bool sweep = connections_.size() > freeConnectionSlots_.size() || !sessionExpiries_.empty();
   if (deadlines_.empty() && !sweep) return -1;
-  std::int64_t when = deadlines_.empty() ? nextBufferSweep_ : deadlines_.top().when;
-  if (sweep) when = std::min(when, nextBufferSweep_);
+  std::int64_t when = deadlines_.empty() ? nextSweep_ : deadlines_.top().when;
+  if (sweep) when = std::min(when, nextSweep_);
   const std::int64_t wait = when - common::monotonicNanos();
   if (wait <= 0) return 0;
   return static_cast<int>(std::min<std::int64_t>(wait / 1'000'000 + 1, 60'000));
@@ -123,13 +131,14 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
     n = ::epoll_wait(epoll_, events, kMaxEvents, 0);
   }
   throttled_ = destinationsOverloaded();
+  checkMemory();
   for (int k = 0; k < n; ++k) {
     if (events[k].data.u64 == kWakeTag) continue;  // the inbox is drained below
     onEvent(events[k].data.u64, events[k].events);
   }
   drainInbox();
   checkDeadlines();
-  releaseIdleBuffers();
+  sweep();
   flushOutboxes();
   // Flushing can close connections, and closing can end sessions and mark more sockets dirty.
   while (!dirty_.empty()) {
@@ -173,6 +182,12 @@ Connection* Worker::attach(std::unique_ptr<Connection> owned) {
   }
   Connection* c = owned.release();
   c->owner.bind();
+  // Buffers are charged to this worker; their growth stops at the bounds their users keep (the
+  // largest frame plus one read for input, the output bound for output).
+  c->in.setAccount(&memory_);
+  c->in.setGrowthLimit(std::max(config_.maxLine, config_.maxPacketSize) + kInputSlack);
+  c->out.setAccount(&memory_);
+  c->out.setGrowthLimit(config_.maxQueuedBytes);
   c->slot = slot;
   c->generation = ++slotGeneration_[slot];
   c->interest = 0;
@@ -227,16 +242,23 @@ void Worker::readFrom(Connection& c) {
     // hand it to another worker with its unread bytes) or one with a partial frame pending reads
     // into its own buffer.
     const bool direct = c.in.empty() && c.role != SocketRole::kUnbound;
+    // What c.in holds before this read is one incomplete frame: input is read only after the
+    // previous processInput ended wanting more (paused, closing or handed-over connections are
+    // not read). Those bytes were already searched for a frame end.
+    const std::size_t searched = c.in.size();
     std::span<char> space =
         direct ? std::span<char>(readBuffer_.get(), kReadChunk)
                : c.in.writable(c.role == SocketRole::kUnbound ? kHandshakeReadChunk : kReadChunk);
     const ssize_t n = ::read(c.fd, space.data(), space.size());
     if (n > 0) {
-      if (c.keepAliveNanos != 0) c.lastActivity = common::monotonicNanos();
-      const InputState state = direct
-                                   ? processDirect(c, {space.data(), static_cast<std::size_t>(n)})
-                                   : (c.in.commit(static_cast<std::size_t>(n)), processInput(c));
-      // Handed over (`c` belongs to another worker now), closed or paused: stop here.
+      const std::uint64_t framesBefore = framesHandled_;
+      const InputState state =
+          direct ? processDirect(c, {space.data(), static_cast<std::size_t>(n)})
+                 : (c.in.commit(static_cast<std::size_t>(n)), processInput(c, searched));
+      // Handed over: `c` belongs to another worker now and must not be touched.
+      if (state == InputState::kGone) return;
+      noteFrameProgress(c, framesHandled_ != framesBefore);
+      // Closed or paused: stop here.
       if (state != InputState::kMore) return;
       if (static_cast<std::size_t>(n) < space.size()) return;  // drained the socket
       continue;
@@ -254,55 +276,48 @@ void Worker::readFrom(Connection& c) {
   }
 }
 
-Worker::InputState Worker::processInput(Connection& c) {
-  const auto drop = [&c](std::size_t n) { c.in.consume(n); };
+Worker::InputState Worker::processInput(Connection& c, std::size_t searched) {
+  const auto drop = [this, &c](std::size_t n) {
+    c.in.consume(n);
+    ++framesHandled_;
+  };
   if (c.protocol == Protocol::kMqtt) return handlePackets(c, c.in.view(), drop);
-  const InputState state = handleLines(c, c.in.view(), c.scanned, drop);
-  if (state != InputState::kGone) c.scanned = state == InputState::kMore ? c.in.size() : 0;
-  return state;
+  return handleLines(c, c.in.view(), searched, drop);
 }
 
 Worker::InputState Worker::processDirect(Connection& c, std::string_view data) {
   std::size_t used = 0;
-  const auto advance = [&used](std::size_t n) { used += n; };
+  const auto advance = [this, &used](std::size_t n) {
+    used += n;
+    ++framesHandled_;
+  };
   const InputState state = c.protocol == Protocol::kMqtt ? handlePackets(c, data, advance)
                                                          : handleLines(c, data, 0, advance);
   // A bound connection is never handed over, so `c` is still ours. Keep what was not handled:
   // an incomplete frame, or the rest of the read when reading paused.
-  if (!c.closing && !c.closed && used < data.size()) {
-    c.in.append(data.substr(used));
-    c.scanned = state == InputState::kMore ? c.in.size() : 0;
-  }
+  if (!c.closing && !c.closed && used < data.size()) c.in.append(data.substr(used));
   return state;
 }
 
-Worker::InputState Worker::handleLines(Connection& c, std::string_view data, std::size_t scanned,
+Worker::InputState Worker::handleLines(Connection& c, std::string_view data, std::size_t searched,
                                        common::FunctionRef<void(std::size_t)> commit) {
-  const std::size_t maxLine = config_.maxLine;
   for (;;) {
     if (c.closing || c.closed || c.readPaused) return InputState::kStopped;
     if (data.empty()) return InputState::kMore;
-    const void* lf = std::memchr(data.data() + scanned, '\n', data.size() - scanned);
-    if (lf == nullptr) {
-      if (data.size() <= maxLine) return InputState::kMore;
-      replyError(c, protocol::LineError::kTooLong,
-                 "frame longer than the limit (--max-line) without a line feed");
-      closeAfterFlush(c);
-      return InputState::kStopped;
-    }
-    const auto end = static_cast<std::size_t>(static_cast<const char*>(lf) - data.data());
-    if (end > maxLine) {
+    const protocol::LineFrame next = protocol::nextLineFrame(data, config_.maxLine, searched);
+    searched = 0;  // the hint covers the first frame only
+    if (next.status == protocol::LineFrame::Status::kNeedMore) return InputState::kMore;
+    if (next.status == protocol::LineFrame::Status::kTooLong) {
       replyError(c, protocol::LineError::kTooLong, "frame longer than the limit (--max-line)");
       closeAfterFlush(c);
       return InputState::kStopped;
     }
-    std::string_view frame = data.substr(0, end);
-    if (!frame.empty() && frame.back() == '\r') frame.remove_suffix(1);
     // The frame stays in place while it is handled: a hand-over carries it along unconsumed.
-    if (!frame.empty() && onLineFrame(c, frame) == Outcome::kHandedOver) return InputState::kGone;
-    commit(end + 1);
-    data.remove_prefix(end + 1);
-    scanned = 0;
+    if (!next.frame.empty() && onLineFrame(c, next.frame) == Outcome::kHandedOver) {
+      return InputState::kGone;
+    }
+    commit(next.consumed);
+    data.remove_prefix(next.consumed);
     if (c.out.size() > config_.maxQueuedBytes && !c.closing) pauseReading(c);
   }
 }
@@ -316,7 +331,10 @@ void Worker::pauseReading(Connection& c) {
 void Worker::resumeReading(Connection& c) {
   c.readPaused = false;
   setInterest(c);
-  processInput(c);  // frames may already be buffered; no new read event would announce them
+  // Frames may already be buffered; no new read event would announce them.
+  const std::uint64_t framesBefore = framesHandled_;
+  processInput(c);
+  noteFrameProgress(c, framesHandled_ != framesBefore);
 }
 
 void Worker::markDirty(Connection& c) {
@@ -367,6 +385,7 @@ void Worker::closeNow(Connection& c) {
   ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
   ::close(c.fd);
   c.fd = -1;
+  context_.connections.release(c.peer);
   WorkerStats::add(stats_.sockets, std::int64_t{-1});
   connections_[c.slot] = nullptr;
   ++slotGeneration_[c.slot];
@@ -388,6 +407,8 @@ void Worker::handOver(Connection& c, unsigned worker) {
   ++slotGeneration_[c.slot];
   freeConnectionSlots_.push_back(c.slot);
   WorkerStats::add(stats_.sockets, std::int64_t{-1});
+  c.in.setAccount(nullptr);  // the new owner charges them to itself
+  c.out.setAccount(nullptr);
   InboxItem item;
   item.kind = InboxItem::Kind::kHandover;
   item.connection = &c;
@@ -401,18 +422,71 @@ void Worker::reapClosed() {
   endedSessions_.clear();
 }
 
-void Worker::releaseIdleBuffers() {
+void Worker::sweep() {
   const std::int64_t now = common::monotonicNanos();
-  if (now < nextBufferSweep_) return;
-  nextBufferSweep_ = now + kBufferSweepNanos;
+  if (now < nextSweep_) return;
+  nextSweep_ = now + kSweepNanos;
+  const std::int64_t frameTimeout = secondsToNanos(config_.frameTimeoutSeconds);
   std::uint64_t held = 0;
   for (Connection* c : connections_) {
     if (c == nullptr || c->closed) continue;
+    if (c->frameStarted != 0 && now - c->frameStarted > frameTimeout && !c->closing) {
+      WorkerStats::add(stats_.closedFrameTimeout, std::uint64_t{1});
+      if (const std::uint64_t times = limitLog_.admit(now)) {
+        TERN_LOG_WARN(
+            "closed {} connection(s) (last from {}): a frame took longer than "
+            "--frame-timeout ({} s) to arrive",
+            times, net::toString(c->peer), config_.frameTimeoutSeconds);
+      }
+      closeNow(*c);
+      continue;
+    }
     c->in.releaseIfIdle(0);
     c->out.releaseIfIdle(0);
     held += c->in.capacity() + c->out.capacity();
   }
   stats_.bufferBytes.store(held, std::memory_order_relaxed);
+  while (!sessionExpiries_.empty() && sessionExpiries_.top().when <= now) {
+    const Deadline d = sessionExpiries_.top();
+    sessionExpiries_.pop();
+    if (d.slot >= sessions_.size() || sessionGeneration_[d.slot] != d.generation) continue;
+    Session& expired = *sessions_[d.slot];
+    // Still offline since that deadline was set (a reconnect clears expiresAt; going offline again
+    // pushes a later deadline)?
+    if (expired.mqtt->expiresAt == 0 || expired.mqtt->expiresAt > now) continue;
+    TERN_LOG_INFO("MQTT session {} expired after {} s offline (--session-expiry)", expired.clientId,
+                  config_.sessionExpirySeconds);
+    WorkerStats::add(stats_.expiredSessions, std::uint64_t{1});
+    endSession(expired);
+  }
+}
+
+void Worker::noteFrameProgress(Connection& c, bool completedFrame) noexcept {
+  if (!completedFrame && (c.in.empty() || c.frameStarted != 0)) return;  // the common cases
+  const std::int64_t now = common::monotonicNanos();
+  // A complete MQTT packet is what keeps the connection alive, not bytes [MQTT-3.1.2-24].
+  if (completedFrame && c.keepAliveNanos != 0) c.lastActivity = now;
+  c.frameStarted = c.in.empty() ? 0 : now;
+}
+
+void Worker::checkMemory() noexcept {
+  stats_.memoryBytes.store(memory_.bytes, std::memory_order_relaxed);
+  std::int64_t total = 0;
+  for (const auto& w : context_.workers)
+    total += w->stats().memoryBytes.load(std::memory_order_relaxed);
+  overMemory_ = total > static_cast<std::int64_t>(config_.memoryLimit);
+}
+
+void Worker::countDrop(Session& s, std::atomic<std::uint64_t>& reason) {
+  ++s.dropped;
+  WorkerStats::add(stats_.dropped, std::uint64_t{1});
+  WorkerStats::add(reason, std::uint64_t{1});
+  if (&reason == &stats_.droppedMemory) {
+    if (const std::uint64_t times = memoryLog_.admit(common::monotonicNanos())) {
+      TERN_LOG_WARN("memory limit ({} bytes, --memory-limit) reached: dropped {} deliveries",
+                    config_.memoryLimit, times);
+    }
+  }
 }
 
 void Worker::checkDeadlines() {
@@ -432,10 +506,14 @@ void Worker::checkDeadlines() {
         closeNow(*c);
       }
     } else if (c->keepAliveNanos != 0) {
-      // MQTT keep-alive: checked lazily; each check schedules the next one.
+      // MQTT keep-alive: checked lazily; each check schedules the next one. While the broker
+      // itself does not read (flow control), the client's packets wait in the socket: not its
+      // fault.
+      if (c->readPaused) c->lastActivity = now;
       const std::int64_t expiry = c->lastActivity + c->keepAliveNanos;
       if (expiry <= now) {
         TERN_LOG_DEBUG("closing MQTT fd {}: keep-alive expired", c->fd);
+        WorkerStats::add(stats_.closedKeepAlive, std::uint64_t{1});
         closeNow(*c);
       } else {
         deadlines_.push({expiry, c->slot, c->generation});
@@ -458,6 +536,7 @@ void Worker::drainInbox() {
           auto c = std::make_unique<Connection>();
           c->fd = item.fd;
           c->protocol = item.protocol;
+          c->peer = item.peer;
           c->deadline = common::monotonicNanos() + secondsToNanos(config_.handshakeTimeoutSeconds);
           attach(std::move(c));
           break;
@@ -466,7 +545,12 @@ void Worker::drainInbox() {
           Connection* c = attach(std::unique_ptr<Connection>(item.connection));
           if (!c->out.empty()) markDirty(*c);
           // The CONNECT/ATTACH that sent it here is still buffered (and maybe more after it).
-          if (reading_) processInput(*c);
+          if (reading_) {
+            const std::uint64_t framesBefore = framesHandled_;
+            if (processInput(*c) != InputState::kGone) {
+              noteFrameProgress(*c, framesHandled_ != framesBefore);
+            }
+          }
           break;
         }
         case InboxItem::Kind::kDeliveries:
@@ -537,27 +621,32 @@ void Worker::deliver(Session& s, const common::Message& message, unsigned grante
     mqttDeliver(s, message, grantedQos, retained);
     return;
   }
-  if (!message.lineSafe()) {
-    // An MQTT message the line protocol cannot frame ('@' in the topic, LF in the payload): it
-    // is not delivered to line sessions, and counted as dropped for them.
-    ++s.dropped;
-    WorkerStats::add(stats_.dropped, std::uint64_t{1});
-    return;
-  }
-  pushFrame(s, retained ? "RETAINED@" : "MESSAGE@", message.lineTail());
+  pushMessage(s, message, retained);
 }
 
-void Worker::pushFrame(Session& s, std::string_view prefix, std::string_view tail) {
+void Worker::pushMessage(Session& s, const common::Message& message, bool retained) {
+  if (!message.lineSafe()) {
+    // An MQTT message the line protocol cannot frame ('@' or LF in the topic, LF in the payload):
+    // writing it would forge frames, so it is not delivered to line sessions, and counted as
+    // dropped for them.
+    countDrop(s, stats_.droppedUnframable);
+    return;
+  }
+  const std::string_view prefix = retained ? "RETAINED@" : "MESSAGE@";
   net::ByteBuffer& out = s.pushTarget();
-  if (out.size() + prefix.size() + tail.size() > config_.maxQueuedBytes) {
-    if (s.dropped++ == 0) {
+  if (out.size() + prefix.size() + message.lineTail().size() > config_.maxQueuedBytes) {
+    if (s.dropped == 0) {
       TERN_LOG_WARN("session {}: push queue full ({} bytes): dropping messages until it drains",
                     s.clientId, out.size());
     }
-    WorkerStats::add(stats_.dropped, std::uint64_t{1});
+    countDrop(s, stats_.droppedQueueFull);
     return;
   }
-  out.append(prefix, tail);
+  if (overMemory_ && out.size() + prefix.size() + message.lineTail().size() > out.capacity()) {
+    countDrop(s, stats_.droppedMemory);  // only what would need more memory is dropped
+    return;
+  }
+  out.append(prefix, message.lineTail());
   WorkerStats::add(stats_.delivered, std::uint64_t{1});
   if (s.push != nullptr) markDirty(*s.push);
 }
@@ -572,6 +661,19 @@ Session* Worker::sessionFor(routing::SubscriberId id) const noexcept {
 }
 
 Session* Worker::createSession(std::string clientId, Protocol protocol) {
+  // Relaxed: see BrokerContext::sessions.
+  const std::int64_t live = context_.sessions.fetch_add(1, std::memory_order_relaxed) + 1;
+  const bool slotsLeft =
+      !freeSessionSlots_.empty() || sessions_.size() < routing::SubscriberId::kMaxSlots;
+  if (live > static_cast<std::int64_t>(config_.maxSessions) || !slotsLeft) {
+    context_.sessions.fetch_sub(1, std::memory_order_relaxed);
+    WorkerStats::add(stats_.refusedSessions, std::uint64_t{1});
+    if (const std::uint64_t times = sessionLimitLog_.admit(common::monotonicNanos())) {
+      TERN_LOG_WARN("refused {} new session(s): {} sessions live (--max-sessions {})", times,
+                    live - 1, config_.maxSessions);
+    }
+    return nullptr;
+  }
   std::uint32_t slot;
   if (!freeSessionSlots_.empty()) {
     slot = freeSessionSlots_.back();
@@ -587,6 +689,8 @@ Session* Worker::createSession(std::string clientId, Protocol protocol) {
   s->protocol = protocol;
   s->id = routing::SubscriberId::make(index_, slot, generation);
   s->clientId = std::move(clientId);
+  s->pending.setAccount(&memory_);
+  s->pending.setGrowthLimit(config_.maxQueuedBytes);
   Session* raw = s.get();
   sessions_[slot] = std::move(s);
   if (protocol == Protocol::kMqtt) {
@@ -617,6 +721,7 @@ void Worker::endSession(Session& s) {
     sockets[0] = std::exchange(s.mqtt->connection, nullptr);
     s.mqtt->inflight.clear();
     s.mqtt->queue.clear();
+    memory_.bytes -= static_cast<std::int64_t>(std::exchange(s.mqtt->queuedBytes, 0));
   } else {
     byClientId_.erase(s.clientId);
     byToken_.erase(s.token);
@@ -631,6 +736,7 @@ void Worker::endSession(Session& s) {
   freeSessionSlots_.push_back(slot);
   endedSessions_.push_back(std::move(sessions_[slot]));
   WorkerStats::add(stats_.sessions, std::int64_t{-1});
+  context_.sessions.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Worker::detachFromSession(Connection& c) {

@@ -29,6 +29,7 @@
 #include "delivery_batch.hpp"
 #include "session.hpp"
 #include "tern/common/function_ref.hpp"
+#include "tern/common/log_limiter.hpp"
 #include "tern/protocol/line_request.hpp"
 #include "tern/protocol/mqtt_decoder.hpp"
 #include "tern/routing/subscription_trie.hpp"
@@ -44,6 +45,7 @@ struct InboxItem {
   Kind kind = Kind::kAccepted;
   Protocol protocol = Protocol::kLine;  // kAccepted
   int fd = -1;                          // kAccepted
+  net::PeerAddress peer;                // kAccepted
   Connection* connection = nullptr;     // kHandover (ownership moves with the item)
   DeliveryBatch* batch = nullptr;       // kDeliveries (ownership moves with the item)
 };
@@ -58,12 +60,14 @@ class Worker {
   void start();
   void join();
 
-  // Hands a freshly accepted socket to this worker. Any thread.
-  void adopt(int fd, Protocol protocol) {
+  // Hands a freshly accepted socket, already admitted by the connection limiter, to this worker.
+  // Any thread.
+  void adopt(int fd, Protocol protocol, const net::PeerAddress& peer) {
     InboxItem item;
     item.kind = InboxItem::Kind::kAccepted;
     item.fd = fd;
     item.protocol = protocol;
+    item.peer = peer;
     inbox_.push(std::move(item));
   }
   void post(InboxItem&& item) { inbox_.push(std::move(item)); }
@@ -93,14 +97,15 @@ class Worker {
   Connection* attach(std::unique_ptr<Connection> connection);
   void onEvent(std::uint64_t tag, std::uint32_t events);
   void readFrom(Connection& c);
-  // Handles what is buffered in c.in.
-  InputState processInput(Connection& c);
+  // Handles what is buffered in c.in. `searched`: how many leading bytes of c.in are known to
+  // hold no frame end (derived by the caller from what it just read; 0 when in doubt).
+  InputState processInput(Connection& c, std::size_t searched = 0);
   // Handles `data` read straight into the worker's buffer; keeps any unhandled tail in c.in.
   // REQUIRES: c is bound and c.in is empty.
   InputState processDirect(Connection& c, std::string_view data);
   // Handle the complete frames (packets) at the front of `data`, calling `commit(bytes)` after
-  // each; on kMore the rest of `data` is an incomplete frame (for lines: scanned, no LF).
-  InputState handleLines(Connection& c, std::string_view data, std::size_t scanned,
+  // each; on kMore the rest of `data` is an incomplete frame. `searched`: see processInput.
+  InputState handleLines(Connection& c, std::string_view data, std::size_t searched,
                          common::FunctionRef<void(std::size_t)> commit);
   InputState handlePackets(Connection& c, std::string_view data,
                            common::FunctionRef<void(std::size_t)> commit);
@@ -112,8 +117,17 @@ class Worker {
   void handOver(Connection& c, unsigned worker);
   void reapClosed();
   void checkDeadlines();
-  // Once per kBufferSweepNanos: frees the empty read and write buffers of every connection.
-  void releaseIdleBuffers();
+  // Once per kSweepNanos: frees the empty read and write buffers of every connection, closes
+  // connections whose incomplete frame is older than --frame-timeout, and ends offline MQTT
+  // sessions past --session-expiry.
+  void sweep();
+  // After input was handled: starts, restarts or clears the frame timer of `c`.
+  void noteFrameProgress(Connection& c, bool completedFrame) noexcept;
+  // Once per turn: publishes this worker's memory figure and learns whether the broker as a
+  // whole is past --memory-limit.
+  void checkMemory() noexcept;
+  // Counts a delivery not made; `reason` is one of the stats_.dropped* counters.
+  void countDrop(Session& s, std::atomic<std::uint64_t>& reason);
   void pauseReading(Connection& c);
   void resumeReading(Connection& c);
 
@@ -150,10 +164,14 @@ class Worker {
   void mqttResume(Session& s);
   void mqttConnectionLost(Session& s, Connection& c);
   void mqttAbort(Connection& c, std::string_view why);
+  // Null when --max-sessions (or this worker's session slots) is reached.
   Session* createMqttSession(std::string clientId, bool cleanSession);
+  // Whether a client may publish to `topic` ($SYS/ is the broker's).
+  static bool isReservedTopic(std::string_view topic) noexcept;
   void publish(common::MessageRef message, bool deliverDelete);
 
-  // Sessions and delivery.
+  // Sessions and delivery. createSession returns null when --max-sessions (or this worker's
+  // session slots) is reached; the refusal is counted and logged.
   Session* createSession(std::string clientId, Protocol protocol);
   void endSession(Session& s);
   void detachFromSession(Connection& c);
@@ -163,7 +181,9 @@ class Worker {
   // socket, or dropped and counted when the session's queue is full). `retained`: sent because of
   // a new subscription (RETAINED frame; MQTT retain flag set).
   void deliver(Session& s, const common::Message& message, unsigned grantedQos, bool retained);
-  void pushFrame(Session& s, std::string_view prefix, std::string_view tail);
+  // Queues a MESSAGE (or RETAINED) frame of `message` for line session `s`: every line frame
+  // that carries a message is written here, after the framing check (Message::lineSafe).
+  void pushMessage(Session& s, const common::Message& message, bool retained);
   unsigned homeWorker(std::string_view clientId) const noexcept;
   std::string newClientId();
   std::string newToken();
@@ -203,21 +223,36 @@ class Worker {
     bool operator>(const Deadline& o) const noexcept { return when > o.when; }
   };
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
-  std::int64_t nextBufferSweep_ = 0;  // monotonic ns
+  // Offline persistent MQTT sessions: (expiresAt, session slot, generation), lazily pruned.
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> sessionExpiries_;
+  std::int64_t nextSweep_ = 0;  // monotonic ns
 
   // Per destination worker: this turn's deliveries; pool of spare batches.
   std::vector<std::unique_ptr<DeliveryBatch>> outboxes_;
   std::vector<std::unique_ptr<DeliveryBatch>> sparePool_;
 
   protocol::mqtt::Decoder mqttDecoder_;
-  std::vector<std::uint8_t> subackCodes_;  // reused by every MQTT SUBSCRIBE
-  routing::MatchResult match_;             // reused by every publish: no allocation in steady state
-  std::unique_ptr<char[]> readBuffer_;     // where bound sockets are read into (kReadChunk bytes)
-  std::string scratch_;                    // reused for replies that need formatting
-  std::string packetScratch_;              // reused for MQTT PUBLISH headers (deliveries only)
+  // Reused by every MQTT SUBSCRIBE: return codes, the distinct filters (views into the packet)
+  // and where each filter is in distinctFilters_ (kRefusedFilter: over --max-subscriptions).
+  std::vector<std::uint8_t> subackCodes_;
+  std::vector<protocol::mqtt::Subscription> distinctFilters_;
+  std::unordered_map<std::string_view, std::size_t> filterIndex_;
+  static constexpr std::size_t kRefusedFilter = ~std::size_t{0};
+  routing::MatchResult match_;          // reused by every publish: no allocation in steady state
+  std::unique_ptr<char[]> readBuffer_;  // where bound sockets are read into (kReadChunk bytes)
+  std::string scratch_;                 // reused for replies that need formatting
+  std::string packetScratch_;           // reused for MQTT PUBLISH headers (deliveries only)
   std::vector<InboxItem> inboxScratch_;
   bool reading_ = true;     // false once shutdown stage 1 began
   bool throttled_ = false;  // another worker's backlog is too long: not reading input this turn
+  bool overMemory_ = false;
+  std::uint64_t framesHandled_ =
+      0;  // frames and packets handled so far (to see progress)  // the broker is past --memory-limit (as of this turn's start)
+  // What this worker's buffers, queued MQTT messages and sliced work hold (its memory figure).
+  net::MemoryAccount memory_;
+  common::LogLimiter memoryLog_;
+  common::LogLimiter sessionLimitLog_;
+  common::LogLimiter limitLog_;
   // Written by every worker that posts here: a cache line of its own.
   common::CacheAligned<std::atomic<std::int64_t>> backlog_;
 };

@@ -18,11 +18,30 @@ struct alignas(common::kCacheLine) WorkerStats {
   std::atomic<std::int64_t> sockets{0};       // open sockets owned by this worker
   std::atomic<std::uint64_t> received{0};     // publishes parsed by this worker
   std::atomic<std::uint64_t> delivered{0};    // frames queued to subscribers' push sockets
-  std::atomic<std::uint64_t> dropped{0};      // pushes dropped because a session's queue was full
+  std::atomic<std::uint64_t> dropped{0};      // deliveries not made, for any of the reasons below
   std::atomic<std::uint64_t> connections{0};  // sockets ever opened on (or handed to) this worker
   // Bytes of connection read/write buffers still held after the last idle-buffer sweep (once a
   // second): the memory that pending input and output take, 0 when every connection is idle.
   std::atomic<std::uint64_t> bufferBytes{0};
+  // What this worker's account holds (buffers, queued MQTT messages, sliced work), published once
+  // per loop turn for the broker-wide memory limit.
+  std::atomic<std::int64_t> memoryBytes{0};
+
+  // Why deliveries were dropped (their sum is `dropped`); docs/limits.md.
+  std::atomic<std::uint64_t> droppedQueueFull{0};   // the session's queue or socket was full
+  std::atomic<std::uint64_t> droppedUnframable{0};  // the line protocol cannot frame it
+  std::atomic<std::uint64_t> droppedMemory{0};      // the broker-wide memory limit was reached
+  // Publishes not accepted (from clients of this worker).
+  std::atomic<std::uint64_t> refusedSysTopic{0};  // to a $SYS topic, which is the broker's
+  std::atomic<std::uint64_t> refusedMemory{0};    // the memory limit was reached
+  std::atomic<std::uint64_t> refusedRetained{0};  // not retained: the retained store is full
+  // Limits reached, each counted once per refusal.
+  std::atomic<std::uint64_t> refusedSessions{0};        // --max-sessions (or a worker's slots)
+  std::atomic<std::uint64_t> refusedSubscriptions{0};   // --max-subscriptions
+  std::atomic<std::uint64_t> closedFrameTimeout{0};     // --frame-timeout
+  std::atomic<std::uint64_t> closedKeepAlive{0};        // MQTT keep-alive expired
+  std::atomic<std::uint64_t> closedAwaitingRelease{0};  // --max-awaiting-rel
+  std::atomic<std::uint64_t> expiredSessions{0};        // --session-expiry
 
   // Owner thread only.
   template <typename T>

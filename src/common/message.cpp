@@ -6,8 +6,11 @@
 namespace tern::common {
 namespace {
 
+// The line protocol's framing rule for "<topic>@<contents>": the topic ends at the first '@' and
+// the frame at the first LF, and a CR before the LF is dropped. So the topic may hold neither '@'
+// nor LF, and the contents no LF and no trailing CR. The one place this rule is written down.
 bool isLineSafe(std::string_view topic, std::string_view contents) noexcept {
-  return topic.find('@') == std::string_view::npos &&
+  return topic.find_first_of("@\n") == std::string_view::npos &&
          (contents.empty() || (std::memchr(contents.data(), '\n', contents.size()) == nullptr &&
                                contents.back() != '\r'));
 }

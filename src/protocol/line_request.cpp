@@ -145,6 +145,10 @@ std::string_view errorCode(LineError error) noexcept {
       return "too-long";
     case LineError::kTooManySockets:
       return "too-many-sockets";
+    case LineError::kTooManySubscriptions:
+      return "too-many-subscriptions";
+    case LineError::kServerBusy:
+      return "server-busy";
   }
   return "bad-request";
 }

@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -43,7 +44,26 @@ extern char** environ;
 namespace tern::test {
 
 using Millis = std::chrono::milliseconds;
-inline constexpr Millis kDefaultTimeout{5000};
+
+// The one deadline every wait in the functional tests derives from: 5 s, times the environment's
+// TERN_TEST_TIMEOUT_SCALE (tests/CMakeLists.txt sets 3 for sanitizer builds, whose broker is
+// several times slower). A deadline only bounds a wait; no test asserts how fast anything is.
+inline double timeoutScale() {
+  const char* scale = std::getenv("TERN_TEST_TIMEOUT_SCALE");
+  const double value = scale != nullptr ? std::atof(scale) : 1.0;
+  return value >= 1.0 ? value : 1.0;
+}
+inline Millis scaled(Millis base) {
+  return Millis(static_cast<std::int64_t>(static_cast<double>(base.count()) * timeoutScale()));
+}
+inline const Millis kDefaultTimeout = scaled(Millis(5000));
+
+// The broker under test: the build's own, or TERN_TEST_BROKER (to check that a regression test
+// fails against an older build).
+inline std::string brokerBinary() {
+  const char* other = std::getenv("TERN_TEST_BROKER");
+  return other != nullptr && *other != '\0' ? other : TERN_BROKER_BIN;
+}
 
 inline std::int64_t nowMillis() {
   return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now().time_since_epoch())
@@ -218,8 +238,8 @@ class BrokerProcess {
  public:
   // Starts the broker on 127.0.0.1 with a free port; extra arguments are appended.
   explicit BrokerProcess(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{TERN_BROKER_BIN, "--port",      "0",   "--bind",
-                                  "127.0.0.1",     "--log-level", "warn"};
+    std::vector<std::string> argv{brokerBinary(), "--port",      "0",   "--bind",
+                                  "127.0.0.1",    "--log-level", "warn"};
     // MQTT is off unless the test asks for it (e.g. {"--mqtt-port", "auto"}): two test brokers
     // must never compete for port 1883.
     if (std::find(extra.begin(), extra.end(), "--mqtt-port") == extra.end()) {
@@ -229,7 +249,7 @@ class BrokerProcess {
     process_ = Process(argv);
     // The start-up line: "tern broker listening on 127.0.0.1:<port> (line protocol)".
     for (int i = 0; i < 4; ++i) {
-      auto line = process_.readStdoutLine(Millis(10000));
+      auto line = process_.readStdoutLine(scaled(Millis(10000)));
       if (!line) break;
       const std::string key = "listening on 127.0.0.1:";
       const std::size_t at = line->find(key);
@@ -262,7 +282,7 @@ class BrokerProcess {
   // SIGTERM and wait; returns the exit code (-1 if killed by a signal).
   int stop() {
     stopped_ = true;
-    return exitCodeOf(process_.stop(SIGTERM, Millis(10000)));
+    return exitCodeOf(process_.stop(SIGTERM, scaled(Millis(10000))));
   }
 
  private:
@@ -381,7 +401,7 @@ struct RunResult {
 
 // Runs argv to completion with `input` on stdin; kills it after `timeout`.
 inline RunResult runProcess(const std::vector<std::string>& argv, std::string_view input = {},
-                            Millis timeout = Millis(20000)) {
+                            Millis timeout = scaled(Millis(20000))) {
   Process p(argv);
   p.writeStdin(input);
   p.closeStdin();

@@ -18,10 +18,12 @@
 
 namespace tern::net {
 class Acceptor;
-}
+struct PeerAddress;
+}  // namespace tern::net
 
 namespace tern::broker {
 
+enum class Protocol : std::uint8_t;
 struct BrokerContext;
 
 class Broker {
@@ -41,6 +43,10 @@ class Broker {
   const std::string& mqttEndpoint() const noexcept { return mqttEndpoint_; }
 
  private:
+  // Counts an accepted socket against the connection limits; at a limit it answers (line protocol)
+  // and closes the socket and returns false. Acceptor threads.
+  bool admit(int fd, Protocol protocol, const net::PeerAddress& peer);
+
   std::unique_ptr<BrokerContext> context_;
   std::unique_ptr<net::Acceptor> acceptor_;
   std::string lineEndpoint_;

@@ -39,7 +39,43 @@ struct Config {
   std::size_t maxQueuedBytes = 4 * 1024 * 1024;
   // Seconds a closing socket may take to flush its last bytes before it is closed anyway.
   double closeLingerSeconds = 5.0;
+
+  // Limits against hostile or runaway clients (docs/limits.md: what happens at each, and which
+  // STATS counter moves). 0 means "derived at start-up" where the comment says so.
+
+  // Open client sockets, all listeners together. 0: the open-file limit minus a reserve of 64
+  // (the broker's own descriptors and one spare to refuse connections cleanly).
+  std::size_t maxConnections = 0;
+  // Open client sockets from one source address. 0: half of maxConnections, so one address can
+  // never take every socket.
+  std::size_t maxConnectionsPerAddress = 0;
+  // Live sessions, both protocols together (a session costs about 1 KiB at rest).
+  std::size_t maxSessions = 1'000'000;
+  // Filters one session may hold.
+  std::size_t maxSubscriptions = 10'000;
+  // Retained messages and the bytes they hold, broker-wide; past either, a new retained topic is
+  // refused (replacing or deleting an existing one is always allowed).
+  std::size_t maxRetainedMessages = 1'000'000;
+  std::size_t maxRetainedBytes = std::size_t{1} << 30;
+  // Seconds a persistent MQTT session (clean session 0) is kept while its client is offline;
+  // 0 keeps it forever. Two hours as EMQX.
+  double sessionExpirySeconds = 7200.0;
+  // Inbound MQTT QoS 2 packet ids received and not yet released (PUBREL) per connection; a client
+  // that goes past it is disconnected.
+  std::size_t maxAwaitingRelease = 10'000;
+  // Seconds a frame (line or MQTT packet) may take to arrive once its first byte did; a slower
+  // one closes the connection (it pins a buffer meanwhile).
+  double frameTimeoutSeconds = 60.0;
+  // Bytes of buffered input and output, queued MQTT messages and sliced work (retained replay,
+  // LIST) broker-wide. Past it, deliveries that would queue more are dropped, line PUBLISH is
+  // answered ERROR@server-busy and an MQTT QoS 1/2 PUBLISH closes its connection (unacknowledged,
+  // so the client sends it again). 0: half of the machine's physical memory.
+  std::size_t memoryLimit = 0;
   common::LogLevel logLevel = common::LogLevel::kInfo;
+
+  // Fills in the limits left at 0 ("derived at start-up") from the open-file limit and the
+  // machine's memory. Call once before validate().
+  void deriveLimits(std::uint64_t openFileLimit, std::uint64_t physicalMemory);
 
   // Returns an empty string when the configuration is usable, else a one-line explanation.
   std::string validate() const;

@@ -43,8 +43,9 @@ class Message {
   bool retain() const noexcept { return retain_; }
   std::uint8_t qos() const noexcept { return qos_; }
   // True when the line protocol can carry the message: the topic holds no '@' (the field
-  // separator) and the contents no LF and no trailing CR (the framing). Always true for messages
-  // published with the line protocol; MQTT payloads are binary and may not be.
+  // separator) and no LF, and the contents no LF and no trailing CR (the framing). Always true
+  // for messages published with the line protocol; MQTT topics and payloads may not be. Every
+  // line frame that carries a message checks this (broker: Worker::pushMessage).
   bool lineSafe() const noexcept { return lineSafe_; }
   // Heap bytes held by this message (header and text), for memory accounting.
   std::size_t footprint() const noexcept {

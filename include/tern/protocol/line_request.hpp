@@ -35,6 +35,8 @@ enum class LineError {
   kBadToken,
   kTooLong,
   kTooManySockets,
+  kTooManySubscriptions,  // the session holds --max-subscriptions filters
+  kServerBusy,            // a broker-wide limit: sessions, connections, memory, retained store
 };
 
 // The code as it appears on the wire, e.g. "bad-topic".

@@ -71,5 +71,54 @@ TEST(ByteBuffer, TakeFromMovesEverything) {
   EXPECT_TRUE(b.empty());
 }
 
+// The bound a caller keeps (say: never more than 4 MiB queued) must be the bound of the memory
+// too: doubling alone would take a buffer to 8 MiB for 4 MiB + 1 byte.
+TEST(ByteBuffer, GrowthLimitIsTheRealBoundOfTheCapacity) {
+  ByteBuffer b;
+  constexpr std::size_t kLimit = 1000 * 1000;
+  b.setGrowthLimit(kLimit);
+  const std::string chunk(4096, 'c');
+  std::size_t consumed = 0;
+  for (int i = 0; i < 10000; ++i) {
+    while (b.size() + chunk.size() <= kLimit)
+      b.append(chunk);
+    ASSERT_LE(b.capacity(), kLimit) << "after " << i << " rounds";
+    // The consumer takes a little and the producer tops the buffer up again: compaction, not
+    // growth, makes the room.
+    b.consume(chunk.size() * 3);
+    consumed += chunk.size() * 3;
+  }
+  EXPECT_EQ(b.capacity(), kLimit);
+  // Live bytes beyond the limit still fit (the limit bounds doubling, not what the owner stores).
+  b.append(std::string(2 * kLimit, 'x'));
+  EXPECT_GE(b.capacity(), b.size());
+  EXPECT_GT(consumed, 0u);
+}
+
+TEST(ByteBuffer, AccountFollowsTheCapacity) {
+  MemoryAccount first;
+  MemoryAccount second;
+  {
+    ByteBuffer a;
+    a.setAccount(&first);
+    a.append(std::string(3000, 'a'));
+    EXPECT_EQ(first.bytes, static_cast<std::int64_t>(a.capacity()));
+    ByteBuffer b;
+    b.setAccount(&second);
+    b.takeFrom(a);  // b was empty: the memory itself moves, and its charge with it
+    EXPECT_EQ(first.bytes, static_cast<std::int64_t>(a.capacity()));
+    EXPECT_EQ(second.bytes, static_cast<std::int64_t>(b.capacity()));
+    EXPECT_EQ(b.view().size(), 3000u);
+    b.setAccount(&first);  // a connection handed to another worker
+    EXPECT_EQ(second.bytes, 0);
+    EXPECT_EQ(first.bytes, static_cast<std::int64_t>(a.capacity() + b.capacity()));
+    b.consume(b.size());
+    b.releaseIfIdle(0);
+    EXPECT_EQ(first.bytes, static_cast<std::int64_t>(a.capacity()));
+  }
+  EXPECT_EQ(first.bytes, 0) << "destroyed buffers give their charge back";
+  EXPECT_EQ(second.bytes, 0);
+}
+
 }  // namespace
 }  // namespace tern::net
