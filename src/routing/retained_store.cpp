@@ -202,4 +202,32 @@ void RetainedStore::forEach(common::FunctionRef<void(const common::Message&)> vi
   visitSubtree(root_, false, visit);
 }
 
+const RetainedNode* RetainedStore::findChild(const Node* node, std::string_view level) noexcept {
+  return node->children.load().find(level, detail::hashLevel(level));
+}
+
+const common::Message* RetainedStore::messageOf(const Node* node) noexcept {
+  // Acquire: the message's bytes were written before its release store.
+  return node->message.load(std::memory_order_acquire);
+}
+
+bool RetainedStore::hasChildren(const Node* node) noexcept {
+  return !node->children.load().empty();
+}
+
+std::string_view RetainedStore::levelOf(const Node* node) noexcept {
+  return node->level();
+}
+
+std::size_t RetainedStore::forEachChild(const Node* node, bool skipDollar,
+                                        common::FunctionRef<void(const Node*)> visit) {
+  std::size_t examined = 0;
+  node->children.load().forEach([&](const Node* child) {
+    ++examined;
+    if (skipDollar && !child->level().empty() && child->level().front() == '$') return;
+    visit(child);
+  });
+  return examined;
+}
+
 }  // namespace tern::routing

@@ -16,6 +16,8 @@
 //     the visitor is valid until the caller's next quiescent state; take a reference
 //     (MessageRef::share) to keep it longer.
 //   - set(), erase(), size(), bytes(): any thread; writers serialize internally.
+// A walk that must be cut into bounded slices (with quiescent states in between) is a
+// RetainedCursor (retained_cursor.hpp), which reads the trie through the private seam below.
 #pragma once
 
 #include <atomic>
@@ -34,6 +36,7 @@ namespace tern::routing {
 namespace detail {
 struct RetainedNode;  // defined in src/routing/retained_store.cpp
 }
+class RetainedCursor;
 
 class RetainedStore {
  public:
@@ -65,6 +68,23 @@ class RetainedStore {
 
  private:
   using Node = detail::RetainedNode;
+
+  // Read-only seam for RetainedCursor, which keeps its position as level texts between slices
+  // and looks nodes up again on every slice. Registered, online reader only; every pointer
+  // returned is valid until the caller's next quiescent state. Never lock, never allocate.
+  friend class RetainedCursor;
+  const Node* rootNode() const noexcept { return root_; }
+  // The child of `node` whose level is `level`, or null. One hash probe.
+  static const Node* findChild(const Node* node, std::string_view level) noexcept;
+  // The retained message of `node`, or null.
+  static const common::Message* messageOf(const Node* node) noexcept;
+  static bool hasChildren(const Node* node) noexcept;
+  static std::string_view levelOf(const Node* node) noexcept;
+  // Calls visit(child) for each child of `node` present, leaving out those whose level starts
+  // with '$' when `skipDollar`; returns how many children it examined (skipped ones included).
+  // O(capacity of the child table); loads a child only for the '$' test.
+  static std::size_t forEachChild(const Node* node, bool skipDollar,
+                                  common::FunctionRef<void(const Node*)> visit);
 
   // Removes the message of path_.back() and prunes it and its ancestors while they hold no
   // message and no child. REQUIRES: writerMutex_ held; path_ is the root-to-node path.
