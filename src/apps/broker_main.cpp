@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--memory-limit", config.memoryLimit,
                  "Bytes of buffered, queued and pending data broker-wide; past it deliveries "
-                 "that need more memory are dropped and publishes refused (accepts k/M/G "
+                 "to sessions that hold 64 KiB or more are dropped and counted (accepts k/M/G "
                  "suffixes; default: half of the physical memory)")
       ->transform(CLI::AsSizeValue(false));
   app.add_option("--log-level", logLevel, "debug, info, warn, error or off")->capture_default_str();

@@ -44,8 +44,6 @@ void Broker::start() {
     listeners.push_back({mqtt.fd, static_cast<int>(Protocol::kMqtt)});
   }
 
-  for (auto& worker : context_->workers)
-    worker->start();
   // Round robin over the workers; relaxed is enough: the counter only spreads load.
   auto next = std::make_shared<std::atomic<std::uint64_t>>(0);
   acceptor_ = std::make_unique<net::Acceptor>(
@@ -55,6 +53,9 @@ void Broker::start() {
         const std::uint64_t i = next->fetch_add(1, std::memory_order_relaxed) % n;
         context_->workers[i]->adopt(fd, static_cast<Protocol>(kind), peer);
       });
+  context_->acceptor = acceptor_.get();
+  for (auto& worker : context_->workers)
+    worker->start();
   acceptor_->start(config.acceptors);
   started_ = true;
 }

@@ -18,6 +18,10 @@
 #include "tern/routing/retained_store.hpp"
 #include "tern/routing/subscription_trie.hpp"
 
+namespace tern::net {
+class Acceptor;
+}
+
 namespace tern::broker {
 
 class Worker;
@@ -27,8 +31,11 @@ struct BrokerContext {
 
   const Config config;
   routing::SubscriptionTrie trie;
-  routing::RetainedStore retained;
+  routing::RetainedStore retained{sync::QsbrDomain::global(),
+                                  {config.maxRetainedMessages, config.maxRetainedBytes}};
   std::vector<std::unique_ptr<Worker>> workers;
+  // The acceptor (for its counters); set before the workers start, constant afterwards.
+  const net::Acceptor* acceptor = nullptr;
 
   // 0 running; 1 stop reading and flush outboxes; 2 deliver what is left, flush, close, exit.
   // Release/acquire: a worker that sees stage 2 also sees that every worker finished stage 1.

@@ -8,7 +8,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
+#include "job.hpp"
 #include "tern/net/byte_buffer.hpp"
 #include "tern/net/connection_limiter.hpp"
 #include "tern/sync/thread_owner.hpp"
@@ -52,10 +54,21 @@ struct Connection {
   std::int64_t lastActivity = 0;
   bool gracefulDisconnect = false;  // MQTT DISCONNECT received: the will is discarded
 
+  // Work this socket's requests started and that is not finished (retained replay, LIST), oldest
+  // first; null when there is none, as on most sockets.
+  std::unique_ptr<JobQueue> jobs;
+  // Input is not handled until the jobs are done: a line request socket always waits for its
+  // job (one request at a time, as the reply order requires); an MQTT connection only once it
+  // has kMaxJobs, since its jobs may wait for acknowledgements that follow in its input.
+  bool heldByJobs = false;
+
   bool closing = false;  // input is ignored; close once `out` is flushed (or at `deadline`)
   bool closed = false;   // descriptor closed; the object waits to be freed at the end of the turn
   bool readPaused = false;  // too many replies pending: not reading until the client catches up
   bool dirty = false;       // listed for a flush at the end of this turn
+
+  // Whether input is left unhandled for now (it stays in the socket and in `in`).
+  bool inputHeld() const noexcept { return readPaused || heldByJobs; }
 
   sync::ThreadOwner owner;
 };

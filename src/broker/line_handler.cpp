@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "tern/common/log.hpp"
-#include "tern/protocol/json_writer.hpp"
+#include "tern/net/acceptor.hpp"
 #include "worker.hpp"
 
 namespace tern::broker {
@@ -206,13 +206,14 @@ void Worker::onPublish(Connection& c, const LineRequest& request) {
     replyError(c, LineError::kBadTopic, "$SYS topics are the broker's");
     return;
   }
-  if (overMemory_) {
-    WorkerStats::add(stats_.refusedMemory, std::uint64_t{1});
-    replyError(c, LineError::kServerBusy, "memory limit reached (--memory-limit): not published");
+  // A retained publish with empty contents deletes, and delivers nothing.
+  if (!publish(common::Message::makeFromLine(request.subject, request.contents, request.retain),
+               Protocol::kLine)) {
+    replyError(c, LineError::kServerBusy,
+               "the retained store is full (--max-retained-messages, --max-retained-bytes): "
+               "not published");
     return;
   }
-  // A retained publish with empty contents deletes, and delivers nothing.
-  publish(common::Message::makeFromLine(request.subject, request.contents, request.retain), false);
   reply(c, "PUBACK");
 }
 
@@ -231,8 +232,8 @@ void Worker::onSubscribe(Connection& c, const LineRequest& request) {
   }
   context_.trie.subscribe(filter, s.id);
   reply(c, "SUBACK");
-  context_.retained.forEachMatch(filter,
-                                 [&](const common::Message& m) { pushMessage(s, m, true); });
+  // The retained messages follow, in slices (job.hpp); this socket's next request waits for them.
+  startJob(c, Job(Job::Kind::kLineReplay, filter, routing::RetainedCursor::Scope::kFilter));
   s.filters.emplace(std::move(filter), 0);
 }
 
@@ -244,23 +245,14 @@ void Worker::onUnsubscribe(Connection& c, const LineRequest& request) {
 }
 
 void Worker::onList(Connection& c, const LineRequest& request) {
-  scratch_.assign("LIST@{");
-  bool first = true;
-  const auto add = [&](const common::Message& m) {
-    if (!first) scratch_.push_back(',');
-    first = false;
-    protocol::appendJsonString(scratch_, m.topic());
-    scratch_.push_back(':');
-    protocol::appendJsonString(scratch_, m.contents());
-  };
+  // One LIST@{...} frame, streamed as the socket drains (job.hpp): the reply is never held whole,
+  // and this socket's next request waits for it.
   if (request.hasSubject) {
-    context_.retained.forEachMatch(protocol::normalizeFilter(request.subject), add);
+    startJob(c, Job(Job::Kind::kList, protocol::normalizeFilter(request.subject),
+                    routing::RetainedCursor::Scope::kFilter));
   } else {
-    context_.retained.forEach(add);
+    startJob(c, Job(Job::Kind::kList, {}, routing::RetainedCursor::Scope::kEverything));
   }
-  scratch_.push_back('}');
-  reply(c, scratch_);
-  if (scratch_.capacity() > (1u << 20)) std::string().swap(scratch_);
 }
 
 void Worker::onStats(Connection& c) {
@@ -287,14 +279,37 @@ void Worker::onStats(Connection& c) {
                    w->index(), load(st.sessions), load(st.sockets), load(st.received),
                    load(st.delivered), load(st.dropped), load(st.bufferBytes));
   }
+  const auto sum = [this](const auto WorkerStats::*counter) {
+    std::int64_t total = 0;
+    for (const auto& w : context_.workers)
+      total += static_cast<std::int64_t>((w->stats().*counter).load(std::memory_order_relaxed));
+    return total;
+  };
+  const auto relaxed = [](const auto& counter) { return counter.load(std::memory_order_relaxed); };
   scratch_.clear();
   fmt::format_to(std::back_inserter(scratch_),
                  "STATS@{{\"sessions\":{},\"sockets\":{},\"subscriptions\":{},"
                  "\"messages_received\":{},\"messages_delivered\":{},\"messages_dropped\":{},"
-                 "\"retained_messages\":{},\"retained_bytes\":{},\"buffer_bytes\":{},"
-                 "\"workers\":[{}]}}",
+                 "\"retained_messages\":{},\"retained_bytes\":{},\"buffer_bytes\":{},",
                  sessions, sockets, context_.trie.size(), received, delivered, dropped,
-                 context_.retained.size(), context_.retained.bytes(), bufferBytes, perWorker);
+                 context_.retained.size(), context_.retained.bytes(), bufferBytes);
+  // The limits of docs/limits.md: how often each was reached, and why deliveries were dropped.
+  fmt::format_to(
+      std::back_inserter(scratch_),
+      "\"memory_bytes\":{},\"drops\":{{\"queue_full\":{},\"unframable\":{},\"memory_limit\":{}}},"
+      "\"limits\":{{\"max_connections\":{},\"max_connections_per_address\":{},"
+      "\"out_of_descriptors\":{},\"max_sessions\":{},\"max_subscriptions\":{},"
+      "\"max_retained\":{},\"sys_topic\":{},\"frame_timeout\":{},\"keep_alive\":{},"
+      "\"max_awaiting_rel\":{},\"session_expiry\":{}}},",
+      sum(&WorkerStats::memoryBytes), sum(&WorkerStats::droppedQueueFull),
+      sum(&WorkerStats::droppedUnframable), sum(&WorkerStats::droppedMemory),
+      relaxed(context_.refusedConnections), relaxed(context_.refusedConnectionsPerAddress),
+      context_.acceptor != nullptr ? context_.acceptor->shed() : 0,
+      sum(&WorkerStats::refusedSessions), sum(&WorkerStats::refusedSubscriptions),
+      sum(&WorkerStats::refusedRetained), sum(&WorkerStats::refusedSysTopic),
+      sum(&WorkerStats::closedFrameTimeout), sum(&WorkerStats::closedKeepAlive),
+      sum(&WorkerStats::closedAwaitingRelease), sum(&WorkerStats::expiredSessions));
+  fmt::format_to(std::back_inserter(scratch_), "\"workers\":[{}]}}", perWorker);
   reply(c, scratch_);
 }
 

@@ -24,7 +24,7 @@ constexpr std::size_t kMaxClientIdBytes = 65535;
 Worker::InputState Worker::handlePackets(Connection& c, std::string_view data,
                                          common::FunctionRef<void(std::size_t)> commit) {
   for (;;) {
-    if (c.closing || c.closed || c.readPaused) return InputState::kStopped;
+    if (c.closing || c.closed || c.inputHeld()) return InputState::kStopped;
     if (data.empty()) return InputState::kMore;
     const mqtt::DecodeResult r = mqttDecoder_.decode(data);
     if (r.status == mqtt::DecodeStatus::kNeedMore) return InputState::kMore;
@@ -111,6 +111,7 @@ Worker::Outcome Worker::onMqttPacket(Connection& c, const mqtt::Packet& packet) 
 
 Session* Worker::createMqttSession(std::string clientId, bool cleanSession) {
   Session* s = createSession(std::move(clientId), Protocol::kMqtt);
+  if (s == nullptr) return nullptr;
   s->mqtt = std::make_unique<MqttState>();
   s->mqtt->cleanSession = cleanSession;
   return s;
@@ -192,18 +193,6 @@ Worker::Outcome Worker::onMqttConnect(Connection& c, const mqtt::Connect& connec
 }
 
 void Worker::onMqttPublish(Connection& c, Session& s, const mqtt::Publish& publish) {
-  if (overMemory_) {
-    // Not accepted. QoS 0 may be lost by definition; a QoS 1/2 message must not be acknowledged,
-    // and MQTT 3.1.1 has no negative acknowledgement: the connection closes, and the client
-    // sends the message again when it reconnects [MQTT-4.4.0-1].
-    WorkerStats::add(stats_.refusedMemory, std::uint64_t{1});
-    if (const std::uint64_t times = memoryLog_.admit(common::monotonicNanos())) {
-      TERN_LOG_WARN("memory limit ({} bytes, --memory-limit) reached: refused {} publishes",
-                    config_.memoryLimit, times);
-    }
-    if (publish.qos != 0) mqttAbort(c, "memory limit reached");
-    return;
-  }
   bool deliver = !isReservedTopic(publish.topic);
   if (!deliver) {
     // Acknowledged as the protocol requires, but $SYS is the broker's: dropped and counted.
@@ -229,7 +218,8 @@ void Worker::onMqttPublish(Connection& c, Session& s, const mqtt::Publish& publi
   }
   if (deliver) {
     this->publish(
-        common::Message::make(publish.topic, publish.payload, publish.retain, publish.qos), true);
+        common::Message::make(publish.topic, publish.payload, publish.retain, publish.qos),
+        Protocol::kMqtt);
   }
   if (publish.qos == 0) return;
   scratch_.clear();
@@ -278,11 +268,11 @@ void Worker::onMqttSubscribe(Connection& c, Session& s, const mqtt::Subscribe& s
   mqtt::appendSuback(scratch_, subscribe.packetId, subackCodes_);
   c.out.append(scratch_);
   markDirty(c);
-  // Retained messages follow the SUBACK, with the retain flag set [MQTT-3.3.1-6, 3.3.1-8]; a
-  // repeated subscription re-sends them [MQTT-3.8.4-3].
+  // Retained messages follow the SUBACK, with the retain flag set [MQTT-3.3.1-6, 3.3.1-8], in
+  // slices (job.hpp); a repeated subscription re-sends them [MQTT-3.8.4-3].
   for (const mqtt::Subscription entry : distinctFilters_) {
-    context_.retained.forEachMatch(
-        entry.filter, [&](const common::Message& m) { mqttDeliver(s, m, entry.qos, true); });
+    startJob(c, Job(Job::Kind::kMqttReplay, entry.filter, routing::RetainedCursor::Scope::kFilter,
+                    entry.qos));
   }
 }
 
@@ -327,6 +317,8 @@ void Worker::onMqttAck(Session& s, const mqtt::Packet& packet) {
   if (!matches) return;
   m.inflight.erase(it);
   mqttPump(s);
+  // A retained replay may be waiting for this room in the window.
+  if (m.connection != nullptr && m.connection->jobs) jobsRunnable_ = true;
 }
 
 void Worker::mqttDeliver(Session& s, const common::Message& message, unsigned grantedQos,
@@ -341,7 +333,7 @@ void Worker::mqttDeliver(Session& s, const common::Message& message, unsigned gr
       countDrop(s, stats_.droppedQueueFull);
       return;
     }
-    if (overMemory_ && c->out.size() + packetBytes > c->out.capacity()) {
+    if (overMemory_ && c->out.size() > kOverMemoryAllowance) {
       countDrop(s, stats_.droppedMemory);
       return;
     }
@@ -444,7 +436,8 @@ void Worker::mqttConnectionLost(Session& s, Connection& c) {
   m.connection = nullptr;
   if (m.hasWill && !c.gracefulDisconnect && reading_) {
     m.hasWill = false;
-    publish(common::Message::make(m.willTopic, m.willPayload, m.willRetain, m.willQos), true);
+    publish(common::Message::make(m.willTopic, m.willPayload, m.willRetain, m.willQos),
+            Protocol::kMqtt);
   }
   m.hasWill = false;
   if (m.cleanSession) {
@@ -460,19 +453,32 @@ bool Worker::isReservedTopic(std::string_view topic) noexcept {
   return topic == "$SYS" || topic.substr(0, 5) == "$SYS/";
 }
 
-void Worker::publish(common::MessageRef message, bool deliverDelete) {
+bool Worker::publish(common::MessageRef message, Protocol from) {
   WorkerStats::add(stats_.received, std::uint64_t{1});
   if (message->retain()) {
     if (message->contents().empty()) {
       context_.retained.erase(message->topic());
       // The line protocol's delete delivers nothing; MQTT delivers the empty message
       // [MQTT-3.3.1-10/11].
-      if (!deliverDelete) return;
-    } else {
-      context_.retained.set(common::MessageRef::share(message.get()));
+      if (from == Protocol::kLine) return true;
+    } else if (context_.retained.set(common::MessageRef::share(message.get())) ==
+               routing::RetainedStore::SetResult::kRefused) {
+      WorkerStats::add(stats_.refusedRetained, std::uint64_t{1});
+      if (const std::uint64_t times = limitLog_.admit(common::monotonicNanos())) {
+        TERN_LOG_WARN(
+            "retained store full ({} messages, {} bytes; --max-retained-messages, "
+            "--max-retained-bytes): {} retained publish(es) not stored",
+            context_.retained.size(), context_.retained.bytes(), times);
+      }
+      // The line protocol answers with an error and delivers nothing; MQTT 3.1.1 has no way to
+      // say it, so the message is delivered live without being retained.
+      if (from == Protocol::kLine) return false;
+      route(*message);
+      return false;
     }
   }
   route(*message);
+  return true;
 }
 
 }  // namespace tern::broker

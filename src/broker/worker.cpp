@@ -12,6 +12,7 @@
 
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
+#include "tern/protocol/json_writer.hpp"
 #include "tern/protocol/line_framing.hpp"
 
 namespace tern::broker {
@@ -101,7 +102,7 @@ void Worker::run() {
   owner_.bind();
   reader_ = std::make_unique<sync::QsbrDomain::Reader>(sync::QsbrDomain::global());
   while (context_.stopStage.load(std::memory_order_acquire) == 0) {
-    loopTurn(nextTimeoutMs(), true);
+    loopTurn(jobsRunnable_ ? 0 : nextTimeoutMs(), true);
   }
   shutdown();
   reader_.reset();
@@ -139,6 +140,7 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
   drainInbox();
   checkDeadlines();
   sweep();
+  runJobs();
   flushOutboxes();
   // Flushing can close connections, and closing can end sessions and mark more sockets dirty.
   while (!dirty_.empty()) {
@@ -152,7 +154,11 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
   // Closing a connection above can publish an MQTT will: send what it routed to other workers now,
   // not after this worker's next wake-up.
   flushOutboxes();
+  wakeJobsWithRoom();
   reapClosed();
+  // Published before this worker may sleep, so that the others never judge the memory limit by
+  // a figure older than this worker's last turn.
+  stats_.memoryBytes.store(memory_.bytes, std::memory_order_relaxed);
   reader_->quiescent();
   // Throttled: the unread sockets stay readable, so epoll would return at once; give the
   // overloaded worker the CPU instead of spinning.
@@ -202,7 +208,7 @@ Connection* Worker::attach(std::unique_ptr<Connection> owned) {
 
 void Worker::setInterest(Connection& c) {
   std::uint32_t want = 0;
-  if (reading_ && !c.closing && !c.readPaused) want |= EPOLLIN;
+  if (reading_ && !c.closing && !c.inputHeld()) want |= EPOLLIN;
   if (!c.out.empty()) want |= EPOLLOUT;
   if (c.registered && want == c.interest) return;
   epoll_event ev{};
@@ -302,7 +308,7 @@ Worker::InputState Worker::processDirect(Connection& c, std::string_view data) {
 Worker::InputState Worker::handleLines(Connection& c, std::string_view data, std::size_t searched,
                                        common::FunctionRef<void(std::size_t)> commit) {
   for (;;) {
-    if (c.closing || c.closed || c.readPaused) return InputState::kStopped;
+    if (c.closing || c.closed || c.inputHeld()) return InputState::kStopped;
     if (data.empty()) return InputState::kMore;
     const protocol::LineFrame next = protocol::nextLineFrame(data, config_.maxLine, searched);
     searched = 0;  // the hint covers the first frame only
@@ -386,6 +392,7 @@ void Worker::closeNow(Connection& c) {
   ::close(c.fd);
   c.fd = -1;
   context_.connections.release(c.peer);
+  if (c.jobs) dropJobs(c);
   WorkerStats::add(stats_.sockets, std::int64_t{-1});
   connections_[c.slot] = nullptr;
   ++slotGeneration_[c.slot];
@@ -470,7 +477,6 @@ void Worker::noteFrameProgress(Connection& c, bool completedFrame) noexcept {
 }
 
 void Worker::checkMemory() noexcept {
-  stats_.memoryBytes.store(memory_.bytes, std::memory_order_relaxed);
   std::int64_t total = 0;
   for (const auto& w : context_.workers)
     total += w->stats().memoryBytes.load(std::memory_order_relaxed);
@@ -509,7 +515,7 @@ void Worker::checkDeadlines() {
       // MQTT keep-alive: checked lazily; each check schedules the next one. While the broker
       // itself does not read (flow control), the client's packets wait in the socket: not its
       // fault.
-      if (c->readPaused) c->lastActivity = now;
+      if (c->inputHeld()) c->lastActivity = now;
       const std::int64_t expiry = c->lastActivity + c->keepAliveNanos;
       if (expiry <= now) {
         TERN_LOG_DEBUG("closing MQTT fd {}: keep-alive expired", c->fd);
@@ -642,13 +648,172 @@ void Worker::pushMessage(Session& s, const common::Message& message, bool retain
     countDrop(s, stats_.droppedQueueFull);
     return;
   }
-  if (overMemory_ && out.size() + prefix.size() + message.lineTail().size() > out.capacity()) {
-    countDrop(s, stats_.droppedMemory);  // only what would need more memory is dropped
+  if (overMemory_ && out.size() > kOverMemoryAllowance) {
+    countDrop(s, stats_.droppedMemory);  // a consumer that keeps up is not held back
     return;
   }
   out.append(prefix, message.lineTail());
   WorkerStats::add(stats_.delivered, std::uint64_t{1});
   if (s.push != nullptr) markDirty(*s.push);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs: retained replay and LIST, a bounded slice per loop turn
+
+void Worker::startJob(Connection& c, Job&& job) {
+  if (!c.jobs) c.jobs = std::make_unique<JobQueue>();
+  if (c.jobs->empty()) busy_.push_back(&c);
+  if (job.kind == Job::Kind::kList) {
+    c.out.append("LIST@{");
+    job.listOpened = true;
+    markDirty(c);
+  }
+  c.jobs->push_back(std::move(job));
+  // A line request socket handles one request at a time; an MQTT connection goes on reading
+  // (its jobs may wait for acknowledgements behind in its input) until it has kMaxJobs.
+  c.heldByJobs = c.protocol == Protocol::kLine || c.jobs->size() >= kMaxJobs;
+  // The first slice runs now: most replays are small and finish here, and the request that
+  // started the job (being handled by our caller) is followed by the next one at once.
+  if (runJobsOf(c)) {
+    busy_.erase(std::remove(busy_.begin(), busy_.end(), &c), busy_.end());
+    c.heldByJobs = false;
+  }
+}
+
+void Worker::runJobs() {
+  jobsRunnable_ = false;
+  if (busy_.empty()) return;
+  busyScratch_.swap(busy_);
+  busy_.clear();
+  for (Connection* c : busyScratch_) {
+    if (c->closed || !c->jobs || c->jobs->empty()) continue;
+    if (c->closing || c->session == nullptr) {
+      dropJobs(*c);
+      continue;
+    }
+    busy_.push_back(c);
+    if (runJobsOf(*c)) finishJobs(*c);
+  }
+  busyScratch_.clear();
+}
+
+bool Worker::runJobsOf(Connection& c) {
+  std::size_t budget = kJobSliceUnits;
+  while (!c.jobs->empty() && budget > 0) {
+    Job& job = c.jobs->front();
+    bool refused = false;
+    const bool done = job.cursor.resume(context_.retained, budget, [&](const common::Message& m) {
+      refused = !takeForJob(c, job, m);
+      return !refused;
+    });
+    const std::size_t used = job.cursor.lastSlice().units;
+    budget = used >= budget ? 0 : budget - used;
+    const std::size_t held = job.cursor.memoryBytes();
+    memory_.bytes += static_cast<std::int64_t>(held) - static_cast<std::int64_t>(job.charged);
+    job.charged = held;
+    if (!done) {
+      // Out of budget: come back next turn without sleeping. Refused: the output is full, and
+      // its draining (or the acknowledgements that free the MQTT window) wakes the loop.
+      if (!refused) jobsRunnable_ = true;
+      return false;
+    }
+    if (job.kind == Job::Kind::kList) {
+      c.out.append("}\n");
+      markDirty(c);
+    }
+    memory_.bytes -= static_cast<std::int64_t>(job.charged);
+    c.jobs->pop_front();
+  }
+  if (!c.jobs->empty()) {
+    jobsRunnable_ = true;
+    return false;
+  }
+  return true;
+}
+
+void Worker::wakeJobsWithRoom() noexcept {
+  // Output that the flush above emptied does not announce itself (no EPOLLOUT is armed while
+  // writes succeed): jobs that wait for room must look.
+  for (Connection* c : busy_) {
+    if (jobsRunnable_) return;
+    if (c->closed || !c->jobs || c->jobs->empty() || c->session == nullptr) continue;
+    const Job& job = c->jobs->front();
+    if (job.waitingFor != Job::Wait::kOutput) continue;
+    const net::ByteBuffer& target =
+        job.kind == Job::Kind::kLineReplay ? c->session->pushTarget() : c->out;
+    if (target.size() <= config_.maxQueuedBytes / 2) jobsRunnable_ = true;
+  }
+}
+
+bool Worker::takeForJob(Connection& c, Job& job, const common::Message& m) {
+  job.waitingFor = Job::Wait::kNothing;
+  Session& s = *c.session;
+  switch (job.kind) {
+    case Job::Kind::kLineReplay: {
+      // Waits while the push queue is full instead of dropping (a message larger than the whole
+      // bound goes to pushMessage, which drops and counts it).
+      const net::ByteBuffer& target = s.pushTarget();
+      const std::size_t frame = 9 + m.lineTail().size();
+      if (!target.empty() && target.size() + frame > config_.maxQueuedBytes) {
+        job.waitingFor = Job::Wait::kOutput;
+        return false;
+      }
+      pushMessage(s, m, true);
+      return true;
+    }
+    case Job::Kind::kMqttReplay: {
+      if (c.out.size() > config_.maxQueuedBytes / 2) {
+        job.waitingFor = Job::Wait::kOutput;
+        return false;
+      }
+      // QoS 1/2: at the pace of the client's acknowledgements, unless its input is held (then
+      // the acknowledgements cannot arrive, and the session's queue bound decides).
+      const bool acknowledged = std::min<unsigned>(m.qos(), job.qos) > 0;
+      if (acknowledged && !c.heldByJobs && s.mqtt->queue.size() >= config_.maxInflight) {
+        job.waitingFor = Job::Wait::kAcknowledgement;
+        return false;
+      }
+      mqttDeliver(s, m, job.qos, true);
+      return true;
+    }
+    case Job::Kind::kList: {
+      if (c.out.size() > config_.maxQueuedBytes / 2) {
+        job.waitingFor = Job::Wait::kOutput;
+        return false;
+      }
+      scratch_.clear();
+      if (job.listMembers) scratch_.push_back(',');
+      job.listMembers = true;
+      protocol::appendJsonString(scratch_, m.topic());
+      scratch_.push_back(':');
+      protocol::appendJsonString(scratch_, m.contents());
+      c.out.append(scratch_);
+      markDirty(c);
+      if (scratch_.capacity() > (1u << 20)) std::string().swap(scratch_);
+      return true;
+    }
+  }
+  return true;
+}
+
+void Worker::finishJobs(Connection& c) {
+  busy_.erase(std::remove(busy_.begin(), busy_.end(), &c), busy_.end());
+  const bool wasHeld = c.heldByJobs;
+  c.heldByJobs = false;
+  if (!wasHeld || c.closing || c.closed) return;
+  setInterest(c);
+  // The requests that waited are already buffered; no read event would announce them.
+  const std::uint64_t framesBefore = framesHandled_;
+  processInput(c);
+  noteFrameProgress(c, framesHandled_ != framesBefore);
+}
+
+void Worker::dropJobs(Connection& c) {
+  for (const Job& job : *c.jobs)
+    memory_.bytes -= static_cast<std::int64_t>(job.charged);
+  c.jobs.reset();
+  c.heldByJobs = false;
+  busy_.erase(std::remove(busy_.begin(), busy_.end(), &c), busy_.end());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -123,13 +123,28 @@ class Worker {
   void sweep();
   // After input was handled: starts, restarts or clears the frame timer of `c`.
   void noteFrameProgress(Connection& c, bool completedFrame) noexcept;
-  // Once per turn: publishes this worker's memory figure and learns whether the broker as a
-  // whole is past --memory-limit.
+  // Once per turn, at its start: learns whether the broker as a whole is past --memory-limit from
+  // the figures every worker publishes at the end of its turns.
   void checkMemory() noexcept;
   // Counts a delivery not made; `reason` is one of the stats_.dropped* counters.
   void countDrop(Session& s, std::atomic<std::uint64_t>& reason);
   void pauseReading(Connection& c);
   void resumeReading(Connection& c);
+
+  // Jobs (job.hpp): work a request started that goes on over loop turns.
+  // Queues `job` on `c` (which must be bound) and runs its first slice at once.
+  void startJob(Connection& c, Job&& job);
+  // One slice for every connection with jobs.
+  void runJobs();
+  // Runs c's jobs for up to kJobSliceUnits; true when none is left.
+  bool runJobsOf(Connection& c);
+  // Offers one retained message to a job; false when its output has no room yet.
+  bool takeForJob(Connection& c, Job& job, const common::Message& m);
+  // After the turn's flush: a job waiting for output room that now has it runs next turn.
+  void wakeJobsWithRoom() noexcept;
+  // c's last job is done: lets its input be handled again.
+  void finishJobs(Connection& c);
+  void dropJobs(Connection& c);
 
   // Inbox and cross-worker delivery.
   void drainInbox();
@@ -168,7 +183,11 @@ class Worker {
   Session* createMqttSession(std::string clientId, bool cleanSession);
   // Whether a client may publish to `topic` ($SYS/ is the broker's).
   static bool isReservedTopic(std::string_view topic) noexcept;
-  void publish(common::MessageRef message, bool deliverDelete);
+  // Counts, retains (or deletes) and routes a message from a client of protocol `from` (which
+  // decides what a retained delete delivers and what a full retained store means). False when
+  // the retained store refused it (--max-retained-*): then line-protocol messages are not
+  // delivered, MQTT ones are, without being retained.
+  bool publish(common::MessageRef message, Protocol from);
 
   // Sessions and delivery. createSession returns null when --max-sessions (or this worker's
   // session slots) is reached; the refusal is counted and logged.
@@ -205,6 +224,17 @@ class Worker {
   std::vector<Connection*> dirty_;      // to flush at the end of this turn
   std::vector<Connection*> flushing_;   // dirty_ of the flush in progress (reused)
   std::vector<Connection*> graveyard_;  // closed this turn, freed at the end of it
+  std::vector<Connection*> busy_;       // connections with jobs
+  std::vector<Connection*> busyScratch_;
+  bool jobsRunnable_ = false;  // a job stopped for its budget only: do not sleep next turn
+  // Work per connection per turn (RetainedCursor units: a node entered, a child level copied, a
+  // message offered): about 50 us of replay, so that no request holds the worker for long.
+  static constexpr std::size_t kJobSliceUnits = 256;
+  // Past --memory-limit, deliveries are dropped for sessions that already have this much queued:
+  // the slow consumers that hold the memory, not those that keep up.
+  static constexpr std::size_t kOverMemoryAllowance = 64 * 1024;
+  // Jobs an MQTT connection may have before its input waits for them.
+  static constexpr std::size_t kMaxJobs = 16;
 
   // Session table: slot -> session; generations make SubscriberIds of ended sessions stale.
   std::vector<std::unique_ptr<Session>> sessions_;

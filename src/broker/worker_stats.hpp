@@ -33,7 +33,6 @@ struct alignas(common::kCacheLine) WorkerStats {
   std::atomic<std::uint64_t> droppedMemory{0};      // the broker-wide memory limit was reached
   // Publishes not accepted (from clients of this worker).
   std::atomic<std::uint64_t> refusedSysTopic{0};  // to a $SYS topic, which is the broker's
-  std::atomic<std::uint64_t> refusedMemory{0};    // the memory limit was reached
   std::atomic<std::uint64_t> refusedRetained{0};  // not retained: the retained store is full
   // Limits reached, each counted once per refusal.
   std::atomic<std::uint64_t> refusedSessions{0};        // --max-sessions (or a worker's slots)

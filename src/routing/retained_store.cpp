@@ -76,23 +76,39 @@ void destroySubtree(RetainedNode* root) {
 
 }  // namespace
 
-RetainedStore::RetainedStore(sync::QsbrDomain& domain)
-    : domain_(domain), root_(detail::makeLevelNode<RetainedNode>({}, 0)) {}
+RetainedStore::RetainedStore(sync::QsbrDomain& domain) : RetainedStore(domain, Limits{}) {}
+
+RetainedStore::RetainedStore(sync::QsbrDomain& domain, Limits limits)
+    : domain_(domain), limits_(limits), root_(detail::makeLevelNode<RetainedNode>({}, 0)) {}
 
 RetainedStore::~RetainedStore() {
   destroySubtree(root_);
 }
 
-void RetainedStore::set(common::MessageRef message) {
+RetainedStore::SetResult RetainedStore::set(common::MessageRef message) {
   assert(message && validateTopicName(message->topic()) == TopicStatus::kOk);
   if (message->contents().empty()) {
     erase(message->topic());
-    return;
+    return SetResult::kDeleted;
   }
   std::lock_guard lock(writerMutex_);
+  // The limits first, before any node is made: what the topic holds now, if anything.
+  const Node* existing = root_;
+  LevelCursor probe(message->topic());
+  std::string_view level;
+  while (existing != nullptr && probe.next(level))
+    existing = existing->children.load().find(level, detail::hashLevel(level));
+  const common::Message* previous =
+      existing != nullptr ? existing->message.load(std::memory_order_relaxed) : nullptr;
+  const std::size_t held = bytes_.load(std::memory_order_relaxed);
+  const std::size_t released = previous != nullptr ? previous->footprint() : 0;
+  const std::size_t added = message->footprint();
+  if (previous == nullptr && size_.load(std::memory_order_relaxed) >= limits_.maxMessages) {
+    return SetResult::kRefused;
+  }
+  if (added > released && held - released + added > limits_.maxBytes) return SetResult::kRefused;
   Node* node = root_;
   LevelCursor cursor(message->topic());
-  std::string_view level;
   while (cursor.next(level)) {
     const std::uint32_t hash = detail::hashLevel(level);
     Node* child = node->children.load().find(level, hash);
@@ -115,6 +131,7 @@ void RetainedStore::set(common::MessageRef message) {
     size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   bytes_.store(bytes_.load(std::memory_order_relaxed) + footprint, std::memory_order_relaxed);
+  return SetResult::kStored;
 }
 
 bool RetainedStore::erase(std::string_view topic) {

@@ -236,10 +236,13 @@ inline int exitCodeOf(int status) {
 
 class BrokerProcess {
  public:
-  // Starts the broker on 127.0.0.1 with a free port; extra arguments are appended.
-  explicit BrokerProcess(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{brokerBinary(), "--port",      "0",   "--bind",
-                                  "127.0.0.1",    "--log-level", "warn"};
+  // Starts the broker on 127.0.0.1 with a free port; extra arguments are appended. `wrapper`, if
+  // any, is a command line the broker runs under (e.g. prlimit with its options).
+  explicit BrokerProcess(std::vector<std::string> extra = {},
+                         std::vector<std::string> wrapper = {}) {
+    std::vector<std::string> argv = wrapper;
+    argv.insert(argv.end(),
+                {brokerBinary(), "--port", "0", "--bind", "127.0.0.1", "--log-level", "warn"});
     // MQTT is off unless the test asks for it (e.g. {"--mqtt-port", "auto"}): two test brokers
     // must never compete for port 1883.
     if (std::find(extra.begin(), extra.end(), "--mqtt-port") == extra.end()) {
@@ -300,8 +303,15 @@ class BrokerProcess {
 
 class LineSocket {
  public:
-  explicit LineSocket(std::uint16_t port) {
+  // Connects to 127.0.0.1:port, from `source` (another loopback address, e.g. 127.0.0.2) if given.
+  explicit LineSocket(std::uint16_t port, const char* source = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (source != nullptr) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &from.sin_addr);
+      ::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from);
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);

@@ -67,9 +67,9 @@ struct Config {
   // one closes the connection (it pins a buffer meanwhile).
   double frameTimeoutSeconds = 60.0;
   // Bytes of buffered input and output, queued MQTT messages and sliced work (retained replay,
-  // LIST) broker-wide. Past it, deliveries that would queue more are dropped, line PUBLISH is
-  // answered ERROR@server-busy and an MQTT QoS 1/2 PUBLISH closes its connection (unacknowledged,
-  // so the client sends it again). 0: half of the machine's physical memory.
+  // LIST) broker-wide. Past it, deliveries to sessions that already hold 64 KiB or more (slow
+  // consumers, offline MQTT queues) are dropped and counted, so that memory stops growing while
+  // clients that keep up are still served. 0: half of the machine's physical memory.
   std::size_t memoryLimit = 0;
   common::LogLevel logLevel = common::LogLevel::kInfo;
 

@@ -40,16 +40,31 @@ class RetainedCursor;
 
 class RetainedStore {
  public:
+  // Bounds of the store (--max-retained-messages, --max-retained-bytes), in messages and in the
+  // bytes their messages hold (Message::footprint).
+  struct Limits {
+    std::size_t maxMessages = ~std::size_t{0};
+    std::size_t maxBytes = ~std::size_t{0};
+  };
+  enum class SetResult {
+    kStored,   // a new topic, or a replaced message
+    kDeleted,  // empty contents: the topic's retained message (if any) is gone
+    kRefused,  // storing it would pass a limit: the store is unchanged
+  };
+
   explicit RetainedStore(sync::QsbrDomain& domain = sync::QsbrDomain::global());
+  RetainedStore(sync::QsbrDomain& domain, Limits limits);
   // REQUIRES: no reader is inside forEach/forEachMatch.
   ~RetainedStore();
   RetainedStore(const RetainedStore&) = delete;
   RetainedStore& operator=(const RetainedStore&) = delete;
 
   // Stores `message` as the retained message of message->topic(), replacing any previous one; a
-  // message with empty contents deletes the topic's retained message instead. Visible to every
-  // reader that starts after the call returns. REQUIRES: valid topic name. Any thread.
-  void set(common::MessageRef message);
+  // message with empty contents deletes the topic's retained message instead. Refused when a new
+  // topic would pass maxMessages, or the bytes held would pass maxBytes (a replacement only when
+  // it is larger than what it replaces). Visible to every reader that starts after the call
+  // returns. REQUIRES: valid topic name. Any thread.
+  SetResult set(common::MessageRef message);
 
   // Deletes the retained message of `topic`; false when there was none. Any thread.
   bool erase(std::string_view topic);
@@ -91,6 +106,7 @@ class RetainedStore {
   void eraseLocked();
 
   sync::QsbrDomain& domain_;
+  const Limits limits_;
   Node* const root_;  // never pruned, never holds a message (every topic has a first level)
   // The writer's fields start a cache line of their own, away from root_, which every reader
   // loads (see SubscriptionTrie).

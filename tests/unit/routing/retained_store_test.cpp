@@ -343,3 +343,32 @@ TEST(RetainedStoreConcurrent, ReadersSeeIntactMessagesWhileAWriterChurns) {
 
 }  // namespace
 }  // namespace tern::routing
+
+namespace tern::routing {
+namespace {
+
+TEST(RetainedStoreLimits, NewTopicsAreRefusedAtTheLimitsReplacementsAndDeletesAreNot) {
+  const std::size_t small = common::Message::make("l/0", "v", true)->footprint();
+  RetainedStore store(sync::QsbrDomain::global(), {3, 3 * small + 100});
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(store.set(common::Message::make("l/" + std::to_string(i), "v", true)),
+              RetainedStore::SetResult::kStored);
+  }
+  EXPECT_EQ(store.set(common::Message::make("l/3", "v", true)), RetainedStore::SetResult::kRefused);
+  EXPECT_EQ(store.size(), 3u);
+  // Replacing a topic is always allowed while it does not grow past the byte limit.
+  EXPECT_EQ(store.set(common::Message::make("l/0", "w", true)), RetainedStore::SetResult::kStored);
+  EXPECT_EQ(store.set(common::Message::make("l/0", std::string(200, 'x'), true)),
+            RetainedStore::SetResult::kRefused);
+  EXPECT_EQ(store.bytes(), 3 * small);
+  // Deleting makes room.
+  EXPECT_EQ(store.set(common::Message::make("l/1", "", true)), RetainedStore::SetResult::kDeleted);
+  EXPECT_EQ(store.set(common::Message::make("l/3", "v", true)), RetainedStore::SetResult::kStored);
+  // A refused topic leaves no node behind: the walk sees exactly the stored ones.
+  std::size_t seen = 0;
+  store.forEach([&](const common::Message&) { ++seen; });
+  EXPECT_EQ(seen, 3u);
+}
+
+}  // namespace
+}  // namespace tern::routing
