@@ -1,0 +1,121 @@
+// The stream fuzzer's test case: a small program of socket actions, and its text form.
+//
+// A Case is a list of Actions over up to kMaxConnections client connections to the broker's line
+// or MQTT port. The executor (executor.hpp) runs it; the generator (generator.hpp) makes and
+// mutates it; this file defines it, its limits, and the readable text format that seeds and
+// reproducers are written in (one action per line; README.md has the grammar):
+//
+//   case partial_line_then_handover
+//   open 0 line
+//   send 0 fill:300:41            # 300 bytes 'A', no LF
+//   pause 20
+//   send 0 "\nCONNECT@c17\n" split 1 gap 2
+//   read 0 100 token 0            # wait up to 100 ms, keep the CONNACK token in slot 0
+//   send 1 "ATTACH@" token:0 "@push\n"
+//
+// Bytes are written as pieces: "C-escaped" strings, hex:..., fill:N:HH (N times byte HH),
+// rand:N:SEED (N pseudo-random bytes from SEED) and token:K (the token captured in slot K, or a
+// forged one when the slot is empty), concatenated.
+//
+// Plain values and pure functions; any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tern::fuzz {
+
+// Limits that bound a case's cost. The parser refuses values outside them (a typo in a seed
+// should not pass silently); the generator and the mutator stay inside them (normalize()).
+inline constexpr std::size_t kMaxConnections = 12;
+inline constexpr std::size_t kTokenSlots = 4;
+inline constexpr std::size_t kMaxActions = 160;
+inline constexpr std::uint32_t kMaxPauseMillis = 50;
+inline constexpr std::uint32_t kMaxCasePauseMillis = 300;  // pauses and split gaps together
+inline constexpr std::uint32_t kMaxGapMillis = 5;
+inline constexpr std::uint32_t kMaxReadWaitMillis = 200;
+inline constexpr std::size_t kMaxSplits = 1024;
+inline constexpr std::size_t kMaxCaseBytes = 512 * 1024;  // resolved bytes of all sends
+inline constexpr std::size_t kTokenSize = 36;             // 32 random hex digits + 4 for the worker
+
+enum class Port : std::uint8_t { kLine, kMqtt };
+
+// A stretch of the bytes to send.
+struct Piece {
+  enum class Kind : std::uint8_t { kBytes, kFill, kRandom, kToken };
+  Kind kind = Kind::kBytes;
+  std::string bytes;        // kBytes
+  std::uint32_t count = 0;  // kFill, kRandom: how many bytes
+  std::uint8_t fill = 0;    // kFill: the byte
+  std::uint64_t seed = 0;   // kRandom
+  std::uint8_t slot = 0;    // kToken: < kTokenSlots
+
+  static Piece literal(std::string bytes) {
+    Piece p;
+    p.bytes = std::move(bytes);
+    return p;
+  }
+  static Piece token(std::uint8_t slot) {
+    Piece p;
+    p.kind = Kind::kToken;
+    p.slot = slot;
+    return p;
+  }
+  bool operator==(const Piece&) const = default;
+};
+
+struct Action {
+  enum class Kind : std::uint8_t {
+    kOpen,      // connect `conn` to `port` (an open `conn` is closed first)
+    kSend,      // send the pieces on `conn`, in chunks cut at `splits`, `millis` apart
+    kPause,     // sleep `millis` (<= kMaxPauseMillis)
+    kRead,      // wait up to `millis` for input on `conn`, read what is there and drop it;
+                // with tokenSlot >= 0 wait for a CONNACK line and keep its token in that slot
+    kShutdown,  // shutdown(SHUT_WR): half-close
+    kReset,     // SO_LINGER {1, 0} then close: the peer sees an RST
+    kClose,     // close normally
+  };
+  Kind kind = Kind::kPause;
+  std::uint8_t conn = 0;  // < kMaxConnections
+  Port port = Port::kLine;
+  std::vector<Piece> pieces;
+  std::vector<std::uint32_t> splits;  // ascending offsets into the resolved bytes
+  bool splitEveryByte = false;        // send one byte per send() (overrides `splits`)
+  std::uint32_t millis = 0;
+  int tokenSlot = -1;
+
+  bool operator==(const Action&) const = default;
+};
+
+struct Case {
+  std::string name;
+  std::vector<Action> actions;
+};
+
+// Total size of the pieces once resolved (a token counts kTokenSize).
+std::size_t resolvedSize(const std::vector<Piece>& pieces) noexcept;
+
+// The bytes of the pieces; token:K becomes tokens[K], or kForgedToken when that slot is empty.
+inline constexpr std::string_view kForgedToken = "000000000000000000000000000000000000";
+std::string resolve(const std::vector<Piece>& pieces, const std::string (&tokens)[kTokenSlots]);
+
+// Brings a case back inside the limits above: drops actions past kMaxActions and sends past
+// kMaxCaseBytes, clamps pauses, waits, gaps and indexes, sorts and dedups split points and drops
+// those outside the bytes. Idempotent.
+void normalize(Case& c);
+
+// The text form: a "case NAME" line, then one line per action. parseCases(serialize(c)) == {c}
+// for a normalized case.
+std::string serialize(const Case& c);
+
+// Parses one or more cases. A file without a "case" line is one case named `defaultName`; each
+// "case NAME" line starts a new one. Blank lines and lines starting with '#' are skipped. On a
+// syntax error returns nullopt and sets `error` to "line N: what".
+std::optional<std::vector<Case>> parseCases(std::string_view text, std::string_view defaultName,
+                                            std::string& error);
+
+}  // namespace tern::fuzz

@@ -1,0 +1,390 @@
+// Line frames and MQTT packets for the generator. See frames.hpp.
+#include "frames.hpp"
+
+#include <algorithm>
+#include <iterator>
+#include <string_view>
+#include <vector>
+
+#include "tern/protocol/mqtt_encoder.hpp"
+
+namespace tern::fuzz::frames {
+
+namespace mqtt = protocol::mqtt;
+
+namespace {
+
+constexpr char kIdChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-";
+constexpr char kHex[] = "0123456789abcdef";
+
+// Topic levels: plain, empty, `$`, non-ASCII UTF-8, a space. The first level comes from all of
+// them, the next two from the first four, so that at most 12 * (1 + 4 + 16) = 252 topics can hold
+// a retained message: a long run keeps the broker's retained store small.
+constexpr std::string_view kLevels[] = {"a",    "b",       "",         "c",
+                                        "temp", "sensor",  "x y",      "$SYS",
+                                        "1",    "weather", "\xc3\xa9", "long-level-name"};
+constexpr std::size_t kDeepLevels = 4;
+constexpr std::string_view kWildcards[] = {"+", "*", "#"};
+
+std::string randomString(Rng& rng, std::size_t size, std::string_view alphabet) {
+  std::string s;
+  for (std::size_t i = 0; i < size; ++i)
+    s += alphabet[rng.below(alphabet.size())];
+  return s;
+}
+
+std::string randomBytes(Rng& rng, std::size_t size) {
+  std::string s;
+  for (std::size_t i = 0; i < size; ++i)
+    s += static_cast<char>(rng.below(256));
+  return s;
+}
+
+// Contents or payload: short text mostly, sometimes binary, `@`, NUL, or a few KiB.
+std::string contents(Rng& rng) {
+  switch (rng.below(8)) {
+    case 0:
+      return "";
+    case 1:
+      return randomBytes(rng, rng.skewed(6));
+    case 2:
+      return "a@b@retain";
+    case 3:
+      return std::string(rng.range(1000, 5000), 'p');
+    default:
+      return randomString(rng, rng.skewed(5), "abcxyz0123 @");
+  }
+}
+
+std::uint16_t packetId(Rng& rng) {
+  // Mostly a few ids, so that acknowledgements and duplicates meet the packets they name.
+  return static_cast<std::uint16_t>(rng.chance(80) ? rng.range(1, 8) : rng.range(1, 65535));
+}
+
+std::uint8_t qos(Rng& rng) {
+  return static_cast<std::uint8_t>(rng.below(3));
+}
+
+// A topic level at `depth` (0 is the first).
+std::string_view level(Rng& rng, std::size_t depth) {
+  return kLevels[rng.below(depth == 0 ? std::size(kLevels) : kDeepLevels)];
+}
+
+// A filter the MQTT side can use (`*` is an ordinary character there, which is fine too).
+std::string mqttFilter(Rng& rng) {
+  std::string f = topicFilter(rng);
+  return f.empty() ? "#" : f;
+}
+
+}  // namespace
+
+std::string lineClientId(Rng& rng) {
+  if (rng.chance(70)) return "c" + std::to_string(rng.below(100000));
+  return randomString(rng, rng.range(1, 64), kIdChars);
+}
+
+std::string topicName(Rng& rng) {
+  const std::size_t levels = rng.range(1, 3);
+  std::string t;
+  for (std::size_t i = 0; i < levels; ++i) {
+    if (i != 0) t += '/';
+    t += level(rng, i);
+  }
+  return t.empty() ? "a" : t;
+}
+
+std::string topicFilter(Rng& rng) {
+  const std::size_t levels = rng.range(1, 4);
+  std::string f;
+  for (std::size_t i = 0; i < levels; ++i) {
+    if (i != 0) f += '/';
+    if (rng.chance(35)) {
+      f += rng.pick(kWildcards);
+    } else {
+      f += level(rng, std::min<std::size_t>(i, 1));
+    }
+  }
+  switch (rng.below(12)) {
+    case 0:
+      return f + "#";  // a wildcard that is not a whole level (invalid)
+    case 1:
+      return "#/" + f;  // `#` not last (invalid)
+    case 2:
+      return "#";
+    default:
+      return f;
+  }
+}
+
+std::string forgedToken(Rng& rng) {
+  std::string token = randomString(rng, 32, kHex);
+  switch (rng.below(10)) {
+    case 0:
+      return token + "00" + randomString(rng, 2, kHex);  // any worker index, mostly out of range
+    case 1:
+      return randomString(rng, rng.range(0, 40), kHex);  // wrong length
+    case 2:
+      return "ABCDEF" + randomString(rng, 30, kHex);  // upper case is not a token
+    default: {
+      static constexpr std::string_view kWorkers[] = {"0000", "0001", "0002", "0003"};
+      return token + std::string(rng.pick(kWorkers));
+    }
+  }
+}
+
+std::string lineConnect(Rng& rng) {
+  switch (rng.below(10)) {
+    case 0:
+      return "CONNECT";
+    case 1:
+      return "connect@" + lineClientId(rng);
+    case 2:
+      return "CONNECT@" + std::string(65, 'x');  // id too long
+    case 3:
+      return "CONNECT@bad id!";
+    case 4:
+      return "CONNECT@" + lineClientId(rng) + "@extra";
+    default:
+      return "CONNECT@" + lineClientId(rng);
+  }
+}
+
+std::string lineRequest(Rng& rng) {
+  const auto retain = [&rng] {
+    return rng.chance(50) ? "@retain" : rng.chance(20) ? "@RETAIN" : "";
+  };
+  switch (rng.below(16)) {
+    case 0:
+    case 1:
+      return "SUBSCRIBE@" + topicFilter(rng);
+    case 2:
+      return "UNSUBSCRIBE@" + topicFilter(rng);
+    case 3:
+    case 4:
+    case 5:
+      return "PUBLISH@" + topicName(rng) + "@" + contents(rng) + retain();
+    case 6:
+      return "PUBLISH@" + topicName(rng) + "@@retain";  // deletes the retained message
+    case 7:
+      return rng.chance(50) ? "LIST" : "LIST@" + topicFilter(rng);
+    case 8:
+      return "STATS";
+    case 9:
+      return rng.chance(50) ? "PING" : "ping";
+    case 10:
+      return "DISCONNECT";
+    case 11:
+      return rng.chance(50) ? lineConnect(rng) : "ATTACH@" + forgedToken(rng) + "@request";
+    case 12:
+      return "PUBLISH@" + topicFilter(rng) + "@x";  // wildcard in a topic name
+    case 13:
+      return "SUBSCRIBE@a@b";
+    case 14:
+      return "publish@" + topicName(rng);  // no contents field
+    default:
+      return randomString(rng, rng.range(1, 12), "ABCDEFGHIJKLMNOPQRSTUVWXYZ@") + "@" +
+             topicName(rng);
+  }
+}
+
+std::string lineEnd(Rng& rng) {
+  return rng.chance(80) ? "\n" : "\r\n";
+}
+
+std::string lineNoise(Rng& rng) {
+  switch (rng.below(6)) {
+    case 0:
+      return std::string(rng.range(1, 20), '\n');
+    case 1: {
+      std::string s;
+      for (std::size_t i = rng.range(1, 10); i > 0; --i)
+        s += "\r\n";
+      return s;
+    }
+    case 2:
+      return std::string(rng.range(1, 8), '\0') + "\n";
+    case 3:
+      return randomBytes(rng, rng.skewed(12));
+    case 4:
+      return "\r\r\r\n@@@\n@\n";
+    default:
+      return partialLine(rng, rng.skewed(9)) + "\n";
+  }
+}
+
+std::string partialLine(Rng& rng, std::size_t size) {
+  std::string s;
+  switch (rng.below(3)) {
+    case 0:
+      s.assign(size, static_cast<char>('A' + rng.below(26)));
+      break;
+    case 1:
+      s = randomString(rng, size, "PUBLISH@CONNECT@ATTACH@a/b/c#+*\r");
+      break;
+    default:
+      s = randomBytes(rng, size);
+      for (char& ch : s)
+        if (ch == '\n') ch = ' ';
+      break;
+  }
+  return s;
+}
+
+std::string mqttConnect(Rng& rng) {
+  mqtt::Connect c;
+  c.cleanSession = rng.chance(60);
+  // Persistent sessions are kept by the broker forever: take their ids from a small pool.
+  std::string id = c.cleanSession ? (rng.chance(15) ? "" : "m" + std::to_string(rng.below(100000)))
+                                  : "p" + std::to_string(rng.below(32));
+  c.clientId = id;
+  static constexpr std::uint16_t kKeepAlives[] = {0, 0, 1, 2, 10, 60, 65535};
+  c.keepAlive = rng.pick(kKeepAlives);
+  std::string willTopic = topicName(rng);
+  std::string willPayload = contents(rng);
+  if (rng.chance(30)) {
+    c.willFlag = true;
+    c.willTopic = willTopic;
+    c.willPayload = willPayload;
+    c.willQos = qos(rng);
+    c.willRetain = rng.chance(40);
+  }
+  if (rng.chance(15)) {
+    c.usernameFlag = true;
+    c.username = "user";
+    c.passwordFlag = rng.chance(50);
+    if (c.passwordFlag) c.password = "secret";
+  }
+  if (rng.chance(8)) {
+    c.protocolName = mqtt::kProtocolName31;
+    c.protocolLevel = mqtt::kProtocolLevel31;
+  } else if (rng.chance(4)) {
+    c.protocolLevel = 5;
+  }
+  std::string out;
+  mqtt::appendConnect(out, c);
+  return out;
+}
+
+std::string mqttPacket(Rng& rng) {
+  std::string out;
+  switch (rng.below(14)) {
+    case 0:
+    case 1:
+    case 2:
+    case 3: {
+      const std::string topic = topicName(rng);
+      const std::string payload = contents(rng);
+      mqtt::Publish p;
+      p.qos = qos(rng);
+      p.retain = rng.chance(30);
+      p.dup = p.qos > 0 && rng.chance(20);
+      p.topic = topic;
+      p.payload = payload;
+      p.packetId = p.qos > 0 ? packetId(rng) : 0;
+      mqtt::appendPublish(out, p);
+      break;
+    }
+    case 4:
+      mqtt::appendPuback(out, packetId(rng));
+      break;
+    case 5:
+      mqtt::appendPubrec(out, packetId(rng));
+      break;
+    case 6:
+      mqtt::appendPubrel(out, packetId(rng));
+      break;
+    case 7:
+      mqtt::appendPubcomp(out, packetId(rng));
+      break;
+    case 8:
+    case 9: {
+      std::vector<std::string> filters;
+      for (std::size_t i = rng.range(1, 3); i > 0; --i)
+        filters.push_back(mqttFilter(rng));
+      std::vector<mqtt::Subscription> entries;
+      for (const std::string& f : filters)
+        entries.push_back({f, qos(rng)});
+      mqtt::appendSubscribe(out, packetId(rng), entries);
+      break;
+    }
+    case 10: {
+      const std::string filter = mqttFilter(rng);
+      const std::string_view filters[] = {filter};
+      mqtt::appendUnsubscribe(out, packetId(rng), filters);
+      break;
+    }
+    case 11:
+    case 12:
+      mqtt::appendPingreq(out);
+      break;
+    default:
+      if (rng.chance(50)) {
+        mqtt::appendDisconnect(out);
+      } else {
+        out = mqttConnect(rng);  // a second CONNECT is a protocol violation
+      }
+      break;
+  }
+  return out;
+}
+
+void mutatePacket(Rng& rng, std::string& packet) {
+  if (packet.empty()) packet = mqttPacket(rng);
+  switch (rng.below(7)) {
+    case 0:
+      packet[rng.below(packet.size())] ^= static_cast<char>(1u << rng.below(8));
+      break;
+    case 1:
+      packet.resize(rng.below(packet.size()));
+      break;
+    case 2:  // remaining length larger or smaller than the body
+      if (packet.size() > 1) packet[1] = static_cast<char>(rng.below(256));
+      break;
+    case 3:  // a remaining length of five bytes, or one that announces far too much
+      packet.replace(std::min<std::size_t>(1, packet.size()), 1,
+                     rng.chance(50) ? "\xff\xff\xff\xff\x7f" : "\xff\xff\xff\x7f");
+      break;
+    case 4:  // fixed-header flags
+      packet[0] = static_cast<char>((packet[0] & 0xf0) | rng.below(16));
+      break;
+    case 5:  // packet type, including the reserved 0 and 15
+      packet[0] = static_cast<char>((rng.below(16) << 4) | (packet[0] & 0x0f));
+      break;
+    default:
+      packet += randomBytes(rng, rng.range(1, 16));
+      break;
+  }
+}
+
+void mutateBytes(Rng& rng, std::string& bytes) {
+  if (bytes.empty()) {
+    bytes = randomBytes(rng, rng.range(1, 8));
+    return;
+  }
+  const std::size_t at = rng.below(bytes.size());
+  switch (rng.below(7)) {
+    case 0:
+      bytes[at] ^= static_cast<char>(1u << rng.below(8));
+      break;
+    case 1:
+      bytes[at] = static_cast<char>(rng.below(256));
+      break;
+    case 2:
+      bytes.insert(at, randomBytes(rng, rng.range(1, 8)));
+      break;
+    case 3:
+      bytes.erase(at, rng.range(1, 8));
+      break;
+    case 4:
+      bytes.insert(at, 1, '\n');
+      break;
+    case 5:
+      bytes.insert(at, 1, '\r');
+      break;
+    default:
+      bytes.insert(at, std::string(rng.range(1, 600), static_cast<char>('A' + rng.below(26))));
+      break;
+  }
+}
+
+}  // namespace tern::fuzz::frames

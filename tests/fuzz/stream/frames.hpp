@@ -1,0 +1,58 @@
+// The protocols' vocabulary for the generator: line-protocol frames and MQTT 3.1.1 packets,
+// mostly valid (so that cases get past the handshakes and reach the interesting states), and the
+// byte-level mutations that make them invalid.
+//
+// Names come from small pools where the broker keeps state per name (persistent MQTT sessions,
+// retained topics), so a long run stays bounded in broker memory; line client ids come from a
+// large pool, because their FNV-1a hash picks the home worker and hand-overs are the point.
+//
+// Pure functions of the Rng; single-threaded like the Rng. Allocate their results.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "rng.hpp"
+
+namespace tern::fuzz::frames {
+
+// ---- Line protocol (docs/protocol.md); frames are returned without their LF -------------------
+
+// A valid client id: "c<number>" from a large pool, or random [A-Za-z0-9_.-]{1,64}.
+std::string lineClientId(Rng& rng);
+// A valid topic name from a bounded set (a few levels, wildcard-free, sometimes `$`).
+std::string topicName(Rng& rng);
+// A filter with `+`, `*` and `#` in valid and invalid places.
+std::string topicFilter(Rng& rng);
+// What a client could guess: 32 hex digits and a worker index 0000..0003, or a malformed token.
+std::string forgedToken(Rng& rng);
+// CONNECT, CONNECT@<id>, or a malformed variant (bad id, extra fields, odd case).
+std::string lineConnect(Rng& rng);
+// One request: SUBSCRIBE, UNSUBSCRIBE, PUBLISH (with retain), LIST, STATS, PING, DISCONNECT, or a
+// malformed or unknown one.
+std::string lineRequest(Rng& rng);
+// "\n" mostly, "\r\n" sometimes.
+std::string lineEnd(Rng& rng);
+// Noise for a line socket: empty lines, CRLFs, NULs, random bytes with and without LFs.
+std::string lineNoise(Rng& rng);
+// `size` bytes without a LF (what a partial line looks like).
+std::string partialLine(Rng& rng, std::size_t size);
+
+// ---- MQTT 3.1.1 (docs/mqtt.md), built with tern's encoder -------------------------------------
+
+// A CONNECT: clean session 0 (ids from a small pool) or 1, a will sometimes, keep-alive 0..65535,
+// sometimes protocol 3.1 or level 5, sometimes username and password.
+std::string mqttConnect(Rng& rng);
+// One valid client packet other than CONNECT: PUBLISH QoS 0/1/2 (retain, dup), PUBACK, PUBREC,
+// PUBREL, PUBCOMP, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, or (rarely) DISCONNECT.
+std::string mqttPacket(Rng& rng);
+// One mutation of an encoded packet: a bit flip, truncation, a corrupted or overlong remaining
+// length, changed fixed-header flags, or appended garbage.
+void mutatePacket(Rng& rng, std::string& packet);
+
+// ---- Any bytes ---------------------------------------------------------------------------------
+
+// One byte-level mutation: flip a bit, set a byte, insert or delete bytes, insert a LF or CR.
+void mutateBytes(Rng& rng, std::string& bytes);
+
+}  // namespace tern::fuzz::frames

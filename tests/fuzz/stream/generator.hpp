@@ -1,0 +1,45 @@
+// Generator: makes new cases from the protocols' grammar and mutates existing ones.
+//
+// generate() builds a case from a few blocks, each a small scenario on its own connections, and
+// interleaves them (keeping each block's order):
+//   - a line session: CONNECT on one socket, the CONNACK token captured into a slot, ATTACH of a
+//     request and a push socket with that token, then pipelined requests, PINGs, a DISCONNECT;
+//   - a hand-over: a partial line (no LF), a pause, then "\n" and a frame that moves the socket
+//     to another worker (CONNECT@<id>, ATTACH@<forged token>, ATTACH@<captured token>);
+//   - forged ATTACHs, noise (random bytes, CRLFs, empty lines, over-long lines);
+//   - an MQTT client: CONNECT then packets, some mutated (bit flips, truncation, corrupted
+//     remaining length), some dropped, duplicated or reordered;
+//   - one protocol's bytes on the other's port;
+//   - endings: half-close, RST, close.
+// Sends are split at random offsets, or byte by byte, sometimes with small gaps.
+//
+// mutate() changes a case: splice with another case, insert a block, delete, duplicate or swap
+// actions, move split points, flip bytes, change pauses, connections and tokens.
+//
+// Every result is normalized (case.hpp). Deterministic: the same seed and calls give the same
+// cases. Single-threaded.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "case.hpp"
+#include "rng.hpp"
+
+namespace tern::fuzz {
+
+class Generator {
+ public:
+  explicit Generator(std::uint64_t seed) noexcept : rng_(seed) {}
+
+  Case generate(std::string name);
+  // A mutation of `base`; `other` is the partner for splicing (may be `base` itself).
+  Case mutate(const Case& base, const Case& other, std::string name);
+
+  Rng& rng() noexcept { return rng_; }
+
+ private:
+  Rng rng_;
+};
+
+}  // namespace tern::fuzz
