@@ -55,7 +55,7 @@ struct Connection {
   bool gracefulDisconnect = false;  // MQTT DISCONNECT received: the will is discarded
 
   // Work this socket's requests started and that is not finished (retained replay, LIST), oldest
-  // first; null when there is none, as on most sockets.
+  // first; null when there is none (never empty), as on most sockets.
   std::unique_ptr<JobQueue> jobs;
   // Input is not handled until the jobs are done: a line request socket always waits for its
   // job (one request at a time, as the reply order requires); an MQTT connection only once it
