@@ -27,7 +27,9 @@ namespace tern::broker {
 class Worker;
 
 struct BrokerContext {
-  explicit BrokerContext(const Config& c) : config(c) {}
+  // Out of line: they destroy `workers`, which needs the whole Worker (broker_context.cpp).
+  explicit BrokerContext(const Config& c);
+  ~BrokerContext();
 
   const Config config;
   routing::SubscriptionTrie trie;

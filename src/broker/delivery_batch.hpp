@@ -1,7 +1,9 @@
 // DeliveryBatch: the deliveries one worker sends another in one loop turn.
 //
-// Ownership: built by the publishing worker, moved through the destination's inbox, consumed and
-// freed by the destination. Never shared: exactly one thread touches it at a time.
+// Ownership: built by the publishing worker (`origin`), moved through the destination's inbox,
+// delivered and emptied by the destination, and given back to its origin (Fanout), which reuses or
+// frees it: its memory is allocated and freed on one thread. Never shared: exactly one thread
+// touches it at a time.
 //
 // Messages are grouped in runs: consecutive targets of the same message share one reference, so a
 // publish fanned out to many sessions of another worker costs one atomic increment, not one per
@@ -17,10 +19,13 @@
 namespace tern::broker {
 
 struct DeliveryBatch {
+  explicit DeliveryBatch(unsigned originWorker) noexcept : origin(originWorker) {}
+
   struct Run {
     const common::Message* message;  // one reference owned by the batch
     std::uint32_t count;             // number of consecutive entries of `targets`
   };
+  const unsigned origin;  // the worker that made it, and gets it back
   std::vector<Run> runs;
   std::vector<routing::SubscriberId> targets;
 

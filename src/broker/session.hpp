@@ -86,8 +86,6 @@ struct Session {
   int socketCount() const noexcept {
     return (request[0] != nullptr) + (request[1] != nullptr) + (push != nullptr);
   }
-  // Where a push goes right now: the push socket's output, or the pending queue.
-  net::ByteBuffer& pushTarget() noexcept { return push != nullptr ? push->out : pending; }
 };
 
 }  // namespace tern::broker

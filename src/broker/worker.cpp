@@ -1,6 +1,5 @@
 #include "worker.hpp"
 
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,8 +11,6 @@
 
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
-#include "tern/protocol/json_writer.hpp"
-#include "tern/protocol/line_framing.hpp"
 
 namespace tern::broker {
 namespace {
@@ -32,12 +29,7 @@ constexpr std::size_t kHandshakeReadChunk = 512;
 // connection holds no buffer memory (10k idle MQTT connections held 10 KiB each before); the same
 // sweep enforces --frame-timeout and --session-expiry (a second late at most).
 constexpr std::int64_t kSweepNanos = 1'000'000'000;
-constexpr std::size_t kSpareBatches = 16;
 constexpr std::int64_t kShutdownFlushNanos = 2'000'000'000;
-// Flow control between workers: while another worker has more than this many deliveries waiting
-// in its inbox, this worker stops reading input (TCP then holds the publishers back) and only
-// delivers and flushes. Bounds the memory a slow worker can pile up, without dropping anything.
-constexpr std::int64_t kMaxBacklog = 128 * 1024;
 constexpr auto kThrottlePause = std::chrono::microseconds(200);
 
 std::uint64_t tagOf(const Connection& c) noexcept {
@@ -54,9 +46,11 @@ Worker::Worker(BrokerContext& context, unsigned index)
     : context_(context),
       config_(context.config),
       index_(index),
-      mqttDecoder_(protocol::mqtt::DecoderConfig{context.config.maxPacketSize,
-                                                 protocol::mqtt::Role::kServer}),
+      core_(context, index, context.config.workers, *this),
+      line_(core_),
+      mqtt_(core_),
       readBuffer_(new char[kReadChunk]) {
+  core_.setHandlers(line_, mqtt_);
   epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   epoll_event ev{};
@@ -90,7 +84,6 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
-  outboxes_.resize(context_.workers.size());
   thread_ = std::thread([this] { run(); });
 }
 
@@ -102,14 +95,15 @@ void Worker::run() {
   owner_.bind();
   reader_ = std::make_unique<sync::QsbrDomain::Reader>(sync::QsbrDomain::global());
   while (context_.stopStage.load(std::memory_order_acquire) == 0) {
-    loopTurn(jobsRunnable_ ? 0 : nextTimeoutMs(), true);
+    loopTurn(core_.jobs.runnable() ? 0 : nextTimeoutMs(), true);
   }
   shutdown();
   reader_.reset();
 }
 
 int Worker::nextTimeoutMs() const {
-  const bool sweep = connections_.size() > freeConnectionSlots_.size() || !sessionExpiries_.empty();
+  const bool sweep =
+      connections_.size() > freeConnectionSlots_.size() || core_.sessions.expiriesPending();
   if (deadlines_.empty() && !sweep) return -1;
   std::int64_t when = deadlines_.empty() ? nextSweep_ : deadlines_.top().when;
   if (sweep) when = std::min(when, nextSweep_);
@@ -131,8 +125,9 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
   } else {
     n = ::epoll_wait(epoll_, events, kMaxEvents, 0);
   }
-  throttled_ = destinationsOverloaded();
+  throttled_ = core_.fanout.destinationsOverloaded();
   checkMemory();
+  core_.fanout.collectReturned();
   for (int k = 0; k < n; ++k) {
     if (events[k].data.u64 == kWakeTag) continue;  // the inbox is drained below
     onEvent(events[k].data.u64, events[k].events);
@@ -140,8 +135,8 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
   drainInbox();
   checkDeadlines();
   sweep();
-  runJobs();
-  flushOutboxes();
+  core_.jobs.runAll();
+  core_.fanout.flush();
   // Flushing can close connections, and closing can end sessions and mark more sockets dirty.
   while (!dirty_.empty()) {
     flushing_.swap(dirty_);
@@ -153,23 +148,16 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
   }
   // Closing a connection above can publish an MQTT will: send what it routed to other workers now,
   // not after this worker's next wake-up.
-  flushOutboxes();
-  wakeJobsWithRoom();
+  core_.fanout.flush();
+  core_.jobs.wakeIfRoom();
   reapClosed();
   // Published before this worker may sleep, so that the others never judge the memory limit by
   // a figure older than this worker's last turn.
-  stats_.memoryBytes.store(memory_.bytes, std::memory_order_relaxed);
+  core_.stats.memoryBytes.store(core_.memory.bytes, std::memory_order_relaxed);
   reader_->quiescent();
   // Throttled: the unread sockets stay readable, so epoll would return at once; give the
   // overloaded worker the CPU instead of spinning.
   if (throttled_ && inbox_.sizeApprox() == 0) std::this_thread::sleep_for(kThrottlePause);
-}
-
-bool Worker::destinationsOverloaded() const noexcept {
-  for (const auto& w : context_.workers) {
-    if (w.get() != this && w->backlog() > kMaxBacklog) return true;
-  }
-  return false;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,17 +178,17 @@ Connection* Worker::attach(std::unique_ptr<Connection> owned) {
   c->owner.bind();
   // Buffers are charged to this worker; their growth stops at the bounds their users keep (the
   // largest frame plus one read for input, the output bound for output).
-  c->in.setAccount(&memory_);
+  c->in.setAccount(&core_.memory);
   c->in.setGrowthLimit(std::max(config_.maxLine, config_.maxPacketSize) + kInputSlack);
-  c->out.setAccount(&memory_);
+  c->out.setAccount(&core_.memory);
   c->out.setGrowthLimit(config_.maxQueuedBytes);
   c->slot = slot;
   c->generation = ++slotGeneration_[slot];
   c->interest = 0;
   c->registered = false;
   connections_[slot] = c;
-  WorkerStats::add(stats_.sockets, std::int64_t{1});
-  WorkerStats::add(stats_.connections, std::uint64_t{1});
+  WorkerStats::add(core_.stats.sockets, std::int64_t{1});
+  WorkerStats::add(core_.stats.connections, std::uint64_t{1});
   setInterest(*c);
   if (c->role == SocketRole::kUnbound) deadlines_.push({c->deadline, slot, c->generation});
   return c;
@@ -208,7 +196,7 @@ Connection* Worker::attach(std::unique_ptr<Connection> owned) {
 
 void Worker::setInterest(Connection& c) {
   std::uint32_t want = 0;
-  if (reading_ && !c.closing && !c.inputHeld()) want |= EPOLLIN;
+  if (core_.reading && !c.closing && !c.inputHeld()) want |= EPOLLIN;
   if (!c.out.empty()) want |= EPOLLOUT;
   if (c.registered && want == c.interest) return;
   epoll_event ev{};
@@ -282,60 +270,34 @@ void Worker::readFrom(Connection& c) {
   }
 }
 
-Worker::InputState Worker::processInput(Connection& c, std::size_t searched) {
+InputState Worker::processInput(Connection& c, std::size_t searched) {
   const auto drop = [this, &c](std::size_t n) {
     c.in.consume(n);
     ++framesHandled_;
   };
-  if (c.protocol == Protocol::kMqtt) return handlePackets(c, c.in.view(), drop);
-  return handleLines(c, c.in.view(), searched, drop);
+  return core_.handler(c.protocol).onInput(c, c.in.view(), searched, drop);
 }
 
-Worker::InputState Worker::processDirect(Connection& c, std::string_view data) {
+InputState Worker::processDirect(Connection& c, std::string_view data) {
   std::size_t used = 0;
   const auto advance = [this, &used](std::size_t n) {
     used += n;
     ++framesHandled_;
   };
-  const InputState state = c.protocol == Protocol::kMqtt ? handlePackets(c, data, advance)
-                                                         : handleLines(c, data, 0, advance);
+  const InputState state = core_.handler(c.protocol).onInput(c, data, 0, advance);
   // A bound connection is never handed over, so `c` is still ours. Keep what was not handled:
   // an incomplete frame, or the rest of the read when reading paused.
   if (!c.closing && !c.closed && used < data.size()) c.in.append(data.substr(used));
   return state;
 }
 
-Worker::InputState Worker::handleLines(Connection& c, std::string_view data, std::size_t searched,
-                                       common::FunctionRef<void(std::size_t)> commit) {
-  for (;;) {
-    if (c.closing || c.closed || c.inputHeld()) return InputState::kStopped;
-    if (data.empty()) return InputState::kMore;
-    const protocol::LineFrame next = protocol::nextLineFrame(data, config_.maxLine, searched);
-    searched = 0;  // the hint covers the first frame only
-    if (next.status == protocol::LineFrame::Status::kNeedMore) return InputState::kMore;
-    if (next.status == protocol::LineFrame::Status::kTooLong) {
-      replyError(c, protocol::LineError::kTooLong, "frame longer than the limit (--max-line)");
-      closeAfterFlush(c);
-      return InputState::kStopped;
-    }
-    // The frame stays in place while it is handled: a hand-over carries it along unconsumed.
-    if (!next.frame.empty() && onLineFrame(c, next.frame) == Outcome::kHandedOver) {
-      return InputState::kGone;
-    }
-    commit(next.consumed);
-    data.remove_prefix(next.consumed);
-    if (c.out.size() > config_.maxQueuedBytes && !c.closing) pauseReading(c);
-  }
-}
-
-void Worker::pauseReading(Connection& c) {
+void Worker::pauseInput(Connection& c) {
   c.readPaused = true;
   setInterest(c);
-  markDirty(c);
+  send(c);
 }
 
-void Worker::resumeReading(Connection& c) {
-  c.readPaused = false;
+void Worker::resumeInput(Connection& c) {
   setInterest(c);
   // Frames may already be buffered; no new read event would announce them.
   const std::uint64_t framesBefore = framesHandled_;
@@ -343,10 +305,20 @@ void Worker::resumeReading(Connection& c) {
   noteFrameProgress(c, framesHandled_ != framesBefore);
 }
 
-void Worker::markDirty(Connection& c) {
+void Worker::releaseInput(Connection& c) {
+  resumeInput(c);
+}
+
+void Worker::send(Connection& c) {
   if (c.dirty || c.closed) return;
   c.dirty = true;
   dirty_.push_back(&c);
+}
+
+void Worker::startKeepAlive(Connection& c, std::int64_t nanos) {
+  c.keepAliveNanos = nanos;
+  c.lastActivity = common::monotonicNanos();
+  deadlines_.push({c.lastActivity + nanos, c.slot, c.generation});
 }
 
 void Worker::flush(Connection& c) {
@@ -372,7 +344,10 @@ void Worker::flush(Connection& c) {
     return;
   }
   setInterest(c);
-  if (c.readPaused && c.out.size() <= config_.maxQueuedBytes / 2) resumeReading(c);
+  if (c.readPaused && c.out.size() <= config_.maxQueuedBytes / 2) {
+    c.readPaused = false;
+    resumeInput(c);
+  }
 }
 
 void Worker::closeAfterFlush(Connection& c) {
@@ -382,7 +357,7 @@ void Worker::closeAfterFlush(Connection& c) {
   c.deadline = common::monotonicNanos() + secondsToNanos(config_.closeLingerSeconds);
   deadlines_.push({c.deadline, c.slot, c.generation});
   setInterest(c);
-  markDirty(c);
+  send(c);
 }
 
 void Worker::closeNow(Connection& c) {
@@ -392,12 +367,12 @@ void Worker::closeNow(Connection& c) {
   ::close(c.fd);
   c.fd = -1;
   context_.connections.release(c.peer);
-  if (c.jobs) dropJobs(c);
-  WorkerStats::add(stats_.sockets, std::int64_t{-1});
+  if (c.jobs) core_.jobs.drop(c);
+  WorkerStats::add(core_.stats.sockets, std::int64_t{-1});
   connections_[c.slot] = nullptr;
   ++slotGeneration_[c.slot];
   freeConnectionSlots_.push_back(c.slot);
-  detachFromSession(c);
+  core_.connectionGone(c);
   graveyard_.push_back(&c);
 }
 
@@ -413,7 +388,7 @@ void Worker::handOver(Connection& c, unsigned worker) {
   connections_[c.slot] = nullptr;
   ++slotGeneration_[c.slot];
   freeConnectionSlots_.push_back(c.slot);
-  WorkerStats::add(stats_.sockets, std::int64_t{-1});
+  WorkerStats::add(core_.stats.sockets, std::int64_t{-1});
   c.in.setAccount(nullptr);  // the new owner charges them to itself
   c.out.setAccount(nullptr);
   InboxItem item;
@@ -426,7 +401,7 @@ void Worker::reapClosed() {
   for (Connection* c : graveyard_)
     delete c;
   graveyard_.clear();
-  endedSessions_.clear();
+  core_.sessions.reap();
 }
 
 void Worker::sweep() {
@@ -438,8 +413,8 @@ void Worker::sweep() {
   for (Connection* c : connections_) {
     if (c == nullptr || c->closed) continue;
     if (c->frameStarted != 0 && now - c->frameStarted > frameTimeout && !c->closing) {
-      WorkerStats::add(stats_.closedFrameTimeout, std::uint64_t{1});
-      if (const std::uint64_t times = limitLog_.admit(now)) {
+      WorkerStats::add(core_.stats.closedFrameTimeout, std::uint64_t{1});
+      if (const std::uint64_t times = frameTimeoutLog_.admit(now)) {
         TERN_LOG_WARN(
             "closed {} connection(s) (last from {}): a frame took longer than "
             "--frame-timeout ({} s) to arrive",
@@ -452,20 +427,13 @@ void Worker::sweep() {
     c->out.releaseIfIdle(0);
     held += c->in.capacity() + c->out.capacity();
   }
-  stats_.bufferBytes.store(held, std::memory_order_relaxed);
-  while (!sessionExpiries_.empty() && sessionExpiries_.top().when <= now) {
-    const Deadline d = sessionExpiries_.top();
-    sessionExpiries_.pop();
-    if (d.slot >= sessions_.size() || sessionGeneration_[d.slot] != d.generation) continue;
-    Session& expired = *sessions_[d.slot];
-    // Still offline since that deadline was set (a reconnect clears expiresAt; going offline again
-    // pushes a later deadline)?
-    if (expired.mqtt->expiresAt == 0 || expired.mqtt->expiresAt > now) continue;
+  core_.stats.bufferBytes.store(held, std::memory_order_relaxed);
+  core_.sessions.expire(now, [this](Session& expired) {
     TERN_LOG_INFO("MQTT session {} expired after {} s offline (--session-expiry)", expired.clientId,
                   config_.sessionExpirySeconds);
-    WorkerStats::add(stats_.expiredSessions, std::uint64_t{1});
-    endSession(expired);
-  }
+    WorkerStats::add(core_.stats.expiredSessions, std::uint64_t{1});
+    core_.endSession(expired);
+  });
 }
 
 void Worker::noteFrameProgress(Connection& c, bool completedFrame) noexcept {
@@ -480,19 +448,7 @@ void Worker::checkMemory() noexcept {
   std::int64_t total = 0;
   for (const auto& w : context_.workers)
     total += w->stats().memoryBytes.load(std::memory_order_relaxed);
-  overMemory_ = total > static_cast<std::int64_t>(config_.memoryLimit);
-}
-
-void Worker::countDrop(Session& s, std::atomic<std::uint64_t>& reason) {
-  ++s.dropped;
-  WorkerStats::add(stats_.dropped, std::uint64_t{1});
-  WorkerStats::add(reason, std::uint64_t{1});
-  if (&reason == &stats_.droppedMemory) {
-    if (const std::uint64_t times = memoryLog_.admit(common::monotonicNanos())) {
-      TERN_LOG_WARN("memory limit ({} bytes, --memory-limit) reached: dropped {} deliveries",
-                    config_.memoryLimit, times);
-    }
-  }
+  core_.overMemory = total > static_cast<std::int64_t>(config_.memoryLimit);
 }
 
 void Worker::checkDeadlines() {
@@ -519,7 +475,7 @@ void Worker::checkDeadlines() {
       const std::int64_t expiry = c->lastActivity + c->keepAliveNanos;
       if (expiry <= now) {
         TERN_LOG_DEBUG("closing MQTT fd {}: keep-alive expired", c->fd);
-        WorkerStats::add(stats_.closedKeepAlive, std::uint64_t{1});
+        WorkerStats::add(core_.stats.closedKeepAlive, std::uint64_t{1});
         closeNow(*c);
       } else {
         deadlines_.push({expiry, c->slot, c->generation});
@@ -549,9 +505,9 @@ void Worker::drainInbox() {
         }
         case InboxItem::Kind::kHandover: {
           Connection* c = attach(std::unique_ptr<Connection>(item.connection));
-          if (!c->out.empty()) markDirty(*c);
+          if (!c->out.empty()) send(*c);
           // The CONNECT/ATTACH that sent it here is still buffered (and maybe more after it).
-          if (reading_) {
+          if (core_.reading) {
             const std::uint64_t framesBefore = framesHandled_;
             if (processInput(*c) != InputState::kGone) {
               noteFrameProgress(*c, framesHandled_ != framesBefore);
@@ -560,13 +516,10 @@ void Worker::drainInbox() {
           break;
         }
         case InboxItem::Kind::kDeliveries:
-          deliverBatch(*item.batch);
-          item.batch->clear();
-          if (sparePool_.size() < kSpareBatches) {
-            sparePool_.emplace_back(item.batch);
-          } else {
-            delete item.batch;
-          }
+          core_.fanout.receive(item.batch,
+                               [this](routing::SubscriberId id, const common::Message& m) {
+                                 core_.deliverTo(id, m);
+                               });
           break;
       }
     }
@@ -574,404 +527,16 @@ void Worker::drainInbox() {
   }
 }
 
-void Worker::deliverBatch(DeliveryBatch& batch) {
-  std::size_t next = 0;
-  for (const DeliveryBatch::Run& run : batch.runs) {
-    for (std::uint32_t k = 0; k < run.count; ++k) {
-      const routing::SubscriberId id = batch.targets[next++];
-      if (Session* s = sessionFor(id)) deliver(*s, *run.message, id.qos(), false);
-    }
-  }
-  backlog_.value.fetch_sub(static_cast<std::int64_t>(batch.targets.size()),
-                           std::memory_order_relaxed);
-}
-
-void Worker::flushOutboxes() {
-  for (std::size_t w = 0; w < outboxes_.size(); ++w) {
-    std::unique_ptr<DeliveryBatch>& batch = outboxes_[w];
-    if (!batch || batch->empty()) continue;
-    Worker& destination = *context_.workers[w];
-    destination.backlog_.value.fetch_add(static_cast<std::int64_t>(batch->targets.size()),
-                                         std::memory_order_relaxed);
-    InboxItem item;
-    item.kind = InboxItem::Kind::kDeliveries;
-    item.batch = batch.release();
-    destination.post(std::move(item));
-  }
-}
-
-void Worker::route(const common::Message& message) {
-  context_.trie.match(message.topic(), match_);
-  for (const routing::SubscriberId id : match_.subscribers()) {
-    const unsigned worker = id.worker();
-    if (worker == index_) {
-      if (Session* s = sessionFor(id)) deliver(*s, message, id.qos(), false);
-      continue;
-    }
-    std::unique_ptr<DeliveryBatch>& batch = outboxes_[worker];
-    if (!batch) {
-      if (!sparePool_.empty()) {
-        batch = std::move(sparePool_.back());
-        sparePool_.pop_back();
-      } else {
-        batch = std::make_unique<DeliveryBatch>();
-      }
-    }
-    batch->add(message, id);
-  }
-}
-
-void Worker::deliver(Session& s, const common::Message& message, unsigned grantedQos,
-                     bool retained) {
-  if (s.protocol == Protocol::kMqtt) {
-    mqttDeliver(s, message, grantedQos, retained);
-    return;
-  }
-  pushMessage(s, message, retained);
-}
-
-void Worker::pushMessage(Session& s, const common::Message& message, bool retained) {
-  if (!message.lineSafe()) {
-    // An MQTT message the line protocol cannot frame ('@' or LF in the topic, LF in the payload):
-    // writing it would forge frames, so it is not delivered to line sessions, and counted as
-    // dropped for them.
-    countDrop(s, stats_.droppedUnframable);
-    return;
-  }
-  const std::string_view prefix = retained ? "RETAINED@" : "MESSAGE@";
-  net::ByteBuffer& out = s.pushTarget();
-  if (out.size() + prefix.size() + message.lineTail().size() > config_.maxQueuedBytes) {
-    if (s.dropped == 0) {
-      TERN_LOG_WARN("session {}: push queue full ({} bytes): dropping messages until it drains",
-                    s.clientId, out.size());
-    }
-    countDrop(s, stats_.droppedQueueFull);
-    return;
-  }
-  if (overMemory_ && out.size() > kOverMemoryAllowance) {
-    countDrop(s, stats_.droppedMemory);  // a consumer that keeps up is not held back
-    return;
-  }
-  out.append(prefix, message.lineTail());
-  WorkerStats::add(stats_.delivered, std::uint64_t{1});
-  if (s.push != nullptr) markDirty(*s.push);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Jobs: retained replay and LIST, a bounded slice per loop turn
-
-void Worker::startJob(Connection& c, Job&& job) {
-  if (!c.jobs) c.jobs = std::make_unique<JobQueue>();
-  if (c.jobs->empty()) busy_.push_back(&c);
-  if (job.kind == Job::Kind::kList) {
-    c.out.append("LIST@{");
-    job.listOpened = true;
-    markDirty(c);
-  }
-  c.jobs->push_back(std::move(job));
-  // A line request socket handles one request at a time; an MQTT connection goes on reading
-  // (its jobs may wait for acknowledgements behind in its input) until it has kMaxJobs.
-  c.heldByJobs = c.protocol == Protocol::kLine || c.jobs->size() >= kMaxJobs;
-  // The first slice runs now: most replays are small and finish here, and the request that
-  // started the job (being handled by our caller) is followed by the next one at once.
-  if (runJobsOf(c)) {
-    busy_.erase(std::remove(busy_.begin(), busy_.end(), &c), busy_.end());
-    c.jobs.reset();  // an idle connection holds no queue (a deque allocates ~600 bytes)
-    c.heldByJobs = false;
-  }
-}
-
-void Worker::runJobs() {
-  jobsRunnable_ = false;
-  if (busy_.empty()) return;
-  busyScratch_.swap(busy_);
-  busy_.clear();
-  for (Connection* c : busyScratch_) {
-    if (c->closed || !c->jobs || c->jobs->empty()) continue;
-    if (c->closing || c->session == nullptr) {
-      dropJobs(*c);
-      continue;
-    }
-    busy_.push_back(c);
-    if (runJobsOf(*c)) finishJobs(*c);
-  }
-  busyScratch_.clear();
-}
-
-bool Worker::runJobsOf(Connection& c) {
-  std::size_t budget = kJobSliceUnits;
-  while (!c.jobs->empty() && budget > 0) {
-    Job& job = c.jobs->front();
-    bool refused = false;
-    const bool done = job.cursor.resume(context_.retained, budget, [&](const common::Message& m) {
-      refused = !takeForJob(c, job, m);
-      return !refused;
-    });
-    const std::size_t used = job.cursor.lastSlice().units;
-    budget = used >= budget ? 0 : budget - used;
-    const std::size_t held = job.cursor.memoryBytes();
-    memory_.bytes += static_cast<std::int64_t>(held) - static_cast<std::int64_t>(job.charged);
-    job.charged = held;
-    if (!done) {
-      // Out of budget: come back next turn without sleeping. Refused: the output is full, and
-      // its draining (or the acknowledgements that free the MQTT window) wakes the loop.
-      if (!refused) jobsRunnable_ = true;
-      return false;
-    }
-    if (job.kind == Job::Kind::kList) {
-      c.out.append("}\n");
-      markDirty(c);
-    }
-    memory_.bytes -= static_cast<std::int64_t>(job.charged);
-    c.jobs->pop_front();
-  }
-  if (!c.jobs->empty()) {
-    jobsRunnable_ = true;
-    return false;
-  }
-  return true;
-}
-
-void Worker::wakeJobsWithRoom() noexcept {
-  // Output that the flush above emptied does not announce itself (no EPOLLOUT is armed while
-  // writes succeed): jobs that wait for room must look.
-  for (Connection* c : busy_) {
-    if (jobsRunnable_) return;
-    if (c->closed || !c->jobs || c->jobs->empty() || c->session == nullptr) continue;
-    const Job& job = c->jobs->front();
-    if (job.waitingFor != Job::Wait::kOutput) continue;
-    const net::ByteBuffer& target =
-        job.kind == Job::Kind::kLineReplay ? c->session->pushTarget() : c->out;
-    if (target.size() <= config_.maxQueuedBytes / 2) jobsRunnable_ = true;
-  }
-}
-
-bool Worker::takeForJob(Connection& c, Job& job, const common::Message& m) {
-  job.waitingFor = Job::Wait::kNothing;
-  Session& s = *c.session;
-  switch (job.kind) {
-    case Job::Kind::kLineReplay: {
-      // Waits while the push queue is full instead of dropping (a message larger than the whole
-      // bound goes to pushMessage, which drops and counts it).
-      const net::ByteBuffer& target = s.pushTarget();
-      const std::size_t frame = 9 + m.lineTail().size();
-      if (!target.empty() && target.size() + frame > config_.maxQueuedBytes) {
-        job.waitingFor = Job::Wait::kOutput;
-        return false;
-      }
-      pushMessage(s, m, true);
-      return true;
-    }
-    case Job::Kind::kMqttReplay: {
-      if (c.out.size() > config_.maxQueuedBytes / 2) {
-        job.waitingFor = Job::Wait::kOutput;
-        return false;
-      }
-      // QoS 1/2: at the pace of the client's acknowledgements, unless its input is held (then
-      // the acknowledgements cannot arrive, and the session's queue bound decides).
-      const bool acknowledged = std::min<unsigned>(m.qos(), job.qos) > 0;
-      if (acknowledged && !c.heldByJobs && s.mqtt->queue.size() >= config_.maxInflight) {
-        job.waitingFor = Job::Wait::kAcknowledgement;
-        return false;
-      }
-      mqttDeliver(s, m, job.qos, true);
-      return true;
-    }
-    case Job::Kind::kList: {
-      if (c.out.size() > config_.maxQueuedBytes / 2) {
-        job.waitingFor = Job::Wait::kOutput;
-        return false;
-      }
-      scratch_.clear();
-      if (job.listMembers) scratch_.push_back(',');
-      job.listMembers = true;
-      protocol::appendJsonString(scratch_, m.topic());
-      scratch_.push_back(':');
-      protocol::appendJsonString(scratch_, m.contents());
-      c.out.append(scratch_);
-      markDirty(c);
-      if (scratch_.capacity() > (1u << 20)) std::string().swap(scratch_);
-      return true;
-    }
-  }
-  return true;
-}
-
-void Worker::finishJobs(Connection& c) {
-  busy_.erase(std::remove(busy_.begin(), busy_.end(), &c), busy_.end());
-  c.jobs.reset();
-  const bool wasHeld = c.heldByJobs;
-  c.heldByJobs = false;
-  if (!wasHeld || c.closing || c.closed) return;
-  setInterest(c);
-  // The requests that waited are already buffered; no read event would announce them.
-  const std::uint64_t framesBefore = framesHandled_;
-  processInput(c);
-  noteFrameProgress(c, framesHandled_ != framesBefore);
-}
-
-void Worker::dropJobs(Connection& c) {
-  for (const Job& job : *c.jobs)
-    memory_.bytes -= static_cast<std::int64_t>(job.charged);
-  c.jobs.reset();
-  c.heldByJobs = false;
-  busy_.erase(std::remove(busy_.begin(), busy_.end(), &c), busy_.end());
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sessions
-
-Session* Worker::sessionFor(routing::SubscriberId id) const noexcept {
-  const std::uint32_t slot = id.slot();
-  if (slot >= sessions_.size() || sessionGeneration_[slot] != id.generation()) return nullptr;
-  return sessions_[slot].get();
-}
-
-Session* Worker::createSession(std::string clientId, Protocol protocol) {
-  // Relaxed: see BrokerContext::sessions.
-  const std::int64_t live = context_.sessions.fetch_add(1, std::memory_order_relaxed) + 1;
-  const bool slotsLeft =
-      !freeSessionSlots_.empty() || sessions_.size() < routing::SubscriberId::kMaxSlots;
-  if (live > static_cast<std::int64_t>(config_.maxSessions) || !slotsLeft) {
-    context_.sessions.fetch_sub(1, std::memory_order_relaxed);
-    WorkerStats::add(stats_.refusedSessions, std::uint64_t{1});
-    if (const std::uint64_t times = sessionLimitLog_.admit(common::monotonicNanos())) {
-      TERN_LOG_WARN("refused {} new session(s): {} sessions live (--max-sessions {})", times,
-                    live - 1, config_.maxSessions);
-    }
-    return nullptr;
-  }
-  std::uint32_t slot;
-  if (!freeSessionSlots_.empty()) {
-    slot = freeSessionSlots_.back();
-    freeSessionSlots_.pop_back();
-  } else {
-    slot = static_cast<std::uint32_t>(sessions_.size());
-    sessions_.emplace_back();
-    sessionGeneration_.push_back(0);
-  }
-  std::uint32_t generation = ++sessionGeneration_[slot];
-  if (generation == 0) generation = ++sessionGeneration_[slot];  // 0 marks an empty id
-  auto s = std::make_unique<Session>();
-  s->protocol = protocol;
-  s->id = routing::SubscriberId::make(index_, slot, generation);
-  s->clientId = std::move(clientId);
-  s->pending.setAccount(&memory_);
-  s->pending.setGrowthLimit(config_.maxQueuedBytes);
-  Session* raw = s.get();
-  sessions_[slot] = std::move(s);
-  if (protocol == Protocol::kMqtt) {
-    byMqttClientId_.emplace(raw->clientId, raw);
-  } else {
-    raw->token = newToken();
-    byClientId_.emplace(raw->clientId, raw);
-    byToken_.emplace(raw->token, raw);
-  }
-  WorkerStats::add(stats_.sessions, std::int64_t{1});
-  return raw;
-}
-
-void Worker::endSession(Session& s) {
-  if (s.ended) return;
-  s.ended = true;
-  for (const auto& [filter, qos] : s.filters)
-    context_.trie.unsubscribe(filter, s.id);
-  s.filters.clear();
-  if (s.dropped != 0) {
-    TERN_LOG_WARN("session {} ended; {} messages were dropped for it (queue full)", s.clientId,
-                  s.dropped);
-  }
-  Connection* sockets[3] = {s.request[0], s.request[1], s.push};
-  s.request[0] = s.request[1] = s.push = nullptr;
-  if (s.protocol == Protocol::kMqtt) {
-    byMqttClientId_.erase(s.clientId);
-    sockets[0] = std::exchange(s.mqtt->connection, nullptr);
-    s.mqtt->inflight.clear();
-    s.mqtt->queue.clear();
-    memory_.bytes -= static_cast<std::int64_t>(std::exchange(s.mqtt->queuedBytes, 0));
-  } else {
-    byClientId_.erase(s.clientId);
-    byToken_.erase(s.token);
-  }
-  for (Connection* c : sockets) {
-    if (c == nullptr) continue;
-    c->session = nullptr;
-    closeAfterFlush(*c);
-  }
-  const std::uint32_t slot = s.id.slot();
-  ++sessionGeneration_[slot];
-  freeSessionSlots_.push_back(slot);
-  endedSessions_.push_back(std::move(sessions_[slot]));
-  WorkerStats::add(stats_.sessions, std::int64_t{-1});
-  context_.sessions.fetch_sub(1, std::memory_order_relaxed);
-}
-
-void Worker::detachFromSession(Connection& c) {
-  Session* s = c.session;
-  if (s == nullptr) return;
-  c.session = nullptr;
-  if (s->protocol == Protocol::kMqtt) {
-    mqttConnectionLost(*s, c);
-    return;
-  }
-  if (s->request[0] == &c) s->request[0] = nullptr;
-  if (s->request[1] == &c) s->request[1] = nullptr;
-  if (s->push == &c) s->push = nullptr;
-  if (s->socketCount() == 0) endSession(*s);
-}
-
-unsigned Worker::homeWorker(std::string_view clientId) const noexcept {
-  // FNV-1a: stable within the process, spreads similar ids.
-  std::uint64_t hash = 1469598103934665603ULL;
-  for (char ch : clientId) {
-    hash ^= static_cast<unsigned char>(ch);
-    hash *= 1099511628211ULL;
-  }
-  return static_cast<unsigned>(hash % context_.workers.size());
-}
-
-std::string Worker::newClientId() {
-  // Pick an id that is homed here, so the CONNECT that asked for it needs no hand-over.
-  for (;;) {
-    std::uint64_t random = 0;
-    if (::getrandom(&random, sizeof random, 0) != sizeof random) {
-      random = static_cast<std::uint64_t>(common::monotonicNanos()) * 0x9E3779B97F4A7C15ULL;
-    }
-    std::string id = fmt::format("tern-{:016x}", random);
-    if (homeWorker(id) == index_ && byClientId_.find(id) == byClientId_.end()) return id;
-  }
-}
-
-std::string Worker::newToken() {
-  // 128 bits from the kernel CSPRNG, then the home worker (4 hex digits) so that an ATTACH on any
-  // worker knows where the session lives without a shared table.
-  unsigned char random[16];
-  std::size_t got = 0;
-  while (got < sizeof random) {
-    const ssize_t n = ::getrandom(random + got, sizeof random - got, 0);
-    if (n > 0) got += static_cast<std::size_t>(n);
-  }
-  std::string token;
-  token.reserve(36);
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (unsigned char b : random) {
-    token.push_back(kHex[b >> 4]);
-    token.push_back(kHex[b & 15]);
-  }
-  fmt::format_to(std::back_inserter(token), "{:04x}", index_);
-  return token;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Shutdown
 
 void Worker::shutdown() {
   // Stage 1: stop reading, send what this worker routed to the others, and report.
-  reading_ = false;
+  core_.reading = false;
   for (Connection* c : connections_) {
     if (c != nullptr && !c->closed) setInterest(*c);
   }
-  flushOutboxes();
+  core_.fanout.flush();
   context_.stoppedReading.fetch_add(1, std::memory_order_acq_rel);
   while (context_.stopStage.load(std::memory_order_acquire) < 2)
     loopTurn(50, true);
@@ -982,7 +547,7 @@ void Worker::shutdown() {
     bool pending = inbox_.sizeApprox() != 0;
     for (Connection* c : connections_) {
       if (c != nullptr && !c->closed && !c->out.empty()) {
-        markDirty(*c);
+        send(*c);
         pending = true;
       }
     }
@@ -993,8 +558,6 @@ void Worker::shutdown() {
     if (c != nullptr && !c->closed) closeNow(*c);
   }
   reapClosed();
-  for (auto& batch : outboxes_)
-    batch.reset();
 }
 
 }  // namespace tern::broker

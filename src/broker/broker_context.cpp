@@ -1,0 +1,11 @@
+#include "broker_context.hpp"
+
+#include "worker.hpp"
+
+namespace tern::broker {
+
+BrokerContext::BrokerContext(const Config& c) : config(c) {}
+
+BrokerContext::~BrokerContext() = default;
+
+}  // namespace tern::broker

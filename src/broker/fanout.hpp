@@ -1,0 +1,77 @@
+// Fanout: where a publish goes. One per worker: it matches the topic in the trie, hands each
+// subscriber of this worker's sessions to the caller at once, and batches those of every other
+// worker (DeliveryBatch: one reference per message run, not one per subscriber), posted once per
+// loop turn: one inbox push per destination per turn however many deliveries.
+//
+// Batches go back to the worker that made them once delivered (a lock-free return queue, which
+// never wakes anyone), so a batch is allocated, grown and freed on one thread.
+//
+// Flow control between workers: each worker counts the deliveries posted to it and not yet
+// delivered (its backlog); while another worker's backlog is over kMaxBacklog, this worker stops
+// reading input (TCP holds the publishers back), so no inbox grows without bound and nothing is
+// dropped on this path.
+//
+// Ownership: owned by its Worker. Threads: route/flush/receive/collect: the owner's thread;
+// backlog() and giveBack(): any thread.
+#pragma once
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "delivery_batch.hpp"
+#include "tern/common/cache_line.hpp"
+#include "tern/common/function_ref.hpp"
+#include "tern/common/message.hpp"
+#include "tern/routing/subscription_trie.hpp"
+
+namespace tern::broker {
+
+struct BrokerContext;
+
+class Fanout {
+ public:
+  using Local = common::FunctionRef<void(routing::SubscriberId, const common::Message&)>;
+  static constexpr std::int64_t kMaxBacklog = 128 * 1024;
+
+  Fanout(BrokerContext& context, unsigned index, unsigned workerCount);
+  ~Fanout();
+  Fanout(const Fanout&) = delete;
+  Fanout& operator=(const Fanout&) = delete;
+
+  // Matches `message` and delivers it: `local` for this worker's subscribers, this turn's batch
+  // for the others'. REQUIRES: an online QSBR reader. Allocates only when a batch must grow.
+  void route(const common::Message& message, Local local);
+  // Posts this turn's batches to their workers.
+  void flush();
+  // A batch another worker posted here: `local` for each entry, then the batch goes back.
+  void receive(DeliveryBatch* batch, Local local);
+  // Takes back the batches other workers emptied (into the spare pool).
+  void collectReturned();
+  // Whether another worker's backlog is too long for this one to read input.
+  bool destinationsOverloaded() const noexcept;
+
+  // Deliveries posted to this worker and not yet delivered. Any thread.
+  std::int64_t backlog() const noexcept { return backlog_.value.load(std::memory_order_relaxed); }
+  // Hands back a batch this worker made. Any thread; never blocks, never wakes the owner.
+  void giveBack(DeliveryBatch* batch) { returned_.enqueue(batch); }
+
+ private:
+  DeliveryBatch* spare();
+
+  BrokerContext& context_;
+  const unsigned index_;
+  routing::MatchResult match_;  // reused by every publish: no allocation in the steady state
+  std::vector<DeliveryBatch*> outboxes_;  // per destination worker: this turn's batch (owned)
+  std::vector<DeliveryBatch*> spares_;    // owned
+  moodycamel::ConcurrentQueue<DeliveryBatch*> returned_;
+  // Producers (other workers) add, the owner subtracts. Relaxed is enough: it only steers flow
+  // control, and an early or late view delays or resumes reading by one loop turn. Written by
+  // every worker that posts here: a cache line of its own.
+  common::CacheAligned<std::atomic<std::int64_t>> backlog_;
+};
+
+}  // namespace tern::broker

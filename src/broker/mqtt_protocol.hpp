@@ -1,0 +1,67 @@
+// MqttProtocol: MQTT 3.1.1 (and 3.1) on a worker (docs/mqtt.md): packets in (protocol/mqtt_decoder),
+// the broker's side of the standard acted on (session state, QoS 1/2 flows in both directions,
+// wills, keep-alive, persistent sessions, takeover), PUBLISH packets out.
+//
+// Ownership: one per Worker, beside its WorkerCore. Threads: the worker's own thread only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol_handler.hpp"
+#include "tern/protocol/mqtt_decoder.hpp"
+#include "tern/protocol/mqtt_packet.hpp"
+#include "worker_core.hpp"
+
+namespace tern::broker {
+
+class MqttProtocol final : public ProtocolHandler {
+ public:
+  explicit MqttProtocol(WorkerCore& core);
+
+  InputState onInput(Connection& c, std::string_view data, std::size_t searched,
+                     common::FunctionRef<void(std::size_t)> commit) override;
+  void deliver(Session& s, const common::Message& message, unsigned grantedQos,
+               bool retained) override;
+  bool takeForJob(Connection& c, Job& job, const common::Message& message) override;
+  // Publishes the will (unless the client said DISCONNECT or the broker is stopping), ends a clean
+  // session, starts the expiry of a persistent one.
+  void connectionGone(Session& s, Connection& c) override;
+  void sessionEnding(Session& s, Connection* (&sockets)[3]) override;
+
+ private:
+  enum class Outcome { kDone, kHandedOver };
+
+  Outcome onPacket(Connection& c, const protocol::mqtt::Packet& packet);
+  Outcome onConnect(Connection& c, const protocol::mqtt::Connect& connect);
+  void onPublish(Connection& c, Session& s, const protocol::mqtt::Publish& publish);
+  void onSubscribe(Connection& c, Session& s, const protocol::mqtt::Subscribe& subscribe);
+  void onUnsubscribe(Connection& c, Session& s, const protocol::mqtt::Unsubscribe& request);
+  void onAck(Session& s, const protocol::mqtt::Packet& packet);
+  // Sends an in-flight entry (its PUBLISH, or PUBREL once released), numbering it first.
+  void send(Connection& c, MqttState::Inflight& entry, bool dup);
+  // Moves queued messages into the in-flight window while it has room.
+  void pump(Session& s);
+  // After a reconnect: what was in flight again (DUP), then the queue [MQTT-4.4.0-1].
+  void resume(Session& s);
+  // A protocol violation: closes at once (no further packet; the will is published).
+  void abort(Connection& c, std::string_view why);
+  Session* createSession(std::string clientId, bool cleanSession);
+  // Appends the packet core_.scratch holds to c's output.
+  void sendScratch(Connection& c);
+
+  WorkerCore& core_;
+  protocol::mqtt::Decoder decoder_;
+  std::string packetScratch_;  // reused for PUBLISH headers (deliveries only)
+  // Reused by every SUBSCRIBE: return codes, the distinct filters (views into the packet) and
+  // where each filter is in distinctFilters_ (kRefusedFilter: over --max-subscriptions).
+  std::vector<std::uint8_t> subackCodes_;
+  std::vector<protocol::mqtt::Subscription> distinctFilters_;
+  std::unordered_map<std::string_view, std::size_t> filterIndex_;
+  static constexpr std::size_t kRefusedFilter = ~std::size_t{0};
+};
+
+}  // namespace tern::broker

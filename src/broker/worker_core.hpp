@@ -1,0 +1,95 @@
+// WorkerCore: what the two protocol handlers of one worker share, and the operations that span
+// both protocols: publishing (retain, then route to every protocol's subscribers), delivering to a
+// session of either protocol, and ending a session.
+//
+// Ownership: one per Worker, which owns it and gives it its ConnectionIo (the sockets); the
+// handlers (LineProtocol, MqttProtocol) hold a reference. Threads: the worker's own thread only,
+// except `stats`, which other workers read (relaxed, see worker_stats.hpp).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "broker_context.hpp"
+#include "connection_io.hpp"
+#include "fanout.hpp"
+#include "job_runner.hpp"
+#include "protocol_handler.hpp"
+#include "session_table.hpp"
+#include "tern/common/log_limiter.hpp"
+#include "tern/common/message.hpp"
+#include "tern/net/byte_buffer.hpp"
+#include "worker_stats.hpp"
+
+namespace tern::broker {
+
+class WorkerCore {
+ public:
+  WorkerCore(BrokerContext& context, unsigned index, unsigned workerCount, ConnectionIo& io);
+  WorkerCore(const WorkerCore&) = delete;
+  WorkerCore& operator=(const WorkerCore&) = delete;
+
+  // REQUIRES: called once, before any input is handled.
+  void setHandlers(ProtocolHandler& line, ProtocolHandler& mqtt) noexcept {
+    handlers_[0] = &line;
+    handlers_[1] = &mqtt;
+  }
+  ProtocolHandler& handler(Protocol protocol) noexcept {
+    return *handlers_[static_cast<unsigned>(protocol)];
+  }
+
+  // Counts, retains (or deletes) and routes a message from a client of protocol `from`, which
+  // decides what a retained delete delivers and what a full retained store means. False when the
+  // retained store refused it (--max-retained-*): line-protocol messages are then not delivered,
+  // MQTT ones are, without being retained.
+  bool publish(common::MessageRef message, Protocol from);
+  // Routes `message` to every subscriber (this worker's at once, the others' batched).
+  void route(const common::Message& message);
+  // Delivers to the session `id` names, if it is still there. Never allocates per message.
+  void deliverTo(routing::SubscriberId id, const common::Message& message);
+  // Ends `s`: its subscriptions go, its protocol state goes, its sockets close once flushed.
+  void endSession(Session& s);
+  // `c` closed: its session (if any) learns it.
+  void connectionGone(Connection& c);
+  // A delivery to `s` not made, for `reason` (one of the stats.dropped* counters).
+  void countDrop(Session& s, std::atomic<std::uint64_t>& reason);
+  // $SYS and $SYS/... are the broker's.
+  static bool isReservedTopic(std::string_view topic) noexcept;
+
+  // A line session's pushes go to its push socket's output, or its pending queue until the push
+  // socket attaches.
+  net::ByteBuffer& pushTarget(Session& s) noexcept {
+    return s.push != nullptr ? io.output(*s.push) : s.pending;
+  }
+  std::size_t pushTargetSize(const Session& s) const noexcept {
+    return s.push != nullptr ? io.unsent(*s.push) : s.pending.size();
+  }
+
+  BrokerContext& context;
+  const Config& config;
+  const unsigned index;
+  WorkerStats stats;
+  // What this worker's buffers, queued MQTT messages and jobs hold (its memory figure).
+  net::MemoryAccount memory;
+  ConnectionIo& io;
+  SessionTable sessions;
+  Fanout fanout;
+  JobRunner jobs;
+  // Whether the broker is past --memory-limit, as of this turn's start (set by the worker).
+  bool overMemory = false;
+  // False once shutdown began: input is no longer read, and wills are no longer published.
+  bool reading = true;
+  // Past --memory-limit, deliveries are dropped for sessions that already have this much queued:
+  // the slow consumers that hold the memory, not those that keep up.
+  static constexpr std::size_t kOverMemoryAllowance = 64 * 1024;
+  // Reused for replies that need formatting.
+  std::string scratch;
+  common::LogLimiter memoryLog;
+  common::LogLimiter limitLog;
+
+ private:
+  ProtocolHandler* handlers_[2] = {nullptr, nullptr};
+};
+
+}  // namespace tern::broker
