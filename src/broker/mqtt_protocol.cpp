@@ -244,7 +244,7 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
     }
     const auto [it, fresh] = filterIndex_.emplace(entry.filter, distinctFilters_.size());
     if (fresh) {
-      const bool held = s.filters.find(std::string(entry.filter)) != s.filters.end();
+      const bool held = s.filters.find(entry.filter) != s.filters.end();
       if (!held && s.filters.size() + added >= core_.config.maxSubscriptions) {
         WorkerStats::add(core_.stats.refusedSubscriptions, std::uint64_t{1});
         it->second = kRefusedFilter;
@@ -259,7 +259,11 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
   }
   for (const mqtt::Subscription entry : distinctFilters_) {
     core_.context.trie.subscribe(entry.filter, s.id.withQos(entry.qos));
-    s.filters[std::string(entry.filter)] = entry.qos;
+    if (const auto it = s.filters.find(entry.filter); it != s.filters.end()) {
+      it->second = entry.qos;
+    } else {
+      s.filters.emplace(entry.filter, entry.qos);
+    }
   }
   core_.scratch.clear();
   mqtt::appendSuback(core_.scratch, subscribe.packetId, subackCodes_);
@@ -274,7 +278,7 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
 
 void MqttProtocol::onUnsubscribe(Connection& c, Session& s, const mqtt::Unsubscribe& request) {
   for (const std::string_view filter : request.filters) {
-    const auto it = s.filters.find(std::string(filter));
+    const auto it = s.filters.find(filter);
     if (it == s.filters.end()) continue;
     core_.context.trie.unsubscribe(filter, s.id);
     s.filters.erase(it);
@@ -309,6 +313,7 @@ void MqttProtocol::onAck(Session& s, const mqtt::Packet& packet) {
   const bool matches = (type == mqtt::PacketType::kPuback && it->qos == 1) ||
                        (type == mqtt::PacketType::kPubcomp && it->qos == 2 && it->released);
   if (!matches) return;
+  m.outboundIds.erase(it->packetId);
   m.inflight.erase(it);
   pump(s);
   // A retained replay may be waiting for this room in the window.
@@ -373,17 +378,14 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
 void MqttProtocol::send(Connection& c, MqttState::Inflight& entry, bool dup) {
   MqttState& m = *c.session->mqtt;
   if (entry.packetId == 0) {
-    // The next id not in flight (ids in flight are at most max-inflight of 65535).
-    for (;;) {
-      const std::uint16_t id = m.nextPacketId;
-      m.nextPacketId = m.nextPacketId == 65535 ? 1 : m.nextPacketId + 1;
-      const bool used = std::any_of(m.inflight.begin(), m.inflight.end(),
-                                    [&](const MqttState::Inflight& e) { return e.packetId == id; });
-      if (!used) {
-        entry.packetId = id;
-        break;
-      }
-    }
+    // The next id not in flight: ids are handed out in turn, so a collision is rare (an old one
+    // still unacknowledged after a wrap) and costs one O(1) probe.
+    std::uint16_t id = m.nextPacketId;
+    while (m.outboundIds.contains(id))
+      id = id == 65535 ? 1 : id + 1;
+    m.nextPacketId = id == 65535 ? 1 : id + 1;
+    entry.packetId = id;
+    m.outboundIds.insert(id);
   }
   packetScratch_.clear();
   if (entry.released) {
@@ -466,6 +468,7 @@ void MqttProtocol::sessionEnding(Session& s, Connection* (&sockets)[3]) {
   MqttState& m = *s.mqtt;
   sockets[0] = std::exchange(m.connection, nullptr);
   m.inflight.clear();
+  m.outboundIds.clear();
   m.queue.clear();
   core_.memory.bytes -= static_cast<std::int64_t>(std::exchange(m.queuedBytes, 0));
 }

@@ -3,8 +3,10 @@
 //
 // An open-addressing table of 16-bit ids (0 marks an empty slot, and 0 is no valid packet id) with
 // linear probing, at most half full, and backward-shift deletion, so no tombstones accumulate under
-// churn. Empty sets allocate nothing (most sessions never publish at QoS 2); a set of n ids holds at
-// most 8n + 16 bytes. Not thread-safe: owned by its session's worker, like the session.
+// churn. A new set allocates nothing (most sessions never use QoS 2); a set that emptied keeps its
+// table (no allocation per message when ids come and go one at a time) until releaseIfEmpty(),
+// which the worker's once-a-second sweep calls; a set of n ids holds at most 8n + 16 bytes. Not
+// thread-safe: owned by its session's worker, like the session.
 #pragma once
 
 #include <cstddef>
@@ -57,8 +59,13 @@ class PacketIdSet {
       hole = j;
     }
     slots_[hole] = 0;
-    if (--size_ == 0) clear();
+    --size_;
     return true;
+  }
+
+  // Frees the table when the set is empty.
+  void releaseIfEmpty() noexcept {
+    if (size_ == 0) clear();
   }
 
   // Empties the set and frees its memory.

@@ -17,6 +17,7 @@
 #include "lazy_queue.hpp"
 #include "packet_id_set.hpp"
 #include "tern/common/message.hpp"
+#include "tern/common/string_map.hpp"
 #include "tern/net/byte_buffer.hpp"
 #include "tern/routing/subscriber_id.hpp"
 
@@ -44,6 +45,8 @@ struct MqttState {
   // A vector, not a deque: at most --max-inflight entries, and an empty vector allocates nothing
   // (libstdc++'s deque allocates ~600 bytes when constructed, per session).
   std::vector<Inflight> inflight;
+  // The packet ids of `inflight` (those numbered), to find a free one in O(1).
+  PacketIdSet outboundIds;
   // Outbound QoS 1/2 messages waiting for a free in-flight slot or for the client to come back.
   struct Queued {
     common::MessageRef message;
@@ -69,7 +72,7 @@ struct Session {
   std::string clientId;
   // Filters in trie form (line protocol: '*' rewritten to '+', so "a/*" and "a/+" are one
   // subscription) and the QoS granted for each (always 0 in the line protocol).
-  std::unordered_map<std::string, std::uint8_t> filters;
+  common::StringMap<std::uint8_t> filters;
   std::uint64_t dropped = 0;  // deliveries dropped because a queue was full
   bool ended = false;
 

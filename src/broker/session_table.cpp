@@ -78,17 +78,17 @@ void SessionTable::remove(Session& s) {
 }
 
 Session* SessionTable::findLine(std::string_view clientId) const {
-  const auto it = byClientId_.find(std::string(clientId));
+  const auto it = byClientId_.find(clientId);
   return it == byClientId_.end() ? nullptr : it->second;
 }
 
 Session* SessionTable::findToken(std::string_view token) const {
-  const auto it = byToken_.find(std::string(token));
+  const auto it = byToken_.find(token);
   return it == byToken_.end() ? nullptr : it->second;
 }
 
 Session* SessionTable::findMqtt(std::string_view clientId) const {
-  const auto it = byMqttClientId_.find(std::string(clientId));
+  const auto it = byMqttClientId_.find(clientId);
   return it == byMqttClientId_.end() ? nullptr : it->second;
 }
 

@@ -18,11 +18,11 @@
 #include <queue>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "session.hpp"
 #include "tern/common/log_limiter.hpp"
+#include "tern/common/string_map.hpp"
 #include "tern/net/byte_buffer.hpp"
 #include "tern/routing/subscriber_id.hpp"
 
@@ -87,9 +87,9 @@ class SessionTable {
   std::vector<std::uint32_t> generations_;
   std::vector<std::uint32_t> freeSlots_;
   std::vector<std::unique_ptr<Session>> removed_;  // freed by reap()
-  std::unordered_map<std::string, Session*> byClientId_;
-  std::unordered_map<std::string, Session*> byToken_;
-  std::unordered_map<std::string, Session*> byMqttClientId_;  // MQTT ids are a namespace apart
+  common::StringMap<Session*> byClientId_;
+  common::StringMap<Session*> byToken_;
+  common::StringMap<Session*> byMqttClientId_;  // MQTT ids are a namespace apart
   struct Expiry {
     std::int64_t when;
     std::uint32_t slot;

@@ -426,6 +426,10 @@ void Worker::sweep() {
     c->in.releaseIfIdle(0);
     c->out.releaseIfIdle(0);
     held += c->in.capacity() + c->out.capacity();
+    if (c->session != nullptr && c->session->mqtt != nullptr) {
+      c->session->mqtt->awaitingRelease.releaseIfEmpty();
+      c->session->mqtt->outboundIds.releaseIfEmpty();
+    }
   }
   core_.stats.bufferBytes.store(held, std::memory_order_relaxed);
   core_.sessions.expire(now, [this](Session& expired) {

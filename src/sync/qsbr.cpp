@@ -66,14 +66,24 @@ void QsbrDomain::Reader::offline() noexcept {
 void QsbrDomain::Reader::online() noexcept {
   // First announce "online" with a period that is certainly not newer than the next grace period.
   record_->value.store(domain_.period_.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  // Then a read-modify-write on period_ (a fetch_add of 0), ordered against the grace period's own
-  // fetch_add in period_'s modification order:
-  //  - if ours comes first, the grace period's RMW acquires it, so its scan sees the store above
-  //    (non-zero, below its target) and waits for this thread;
-  //  - if ours comes second, it acquires the grace period's RMW, so this thread's following reads
-  //    see every unlink the writer made before starting that grace period.
-  // A seq_cst fence would say the same, but ThreadSanitizer does not model fences.
+  // Then order that store against the grace period's announcement of its new period
+  // (synchronize()), so that one of them sees the other:
+  //  - if the grace period comes first, this thread's following reads see every unlink the writer
+  //    made before starting it;
+  //  - if this thread comes first, the grace period's scan sees the store above (non-zero, below
+  //    its target) and waits for this thread.
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer does not model fences: a read-modify-write on period_ (a fetch_add of 0),
+  // ordered against the grace period's own fetch_add in period_'s modification order, says the
+  // same in terms it checks.
   domain_.period_.fetch_add(0, std::memory_order_acq_rel);
+#else
+  // A seq_cst fence here and one after the grace period's fetch_add: whichever comes first in the
+  // single total order of seq_cst fences, the other side sees its writes. Unlike the RMW, it does
+  // not write period_'s cache line, which every worker would otherwise take in turn at every
+  // wake-up.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
 }
 
 void QsbrDomain::retire(void* object, Deleter deleter) {
@@ -92,6 +102,8 @@ void QsbrDomain::synchronize() {
   // acq_rel RMW: releases the unlinks made before this call to readers that acquire the new period,
   // and acquires a reader's online() RMW that came before it (see Reader::online()).
   const std::uint64_t target = period_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  // Pairs with the fence in Reader::online() (see there).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   waitForReaders(target);
 }
 

@@ -35,8 +35,9 @@
 //   waits until everything retired so far has been freed.
 // Overheads (see bench/ and docs/architecture.md for the measured numbers)
 //   Read side: zero instructions per read; one load and one store per quiescent(); one store before
-//   and one read-modify-write after a blocking call. Writer side: one mutex-protected push per
-//   retire().
+//   and one store plus a seq_cst fence after a blocking call (a read-modify-write on the shared
+//   counter instead of the fence under ThreadSanitizer, which does not model fences). Writer side:
+//   one mutex-protected push per retire().
 //
 // Why not liburcu's urcu-qsbr: ThreadSanitizer cannot see the ordering liburcu establishes with
 // inline assembly barriers, so every concurrency test would drown in false reports. This domain is
@@ -125,10 +126,12 @@ class QsbrDomain {
   void reclaimerLoop();
   void waitForReaders(std::uint64_t target);
 
-  // Grace-period counter; starts at 1 because a record value of 0 means "offline".
-  std::atomic<std::uint64_t> period_{1};
+  // Grace-period counter; starts at 1 because a record value of 0 means "offline". Every reader
+  // loads it at every online() and quiescent(); only grace periods write it: a cache line of its
+  // own, so that the writers' mutexes and lists beside it never invalidate the readers' copy.
+  alignas(common::kCacheLine) std::atomic<std::uint64_t> period_{1};
 
-  mutable std::mutex readersMutex_;  // guards readers_
+  alignas(common::kCacheLine) mutable std::mutex readersMutex_;  // guards readers_
   std::vector<Record*> readers_;
 
   std::mutex synchronizeMutex_;  // one grace period at a time
