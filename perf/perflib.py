@@ -5,8 +5,10 @@ Every scenario starts its own broker on a free loopback port (`broker --port 0`,
 `--mqtt-port auto`, "... (mqtt)"), samples the broker's CPU time (/proc/PID/stat utime+stime), its
 RSS (/proc/PID/statm) and the whole machine's busy time (/proc/stat) every 50 ms with
 time.monotonic() stamps, and lines those samples up with the phase boundaries loadgen writes in its
-JSON (timeline_monotonic_s, the same CLOCK_MONOTONIC clock). Mosquitto (perf/compare) is sampled
-the same way. Results go to perf/results/.
+JSON (timeline_monotonic_s, the same CLOCK_MONOTONIC clock). Mosquitto and NATS (perf/compare) are
+sampled the same way, and their context switches are sampled from /proc/PID/task/*/status. While
+loadgen runs, `perf stat` counts the broker's system calls (PerfStat), and the counts are cut at
+the same window boundaries. Results go to perf/results/.
 
 Debian's /usr/bin/python3 and its standard library only.
 """
@@ -17,10 +19,12 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -97,10 +101,25 @@ def host_info():
                     break
     except OSError:
         pass
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "commit": commit}
+    # The commit of the binaries' source tree: BUILD's (a worktree's with TERN_BUILD_DIR), and
+    # whether its src/ or include/ had uncommitted changes (a shared tree mid-edit); the scripts'
+    # own commit beside it when they differ.
+    source = BUILD if os.path.isdir(BUILD) else ROOT
+    commit = _git(source, "rev-parse", "--short", "HEAD") or _git(ROOT, "rev-parse", "--short",
+                                                                   "HEAD")
+    dirty = _git(source, "status", "--porcelain", "--untracked-files=no", "--", ":/src",
+                 ":/include")
+    info = {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "commit": commit, "source_dirty": bool(dirty), "build_dir": BUILD}
+    scripts = _git(ROOT, "rev-parse", "--short", "HEAD")
+    if scripts != commit:
+        info["scripts_commit"] = scripts
+    return info
+
+
+def _git(directory, *args):
+    return subprocess.run(["git", "-C", directory, *args], capture_output=True,
+                          text=True).stdout.strip()
 
 
 def machine_cpu_seconds():
@@ -129,7 +148,9 @@ class SampledProcess:
     name = "broker"
 
     def _start_sampling(self):
-        self.samples = []  # (monotonic s, cpu s, rss bytes, machine busy s, machine steal s)
+        # (monotonic s, cpu s, rss bytes, machine busy s, machine steal s,
+        #  voluntary context switches, involuntary context switches)
+        self.samples = []
         self._stopping = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
@@ -144,11 +165,29 @@ class SampledProcess:
         with open(f"/proc/{self.process.pid}/statm") as statm:
             return int(statm.read().split()[1]) * PAGE_BYTES
 
+    def context_switches(self):
+        """(voluntary, involuntary) context switches of every live thread of the process, from
+        /proc/PID/task/*/status (/proc/PID/status alone counts only the main thread). A thread
+        that has exited no longer counts: fine for brokers whose threads live as long as they."""
+        voluntary = involuntary = 0
+        task_dir = f"/proc/{self.process.pid}/task"
+        for task in os.listdir(task_dir):
+            try:
+                with open(f"{task_dir}/{task}/status") as status:
+                    for line in status:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            voluntary += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            involuntary += int(line.split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # the thread exited between listdir and open
+        return voluntary, involuntary
+
     def _sample(self):
         while not self._stopping.is_set():
             try:
                 self.samples.append((time.monotonic(), self.cpu_seconds(), self.rss_bytes(),
-                                     *machine_cpu_seconds()))
+                                     *machine_cpu_seconds(), *self.context_switches()))
             except (OSError, IndexError, ValueError):
                 return
             self._stopping.wait(0.05)
@@ -177,6 +216,11 @@ class SampledProcess:
     def machine_steal_between(self, start, end):
         """CPU seconds the hypervisor ran other virtual machines on our cores in [start, end]."""
         return max(0.0, self._at(end, 4) - self._at(start, 4))
+
+    def context_switches_between(self, start, end):
+        """(voluntary, involuntary) context switches of the process's threads in [start, end]."""
+        return (max(0.0, self._at(end, 5) - self._at(start, 5)),
+                max(0.0, self._at(end, 6) - self._at(start, 6)))
 
     def rss_between(self, start, end):
         """(median, max) RSS in bytes over the samples inside [start, end]."""
@@ -244,16 +288,216 @@ class Broker(SampledProcess):
             pass
 
 
-def run_loadgen(broker, args, label, port=None):
+# --- System calls and context switches of a broker (perf stat) ------------------------------------
+
+# The system calls broken down by perf/syscalls (and --syscalls breakdown): the ones an event-loop
+# broker makes per message, on either backend, plus the sleeps and futexes of Go (NATS) and of
+# throttling. Tracepoints missing on a kernel are left out; "other" is the rest of the total.
+SYSCALL_BREAKDOWN = ("read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto",
+                     "sendmsg", "epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl",
+                     "io_uring_enter", "futex", "nanosleep", "clock_nanosleep", "sched_yield")
+TOTAL_SYSCALLS = "raw_syscalls:sys_enter"
+CONTEXT_SWITCHES = "context-switches"
+# What run_loadgen records about the broker's system calls: "total" (perf counts every system
+# call; the context switches come from /proc, which costs nothing and agrees with perf's
+# context-switches event within a few percent), "breakdown" (perf also counts its
+# context-switches and one tracepoint per call of SYSCALL_BREAKDOWN), or "off" (only /proc's
+# context switches). perf's per-thread counters cost the broker CPU, which its CPU per message
+# then includes; measured on this machine (perf/README.md): about 0.1 us per system call and
+# 0.7-0.8 us per context switch (the counters are switched out and in with the thread), so
+# about 1.3 us per message at today's 6 calls and 0.8 switches per message, 5-6% of its CPU.
+# TERN_PERF_SYSCALLS sets the default for every script.
+SYSCALLS_MODES = ("off", "total", "breakdown")
+SYSCALLS_DEFAULT = os.environ.get("TERN_PERF_SYSCALLS", "total")
+TRACEFS_SYSCALLS = "/sys/kernel/tracing/events/syscalls"
+
+
+def _interpolate(points, when):
+    """A cumulative series [(monotonic s, value), ...] interpolated linearly at `when`."""
+    if not points:
+        return 0.0
+    if when <= points[0][0]:
+        return points[0][1]
+    for (t0, v0), (t1, v1) in zip(points, points[1:]):
+        if t0 <= when <= t1:
+            return v0 + (v1 - v0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0.0)
+    return points[-1][1]
+
+
+def available_breakdown():
+    """The calls of SYSCALL_BREAKDOWN this kernel has a syscalls:sys_enter_* tracepoint for."""
+    if not os.path.isdir(TRACEFS_SYSCALLS):
+        return list(SYSCALL_BREAKDOWN)  # tracefs elsewhere or unreadable: perf finds them
+    return [name for name in SYSCALL_BREAKDOWN
+            if os.path.isdir(os.path.join(TRACEFS_SYSCALLS, f"sys_enter_{name}"))]
+
+
+class PerfStat:
+    """`perf stat -I <interval> -x, -e raw_syscalls:sys_enter[,context-switches,syscalls:...]
+    -p PID` for as long as it runs (start() ... stop(), or a with-block), and the counts between
+    any two CLOCK_MONOTONIC instants inside that time.
+
+    perf prints every interval's counts stamped with CLOCK_MONOTONIC seconds since it enabled the
+    counters; the instant it enabled them is found as the smallest (arrival time - stamp) over the
+    lines (they reach us within a millisecond of being printed), so every interval's end is known
+    on loadgen's clock, and the cumulative counts are interpolated linearly at the window
+    boundaries, like the broker's CPU time. The error that leaves is part of the one interval that
+    straddles each boundary: at loadgen's window end the load stops, which with 100 ms intervals
+    misplaces at most 25 ms of traffic (0.5% of a 5 s window); the start falls inside steady
+    warm-up load, where linear interpolation is exact up to noise. Threads the process creates
+    after perf attached are counted too (perf's inheritance); when perf cannot start (no perf, no
+    tracepoints), `error` says why and window() reports that instead of counts."""
+
+    def __init__(self, pid, breakdown=False, interval_ms=100, context_switches=None):
+        """breakdown: one tracepoint per call of SYSCALL_BREAKDOWN too; context_switches
+        (default: with breakdown) perf's context-switches event too."""
+        self.pid = pid
+        self.interval_ms = interval_ms
+        self.calls = available_breakdown() if breakdown else []
+        switches = breakdown if context_switches is None else context_switches
+        self.events = ([TOTAL_SYSCALLS] + ([CONTEXT_SWITCHES] if switches else []) +
+                       [f"syscalls:sys_enter_{c}" for c in self.calls])
+        self.command = ["perf", "stat", "-I", str(interval_ms), "-x", ",",
+                        "-e", ",".join(self.events), "-p", str(pid)]
+        self.error = None
+        self.process = None
+        self._rows = {}      # perf's stamp (s) -> {event: count in that interval}
+        self._arrivals = {}  # perf's stamp -> our monotonic time when its first line arrived
+        self._other = []     # lines that are not interval rows (perf's errors, warnings)
+        self._first = threading.Event()
+        self._lock = threading.Lock()
+
+    def start(self, timeout=10.0):
+        """Starts perf and waits for its first interval (the counters are on). False on failure."""
+        if shutil.which("perf") is None:
+            self.error = "perf is not installed (Debian linux-perf; tools/deps installs it)"
+            return False
+        self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        text=True, bufsize=1)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._first.wait(timeout)  # the first interval, or perf's exit
+        if not self._rows or self.process.poll() is not None:
+            self.stop()
+            detail = " ".join(line.strip() for line in self._other[:3])
+            self.error = f"perf stat did not start ({' '.join(self.command)}): {detail}"
+            return False
+        return True
+
+    def _read(self):
+        for line in self.process.stderr:
+            arrived = time.monotonic()
+            fields = line.strip().split(",")
+            try:
+                stamp = float(fields[0])
+                event, value = fields[3], fields[1]
+            except (ValueError, IndexError):
+                self._other.append(line)
+                continue
+            count = float(value) if value and value[0].isdigit() else 0.0  # "<not counted>"
+            with self._lock:
+                self._rows.setdefault(stamp, {})[event] = count
+                self._arrivals.setdefault(stamp, arrived)
+            self._first.set()
+        self._first.set()  # perf exited (or never printed an interval): start() stops waiting
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "_reader", None) is not None:
+            self._reader.join(timeout=5)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _series(self):
+        """{event: [(monotonic s, cumulative count), ...]} starting at the counters' start."""
+        with self._lock:
+            stamps = sorted(self._rows)
+            rows = {stamp: dict(self._rows[stamp]) for stamp in stamps}
+            enabled = min(self._arrivals[stamp] - stamp for stamp in stamps) if stamps else 0.0
+        series = {}
+        for event in self.events:
+            total = 0.0
+            points = [(enabled, 0.0)]
+            for stamp in stamps:
+                total += rows[stamp].get(event, 0.0)
+                points.append((enabled + stamp, total))
+            series[event] = points
+        return series
+
+    def counts_between(self, start, end):
+        """{event: count in [start, end]}, interpolated; and whether perf covered all of it."""
+        series = self._series()
+        points = series[self.events[0]]
+        covered = len(points) > 1 and points[0][0] <= start and end <= points[-1][0]
+        return ({event: max(0.0, _interpolate(p, end) - _interpolate(p, start))
+                 for event, p in series.items()}, covered)
+
+    def window(self, start, end, delivered):
+        """The broker's system calls and context switches in [start, end], in total, per second
+        and per delivered message, as recorded with every result."""
+        result = {"method": " ".join(self.command[:-2] + ["-p", "PID"]),
+                  "interval_ms": self.interval_ms}
+        if self.error:
+            return {**result, "available": False, "reason": self.error}
+        counts, covered = self.counts_between(start, end)
+        seconds = end - start
+        per = lambda n: n / delivered if delivered else None
+        syscalls = counts[TOTAL_SYSCALLS]
+        result.update({
+            "available": True, "covered": covered, "window_s": seconds,
+            "syscalls": syscalls, "syscalls_per_s": syscalls / seconds if seconds > 0 else None,
+            "syscalls_per_delivery": per(syscalls)})
+        if CONTEXT_SWITCHES in counts:
+            switches = counts[CONTEXT_SWITCHES]
+            result.update({
+                "perf_context_switches": switches,
+                "perf_context_switches_per_delivery": per(switches)})
+        if self.calls:
+            breakdown = {c: counts[f"syscalls:sys_enter_{c}"] for c in self.calls}
+            breakdown["other"] = max(0.0, syscalls - sum(breakdown.values()))
+            result["per_syscall"] = {c: {"count": n, "per_delivery": per(n)}
+                                     for c, n in breakdown.items()}
+        return result
+
+
+def run_loadgen(broker, args, label, port=None, syscalls=None, interval_ms=100):
     """Runs loadgen against `broker` (at `port`, default broker.port) with `args`; returns its
-    JSON report plus the broker's figures over the measured window."""
+    JSON report plus the broker's figures over the measured window. `syscalls` ("off", "total",
+    "breakdown"; default SYSCALLS_DEFAULT) says what PerfStat counts on the broker meanwhile
+    (perf stat -I interval_ms): report["broker"]["syscalls"]."""
     os.makedirs(os.path.join(RESULTS, "raw"), exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     json_path = os.path.join(RESULTS, "raw", f"{label}-{stamp}.json")
     port = broker.port if port is None else port
     command = [os.path.join(BUILD, "loadgen"), "--port", str(port), "--quiet",
                "--json", json_path, *[str(a) for a in args]]
-    completed = subprocess.run(command, capture_output=True, text=True, preexec_fn=_raise_nofile)
+    mode = SYSCALLS_DEFAULT if syscalls is None else syscalls
+    if mode not in SYSCALLS_MODES:
+        raise ValueError(f"syscalls must be one of {SYSCALLS_MODES}, not {mode!r}")
+    counter = None
+    if mode != "off":
+        counter = PerfStat(broker.process.pid, breakdown=mode == "breakdown",
+                           interval_ms=interval_ms)
+        if not counter.start():
+            log(f"note: no system-call counts: {counter.error}")
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True,
+                                   preexec_fn=_raise_nofile)
+    finally:
+        if counter is not None:
+            counter.stop()
     if not os.path.exists(json_path) or os.path.getsize(json_path) == 0:
         raise RuntimeError(f"loadgen wrote no report ({completed.returncode}): "
                            f"{' '.join(command)}\n{completed.stderr}")
@@ -276,6 +520,23 @@ def run_loadgen(broker, args, label, port=None):
         "cpu_us_per_delivery": cpu * 1e6 / delivered if delivered else None,
         "rss_bytes": broker.rss_between(start, end)[1] if end > start else broker.rss_bytes(),
     }
+    if end > start:
+        # perf stat's system calls (unless off) and /proc's context switches (always, split
+        # voluntary / involuntary) over the same window.
+        voluntary, involuntary = broker.context_switches_between(start, end)
+        record = counter.window(start, end, delivered) if counter is not None else {
+            "available": False, "reason": "not counted (syscalls off)"}
+        per = lambda n: n / delivered if delivered else None
+        switches = voluntary + involuntary
+        record.update({
+            "context_switches": switches,
+            "context_switches_per_s": switches / window if window else None,
+            "context_switches_per_delivery": per(switches),
+            "proc_context_switches": {
+                "voluntary": voluntary, "involuntary": involuntary,
+                "voluntary_per_delivery": per(voluntary),
+                "involuntary_per_delivery": per(involuntary)}})
+        report["broker"]["syscalls"] = record
     report["machine"] = {
         "busy_cores": busy / window if window else 0.0,
         "foreign_cores": foreign / window if window else 0.0,
@@ -309,7 +570,25 @@ def step_summary(report):
         "foreign_cores": report.get("machine", {}).get("foreign_cores"),
         "steal_cores": report.get("machine", {}).get("steal_cores"),
         "exit_status": report["exit_status"],
+        # The broker's system calls (perf stat, PerfStat.window) and context switches (/proc,
+        # voluntary and involuntary) over the window; see run_loadgen.
+        "syscalls": report["broker"].get("syscalls"),
     }
+
+
+def describe_syscalls(summary):
+    """The system calls and context switches per delivery of a step summary for a log line:
+    ", 5.24 syscalls, 0.87 context switches per delivery" (what was counted)."""
+    record = summary.get("syscalls") or {}
+    parts = []
+    if record.get("available") and record.get("syscalls_per_delivery") is not None:
+        parts.append(f"{record['syscalls_per_delivery']:.2f} syscalls")
+    if record.get("context_switches_per_delivery") is not None:
+        parts.append(f"{record['context_switches_per_delivery']:.2f} context switches")
+    if not parts:
+        return ""
+    return (", " + ", ".join(parts) + " per delivery"
+            + ("" if record.get("covered", True) else " (perf did not cover the whole window)"))
 
 
 def write_result(scenario, parameters, body, stamp=None):
@@ -326,46 +605,70 @@ def write_result(scenario, parameters, body, stamp=None):
     return path
 
 
-# --- Mosquitto, for perf/compare -----------------------------------------------------------------
+# --- Mosquitto and NATS, for perf/compare ---------------------------------------------------------
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+NATS_SERVER = "/usr/sbin/nats-server"
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
+
+
+def system_pids(name):
+    """PIDs of processes called `name` (e.g. a system service): listed, never touched."""
+    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
 
 
 def system_mosquitto_pids():
     """PIDs of mosquitto processes that are not ours (e.g. a system service): never touched."""
-    found = subprocess.run(["pgrep", "-x", "mosquitto"], capture_output=True, text=True).stdout
-    return [int(pid) for pid in found.split()]
+    return system_pids("mosquitto")
+
+
+def install_without_services(package):
+    """apt-get install -y --no-install-recommends `package`, without letting a system service
+    start: during the install /usr/sbin/policy-rc.d answers 101 ("action forbidden"), so the
+    package's maintainer scripts do not start the service (which would take its well-known port);
+    an existing policy-rc.d is left as it is."""
+    log(f"{package} is not installed: apt-get install -y {package} (service start forbidden)")
+    wrote_policy = False
+    if not os.path.exists(POLICY_RC_D):
+        with open(POLICY_RC_D, "w") as policy:
+            policy.write("#!/bin/sh\n# perf/compare: no service starts during its install.\n"
+                         "exit 101\n")
+        os.chmod(POLICY_RC_D, 0o755)
+        wrote_policy = True
+    try:
+        environment = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", package],
+                       check=True, env=environment, stdout=sys.stderr)
+    finally:
+        if wrote_policy:
+            os.remove(POLICY_RC_D)
 
 
 def ensure_mosquitto():
-    """Installs Debian's mosquitto if missing, without letting its system service start.
-
-    During the install /usr/sbin/policy-rc.d answers 101 ("action forbidden"), so the package's
-    maintainer scripts do not start the service (which would take port 1883); an existing
-    policy-rc.d is left as it is. Returns the version line of `mosquitto -h`."""
+    """Installs Debian's mosquitto if missing, without letting its system service start
+    (install_without_services). Returns the version line of `mosquitto -h`."""
     if not os.path.exists(MOSQUITTO):
-        log("mosquitto is not installed: apt-get install -y mosquitto (service start forbidden)")
-        wrote_policy = False
-        if not os.path.exists(POLICY_RC_D):
-            with open(POLICY_RC_D, "w") as policy:
-                policy.write("#!/bin/sh\n# perf/compare: no service starts during its install.\n"
-                             "exit 101\n")
-            os.chmod(POLICY_RC_D, 0o755)
-            wrote_policy = True
-        try:
-            environment = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-            subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "mosquitto"],
-                           check=True, env=environment, stdout=sys.stderr)
-        finally:
-            if wrote_policy:
-                os.remove(POLICY_RC_D)
+        install_without_services("mosquitto")
     others = system_mosquitto_pids()
     if others:
         log(f"note: mosquitto processes not started by perf/compare are running (PIDs {others}); "
             "they are left alone, ours listens on its own port")
     text = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout
     return next((line for line in text.splitlines() if "version" in line), "mosquitto")
+
+
+def ensure_nats():
+    """Installs Debian's nats-server if missing, the same way as mosquitto. Returns its version
+    (`nats-server --version`: "nats-server: v2.9.10")."""
+    if not os.path.exists(NATS_SERVER):
+        install_without_services("nats-server")
+    others = system_pids("nats-server")
+    if others:
+        log(f"note: nats-server processes not started by perf/compare are running (PIDs "
+            f"{others}); they are left alone, ours listens on its own ports")
+    return subprocess.run([NATS_SERVER, "--version"], capture_output=True,
+                          text=True).stdout.strip() or "nats-server"
 
 
 class Mosquitto(SampledProcess):
@@ -405,3 +708,62 @@ class Mosquitto(SampledProcess):
             self.stop()
             raise RuntimeError(f"mosquitto exited at start-up; config {self.config_path}")
         self._start_sampling()
+
+
+class Nats(SampledProcess):
+    """Our own `nats-server -c <generated config>` with its MQTT listener on a free loopback port,
+    a child process stopped by its PID, with its JetStream store in a temporary directory that
+    stop() removes. NATS serves MQTT only with JetStream on (sessions, QoS 1 messages and
+    retained messages live in JetStream streams) and only with a server_name; its own NATS client
+    port is a random one (-1), unused. `settings` become lines of the mqtt block
+    ("max_ack_pending": 20, ...). MQTT QoS 2 is not supported: a QoS 2 PUBLISH closes the
+    connection ("publish QoS=2 not supported" in its log)."""
+
+    name = "nats"
+    workers = os.cpu_count()  # Go's GOMAXPROCS: every core
+
+    def __init__(self, settings, directory=None, log_path=None):
+        self.port = free_port()
+        self.mqtt_port = self.port
+        self.directory = tempfile.mkdtemp(prefix=f"tern-perf-nats-{self.port}-", dir=directory)
+        self.config_path = os.path.join(self.directory, "nats.conf")
+        mqtt = [f"listen: \"127.0.0.1:{self.port}\""]
+        mqtt += [f"{key}: {value}" for key, value in settings.items()]
+        self.config = (f"server_name: \"tern-perf-{self.port}\"\n"
+                       "listen: \"127.0.0.1:-1\"\n"
+                       f"jetstream {{\n  store_dir: \"{os.path.join(self.directory, 'js')}\"\n}}\n"
+                       "mqtt {\n" + "".join(f"  {line}\n" for line in mqtt) + "}\n")
+        with open(self.config_path, "w") as config:
+            config.write(self.config)
+        self.log_path = log_path or os.path.join(self.directory, "nats.log")
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen([NATS_SERVER, "-c", self.config_path],
+                                        stdout=self._log, stderr=self._log,
+                                        preexec_fn=_raise_nofile)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self._fail(f"nats-server did not listen on 127.0.0.1:{self.port}")
+        if self.process.poll() is not None:
+            self._fail("nats-server exited at start-up")
+        self._start_sampling()
+
+    def _fail(self, what):
+        self.stop()
+        try:
+            with open(self.log_path) as log_file:
+                tail = log_file.read()[-2000:]
+        except OSError:
+            tail = ""
+        raise RuntimeError(f"{what}; config:\n{self.config}log:\n{tail}")
+
+    def stop(self):
+        super().stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
