@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <thread>
 
 #include "tern/broker/broker.hpp"
@@ -124,6 +125,17 @@ int main(int argc, char** argv) {
                  "to sessions that hold 64 KiB or more are dropped and counted (accepts k/M/G "
                  "suffixes; default: half of the physical memory)")
       ->transform(CLI::AsSizeValue(false));
+  std::string io = "auto";
+  app.add_option("--io", io,
+                 "Socket I/O of the event loops: uring (io_uring), epoll, or auto (io_uring when "
+                 "the kernel allows it, else epoll; said at start-up)")
+      ->capture_default_str();
+  double spinMicros = 0;
+  app.add_option("--spin", spinMicros,
+                 "Microseconds an idle worker polls before it sleeps (0: never): fewer sleeps "
+                 "and wake-ups under load, CPU spent when idle")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10000.0));
   app.add_option("--log-level", logLevel, "debug, info, warn, error or off")->capture_default_str();
 
   try {
@@ -153,6 +165,10 @@ int main(int argc, char** argv) {
       return fail("--mqtt-port must be a port number, 0/off or auto");
     }
   }
+  const auto ioChoice = tern::net::parseIoChoice(io);
+  if (!ioChoice) return fail("--io must be auto, uring or epoll");
+  config.io = *ioChoice;
+  config.spinNanos = static_cast<std::int64_t>(spinMicros * 1000);
   const auto level = tern::common::parseLogLevel(logLevel);
   if (!level) return fail("--log-level must be debug, info, warn, error or off");
   config.logLevel = *level;
@@ -174,12 +190,14 @@ int main(int argc, char** argv) {
   sigaddset(&stopSignals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);  // inherited by every thread started below
 
-  tern::broker::Broker broker(config);
+  std::unique_ptr<tern::broker::Broker> owned;
   try {
-    broker.start();
+    owned = std::make_unique<tern::broker::Broker>(config);
+    owned->start();
   } catch (const std::exception& e) {
     return fail(e.what());
   }
+  tern::broker::Broker& broker = *owned;
   std::printf("tern broker listening on %s (line protocol)\n", broker.lineEndpoint().c_str());
   if (!broker.mqttEndpoint().empty()) {
     std::printf("tern broker listening on %s (mqtt)\n", broker.mqttEndpoint().c_str());
@@ -190,8 +208,9 @@ int main(int argc, char** argv) {
 #else
   const char* allocator = "system malloc";
 #endif
-  TERN_LOG_INFO("tern {} started: {} workers, {} acceptor(s), open-file limit {}, {}", TERN_VERSION,
-                config.workers, config.acceptors, files, allocator);
+  TERN_LOG_INFO("tern {} started: {} workers on {}, {} acceptor(s), open-file limit {}, {}",
+                TERN_VERSION, config.workers, tern::net::name(broker.ioBackend()), config.acceptors,
+                files, allocator);
   TERN_LOG_INFO(
       "limits: {} connections ({} per address), {} sessions, {} subscriptions per "
       "session, memory {} MiB (docs/limits.md)",

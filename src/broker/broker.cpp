@@ -27,6 +27,10 @@ Broker::~Broker() {
   stop();
 }
 
+net::IoBackend Broker::ioBackend() const noexcept {
+  return context_->workers.front()->backend();
+}
+
 void Broker::start() {
   const Config& config = context_->config;
   net::ListenResult line = net::listenTcp(config.bind, config.port, 4096);
@@ -56,7 +60,7 @@ void Broker::start() {
   context_->acceptor = acceptor_.get();
   for (auto& worker : context_->workers)
     worker->start();
-  acceptor_->start(config.acceptors);
+  acceptor_->start(config.acceptors, config.io);
   started_ = true;
 }
 

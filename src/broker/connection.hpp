@@ -2,8 +2,9 @@
 //
 // Ownership: owned by exactly one Worker at a time, which is the only thread that touches it. A
 // connection moves to another worker only while unbound (CONNECT or ATTACH naming a session homed
-// there): the old owner removes it from its epoll set and tables, then pushes the pointer through
-// the new owner's inbox; after that push the old owner never touches it again.
+// there): the old owner detaches its socket from its event loop (which hands back the descriptor,
+// the unsent output and what arrived meanwhile), removes it from its tables, then pushes the
+// pointer through the new owner's inbox; after that push the old owner never touches it again.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +14,7 @@
 #include "job.hpp"
 #include "tern/net/byte_buffer.hpp"
 #include "tern/net/connection_limiter.hpp"
+#include "tern/net/event_loop.hpp"
 #include "tern/sync/thread_owner.hpp"
 
 namespace tern::broker {
@@ -26,18 +28,21 @@ enum class Protocol : std::uint8_t { kLine = 0, kMqtt = 1 };
 enum class SocketRole : std::uint8_t { kUnbound, kRequest, kPush, kMqtt };
 
 struct Connection {
-  int fd = -1;
   Protocol protocol = Protocol::kLine;
   SocketRole role = SocketRole::kUnbound;
   Session* session = nullptr;  // the session this socket is bound to (same worker), or null
 
-  std::uint32_t slot = 0;        // index in the owning worker's connection table
-  std::uint32_t generation = 0;  // the slot's generation when this connection took it
-  std::uint32_t interest = 0;    // epoll events currently registered
-  bool registered = false;       // in the owning worker's epoll set
+  // The socket in the owning worker's event loop (its output lives there: ConnectionIo::output).
+  net::SocketId socket = 0;
+  std::uint32_t index = 0;  // position in the owning worker's list of connections
+  // Only while the connection moves between workers (or before its first loop takes it): the
+  // descriptor, and in `carried` the output not sent yet.
+  int fd = -1;
+  net::ByteBuffer carried;
+  unsigned moveTo = 0;  // the worker a hand-over in progress goes to
+  bool moving = false;  // detached from the old loop, not yet in the new one
 
-  net::ByteBuffer in;
-  net::ByteBuffer out;
+  net::ByteBuffer in;     // input not handled yet: an incomplete frame, or what arrived held
   net::PeerAddress peer;  // counted against --max-connections-per-address until closed
 
   // Monotonic ns when the incomplete frame at the end of `in` started to arrive (0: none); the
@@ -62,10 +67,11 @@ struct Connection {
   // has kMaxJobs, since its jobs may wait for acknowledgements that follow in its input.
   bool heldByJobs = false;
 
-  bool closing = false;  // input is ignored; close once `out` is flushed (or at `deadline`)
+  bool closing = false;  // input is ignored; close once the output is sent (or at `deadline`)
   bool closed = false;   // descriptor closed; the object waits to be freed at the end of the turn
-  bool readPaused = false;  // too many replies pending: not reading until the client catches up
-  bool dirty = false;       // listed for a flush at the end of this turn
+  bool readPaused = false;     // too many replies pending: not reading until the client catches up
+  bool receivePaused = false;  // the loop was told to stop receiving on the socket
+  bool throttled = false;      // listed as held back while another worker is overloaded
 
   // Whether input is left unhandled for now (it stays in the socket and in `in`).
   bool inputHeld() const noexcept { return readPaused || heldByJobs; }

@@ -34,6 +34,8 @@ class ConnectionIo {
   // The client does not read its replies: stop reading `c` until its output drains (the worker
   // resumes it by itself).
   virtual void pauseInput(Connection& c) = 0;
+  // Asks for JobRunner::wakeIfRoom() once everything queued on `c` is sent (a job waits for room).
+  virtual void notifyWhenDrained(Connection& c) = 0;
   // c.heldByJobs went from true to false: handle its buffered input and read it again.
   virtual void releaseInput(Connection& c) = 0;
   // MQTT keep-alive: `c` is closed once no complete packet arrived for `nanos` (checked lazily).

@@ -2,8 +2,8 @@
 // per loop turn, so that no request holds the worker for long.
 //
 // A slice stops at its budget (the loop then does not sleep: runnable()) or when the job's output
-// is full (the job then waits: for room, looked for after every flush by wakeIfRoom(), or for an
-// MQTT acknowledgement, which calls wake()). A line request socket handles its next request once
+// is full (the job then waits: for room, which the socket announces once drained and the worker
+// passes to wakeIfRoom(), or for an MQTT acknowledgement, which calls wake()). A line request socket handles its next request once
 // its jobs are done (its input is held meanwhile: Connection::heldByJobs); an MQTT connection goes
 // on reading until it has kMaxJobs, since its jobs may wait for acknowledgements behind in its
 // input.
@@ -38,7 +38,7 @@ class JobRunner {
   void start(Connection& c, Job&& job);
   // One slice for every connection with jobs.
   void runAll();
-  // After the turn's flush: a job waiting for output room that now has it runs next turn.
+  // Some output drained: a job waiting for room that now has it runs next turn.
   void wakeIfRoom() noexcept;
   // An acknowledgement arrived on `c`: its job may go on.
   void wake(const Connection& c) noexcept {

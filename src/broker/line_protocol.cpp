@@ -155,6 +155,7 @@ LineProtocol::Outcome LineProtocol::onAttach(Connection& c, const LineRequest& r
   core_.io.output(c).takeFrom(s.pending);  // what was queued before the push socket attached
   s.pending.releaseIfIdle(0);
   core_.io.send(c);
+  core_.jobs.wakeIfRoom();  // a replay may have waited for this queue to empty
   return Outcome::kDone;
 }
 
@@ -363,7 +364,10 @@ bool LineProtocol::takeForJob(Connection& c, Job& job, const common::Message& m)
     // bound goes to deliver(), which drops and counts it).
     const std::size_t queued = core_.pushTargetSize(s);
     if (queued != 0 && queued + 9 + m.lineTail().size() > core_.config.maxQueuedBytes) {
+      // Woken when the push socket has sent it all, or when it attaches (the pending queue moves
+      // to it then).
       job.waitingFor = Job::Wait::kOutput;
+      if (s.push != nullptr) core_.io.notifyWhenDrained(*s.push);
       return false;
     }
     deliver(s, m, 0, true);
@@ -372,6 +376,7 @@ bool LineProtocol::takeForJob(Connection& c, Job& job, const common::Message& m)
   // LIST: one member, streamed as the socket drains.
   if (core_.io.unsent(c) > core_.config.maxQueuedBytes / 2) {
     job.waitingFor = Job::Wait::kOutput;
+    core_.io.notifyWhenDrained(c);
     return false;
   }
   std::string& member = core_.scratch;

@@ -451,6 +451,7 @@ bool MqttProtocol::takeForJob(Connection& c, Job& job, const common::Message& m)
   Session& s = *c.session;
   if (core_.io.unsent(c) > core_.config.maxQueuedBytes / 2) {
     job.waitingFor = Job::Wait::kOutput;
+    core_.io.notifyWhenDrained(c);
     return false;
   }
   // QoS 1/2: at the pace of the client's acknowledgements, unless its input is held (then the

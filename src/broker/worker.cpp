@@ -1,13 +1,9 @@
 #include "worker.hpp"
 
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
-#include <system_error>
+#include <stdexcept>
 
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
@@ -15,30 +11,24 @@
 namespace tern::broker {
 namespace {
 
-constexpr std::uint64_t kWakeTag = ~std::uint64_t{0};
-constexpr int kMaxEvents = 256;
-constexpr std::size_t kReadChunk = 64 * 1024;
-constexpr int kMaxReadsPerEvent = 4;      // then let other sockets have a turn
 constexpr std::size_t kInboxBatch = 256;  // inbox items taken per pop
-constexpr std::size_t kIdleBufferKeep = 64 * 1024;
-// The largest read into a connection's own buffer (kReadChunk) on top of the largest frame.
-constexpr std::size_t kInputSlack = kReadChunk;
-// An unbound socket reads its handshake into its own buffer: small, since CONNECT/ATTACH are.
-constexpr std::size_t kHandshakeReadChunk = 512;
-// Buffers of connections found empty by this periodic sweep are freed, so that an idle
-// connection holds no buffer memory (10k idle MQTT connections held 10 KiB each before); the same
-// sweep enforces --frame-timeout and --session-expiry (a second late at most).
+// The largest receive on top of the largest frame: what a connection's input buffer may need.
+constexpr std::size_t kInputSlack = 64 * 1024;
+// The buffers of connections found empty by this periodic sweep are freed, so that an idle
+// connection holds no buffer memory; the same sweep enforces --frame-timeout and --session-expiry
+// (a second late at most).
 constexpr std::int64_t kSweepNanos = 1'000'000'000;
 constexpr std::int64_t kShutdownFlushNanos = 2'000'000'000;
-constexpr auto kThrottlePause = std::chrono::microseconds(200);
-
-std::uint64_t tagOf(const Connection& c) noexcept {
-  return (std::uint64_t{c.slot} << 32) | c.generation;
-}
+// While another worker is overloaded this one handles no input; it looks again this often.
+constexpr std::int64_t kThrottleCheckNanos = 200'000;
 
 std::int64_t secondsToNanos(double seconds) noexcept {
   return static_cast<std::int64_t>(seconds * 1e9);
 }
+
+// The event loop of the worker running on this thread, if any: another worker's wake-up posted
+// from here goes through it (io_uring: MSG_RING, no system call). Set by Worker::run.
+thread_local net::EventLoop* tThreadLoop = nullptr;
 
 }  // namespace
 
@@ -48,22 +38,22 @@ Worker::Worker(BrokerContext& context, unsigned index)
       index_(index),
       core_(context, index, context.config.workers, *this),
       line_(core_),
-      mqtt_(core_),
-      readBuffer_(new char[kReadChunk]) {
+      mqtt_(core_) {
   core_.setHandlers(line_, mqtt_);
-  epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = kWakeTag;
-  if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, inbox_.wakeFd(), &ev) != 0) {
-    throw std::system_error(errno, std::generic_category(), "epoll_ctl");
-  }
+  net::EventLoopOptions options;
+  options.io = config_.io;
+  options.spinNanos = config_.spinNanos;
+  options.account = &core_.memory;
+  options.outputGrowthLimit = config_.maxQueuedBytes;
+  std::string why;
+  loop_ = net::EventLoop::create(options, *this, &why);
+  if (!loop_) throw std::runtime_error("cannot start an event loop: " + why);
+  if (index == 0 && !why.empty()) TERN_LOG_INFO("{}", why);
+  inbox_.setWaker([this] { wakeLoop(); });
 }
 
 Worker::~Worker() {
   join();
-  if (epoll_ >= 0) ::close(epoll_);
   // Items still queued (only when the thread never ran): close sockets, free batches.
   InboxItem items[kInboxBatch];
   std::size_t n = 0;
@@ -81,6 +71,9 @@ Worker::~Worker() {
       delete items[k].batch;
     }
   }
+  // Connections of a thread that never ran its shutdown (it always does once started).
+  for (Connection* c : connections_)
+    delete c;
 }
 
 void Worker::start() {
@@ -93,71 +86,67 @@ void Worker::join() {
 
 void Worker::run() {
   owner_.bind();
+  tThreadLoop = loop_.get();
   reader_ = std::make_unique<sync::QsbrDomain::Reader>(sync::QsbrDomain::global());
   while (context_.stopStage.load(std::memory_order_acquire) == 0) {
-    loopTurn(core_.jobs.runnable() ? 0 : nextTimeoutMs(), true);
+    loopTurn(core_.jobs.runnable() ? 0 : nextTimeoutNanos());
   }
   shutdown();
   reader_.reset();
+  tThreadLoop = nullptr;
 }
 
-int Worker::nextTimeoutMs() const {
-  const bool sweep =
-      connections_.size() > freeConnectionSlots_.size() || core_.sessions.expiriesPending();
+void Worker::wakeLoop() noexcept {
+  if (tThreadLoop != nullptr && tThreadLoop != loop_.get()) {
+    loop_->wakeFrom(*tThreadLoop);
+  } else {
+    loop_->wake();
+  }
+}
+
+std::int64_t Worker::nextTimeoutNanos() const {
+  if (throttled_) return kThrottleCheckNanos;
+  const bool sweep = !connections_.empty() || core_.sessions.expiriesPending();
   if (deadlines_.empty() && !sweep) return -1;
   std::int64_t when = deadlines_.empty() ? nextSweep_ : deadlines_.top().when;
   if (sweep) when = std::min(when, nextSweep_);
-  const std::int64_t wait = when - common::monotonicNanos();
-  if (wait <= 0) return 0;
-  return static_cast<int>(std::min<std::int64_t>(wait / 1'000'000 + 1, 60'000));
+  return std::max<std::int64_t>(0, when - common::monotonicNanos());
 }
 
-void Worker::loopTurn(int timeoutMs, bool mayBlock) {
-  epoll_event events[kMaxEvents];
-  int n = 0;
-  // Block only when nothing is waiting in the inbox; while blocked, this thread is offline for
-  // QSBR so that it never delays a grace period.
-  if (mayBlock && timeoutMs != 0 && inbox_.prepareToSleep()) {
-    reader_->offline();
-    n = ::epoll_wait(epoll_, events, kMaxEvents, timeoutMs);
-    reader_->online();
-    inbox_.finishSleep();
-  } else {
-    n = ::epoll_wait(epoll_, events, kMaxEvents, 0);
-  }
-  throttled_ = core_.fanout.destinationsOverloaded();
+void Worker::loopTurn(std::int64_t timeoutNanos) {
   checkMemory();
+  const bool wasThrottled = throttled_;
+  throttled_ = core_.fanout.destinationsOverloaded();
+  if (wasThrottled && !throttled_) releaseThrottled();
   core_.fanout.collectReturned();
-  for (int k = 0; k < n; ++k) {
-    if (events[k].data.u64 == kWakeTag) continue;  // the inbox is drained below
-    onEvent(events[k].data.u64, events[k].events);
-  }
+  // Sends what the last turn queued, waits (offline from QSBR while blocked: beforeBlock), and
+  // hands every completion to the callbacks below.
+  loop_->runOnce(timeoutNanos);
   drainInbox();
   checkDeadlines();
   sweep();
   core_.jobs.runAll();
   core_.fanout.flush();
-  // Flushing can close connections, and closing can end sessions and mark more sockets dirty.
-  while (!dirty_.empty()) {
-    flushing_.swap(dirty_);
-    for (Connection* c : flushing_) {
-      c->dirty = false;
-      if (!c->closed) flush(*c);
-    }
-    flushing_.clear();
-  }
-  // Closing a connection above can publish an MQTT will: send what it routed to other workers now,
-  // not after this worker's next wake-up.
-  core_.fanout.flush();
-  core_.jobs.wakeIfRoom();
   reapClosed();
   // Published before this worker may sleep, so that the others never judge the memory limit by
   // a figure older than this worker's last turn.
   core_.stats.memoryBytes.store(core_.memory.bytes, std::memory_order_relaxed);
   reader_->quiescent();
-  // Throttled: the unread sockets stay readable, so epoll would return at once; give the
-  // overloaded worker the CPU instead of spinning.
-  if (throttled_ && inbox_.sizeApprox() == 0) std::this_thread::sleep_for(kThrottlePause);
+}
+
+bool Worker::beforeBlock() {
+  // A job woken during this turn's sends (onDrained) runs next turn: no sleeping now.
+  if (core_.jobs.runnable()) return false;
+  // Block only when nothing is waiting in the inbox (the inbox's sleep protocol); while blocked,
+  // this thread is offline for QSBR so that it never delays a grace period.
+  if (!inbox_.prepareToSleep()) return false;
+  reader_->offline();
+  return true;
+}
+
+void Worker::afterBlock() {
+  reader_->online();
+  inbox_.finishSleep();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,109 +154,72 @@ void Worker::loopTurn(int timeoutMs, bool mayBlock) {
 
 Connection* Worker::attach(std::unique_ptr<Connection> owned) {
   TERN_ASSERT_OWNER(owner_);
-  std::uint32_t slot;
-  if (!freeConnectionSlots_.empty()) {
-    slot = freeConnectionSlots_.back();
-    freeConnectionSlots_.pop_back();
-  } else {
-    slot = static_cast<std::uint32_t>(connections_.size());
-    connections_.push_back(nullptr);
-    slotGeneration_.push_back(0);
-  }
   Connection* c = owned.release();
   c->owner.bind();
-  // Buffers are charged to this worker; their growth stops at the bounds their users keep (the
-  // largest frame plus one read for input, the output bound for output).
+  // The input buffer is charged to this worker; its growth stops at the largest frame plus one
+  // receive. (The output is the loop's, charged to the same account.)
   c->in.setAccount(&core_.memory);
   c->in.setGrowthLimit(std::max(config_.maxLine, config_.maxPacketSize) + kInputSlack);
-  c->out.setAccount(&core_.memory);
-  c->out.setGrowthLimit(config_.maxQueuedBytes);
-  c->slot = slot;
-  c->generation = ++slotGeneration_[slot];
-  c->interest = 0;
-  c->registered = false;
-  connections_[slot] = c;
+  c->index = static_cast<std::uint32_t>(connections_.size());
+  connections_.push_back(c);
+  c->socket = loop_->add(c->fd, c, c->carried.empty() ? nullptr : &c->carried);
+  c->fd = -1;  // the loop's now
+  c->receivePaused = false;
+  c->moving = false;
   WorkerStats::add(core_.stats.sockets, std::int64_t{1});
   WorkerStats::add(core_.stats.connections, std::uint64_t{1});
-  setInterest(*c);
-  if (c->role == SocketRole::kUnbound) deadlines_.push({c->deadline, slot, c->generation});
+  if (c->role == SocketRole::kUnbound) deadlines_.push({c->deadline, c->socket});
   return c;
 }
 
-void Worker::setInterest(Connection& c) {
-  std::uint32_t want = 0;
-  if (core_.reading && !c.closing && !c.inputHeld()) want |= EPOLLIN;
-  if (!c.out.empty()) want |= EPOLLOUT;
-  if (c.registered && want == c.interest) return;
-  epoll_event ev{};
-  ev.events = want;  // level-triggered; a registered socket with no interest stays in the set
-  ev.data.u64 = tagOf(c);
-  if (::epoll_ctl(epoll_, c.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.fd, &ev) != 0) {
-    TERN_LOG_ERROR("epoll_ctl on fd {} failed: {}", c.fd, std::strerror(errno));
-  }
-  c.registered = true;
-  c.interest = want;
-}
-
-void Worker::onEvent(std::uint64_t tag, std::uint32_t events) {
-  const auto slot = static_cast<std::uint32_t>(tag >> 32);
-  const auto generation = static_cast<std::uint32_t>(tag);
-  if (slot >= connections_.size()) return;
-  Connection* c = connections_[slot];
-  if (c == nullptr || c->generation != generation || c->closed) return;  // stale event
-  if ((events & EPOLLOUT) != 0) {
-    flush(*c);
-    if (c->closed) return;
-  }
-  if ((c->interest & EPOLLIN) != 0 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0) {
-    if (!throttled_) readFrom(*c);  // a hang-up or error shows up as a read of 0 or -1
-  } else if ((events & (EPOLLHUP | EPOLLERR)) != 0) {
-    // Not reading (closing, paused or shutting down) and the peer is gone: nothing can be
-    // delivered any more, and level-triggered HUP would fire every turn.
-    closeNow(*c);
+void Worker::forget(Connection& c) noexcept {
+  Connection* last = connections_.back();
+  connections_[c.index] = last;
+  last->index = c.index;
+  connections_.pop_back();
+  if (c.throttled) {
+    throttledList_.erase(std::remove(throttledList_.begin(), throttledList_.end(), &c),
+                         throttledList_.end());
+    c.throttled = false;
   }
 }
 
-void Worker::readFrom(Connection& c) {
-  for (int i = 0; i < kMaxReadsPerEvent; ++i) {
-    // A bound socket with nothing pending is read into the worker's buffer and handled in place;
-    // only an incomplete frame at the end is copied into the connection. So busy sockets share
-    // one 64 KiB buffer instead of holding one each. An unbound socket (whose CONNECT/ATTACH may
-    // hand it to another worker with its unread bytes) or one with a partial frame pending reads
-    // into its own buffer.
-    const bool direct = c.in.empty() && c.role != SocketRole::kUnbound;
-    // What c.in holds before this read is one incomplete frame: input is read only after the
-    // previous processInput ended wanting more (paused, closing or handed-over connections are
-    // not read). Those bytes were already searched for a frame end.
-    const std::size_t searched = c.in.size();
-    std::span<char> space =
-        direct ? std::span<char>(readBuffer_.get(), kReadChunk)
-               : c.in.writable(c.role == SocketRole::kUnbound ? kHandshakeReadChunk : kReadChunk);
-    const ssize_t n = ::read(c.fd, space.data(), space.size());
-    if (n > 0) {
-      const std::uint64_t framesBefore = framesHandled_;
-      const InputState state =
-          direct ? processDirect(c, {space.data(), static_cast<std::size_t>(n)})
-                 : (c.in.commit(static_cast<std::size_t>(n)), processInput(c, searched));
-      // Handed over: `c` belongs to another worker now and must not be touched.
-      if (state == InputState::kGone) return;
-      noteFrameProgress(c, framesHandled_ != framesBefore);
-      // Closed or paused: stop here.
-      if (state != InputState::kMore) return;
-      if (static_cast<std::size_t>(n) < space.size()) return;  // drained the socket
-      continue;
+void Worker::onReceive(net::SocketId, void* user, std::span<const char> bytes) {
+  Connection& c = *static_cast<Connection*>(user);
+  if (c.closed || c.closing) return;
+  if (c.inputHeld() || throttled_ || !core_.reading) {
+    // Not handled now: kept, and the socket stops receiving until the input is released (what the
+    // kernel had already received may still arrive: at most the socket's receive buffer).
+    c.in.append({bytes.data(), bytes.size()});
+    holdReceive(c);
+    if (throttled_ && !c.throttled) {
+      c.throttled = true;
+      throttledList_.push_back(&c);
     }
-    if (n == 0) {
-      // The peer finished sending. Replies to what it sent are flushed, then the socket closes.
-      closeAfterFlush(c);
-      return;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    TERN_LOG_DEBUG("read failed on fd {}: {}", c.fd, std::strerror(errno));
-    closeNow(c);
     return;
   }
+  const std::uint64_t framesBefore = framesHandled_;
+  InputState state;
+  if (c.in.empty() && c.role != SocketRole::kUnbound) {
+    // A bound socket with nothing pending is handled in place, in the loop's buffer; only an
+    // incomplete frame at the end is copied into the connection.
+    state = processDirect(c, {bytes.data(), bytes.size()});
+  } else {
+    // An unbound socket (whose CONNECT/ATTACH may hand it to another worker with its unhandled
+    // bytes) or one with a partial frame pending goes through its own buffer. What it held
+    // before is one incomplete frame, already searched for a frame end.
+    const std::size_t searched = c.in.size();
+    c.in.append({bytes.data(), bytes.size()});
+    state = processInput(c, searched);
+  }
+  if (state == InputState::kGone) return;  // handed over: `c` is another worker's now
+  noteFrameProgress(c, framesHandled_ != framesBefore);
+}
+
+void Worker::holdReceive(Connection& c) {
+  if (c.receivePaused) return;
+  c.receivePaused = true;
+  loop_->pauseReceive(c.socket);
 }
 
 InputState Worker::processInput(Connection& c, std::size_t searched) {
@@ -286,115 +238,117 @@ InputState Worker::processDirect(Connection& c, std::string_view data) {
   };
   const InputState state = core_.handler(c.protocol).onInput(c, data, 0, advance);
   // A bound connection is never handed over, so `c` is still ours. Keep what was not handled:
-  // an incomplete frame, or the rest of the read when reading paused.
+  // an incomplete frame, or the rest when input was held.
   if (!c.closing && !c.closed && used < data.size()) c.in.append(data.substr(used));
   return state;
 }
 
-void Worker::pauseInput(Connection& c) {
-  c.readPaused = true;
-  setInterest(c);
-  send(c);
-}
-
 void Worker::resumeInput(Connection& c) {
-  setInterest(c);
-  // Frames may already be buffered; no new read event would announce them.
+  if (c.closed || c.closing || c.inputHeld() || throttled_ || !core_.reading) return;
+  if (c.receivePaused) {
+    c.receivePaused = false;
+    loop_->resumeReceive(c.socket);
+  }
+  // Frames may already be buffered; nothing would announce them.
   const std::uint64_t framesBefore = framesHandled_;
   processInput(c);
   noteFrameProgress(c, framesHandled_ != framesBefore);
 }
 
-void Worker::releaseInput(Connection& c) {
-  resumeInput(c);
+void Worker::releaseThrottled() {
+  std::vector<Connection*> list;
+  list.swap(throttledList_);
+  for (Connection* c : list) {
+    c->throttled = false;
+    if (!c->closed) resumeInput(*c);
+  }
 }
 
-void Worker::send(Connection& c) {
-  if (c.dirty || c.closed) return;
-  c.dirty = true;
-  dirty_.push_back(&c);
+void Worker::onInputEnd(net::SocketId, void* user, int error) {
+  Connection& c = *static_cast<Connection*>(user);
+  if (c.closed) return;
+  if (error == 0) {
+    // The peer finished sending. Replies to what it sent are flushed, then the socket closes.
+    closeAfterFlush(c);
+    return;
+  }
+  TERN_LOG_DEBUG("connection from {} failed: {}", net::toString(c.peer), std::strerror(error));
+  closeNow(c);
+}
+
+void Worker::onDrained(net::SocketId, void* user) {
+  Connection& c = *static_cast<Connection*>(user);
+  if (c.closed) return;
+  if (c.closing) {
+    closeNow(c);
+    return;
+  }
+  if (c.readPaused) {
+    c.readPaused = false;
+    resumeInput(c);
+  }
+  core_.jobs.wakeIfRoom();
+}
+
+void Worker::pauseInput(Connection& c) {
+  c.readPaused = true;
+  holdReceive(c);
+  loop_->notifyWhenDrained(c.socket);
 }
 
 void Worker::startKeepAlive(Connection& c, std::int64_t nanos) {
   c.keepAliveNanos = nanos;
   c.lastActivity = common::monotonicNanos();
-  deadlines_.push({c.lastActivity + nanos, c.slot, c.generation});
-}
-
-void Worker::flush(Connection& c) {
-  while (!c.out.empty()) {
-    const std::string_view pending = c.out.view();
-    const ssize_t n = ::send(c.fd, pending.data(), pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      c.out.consume(static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      setInterest(c);  // wait for EPOLLOUT
-      return;
-    }
-    TERN_LOG_DEBUG("write failed on fd {}: {}", c.fd, std::strerror(errno));
-    closeNow(c);
-    return;
-  }
-  c.out.releaseIfIdle(kIdleBufferKeep);
-  if (c.closing) {
-    closeNow(c);
-    return;
-  }
-  setInterest(c);
-  if (c.readPaused && c.out.size() <= config_.maxQueuedBytes / 2) {
-    c.readPaused = false;
-    resumeInput(c);
-  }
+  deadlines_.push({c.lastActivity + nanos, c.socket});
 }
 
 void Worker::closeAfterFlush(Connection& c) {
   if (c.closing || c.closed) return;
   c.closing = true;
-  // Half-close our reading side is not needed: we stop polling for input instead.
+  holdReceive(c);  // nothing it sends from now on is handled
   c.deadline = common::monotonicNanos() + secondsToNanos(config_.closeLingerSeconds);
-  deadlines_.push({c.deadline, c.slot, c.generation});
-  setInterest(c);
-  send(c);
+  deadlines_.push({c.deadline, c.socket});
+  loop_->flush(c.socket);
+  loop_->notifyWhenDrained(c.socket);
+  // Nothing to send: close at the end of this turn (not here, inside a handler's frame loop).
+  if (loop_->unsentBytes(c.socket) == 0) deadlines_.push({0, c.socket});
 }
 
 void Worker::closeNow(Connection& c) {
   if (c.closed) return;
   c.closed = true;
-  ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
-  ::close(c.fd);
-  c.fd = -1;
+  loop_->close(c.socket);
   context_.connections.release(c.peer);
   if (c.jobs) core_.jobs.drop(c);
   WorkerStats::add(core_.stats.sockets, std::int64_t{-1});
-  connections_[c.slot] = nullptr;
-  ++slotGeneration_[c.slot];
-  freeConnectionSlots_.push_back(c.slot);
+  forget(c);
   core_.connectionGone(c);
   graveyard_.push_back(&c);
 }
 
 void Worker::handOver(Connection& c, unsigned worker) {
-  // Leave no trace here: after the push below the connection belongs to the other worker.
-  ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
-  c.interest = 0;
-  c.registered = false;
-  if (c.dirty) {
-    dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), &c), dirty_.end());
-    c.dirty = false;
-  }
-  connections_[c.slot] = nullptr;
-  ++slotGeneration_[c.slot];
-  freeConnectionSlots_.push_back(c.slot);
+  // The socket leaves this worker's loop; onDetached (at once with epoll, once the kernel is done
+  // with it with io_uring) sends it on. Nothing here touches `c` afterwards.
+  forget(c);
   WorkerStats::add(core_.stats.sockets, std::int64_t{-1});
-  c.in.setAccount(nullptr);  // the new owner charges them to itself
-  c.out.setAccount(nullptr);
+  c.moveTo = worker;
+  c.moving = true;
+  loop_->detach(c.socket);
+}
+
+void Worker::onDetached(net::SocketId, void* user, int fd, net::ByteBuffer& unsent,
+                        net::ByteBuffer& received) {
+  Connection& c = *static_cast<Connection*>(user);
+  c.fd = fd;
+  c.carried.takeFrom(unsent);
+  c.in.append(received.view());  // after what was buffered: the order the client sent
+  received.consume(received.size());
+  c.in.setAccount(nullptr);  // the new owner charges it to itself
+  c.carried.setAccount(nullptr);
   InboxItem item;
   item.kind = InboxItem::Kind::kHandover;
   item.connection = &c;
-  context_.workers[worker]->post(std::move(item));
+  context_.workers[c.moveTo]->post(std::move(item));
 }
 
 void Worker::reapClosed() {
@@ -410,8 +364,9 @@ void Worker::sweep() {
   nextSweep_ = now + kSweepNanos;
   const std::int64_t frameTimeout = secondsToNanos(config_.frameTimeoutSeconds);
   std::uint64_t held = 0;
-  for (Connection* c : connections_) {
-    if (c == nullptr || c->closed) continue;
+  // Backwards: closeNow() moves the last connection into the closed one's place.
+  for (std::size_t k = connections_.size(); k-- > 0;) {
+    Connection* c = connections_[k];
     if (c->frameStarted != 0 && now - c->frameStarted > frameTimeout && !c->closing) {
       WorkerStats::add(core_.stats.closedFrameTimeout, std::uint64_t{1});
       if (const std::uint64_t times = frameTimeoutLog_.admit(now)) {
@@ -424,8 +379,7 @@ void Worker::sweep() {
       continue;
     }
     c->in.releaseIfIdle(0);
-    c->out.releaseIfIdle(0);
-    held += c->in.capacity() + c->out.capacity();
+    held += c->in.capacity() + loop_->unsentBytes(c->socket);
     if (c->session != nullptr && c->session->mqtt != nullptr) {
       c->session->mqtt->awaitingRelease.releaseIfEmpty();
       c->session->mqtt->outboundIds.releaseIfEmpty();
@@ -461,28 +415,31 @@ void Worker::checkDeadlines() {
   while (!deadlines_.empty() && deadlines_.top().when <= now) {
     const Deadline d = deadlines_.top();
     deadlines_.pop();
-    if (d.slot >= connections_.size()) continue;
-    Connection* c = connections_[d.slot];
-    if (c == nullptr || c->generation != d.generation || c->closed) continue;
+    auto* c = static_cast<Connection*>(loop_->user(d.socket));
+    if (c == nullptr || c->closed || c->moving) continue;  // closed or leaving since
     if (c->closing) {
-      if (c->deadline <= now) closeNow(*c);  // the peer does not read its last bytes
+      // The peer does not read its last bytes in time, or there was nothing left to send.
+      if (c->deadline <= now || loop_->unsentBytes(c->socket) == 0) closeNow(*c);
     } else if (c->role == SocketRole::kUnbound) {
       if (c->deadline <= now) {
-        TERN_LOG_DEBUG("closing fd {}: no CONNECT/ATTACH within the handshake timeout", c->fd);
+        TERN_LOG_DEBUG(
+            "closing a connection from {}: no CONNECT/ATTACH within the handshake "
+            "timeout",
+            net::toString(c->peer));
         closeNow(*c);
       }
     } else if (c->keepAliveNanos != 0) {
       // MQTT keep-alive: checked lazily; each check schedules the next one. While the broker
-      // itself does not read (flow control), the client's packets wait in the socket: not its
-      // fault.
-      if (c->inputHeld()) c->lastActivity = now;
+      // itself does not handle input (flow control), the client's packets wait: not its fault.
+      if (c->inputHeld() || c->throttled) c->lastActivity = now;
       const std::int64_t expiry = c->lastActivity + c->keepAliveNanos;
       if (expiry <= now) {
-        TERN_LOG_DEBUG("closing MQTT fd {}: keep-alive expired", c->fd);
+        TERN_LOG_DEBUG("closing MQTT connection from {}: keep-alive expired",
+                       net::toString(c->peer));
         WorkerStats::add(core_.stats.closedKeepAlive, std::uint64_t{1});
         closeNow(*c);
       } else {
-        deadlines_.push({expiry, c->slot, c->generation});
+        deadlines_.push({expiry, c->socket});
       }
     }
   }
@@ -509,7 +466,6 @@ void Worker::drainInbox() {
         }
         case InboxItem::Kind::kHandover: {
           Connection* c = attach(std::unique_ptr<Connection>(item.connection));
-          if (!c->out.empty()) send(*c);
           // The CONNECT/ATTACH that sent it here is still buffered (and maybe more after it).
           if (core_.reading) {
             const std::uint64_t framesBefore = framesHandled_;
@@ -535,33 +491,29 @@ void Worker::drainInbox() {
 // Shutdown
 
 void Worker::shutdown() {
-  // Stage 1: stop reading, send what this worker routed to the others, and report.
+  // Stage 1: stop handling input, send what this worker routed to the others, and report.
   core_.reading = false;
-  for (Connection* c : connections_) {
-    if (c != nullptr && !c->closed) setInterest(*c);
-  }
+  for (Connection* c : connections_)
+    holdReceive(*c);
   core_.fanout.flush();
   context_.stoppedReading.fetch_add(1, std::memory_order_acq_rel);
   while (context_.stopStage.load(std::memory_order_acquire) < 2)
-    loopTurn(50, true);
+    loopTurn(50'000'000);
   // Stage 2: no worker produces deliveries any more. Deliver what arrived and flush every socket
   // for a bounded time, then close everything.
   const std::int64_t giveUp = common::monotonicNanos() + kShutdownFlushNanos;
   for (;;) {
     bool pending = inbox_.sizeApprox() != 0;
     for (Connection* c : connections_) {
-      if (c != nullptr && !c->closed && !c->out.empty()) {
-        send(*c);
-        pending = true;
-      }
+      if (!c->closed && loop_->unsentBytes(c->socket) != 0) pending = true;
     }
     if (!pending || common::monotonicNanos() >= giveUp) break;
-    loopTurn(10, true);
+    loopTurn(10'000'000);
   }
-  for (Connection* c : connections_) {
-    if (c != nullptr && !c->closed) closeNow(*c);
-  }
+  while (!connections_.empty())
+    closeNow(*connections_.back());
   reapClosed();
+  loop_->runOnce(0);  // lets the loop finish what the closes started
 }
 
 }  // namespace tern::broker

@@ -1,36 +1,36 @@
 // Worker: one event-loop thread that owns connections and sessions outright.
 //
 // The pieces, each in a file of its own:
-//   - this class: the thread, its loop turn, its inbox, the connections and their sockets
-//     (ConnectionIo), deadlines (handshake, close linger, keep-alive), the periodic sweep and the
-//     memory figure;
+//   - this class: the thread, its loop turn, its inbox, its connections over a net::EventLoop
+//     (io_uring or epoll; it implements ConnectionIo for the protocols), deadlines (handshake,
+//     close linger, keep-alive), the periodic sweep and the memory figure;
 //   - WorkerCore (worker_core.hpp): what both protocols share: SessionTable (sessions and their
 //     maps), Fanout (routing a publish, batches to other workers), JobRunner (retained replay and
 //     LIST in slices), the counters, publish/deliver/endSession;
 //   - LineProtocol and MqttProtocol: the two ProtocolHandlers, bytes in and bytes out.
-// The path of a publish: Worker::readFrom -> ProtocolHandler::onInput (line_protocol.cpp or
+// The path of a publish: Worker::onReceive -> ProtocolHandler::onInput (line_protocol.cpp or
 // mqtt_protocol.cpp) -> WorkerCore::publish -> Fanout::route -> ProtocolHandler::deliver (here,
 // or on the subscriber's worker through its inbox: Worker::drainInbox -> Fanout::receive) ->
-// ConnectionIo::send -> Worker::flush at the end of the turn.
+// ConnectionIo::send -> the loop's send at the start of the next turn.
 //
 // Ownership: created and owned by the Broker (through BrokerContext::workers). Threads:
 //   - start(), join(): the Broker's thread.
 //   - adopt(), post(), wake(), stats(), index(), fanout().backlog()/giveBack(): any thread
-//     (lock-free: the inbox is a moodycamel ConcurrentQueue with an eventfd wake-up).
+//     (lock-free: the inbox is a moodycamel ConcurrentQueue; its wake-up is the loop's).
 //   - everything else: the worker's own thread only (checked by TERN_ASSERT_OWNER in debug builds).
 //
-// One loop turn: wait on epoll (offline from QSBR while blocked), handle ready sockets (read,
-// parse, act), drain the inbox (accepted sockets, handed-over sockets, delivery batches from other
-// workers), run the jobs, post this turn's delivery batches to the other workers (one push per
-// destination), flush every socket with pending output (one write per socket), free what was
-// closed, check deadlines, and announce a QSBR quiescent state.
+// One loop turn (net::EventLoop::runOnce, then the rest here): send what the last turn queued and
+// wait for events in one system call with io_uring (offline from QSBR while blocked), handle what
+// arrived (receive, parse, act), drain the inbox (accepted sockets, handed-over sockets, delivery
+// batches from other workers), check deadlines, run the jobs, post this turn's delivery batches to
+// the other workers (one push per destination), free what was closed, and announce a QSBR
+// quiescent state.
 #pragma once
-
-#include <sys/epoll.h>
 
 #include <cstdint>
 #include <memory>
 #include <queue>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -40,6 +40,7 @@
 #include "delivery_batch.hpp"
 #include "line_protocol.hpp"
 #include "mqtt_protocol.hpp"
+#include "tern/net/event_loop.hpp"
 #include "tern/sync/inbox.hpp"
 #include "tern/sync/qsbr.hpp"
 #include "worker_core.hpp"
@@ -58,8 +59,10 @@ struct InboxItem {
   DeliveryBatch* batch = nullptr;       // kDeliveries (ownership moves with the item)
 };
 
-class Worker final : private ConnectionIo {
+class Worker final : private ConnectionIo, private net::EventLoopHandler {
  public:
+  // Makes the worker's event loop (the backend config.io asks for); throws std::runtime_error
+  // when it cannot (start-up).
   Worker(BrokerContext& context, unsigned index);
   ~Worker() override;
   Worker(const Worker&) = delete;
@@ -85,32 +88,38 @@ class Worker final : private ConnectionIo {
   const WorkerStats& stats() const noexcept { return core_.stats; }
   Fanout& fanout() noexcept { return core_.fanout; }
   const Fanout& fanout() const noexcept { return core_.fanout; }
+  net::IoBackend backend() const noexcept { return loop_->backend(); }
+  // The loop's system-call counters. Worker thread only (or after join()).
+  net::EventLoop::Counters ioCounters() const noexcept { return loop_->counters(); }
 
  private:
   void run();
-  void loopTurn(int timeoutMs, bool mayBlock);
+  void loopTurn(std::int64_t timeoutNanos);
   void shutdown();
-  int nextTimeoutMs() const;
+  std::int64_t nextTimeoutNanos() const;
+  // Wakes this worker's loop from any thread: from another worker's thread through that loop
+  // (io_uring: a MSG_RING entry in its next submission, no system call).
+  void wakeLoop() noexcept;
 
-  // Connections and their sockets.
+  // Connections.
   Connection* attach(std::unique_ptr<Connection> connection);
-  void onEvent(std::uint64_t tag, std::uint32_t events);
-  void readFrom(Connection& c);
+  void forget(Connection& c) noexcept;  // removes c from connections_
   // Handles what is buffered in c.in. `searched`: how many leading bytes of c.in are known to
-  // hold no frame end (derived by the caller from what it just read; 0 when in doubt).
+  // hold no frame end (derived by the caller from what it just appended; 0 when in doubt).
   InputState processInput(Connection& c, std::size_t searched = 0);
-  // Handles `data` read straight into the worker's buffer; keeps any unhandled tail in c.in.
+  // Handles `data` straight from the loop's buffer; keeps any unhandled tail in c.in.
   // REQUIRES: c is bound and c.in is empty.
   InputState processDirect(Connection& c, std::string_view data);
-  // processInput of a connection whose input was held, then its frame timer.
+  // c's input may be handled again: receive, and handle what is buffered.
   void resumeInput(Connection& c);
-  void setInterest(Connection& c);
-  void flush(Connection& c);
+  void holdReceive(Connection& c);
   void reapClosed();
   void checkDeadlines();
-  // Once per kSweepNanos: frees the empty read and write buffers of every connection, closes
-  // connections whose incomplete frame is older than --frame-timeout, and ends offline MQTT
-  // sessions past --session-expiry.
+  // Connections held back while another worker was overloaded: receive and handle them again.
+  void releaseThrottled();
+  // Once per kSweepNanos: frees the empty read buffers of every connection, closes connections
+  // whose incomplete frame is older than --frame-timeout, and ends offline MQTT sessions past
+  // --session-expiry.
   void sweep();
   // After input was handled: starts, restarts or clears the frame timer of `c`.
   void noteFrameProgress(Connection& c, bool completedFrame) noexcept;
@@ -120,15 +129,28 @@ class Worker final : private ConnectionIo {
   void drainInbox();
 
   // ConnectionIo.
-  net::ByteBuffer& output(Connection& c) noexcept override { return c.out; }
-  void send(Connection& c) override;
-  std::size_t unsent(const Connection& c) const noexcept override { return c.out.size(); }
+  net::ByteBuffer& output(Connection& c) noexcept override { return loop_->output(c.socket); }
+  void send(Connection& c) override { loop_->flush(c.socket); }
+  std::size_t unsent(const Connection& c) const noexcept override {
+    return loop_->unsentBytes(c.socket);
+  }
   void closeAfterFlush(Connection& c) override;
   void closeNow(Connection& c) override;
   void handOver(Connection& c, unsigned worker) override;
   void pauseInput(Connection& c) override;
-  void releaseInput(Connection& c) override;
+  void notifyWhenDrained(Connection& c) override { loop_->notifyWhenDrained(c.socket); }
+  void releaseInput(Connection& c) override { resumeInput(c); }
   void startKeepAlive(Connection& c, std::int64_t nanos) override;
+
+  // net::EventLoopHandler.
+  void onReceive(net::SocketId id, void* user, std::span<const char> bytes) override;
+  void onInputEnd(net::SocketId id, void* user, int error) override;
+  void onDrained(net::SocketId id, void* user) override;
+  void onDetached(net::SocketId id, void* user, int fd, net::ByteBuffer& unsent,
+                  net::ByteBuffer& received) override;
+  bool beforeBlock() override;
+  void afterBlock() override;
+  bool hasPendingWork() override { return inbox_.sizeApprox() != 0; }
 
   BrokerContext& context_;
   const Config& config_;
@@ -137,33 +159,26 @@ class Worker final : private ConnectionIo {
   LineProtocol line_;
   MqttProtocol mqtt_;
   sync::Inbox<InboxItem> inbox_;
-  int epoll_ = -1;
+  std::unique_ptr<net::EventLoop> loop_;
   std::thread thread_;
   sync::ThreadOwner owner_;
   std::unique_ptr<sync::QsbrDomain::Reader> reader_;
 
-  // Connection table: slot -> connection; generations detect stale epoll events.
-  std::vector<Connection*> connections_;
-  std::vector<std::uint32_t> slotGeneration_;
-  std::vector<std::uint32_t> freeConnectionSlots_;
-  std::vector<Connection*> dirty_;      // to flush at the end of this turn
-  std::vector<Connection*> flushing_;   // dirty_ of the flush in progress (reused)
-  std::vector<Connection*> graveyard_;  // closed this turn, freed at the end of it
+  std::vector<Connection*> connections_;    // every connection this worker owns (Connection::index)
+  std::vector<Connection*> graveyard_;      // closed this turn, freed at the end of it
+  std::vector<Connection*> throttledList_;  // held back while another worker is overloaded
 
-  // Deadlines (handshake, close linger, keep-alive): (when, slot, generation); a min-heap,
-  // lazily pruned.
+  // Deadlines (handshake, close linger, keep-alive): (when, socket); a min-heap, lazily pruned (a
+  // closed socket's id is stale: the loop no longer knows it).
   struct Deadline {
     std::int64_t when;
-    std::uint32_t slot;
-    std::uint32_t generation;
+    net::SocketId socket;
     bool operator>(const Deadline& o) const noexcept { return when > o.when; }
   };
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::int64_t nextSweep_ = 0;  // monotonic ns
 
-  std::unique_ptr<char[]> readBuffer_;  // where bound sockets are read into (kReadChunk bytes)
-  std::vector<InboxItem> inboxScratch_;
-  bool throttled_ = false;  // another worker's backlog is too long: not reading input this turn
+  bool throttled_ = false;           // another worker's backlog is too long: input is not handled
   std::uint64_t framesHandled_ = 0;  // frames and packets handled so far (to see progress)
   common::LogLimiter frameTimeoutLog_;
 };

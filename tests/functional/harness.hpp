@@ -243,6 +243,13 @@ class BrokerProcess {
     std::vector<std::string> argv = wrapper;
     argv.insert(argv.end(),
                 {brokerBinary(), "--port", "0", "--bind", "127.0.0.1", "--log-level", "warn"});
+    // The I/O backend under test: TERN_TEST_IO (uring or epoll; tools/test runs the suite with
+    // each), unless the test chooses.
+    const char* io = std::getenv("TERN_TEST_IO");
+    if (io != nullptr && *io != '\0' &&
+        std::find(extra.begin(), extra.end(), "--io") == extra.end()) {
+      argv.insert(argv.end(), {"--io", io});
+    }
     // MQTT is off unless the test asks for it (e.g. {"--mqtt-port", "auto"}): two test brokers
     // must never compete for port 1883.
     if (std::find(extra.begin(), extra.end(), "--mqtt-port") == extra.end()) {

@@ -30,9 +30,11 @@ class Broker:
     def __init__(self, *extra):
         # stderr goes to a file, not a pipe: a broker that logs a lot must never block on it.
         self.log = tempfile.TemporaryFile(mode="w+")
+        # The I/O backend under test, as the C++ harness takes it (tools/test runs both).
+        io = ["--io", os.environ["TERN_TEST_IO"]] if os.environ.get("TERN_TEST_IO") else []
         self.proc = subprocess.Popen(
             [BROKER, "--port", "0", "--mqtt-port", "auto", "--workers", "2", "--log-level", "warn",
-             *extra],
+             *io, *extra],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.line_port = self.mqtt_port = None
         deadline = time.time() + TIMEOUT

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "tern/broker/config.hpp"
+#include "tern/net/event_loop.hpp"
 
 namespace tern::net {
 class Acceptor;
@@ -28,7 +29,8 @@ struct BrokerContext;
 
 class Broker {
  public:
-  // REQUIRES: config.validate() is empty.
+  // REQUIRES: config.validate() is empty. Makes the workers and their event loops; throws
+  // std::runtime_error when an event loop cannot be made (e.g. --io uring refused by the kernel).
   explicit Broker(const Config& config);
   ~Broker();
   Broker(const Broker&) = delete;
@@ -41,6 +43,8 @@ class Broker {
   const std::string& lineEndpoint() const noexcept { return lineEndpoint_; }
   // "address:port" of the MQTT listener, empty when MQTT is off.
   const std::string& mqttEndpoint() const noexcept { return mqttEndpoint_; }
+  // The I/O backend the workers' event loops use (the same for all).
+  net::IoBackend ioBackend() const noexcept;
 
  private:
   // Counts an accepted socket against the connection limits; at a limit it answers (line protocol)

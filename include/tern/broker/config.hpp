@@ -9,6 +9,7 @@
 #include <string>
 
 #include "tern/common/log.hpp"
+#include "tern/net/event_loop.hpp"
 
 namespace tern::broker {
 
@@ -72,6 +73,11 @@ struct Config {
   // clients that keep up are still served. 0: half of the machine's physical memory.
   std::size_t memoryLimit = 0;
   common::LogLevel logLevel = common::LogLevel::kInfo;
+  // The event loops' I/O: io_uring where the kernel allows it (auto), or epoll.
+  net::IoChoice io = net::IoChoice::kAuto;
+  // Nanoseconds a worker whose turn found nothing to do polls before it blocks (0: never); saves
+  // a sleep and a wake-up when work comes within that time, costs CPU when it does not.
+  std::int64_t spinNanos = 0;
 
   // Fills in the limits left at 0 ("derived at start-up") from the open-file limit and the
   // machine's memory. Call once before validate().

@@ -3,23 +3,26 @@
 // Ownership: created and owned by the Broker. The listening descriptors are owned by the Acceptor
 // from construction and closed by stop(). Threads: start() and stop() are called by the thread
 // that owns the Acceptor; the dispatch callback runs on an acceptor thread and must be thread-safe
-// (the broker's pushes the descriptor into a worker's lock-free inbox).
+// (the broker's pushes the descriptor into a worker's lock-free inbox); accepted() and shed() are
+// safe anywhere.
 //
-// Each acceptor thread waits on every listening socket with EPOLLEXCLUSIVE, so one connection wakes
-// one thread, and accepts in a loop until EAGAIN (one wake-up per burst of connections). When the
-// process runs out of descriptors (EMFILE/ENFILE), the acceptor gives up a spare descriptor it keeps
-// for this, accepts the waiting connection and closes it at once (the peer sees a clean close
-// instead of hanging in the backlog), takes the spare back, and logs once per interval.
+// Each acceptor thread runs an EventLoop (event_loop.hpp) with every listener in it: a multishot
+// accept per listener with io_uring, accept4 until EAGAIN on readiness with epoll (the kernel
+// spreads connections over the threads). Out of descriptors (EMFILE/ENFILE) the loop gives up a
+// spare descriptor it keeps for this, accepts the waiting connection and closes it at once (the
+// peer sees a clean close instead of hanging in the backlog), takes the spare back, and logs once
+// per interval.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
-#include "tern/common/log_limiter.hpp"
 #include "tern/net/connection_limiter.hpp"
+#include "tern/net/event_loop.hpp"
 
 namespace tern::net {
 
@@ -34,38 +37,29 @@ class Acceptor {
   // peer's address; owns the descriptor from then on.
   using Dispatch = std::function<void(int fd, int kind, const PeerAddress& peer)>;
 
-  // Takes ownership of the listening descriptors.
+  // Takes ownership of the listening descriptors (non-blocking).
   Acceptor(std::vector<ListenSocket> listeners, Dispatch dispatch);
   ~Acceptor();
   Acceptor(const Acceptor&) = delete;
   Acceptor& operator=(const Acceptor&) = delete;
 
-  // Starts `threads` acceptor threads. Throws std::system_error if epoll/eventfd cannot be made.
-  void start(unsigned threads);
+  // Starts `threads` acceptor threads on the I/O backend `io`. Throws std::runtime_error when an
+  // event loop cannot be made (start-up).
+  void start(unsigned threads, IoChoice io);
   // Stops accepting: wakes and joins the threads and closes the listening sockets. Idempotent.
   void stop();
 
   std::uint64_t accepted() const noexcept { return accepted_.load(std::memory_order_relaxed); }
   // Connections accepted only to be closed because the process was out of descriptors.
-  std::uint64_t shed() const noexcept { return shed_.load(std::memory_order_relaxed); }
+  std::uint64_t shed() const noexcept;
 
  private:
-  void run();
-  // Out of descriptors: frees the spare, accepts and closes one pending connection, retakes the
-  // spare; false when there was no spare to free. Any acceptor thread (the spare is swapped
-  // atomically).
-  bool shedOne(int listenFd);
+  class Thread;
 
   std::vector<ListenSocket> listeners_;
   Dispatch dispatch_;
-  int stopFd_ = -1;
-  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<Thread>> threads_;
   std::atomic<std::uint64_t> accepted_{0};  // statistics only: relaxed
-  std::atomic<std::uint64_t> shed_{0};      // statistics only: relaxed
-  // The spare descriptor (an open /dev/null) or -1 while a thread uses it; exchanged atomically
-  // so that two acceptor threads never close it twice.
-  std::atomic<int> spareFd_{-1};
-  common::LogLimiter outOfDescriptors_;
 };
 
 }  // namespace tern::net

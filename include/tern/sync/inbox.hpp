@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <system_error>
 
 #include "tern/common/cache_line.hpp"
@@ -41,8 +42,14 @@ class Inbox {
   Inbox(const Inbox&) = delete;
   Inbox& operator=(const Inbox&) = delete;
 
-  // The descriptor the consumer adds to its epoll set; readable after a wake-up.
+  // The descriptor the consumer adds to its epoll set; readable after a wake-up (unless a waker
+  // is set).
   int wakeFd() const noexcept { return wakeFd_; }
+
+  // Makes wake-ups call `waker` (e.g. the consumer's event loop's wake) instead of writing the
+  // eventfd. Consumer only, before any producer may push. The waker must be callable from any
+  // thread.
+  void setWaker(std::function<void()> waker) { waker_ = std::move(waker); }
 
   // Enqueues one item and wakes the consumer if it may be asleep. Any thread. Allocates only when
   // the queue grows a block (amortized, not per item).
@@ -77,12 +84,17 @@ class Inbox {
   // Consumer only: back from blocking. Clears the flag and consumes a pending wake-up.
   void finishSleep() noexcept {
     sleeping_.value.store(false, std::memory_order_relaxed);
+    if (waker_) return;  // the waker's owner consumes its own wake-ups
     std::uint64_t ignored = 0;
     [[maybe_unused]] ssize_t n = ::read(wakeFd_, &ignored, sizeof ignored);
   }
 
   // Wakes the consumer unconditionally (used to ask it to stop). Any thread.
   void wake() noexcept {
+    if (waker_) {
+      waker_();
+      return;
+    }
     const std::uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(wakeFd_, &one, sizeof one);
   }
@@ -98,6 +110,7 @@ class Inbox {
 
   moodycamel::ConcurrentQueue<T> queue_;
   int wakeFd_;
+  std::function<void()> waker_;  // constant once producers push
   // Written by the consumer and read by every producer: a cache line of its own, away from the
   // queue's hot fields.
   common::CacheAligned<std::atomic<bool>> sleeping_;

@@ -69,6 +69,11 @@ std::vector<std::string> brokerArguments(const std::vector<std::string>& extra) 
       {"--max-queued-bytes", "262144"},
   };
   std::vector<std::string> args;
+  // The I/O backend under test, as the functional suite takes it (tools/test runs both).
+  const char* io = std::getenv("TERN_TEST_IO");
+  const bool ioGiven = std::any_of(extra.begin(), extra.end(),
+                                   [](const std::string& a) { return a.starts_with("--io"); });
+  if (io != nullptr && *io != '\0' && !ioGiven) args.insert(args.end(), {"--io", io});
   for (const auto& [name, value] : kDefaults) {
     const bool overridden = std::any_of(extra.begin(), extra.end(), [&](const std::string& a) {
       return a == name || a.starts_with(name + "=");

@@ -21,12 +21,14 @@ namespace {
 
 namespace mqtt = protocol::mqtt;
 
-// Records what the handlers ask of the sockets; output stays in each connection's `out`.
+// Records what the handlers ask of the sockets; output stays in each connection's `carried`.
 class FakeIo final : public ConnectionIo {
  public:
-  net::ByteBuffer& output(Connection& c) noexcept override { return c.out; }
+  // The test keeps each connection's output in its `carried` buffer (unused without a loop).
+  net::ByteBuffer& output(Connection& c) noexcept override { return c.carried; }
   void send(Connection&) override { ++sends; }
-  std::size_t unsent(const Connection& c) const noexcept override { return c.out.size(); }
+  std::size_t unsent(const Connection& c) const noexcept override { return c.carried.size(); }
+  void notifyWhenDrained(Connection&) override {}
   void closeAfterFlush(Connection& c) override { c.closing = true; }
   void closeNow(Connection& c) override {
     c.closed = true;
@@ -66,8 +68,8 @@ struct Harness {
   }
   // The output of `c` so far, taken.
   static std::string take(Connection& c) {
-    std::string out(c.out.view());
-    c.out.consume(c.out.size());
+    std::string out(c.carried.view());
+    c.carried.consume(c.carried.size());
     return out;
   }
 
@@ -119,7 +121,7 @@ TEST(LineProtocolHandler, ConnectHomedElsewhereIsHandedOverUncommitted) {
     // The frame that caused the hand-over stays in the input: the new owner handles it.
     EXPECT_EQ(state, InputState::kGone);
     EXPECT_EQ(committed, 0u);
-    EXPECT_TRUE(c.out.empty());
+    EXPECT_TRUE(c.carried.empty());
     ASSERT_FALSE(h.io.handedOver.empty());
     EXPECT_EQ(h.io.handedOver.back().first, &c);
     EXPECT_EQ(h.io.handedOver.back().second, h.core.sessions.homeWorker(id));
