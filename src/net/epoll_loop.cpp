@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <new>
 #include <system_error>
 
 #include "tern/common/clock.hpp"
@@ -23,13 +22,6 @@ constexpr int kMaxAccepts = 64;
 // A drained output buffer keeps this much capacity.
 constexpr std::size_t kIdleBufferKeep = 64 * 1024;
 constexpr int kFlushPasses = 4;
-
-constexpr std::uint32_t slotOf(SocketId id) noexcept {
-  return static_cast<std::uint32_t>(id >> 32);
-}
-constexpr std::uint32_t generationOf(SocketId id) noexcept {
-  return static_cast<std::uint32_t>(id);
-}
 
 void cpuRelax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -70,52 +62,24 @@ void EpollLoop::control(int op, int fd, std::uint32_t events, std::uint64_t data
 // ---------------------------------------------------------------------------------------------
 // Sockets
 
-EpollLoop::Slot* EpollLoop::live(SocketId id) noexcept {
-  const std::uint32_t index = slotOf(id);
-  if (index >= slots_.size()) return nullptr;
-  Slot& s = slots_[index];
-  const bool up = s.state == State::kOpen || s.state == State::kConnecting;
-  return up && s.generation == generationOf(id) ? &s : nullptr;
-}
-
-const EpollLoop::Slot* EpollLoop::live(SocketId id) const noexcept {
-  return const_cast<EpollLoop*>(this)->live(id);
-}
-
 SocketId EpollLoop::newSlot(int fd, void* user, State state) {
   TERN_ASSERT_OWNER(owner_);
-  std::uint32_t index;
-  if (!free_.empty()) {
-    index = free_.back();
-    free_.pop_back();
-  } else {
-    if (slots_.size() > kSlotMask) throw std::bad_alloc();
-    index = static_cast<std::uint32_t>(slots_.size());
-    Slot& fresh = slots_.emplace_back();
+  return slots_.claim(fd, user, state, [this](Slot& fresh) {
     fresh.output.setAccount(options_.account);
     fresh.output.setGrowthLimit(options_.outputGrowthLimit);
-  }
-  Slot& s = slots_[index];
-  s.fd = fd;
-  s.user = user;
-  s.state = state;
-  s.id = (SocketId{index} << 32) | s.generation;
-  return s.id;
+  });
 }
 
 void EpollLoop::release(std::uint32_t index) {
   Slot& s = slots_[index];
-  if (++s.generation == 0) s.generation = 1;
-  s.state = State::kFree;
-  s.fd = -1;
-  s.user = nullptr;
+  slots_.makeStale(s);
   s.registered = s.paused = s.inputEnded = s.sendBlocked = s.sendFailed = false;
   s.flushWanted = s.wantDrained = s.connectDone = false;
   s.connectError = 0;
   s.events = 0;
   s.output.consume(s.output.size());
   s.output.releaseIfIdle(0);
-  free_.push_back(index);
+  slots_.release(index);
 }
 
 SocketId EpollLoop::add(int fd, void* user, ByteBuffer* unsent) {
@@ -174,19 +138,18 @@ void EpollLoop::runPending() {
 }
 
 void* EpollLoop::user(SocketId id) const noexcept {
-  const Slot* s = live(id);
-  return s != nullptr ? s->user : nullptr;
+  return slots_.user(id);
 }
 
 void EpollLoop::pauseReceive(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr || s->paused) return;
   s->paused = true;
   updateInterest(slotOf(id));
 }
 
 void EpollLoop::resumeReceive(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr || !s->paused) return;
   s->paused = false;
   updateInterest(slotOf(id));  // level-triggered: what is waiting shows up in the next wait
@@ -197,26 +160,26 @@ ByteBuffer& EpollLoop::output(SocketId id) noexcept {
 }
 
 void EpollLoop::flush(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr) return;
   s->flushWanted = true;
   markDirty(slotOf(id));
 }
 
 std::size_t EpollLoop::unsentBytes(SocketId id) const noexcept {
-  const Slot* s = live(id);
+  const Slot* s = slots_.live(id);
   return s != nullptr ? s->output.size() : 0;
 }
 
 void EpollLoop::notifyWhenDrained(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr) return;
   s->wantDrained = true;
   markDirty(slotOf(id));
 }
 
 void EpollLoop::close(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr) return;
   if (s->registered) control(EPOLL_CTL_DEL, s->fd, 0, 0);
   ::close(s->fd);
@@ -225,12 +188,12 @@ void EpollLoop::close(SocketId id) {
 }
 
 void EpollLoop::detach(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr) return;
   if (s->registered) control(EPOLL_CTL_DEL, s->fd, 0, 0);
   s->registered = false;
   s->state = State::kDetaching;
-  if (++s->generation == 0) s->generation = 1;  // stale at once; release() bumps it again
+  slots_.makeStale(*s);  // stale at once; release() moves it on again
   pending_.push_back({slotOf(id), s->generation});
 }
 

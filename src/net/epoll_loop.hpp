@@ -22,6 +22,7 @@
 #include <memory>
 #include <vector>
 
+#include "net/socket_slots.hpp"
 #include "tern/net/event_loop.hpp"
 #include "tern/sync/thread_owner.hpp"
 
@@ -88,9 +89,8 @@ class EpollLoop final : public EventLoop {
     return (std::uint64_t{static_cast<std::uint8_t>(kind)} << 56) |
            (std::uint64_t{index & kSlotMask} << 32) | generation;
   }
-  Slot* live(SocketId id) noexcept;
-  const Slot* live(SocketId id) const noexcept;
   SocketId newSlot(int fd, void* user, State state);
+  // Closed or handed over: the id goes stale and the slot is free for the next socket.
   void release(std::uint32_t index);
   // Makes the epoll registration match what the socket wants (see the header comment).
   void updateInterest(std::uint32_t index);
@@ -108,7 +108,6 @@ class EpollLoop final : public EventLoop {
   int wait(std::int64_t timeoutNanos);
   void dispatch(int ready);
 
-  static constexpr std::uint32_t kSlotMask = (1u << 24) - 1;
   static constexpr int kMaxEvents = 256;
 
   const EventLoopOptions options_;
@@ -118,8 +117,7 @@ class EpollLoop final : public EventLoop {
   int epoll_ = -1;
   const std::size_t readBytes_;
   std::unique_ptr<char[]> readBuffer_;
-  std::deque<Slot> slots_;
-  std::vector<std::uint32_t> free_;
+  SocketSlots<Slot> slots_;
   std::vector<std::uint32_t> dirty_;
   std::vector<std::uint32_t> flushing_;
   struct Pending {

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <new>
 
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
@@ -20,13 +19,6 @@ constexpr unsigned kBatch = 64;
 // flushDirty passes per turn: onDrained callbacks may flush again; the rest waits a turn.
 constexpr int kFlushPasses = 4;
 
-constexpr std::uint32_t slotOf(SocketId id) noexcept {
-  return static_cast<std::uint32_t>(id >> 32);
-}
-constexpr std::uint32_t generationOf(SocketId id) noexcept {
-  return static_cast<std::uint32_t>(id);
-}
-
 void cpuRelax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -38,39 +30,14 @@ void cpuRelax() noexcept {
 // ---------------------------------------------------------------------------------------------
 // Sockets
 
-UringLoop::Slot* UringLoop::live(SocketId id) noexcept {
-  const std::uint32_t index = slotOf(id);
-  if (index >= slots_.size()) return nullptr;
-  Slot& s = slots_[index];
-  const bool up = s.state == State::kOpen || s.state == State::kConnecting;
-  return up && s.generation == generationOf(id) ? &s : nullptr;
-}
-
-const UringLoop::Slot* UringLoop::live(SocketId id) const noexcept {
-  return const_cast<UringLoop*>(this)->live(id);
-}
-
 SocketId UringLoop::newSlot(int fd, void* user, State state) {
   TERN_ASSERT_OWNER(owner_);
-  std::uint32_t index;
-  if (!free_.empty()) {
-    index = free_.back();
-    free_.pop_back();
-  } else {
-    if (slots_.size() > kSlotMask) throw std::bad_alloc();
-    index = static_cast<std::uint32_t>(slots_.size());
-    Slot& fresh = slots_.emplace_back();
+  return slots_.claim(fd, user, state, [this](Slot& fresh) {
     for (ByteBuffer* b : {&fresh.output, &fresh.inflight}) {
       b->setAccount(options_.account);
       b->setGrowthLimit(options_.outputGrowthLimit);
     }
-  }
-  Slot& s = slots_[index];
-  s.fd = fd;
-  s.user = user;
-  s.state = state;
-  s.id = (SocketId{index} << 32) | s.generation;
-  return s.id;
+  });
 }
 
 SocketId UringLoop::add(int fd, void* user, ByteBuffer* unsent) {
@@ -101,12 +68,11 @@ SocketId UringLoop::connect(int fd, void* user, const sockaddr* address, socklen
 }
 
 void* UringLoop::user(SocketId id) const noexcept {
-  const Slot* s = live(id);
-  return s != nullptr ? s->user : nullptr;
+  return slots_.user(id);
 }
 
 void UringLoop::pauseReceive(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr || s->paused) return;
   s->paused = true;
   if (!s->recvArmed) return;
@@ -118,7 +84,7 @@ void UringLoop::pauseReceive(SocketId id) {
 }
 
 void UringLoop::resumeReceive(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr || !s->paused) return;
   s->paused = false;
   maybeRearm(slotOf(id));  // an armed receive whose cancel is on its way re-arms when it ends
@@ -129,29 +95,29 @@ ByteBuffer& UringLoop::output(SocketId id) noexcept {
 }
 
 void UringLoop::flush(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr) return;
   s->flushWanted = true;
   markDirty(slotOf(id));
 }
 
 std::size_t UringLoop::unsentBytes(SocketId id) const noexcept {
-  const Slot* s = live(id);
+  const Slot* s = slots_.live(id);
   return s != nullptr ? s->inflight.size() + s->output.size() : 0;
 }
 
 void UringLoop::notifyWhenDrained(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr) return;
   s->wantDrained = true;
   markDirty(slotOf(id));
 }
 
 void UringLoop::close(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr) return;
   s->state = State::kClosing;
-  if (++s->generation == 0) s->generation = 1;
+  slots_.makeStale(*s);
   if (!s->busy()) {
     // No operation (submitted or queued) names the descriptor: close it now.
     ::close(s->fd);
@@ -177,10 +143,10 @@ void UringLoop::close(SocketId id) {
 }
 
 void UringLoop::detach(SocketId id) {
-  Slot* s = live(id);
+  Slot* s = slots_.live(id);
   if (s == nullptr) return;
   s->state = State::kDetaching;
-  if (++s->generation == 0) s->generation = 1;
+  slots_.makeStale(*s);
   if (s->busy()) {
     io_uring_sqe* cancel = nextSqe();
     io_uring_prep_cancel_fd(cancel, s->fd, IORING_ASYNC_CANCEL_ALL);
@@ -209,9 +175,6 @@ void UringLoop::runSettled() {
 }
 
 void UringLoop::release(Slot& s, std::uint32_t index) {
-  s.state = State::kFree;
-  s.fd = -1;
-  s.user = nullptr;
   s.recvArmed = s.sendInFlight = s.connectInFlight = false;
   s.paused = s.inputEnded = s.sendFailed = s.flushWanted = s.wantDrained = false;
   for (ByteBuffer* b : {&s.output, &s.inflight, &s.received}) {
@@ -219,7 +182,7 @@ void UringLoop::release(Slot& s, std::uint32_t index) {
     b->releaseIfIdle(0);
   }
   s.connectTo.reset();
-  free_.push_back(index);
+  slots_.release(index);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "net/socket_slots.hpp"
 #include "tern/net/event_loop.hpp"
 #include "tern/sync/thread_owner.hpp"
 
@@ -124,8 +125,6 @@ class UringLoop final : public EventLoop {
     return (std::uint64_t{static_cast<std::uint8_t>(op)} << 56) |
            (std::uint64_t{slot & kSlotMask} << 32) | generation;
   }
-  Slot* live(SocketId id) noexcept;
-  const Slot* live(SocketId id) const noexcept;
   SocketId newSlot(int fd, void* user, State state);
 
   // A free submission entry; submits the queue first when it is full.
@@ -159,8 +158,6 @@ class UringLoop final : public EventLoop {
   void release(Slot& s, std::uint32_t index);
   bool ringTaskRunPending() const noexcept;
 
-  static constexpr std::uint32_t kSlotMask = (1u << 24) - 1;
-
   const EventLoopOptions options_;
   EventLoopHandler& handler_;
   sync::ThreadOwner owner_;  // bound by the first runOnce()
@@ -177,8 +174,7 @@ class UringLoop final : public EventLoop {
   unsigned bufferMask_ = 0;
   std::uint64_t wakeValue_ = 0;  // the eventfd read's target
 
-  std::deque<Slot> slots_;            // stable addresses; indexes are SocketId slots
-  std::vector<std::uint32_t> free_;   // slots with state kFree and no operation
+  SocketSlots<Slot> slots_;           // released only once no operation is left (settle())
   std::vector<std::uint32_t> dirty_;  // slots with flush()/notifyWhenDrained() pending
   std::vector<std::uint32_t> flushing_;
   std::vector<std::uint32_t> settled_;  // see settle()
