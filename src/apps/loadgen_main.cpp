@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   std::string connectRateText = "0";
   std::string arrivalText = "constant";
   std::string protocolText = "line";
+  std::string ioText = "auto";
   unsigned qos = 0;
 
   CLI::App app{"tern loadgen: open-loop load generator and latency meter for the tern broker"};
@@ -108,6 +109,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", options.threads, "Event-loop threads (0: one per core)")
       ->capture_default_str();
+  app.add_option("--io", ioText,
+                 "I/O backend of the event loops: auto (io_uring where the kernel allows it, "
+                 "else epoll), uring or epoll")
+      ->capture_default_str();
   app.add_option("--json", options.jsonPath, "Also write the report as JSON to FILE");
   app.add_option("--seed", options.seed, "Seed of the Poisson schedule (same seed, same schedule)")
       ->capture_default_str();
@@ -140,6 +145,9 @@ int main(int argc, char** argv) {
   const tern::loadgen::QuantityParse connectRate = tern::loadgen::parseQuantity(connectRateText);
   if (!connectRate.ok) return fail("--connect-rate " + connectRate.error);
   options.connectRate = connectRate.value;
+  const auto io = tern::net::parseIoChoice(ioText);
+  if (!io) return fail("--io must be auto, uring or epoll, not '" + ioText + "'");
+  options.io = *io;
   const auto arrival = tern::loadgen::parseArrival(arrivalText);
   if (!arrival) return fail("--arrival must be constant or poisson, not '" + arrivalText + "'");
   options.arrival = *arrival;

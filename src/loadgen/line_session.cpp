@@ -1,7 +1,5 @@
 #include "tern/loadgen/line_session.hpp"
 
-#include <sys/epoll.h>
-
 #include <array>
 #include <cstring>
 #include <string>
@@ -43,10 +41,12 @@ class LineSession final : public SessionBase {
   void publish(std::string_view topic, std::string_view payload,
                std::int64_t intendedNs) noexcept override {
     if (stage_ != Stage::kReady && stage_ != Stage::kConnected) return;
-    SessionSocket& socket = sockets_[kPublish];
-    // One reserve for the whole frame: "PUBLISH@" topic "@" payload "\n".
+    net::EventLoop& loop = host_.loop();
+    const net::SocketId id = sockets_[kPublish].id;
+    // One reservation for the whole frame: "PUBLISH@" topic "@" payload "\n".
     const std::size_t size = 8 + topic.size() + 1 + payload.size() + 1;
-    char* out = socket.out.reserve(size);
+    net::ByteBuffer& output = loop.output(id);
+    char* out = output.writable(size).data();
     std::memcpy(out, "PUBLISH@", 8);
     out += 8;
     std::memcpy(out, topic.data(), topic.size());
@@ -55,92 +55,63 @@ class LineSession final : public SessionBase {
     std::memcpy(out, payload.data(), payload.size());
     out += payload.size();
     *out = '\n';
-    socket.out.commit(size);
+    output.commit(size);
+    loop.flush(id);
     pendingAcks_.push(intendedNs);
-    host_.requestFlush(config_.client);
   }
 
-  void onEvent(unsigned slot, std::uint32_t events, std::int64_t nowNs) override {
-    if (slot >= kSlots) return;
-    SessionSocket& socket = sockets_[slot];
-    // A stale event of a socket closed earlier in the same epoll batch.
-    if (socket.fd < 0) return;
-    if (socket.connecting) {
-      bool done = false;
-      const std::string error = finishConnect(socket, events, done);
-      if (!error.empty()) {
-        fail(SessionFailure::kConnect, error);
-      } else if (done) {
-        flushSocket(slot);
-      }
+  void onConnected(unsigned slot, int error, std::int64_t /*nowNs*/) override {
+    if (slot >= kSlots || !sockets_[slot].connecting) return;
+    if (error != 0) {
+      fail(SessionFailure::kConnect, std::strerror(error));
       return;
     }
-    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) {
-      readSocket(slot, nowNs);
-      if (socket.fd < 0) return;
-    }
-    if ((events & EPOLLOUT) != 0) flushSocket(slot);
+    sockets_[slot].connecting = false;  // what was queued meanwhile leaves now
   }
 
-  void flush(std::int64_t /*nowNs*/) override {
-    for (unsigned slot = 0; slot < kSlots; ++slot) {
-      if (sockets_[slot].fd >= 0 && !sockets_[slot].connecting) flushSocket(slot);
-      if (stage_ == Stage::kFailed) return;
+  void onReceive(unsigned slot, std::span<const char> bytes, std::int64_t nowNs) override {
+    if (slot >= kSlots || !sockets_[slot].open()) return;
+    const auto parse = [&](std::string_view data) -> std::size_t {
+      const std::size_t consumed =
+          forEachFrame(data, [&](std::string_view frame) { return onFrame(slot, frame, nowNs); });
+      return stage_ == Stage::kFailed ? kParseStopped : consumed;
+    };
+    switch (receiveFrames(sockets_[slot], std::string_view(bytes.data(), bytes.size()), parse)) {
+      case ReceiveStatus::kOk:
+      case ReceiveStatus::kStopped:
+        return;
+      case ReceiveStatus::kTooLong:
+        fail(SessionFailure::kProtocol, "frame longer than 256 KiB");
+        return;
     }
+  }
+
+  void onInputEnd(unsigned slot, int error, std::int64_t /*nowNs*/) override {
+    if (slot >= kSlots || !sockets_[slot].open()) return;
+    fail(SessionFailure::kDisconnected, error != 0 ? std::strerror(error) : slotClosedText(slot));
   }
 
   std::size_t queuedBytes() const noexcept override {
-    return sockets_[kControl].out.size() + sockets_[kPublish].out.size();
+    const net::EventLoop& loop = host_.loop();
+    return loop.unsentBytes(sockets_[kControl].id) + loop.unsentBytes(sockets_[kPublish].id);
   }
   std::uint64_t unacknowledged() const noexcept override { return pendingAcks_.size(); }
 
   void close() noexcept override {
     for (SessionSocket& socket : sockets_)
-      socket.close();
+      socket.close(host_.loop());
     if (stage_ != Stage::kFailed) stage_ = Stage::kClosed;
   }
 
  private:
   bool openSocket(unsigned slot) {
-    const std::string error = openSessionSocket(sockets_[slot], config_, host_, slot);
+    const std::string error = openSessionSocket(sockets_[slot], config_, host_.loop(), slot);
     if (error.empty()) return true;
     fail(SessionFailure::kConnect, error);
     return false;
   }
 
-  void queue(unsigned slot, std::string_view text) {
-    sockets_[slot].out.append(text);
-    host_.requestFlush(config_.client);
-  }
-
-  void flushSocket(unsigned slot) {
-    const std::string error = flushSessionSocket(sockets_[slot], host_, config_.client, slot);
-    if (!error.empty()) fail(SessionFailure::kDisconnected, error);
-  }
-
-  void readSocket(unsigned slot, std::int64_t nowNs) {
-    std::string_view data;
-    int error = 0;
-    switch (readSessionSocket(sockets_[slot], host_.readBuffer(), data, error)) {
-      case ReadStatus::kData:
-        break;
-      case ReadStatus::kWouldBlock:
-        return;
-      case ReadStatus::kClosed:
-        fail(SessionFailure::kDisconnected, slotClosedText(slot));
-        return;
-      case ReadStatus::kError:
-        fail(SessionFailure::kDisconnected, std::strerror(error));
-        return;
-      case ReadStatus::kTooLong:
-        fail(SessionFailure::kProtocol, "frame longer than the read buffer");
-        return;
-    }
-    const std::size_t consumed =
-        forEachFrame(data, [&](std::string_view frame) { return onFrame(slot, frame, nowNs); });
-    if (sockets_[slot].fd < 0) return;  // failed while handling a frame
-    sockets_[slot].partial.assign(data.substr(consumed));
-  }
+  void queue(unsigned slot, std::string_view text) { sockets_[slot].send(host_.loop(), text); }
 
   static const char* slotClosedText(unsigned slot) noexcept {
     switch (slot) {

@@ -1,7 +1,6 @@
 #include "tern/loadgen/mqtt_session.hpp"
 
 #include <fmt/format.h>
-#include <sys/epoll.h>
 
 #include <algorithm>
 #include <cstring>
@@ -33,14 +32,14 @@ class MqttSession final : public SessionBase {
  public:
   MqttSession(SessionHost& host, const SessionConfig& config)
       : SessionBase(host, config),
-        decoder_(mqtt::DecoderConfig{.maxPacketSize = host.readBuffer().size(),
-                                     .role = mqtt::Role::kClient}) {}
+        decoder_(
+            mqtt::DecoderConfig{.maxPacketSize = kMaxFrameBytes, .role = mqtt::Role::kClient}) {}
   ~MqttSession() override { close(); }
 
   void start(std::int64_t nowNs) override {
     stage_ = Stage::kConnecting;
     lastOutputNs_ = nowNs;
-    const std::string error = openSessionSocket(socket_, config_, host_, kSlot);
+    const std::string error = openSessionSocket(socket_, config_, host_.loop(), kSlot);
     if (!error.empty()) {
       fail(SessionFailure::kConnect, error);
       return;
@@ -88,10 +87,12 @@ class MqttSession final : public SessionBase {
       id = window_.acquire(intendedNs, qos == 1 ? PacketIdWindow::Stage::kAwaitingAck
                                                 : PacketIdWindow::Stage::kAwaitingRec);
     }
-    // One reserve for the whole packet: fixed header, topic, packet id, payload.
+    // One reservation for the whole packet: fixed header, topic, packet id, payload.
     const std::size_t remaining = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size();
     const std::size_t size = mqtt::fixedHeaderSize(remaining) + remaining;
-    char* out = socket_.out.reserve(size);
+    net::EventLoop& loop = host_.loop();
+    net::ByteBuffer& output = loop.output(socket_.id);
+    char* out = output.writable(size).data();
     *out++ = static_cast<char>(0x30 | (qos << 1));
     out += mqtt::encodeRemainingLength(remaining, out);
     *out++ = static_cast<char>(topic.size() >> 8);
@@ -103,36 +104,37 @@ class MqttSession final : public SessionBase {
       *out++ = static_cast<char>(id & 0xff);
     }
     std::memcpy(out, payload.data(), payload.size());
-    socket_.out.commit(size);
-    host_.requestFlush(config_.client);
+    output.commit(size);
+    loop.flush(socket_.id);
+    wroteSinceTick_ = true;
   }
 
-  void onEvent(unsigned slot, std::uint32_t events, std::int64_t nowNs) override {
-    // A stale event of a socket closed earlier in the same epoll batch.
-    if (slot != kSlot || socket_.fd < 0) return;
-    if (socket_.connecting) {
-      bool done = false;
-      const std::string error = finishConnect(socket_, events, done);
-      if (!error.empty()) {
-        fail(SessionFailure::kConnect, error);
-      } else if (done) {
-        flushSocket();
-      }
+  void onConnected(unsigned slot, int error, std::int64_t /*nowNs*/) override {
+    if (slot != kSlot || !socket_.connecting) return;
+    if (error != 0) {
+      fail(SessionFailure::kConnect, std::strerror(error));
       return;
     }
-    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) {
-      readSocket(nowNs);
-      if (socket_.fd < 0) return;
-    }
-    if ((events & EPOLLOUT) != 0) flushSocket();
+    socket_.connecting = false;  // CONNECT, queued meanwhile, leaves now
   }
 
-  void flush(std::int64_t /*nowNs*/) override {
-    if (socket_.fd >= 0 && !socket_.connecting) flushSocket();
+  void onReceive(unsigned slot, std::span<const char> bytes, std::int64_t nowNs) override {
+    if (slot != kSlot || !socket_.open()) return;
+    const auto parse = [&](std::string_view data) { return parsePackets(data, nowNs); };
+    if (receiveFrames(socket_, std::string_view(bytes.data(), bytes.size()), parse) ==
+        ReceiveStatus::kTooLong) {
+      fail(SessionFailure::kProtocol, "packet longer than 256 KiB");
+    }
+  }
+
+  void onInputEnd(unsigned slot, int error, std::int64_t /*nowNs*/) override {
+    if (slot != kSlot || !socket_.open()) return;
+    fail(SessionFailure::kDisconnected,
+         error != 0 ? std::strerror(error) : "the broker closed the connection");
   }
 
   void tick(std::int64_t nowNs) override {
-    if (socket_.fd < 0 || stage_ == Stage::kConnecting) return;
+    if (!socket_.open() || stage_ == Stage::kConnecting) return;
     if (wroteSinceTick_) {
       wroteSinceTick_ = false;
       lastOutputNs_ = nowNs;
@@ -146,68 +148,42 @@ class MqttSession final : public SessionBase {
     }
   }
 
-  std::size_t queuedBytes() const noexcept override { return socket_.out.size(); }
+  std::size_t queuedBytes() const noexcept override { return host_.loop().unsentBytes(socket_.id); }
   bool canPublish() const noexcept override { return !window_.full(); }
   std::uint64_t unacknowledged() const noexcept override { return window_.inFlight(); }
 
   void close() noexcept override {
-    socket_.close();
+    socket_.close(host_.loop());
     if (stage_ != Stage::kFailed) stage_ = Stage::kClosed;
   }
 
  private:
   void queue(std::string_view bytes) {
-    socket_.out.append(bytes);
-    host_.requestFlush(config_.client);
+    socket_.send(host_.loop(), bytes);
+    wroteSinceTick_ = true;
   }
 
-  // PUBACK, PUBREC, PUBREL or PUBCOMP for `id`. Never allocates once the queue has grown.
+  // PUBACK, PUBREC, PUBREL or PUBCOMP for `id`. Never allocates once the output has grown.
   void queueAck(char first, std::uint16_t id) noexcept {
-    char* out = socket_.out.reserve(4);
-    out[0] = first;
-    out[1] = 2;
-    out[2] = static_cast<char>(id >> 8);
-    out[3] = static_cast<char>(id & 0xff);
-    socket_.out.commit(4);
-    host_.requestFlush(config_.client);
+    const char ack[4] = {first, 2, static_cast<char>(id >> 8), static_cast<char>(id & 0xff)};
+    queue(std::string_view(ack, sizeof ack));
   }
 
-  void flushSocket() {
-    const std::string error =
-        flushSessionSocket(socket_, host_, config_.client, kSlot, &wroteSinceTick_);
-    if (!error.empty()) fail(SessionFailure::kDisconnected, error);
-  }
-
-  void readSocket(std::int64_t nowNs) {
-    std::string_view data;
-    int error = 0;
-    switch (readSessionSocket(socket_, host_.readBuffer(), data, error)) {
-      case ReadStatus::kData:
-        break;
-      case ReadStatus::kWouldBlock:
-        return;
-      case ReadStatus::kClosed:
-        fail(SessionFailure::kDisconnected, "the broker closed the connection");
-        return;
-      case ReadStatus::kError:
-        fail(SessionFailure::kDisconnected, std::strerror(error));
-        return;
-      case ReadStatus::kTooLong:
-        fail(SessionFailure::kProtocol, "packet longer than the read buffer");
-        return;
-    }
+  // Every complete packet at the start of `data`; returns the bytes they took, or kParseStopped
+  // when the session failed.
+  std::size_t parsePackets(std::string_view data, std::int64_t nowNs) {
     std::size_t consumed = 0;
     while (consumed < data.size()) {
       const mqtt::DecodeResult result = decoder_.decode(data.substr(consumed));
       if (result.status == mqtt::DecodeStatus::kNeedMore) break;
       if (result.status != mqtt::DecodeStatus::kPacket) {
         fail(SessionFailure::kProtocol, mqtt::describe(result.status));
-        return;
+        return kParseStopped;
       }
-      if (!onPacket(result.packet, nowNs)) return;
+      if (!onPacket(result.packet, nowNs)) return kParseStopped;
       consumed += result.consumed;
     }
-    socket_.partial.assign(data.substr(consumed));
+    return consumed;
   }
 
   // Returns false when the session failed.

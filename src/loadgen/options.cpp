@@ -31,6 +31,18 @@ std::uint16_t defaultPort(Protocol protocol) noexcept {
   return protocol == Protocol::kLine ? 8000 : 1883;
 }
 
+std::string_view ioChoiceName(net::IoChoice choice) noexcept {
+  switch (choice) {
+    case net::IoChoice::kUring:
+      return "uring";
+    case net::IoChoice::kEpoll:
+      return "epoll";
+    case net::IoChoice::kAuto:
+      break;
+  }
+  return "auto";
+}
+
 std::string Options::validate() const {
   if (clients == 0) return "--clients must be at least 1";
   if (static_cast<std::uint64_t>(clients) + wildcardSubscribers > kMaxSessions) {
@@ -82,6 +94,7 @@ nlohmann::json Options::toJson() const {
       {"arrival", std::string(arrivalName(arrival))},
       {"connect_rate", connectRate},
       {"threads", effectiveThreads(*this)},
+      {"io", std::string(ioChoiceName(io))},
       {"seed", seed},
   };
 }

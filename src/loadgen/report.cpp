@@ -56,6 +56,7 @@ nlohmann::json Report::toJson() const {
       {"run_prefix", runPrefix},
       {"sessions", sessions},
       {"threads", threads},
+      {"io", io},
       {"connected", connected},
       {"ready", ready},
       {"failed_handshakes", failedHandshakes},
@@ -134,12 +135,13 @@ std::string Report::toHuman() const {
   const std::string protocol = o.value("protocol", std::string("line"));
   line("workload",
        fmt::format("{} clients + {} wildcard subscribers, fanout {}, {}, {}/s {}, {}-byte "
-                   "payloads, {} s measured after {} s warm-up, {} threads, topics {}/...",
+                   "payloads, {} s measured after {} s warm-up, {} threads on {}, topics {}/...",
                    o.value("clients", 0), o.value("wildcard_subscribers", 0), o.value("fanout", 0),
                    protocol == "mqtt" ? fmt::format("MQTT QoS {}", o.value("qos", 0))
                                       : std::string("line protocol"),
                    formatRate(targetRate), o.value("arrival", std::string()), o.value("payload", 0),
-                   o.value("duration_s", 0.0), o.value("warmup_s", 0.0), threads, runPrefix));
+                   o.value("duration_s", 0.0), o.value("warmup_s", 0.0), threads,
+                   io.empty() ? std::string("-") : io, runPrefix));
   line("sessions",
        fmt::format("{} of {} ready, {} failed handshakes; connect {:.3f} s, with "
                    "subscriptions {:.3f} s; per session {}",

@@ -37,7 +37,7 @@ class SessionBase : public Session {
   void fail(SessionFailure failure, std::string_view detail) {
     if (stage_ == Stage::kFailed || stage_ == Stage::kClosed) return;
     stage_ = Stage::kFailed;
-    // The detail may point into the read buffer or a socket's queue: copied before closing.
+    // The detail may point into the received bytes or a carried frame: copied before closing.
     const std::string text(detail);
     close();
     host_.onFailed(config_.client, failure, text);

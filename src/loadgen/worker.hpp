@@ -1,19 +1,23 @@
-// Worker: one loadgen event-loop thread and the simulated clients it owns.
+// Worker: one loadgen thread, its net::EventLoop (io_uring or epoll, --io) and the simulated
+// clients it owns.
 //
 // A worker opens its sessions (paced by --connect-rate, at most kMaxHandshakes at a time),
 // subscribes them, reports itself settled, waits for the start time, then runs every client's
-// schedule: due publishes are issued in intended-time order from a min-heap, written once per loop
-// iteration per socket, and acknowledgements and deliveries are checked and timed as they arrive.
+// schedule. One iteration of the load loop: issue every publish due by now, in intended-time
+// order from a min-heap (each appended to its session's output and flushed), then one turn of the
+// loop (runOnce), which sends every flushed socket (io_uring: in one submission), waits until the
+// next publish is nearly due (or polls, runOnce(0), when it is due within kSpinNs; see
+// worker.cpp), and hands the acknowledgements and deliveries that arrived to the sessions, which
+// report them here to be checked and timed.
 // A client whose socket the broker stops reading (or whose session cannot number another publish:
 // Session::canPublish) is parked (its schedule stops advancing) and resumes where it left off, so
 // the late publishes keep their intended times.
 //
 // Threading: everything here belongs to the worker's thread, except live() (atomics, see
 // run_control.hpp), copyLatencySnapshot() (a mutex the worker takes every 250 ms) and the
-// accessors marked "after join".
+// accessors marked "after join". The loop is made by the constructor (on the runner's thread) and
+// used only by run() from then on.
 #pragma once
-
-#include <sys/epoll.h>
 
 #include <array>
 #include <cstdint>
@@ -29,6 +33,7 @@
 #include "tern/loadgen/sequence_tracker.hpp"
 #include "tern/loadgen/session.hpp"
 #include "tern/loadgen/workload.hpp"
+#include "tern/net/event_loop.hpp"
 #include "tern/sync/thread_owner.hpp"
 
 namespace tern::loadgen {
@@ -46,10 +51,11 @@ struct WorkerPlan {
   std::string clientIdPrefix;  // "lg-<run id>-"
 };
 
-class Worker final : public SessionHost {
+class Worker final : public SessionHost, private net::EventLoopHandler {
  public:
-  // Owns `sessions` (global session indices). Creates the epoll instance; throws
-  // std::system_error when it cannot (start-up).
+  // Owns `sessions` (global session indices). Creates the event loop with the backend
+  // plan.options->io asks for; throws std::runtime_error when it cannot (start-up: --io uring
+  // where the kernel refuses io_uring, or out of descriptors).
   Worker(const WorkerPlan& plan, RunControl& control, std::vector<std::uint32_t> sessions);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -57,6 +63,11 @@ class Worker final : public SessionHost {
 
   // The thread body: runs until control.stop.
   void run();
+
+  // The backend this worker's loop runs on, and why it is not the one asked for (--io auto where
+  // io_uring is refused; empty otherwise). Constant after construction.
+  net::IoBackend backend() const noexcept { return backend_; }
+  const std::string& fallbackReason() const noexcept { return fallbackReason_; }
 
   LiveCounters& live() noexcept { return live_; }
   // Copies the measured-window latency histogram as of the last snapshot. Any thread.
@@ -76,10 +87,7 @@ class Worker final : public SessionHost {
   const std::string& firstFailure() const noexcept { return firstFailure_; }
 
   // SessionHost: called by this worker's sessions on its thread.
-  bool watch(std::uint32_t client, unsigned slot, int fd, bool wantWrite) override;
-  void rewatch(std::uint32_t client, unsigned slot, int fd, bool wantWrite) override;
-  void requestFlush(std::uint32_t client) noexcept override;
-  std::span<char> readBuffer() noexcept override;
+  net::EventLoop& loop() noexcept override { return *loop_; }
   void onConnected(std::uint32_t client, std::int64_t nowNs) override;
   void onSubscribed(std::uint32_t client, std::int64_t nowNs) override;
   void onPubAck(std::uint32_t client, std::int64_t intendedNs,
@@ -96,7 +104,6 @@ class Worker final : public SessionHost {
     std::unique_ptr<Session> session;
     std::uint32_t index = 0;  // global session index
     Stage stage = Stage::kIdle;
-    bool dirty = false;      // queued in dirty_
     bool parked = false;     // broker not reading: schedule paused
     bool throttled = false;  // late because it was parked, not because loadgen was busy
     bool scheduled = false;  // ready at the start: has a schedule to run
@@ -121,9 +128,13 @@ class Worker final : public SessionHost {
   bool issueDue(std::int64_t nowNs);
   void issue(Client& client, std::int64_t intendedNs, std::int64_t nowNs) noexcept;
   void unpark();
-  void flushDirty(std::int64_t nowNs);
-  // Returns how many events it handled.
-  int poll(std::int64_t timeoutNs);
+  // One turn of the loop: sends what is flushed, waits up to `timeoutNs` (0: never blocks) and
+  // dispatches what arrived. Returns how many socket events it handed to sessions.
+  std::uint64_t turn(std::int64_t timeoutNs);
+  // net::EventLoopHandler: the callbacks of the sessions' sockets, routed by socketTag.
+  void onReceive(net::SocketId id, void* user, std::span<const char> bytes) override;
+  void onInputEnd(net::SocketId id, void* user, int error) override;
+  void onConnected(net::SocketId id, void* user, int error) override;
   // Calls every live session's tick() once per kTickNs.
   void tickSessions(std::int64_t nowNs);
   void publishLive(std::int64_t nowNs);
@@ -137,18 +148,18 @@ class Worker final : public SessionHost {
   const WorkerPlan& plan_;
   RunControl& control_;
   sync::ThreadOwner owner_;
-  int epollFd_ = -1;
+  std::unique_ptr<net::EventLoop> loop_;
+  net::IoBackend backend_ = net::IoBackend::kEpoll;
+  std::string fallbackReason_;
   std::vector<std::uint32_t> sessionIds_;
   std::vector<Client> clients_;
   std::vector<SequenceTracker> trackers_;
   std::vector<std::uint8_t> readyFlags_;
-  std::vector<std::uint32_t> dirty_;
   std::vector<std::uint32_t> parked_;
   std::vector<Due> heap_;
   std::vector<std::string> filterScratch_;
   std::vector<char> payload_;
-  std::unique_ptr<char[]> readBuffer_;
-  std::array<epoll_event, 512> events_{};
+  std::uint64_t socketEvents_ = 0;  // loop callbacks handed to sessions, for turn()
 
   std::uint32_t started_ = 0;
   std::uint32_t settled_ = 0;

@@ -1,11 +1,13 @@
 // loadgen against the real broker binary, over the line protocol and over MQTT at QoS 0, 1 and 2:
 // a clean short run accounts for every message, a broker stopped halfway makes loadgen report the
 // loss and exit 1, and usage errors and an unreachable broker exit 2. Judged on loadgen's exit
-// status and its JSON counts, never on timing.
+// status and its JSON counts, never on timing. TERN_TEST_IO (uring or epoll) chooses the backend
+// of loadgen's event loops as it does the broker's.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -36,8 +38,15 @@ class TempJson {
   std::string path_;
 };
 
+// The backend under test (TERN_TEST_IO), or empty for loadgen's default.
+std::string testIo() {
+  const char* io = std::getenv("TERN_TEST_IO");
+  return io != nullptr ? io : "";
+}
+
 std::vector<std::string> loadgen(std::uint16_t port, std::vector<std::string> extra) {
   std::vector<std::string> argv{TERN_LOADGEN_BIN, "--port", std::to_string(port)};
+  if (!testIo().empty()) argv.insert(argv.end(), {"--io", testIo()});
   argv.insert(argv.end(), extra.begin(), extra.end());
   return argv;
 }
@@ -66,6 +75,13 @@ TEST(LoadgenSmoke, CleanRunAccountsForEveryMessage) {
   EXPECT_GT(report["latency_us"]["count"].get<std::uint64_t>(), 0u);
   EXPECT_EQ(report["options"]["clients"], 50);
   EXPECT_EQ(report["options"]["rate"], 2000.0);
+  // The report names the backend that ran: the one asked for, or what --io auto found.
+  if (testIo() == "epoll") {
+    EXPECT_EQ(report["io"], "epoll");
+  } else if (testIo() == "uring") {
+    EXPECT_EQ(report["io"], "io_uring");
+  }
+  EXPECT_TRUE(report["io"] == "io_uring" || report["io"] == "epoll") << report["io"];
   // The human summary on stdout says the same.
   EXPECT_NE(run.out.find("result     clean"), std::string::npos) << run.out;
   // One progress line per second on stderr.
@@ -189,6 +205,7 @@ TEST(LoadgenSmoke, BadUsageExitsTwo) {
            {"--clients", "10", "--rate", "10", "--no-such-option"},
            {"--clients", "10", "--rate", "10", "--protocol", "amqp"},  // unknown protocol
            {"--clients", "10", "--rate", "10", "--qos", "1"},          // QoS without MQTT
+           {"--clients", "10", "--rate", "10", "--io", "kqueue"},      // unknown backend
            {"--clients", "10", "--rate", "10", "--protocol", "mqtt", "--qos", "3"}}) {
     std::vector<std::string> argv{TERN_LOADGEN_BIN};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -200,13 +217,14 @@ TEST(LoadgenSmoke, BadUsageExitsTwo) {
 TEST(LoadgenSmoke, HelpDocumentsEveryOptionAndTheWorkload) {
   const RunResult run = runProcess({TERN_LOADGEN_BIN, "--help"});
   EXPECT_EQ(run.exitCode, 0);
-  for (const char* option : {"--host",    "--port",         "--clients",
-                             "--rate",    "--duration",     "--warmup",
-                             "--payload", "--fanout",       "--wildcard-subscribers",
-                             "--arrival", "--connect-rate", "--threads",
-                             "--json",    "--seed",         "--quiet",
-                             "--drain",   "--idle",         "--protocol",
-                             "--qos",     "Workload:",      "Exit status"}) {
+  for (const char* option : {"--host",     "--port",         "--clients",
+                             "--rate",     "--duration",     "--warmup",
+                             "--payload",  "--fanout",       "--wildcard-subscribers",
+                             "--arrival",  "--connect-rate", "--threads",
+                             "--json",     "--seed",         "--quiet",
+                             "--drain",    "--idle",         "--protocol",
+                             "--qos",      "--io",           "Workload:",
+                             "Exit status"}) {
     EXPECT_NE(run.out.find(option), std::string::npos) << option;
   }
 }

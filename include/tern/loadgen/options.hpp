@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "tern/loadgen/schedule.hpp"
+#include "tern/net/event_loop.hpp"
 
 namespace tern::loadgen {
 
@@ -42,9 +43,10 @@ struct Options {
   Arrival arrival = Arrival::kConstant;
   double connectRate = 0;     // sessions opened per second; 0: as fast as the broker accepts
   std::uint32_t threads = 0;  // event-loop threads; 0: one per core
-  std::string jsonPath;       // where to write the JSON report; empty: none
-  std::uint64_t seed = 1;     // Poisson gaps are a function of (seed, client)
-  bool quiet = false;         // no progress lines on stderr
+  net::IoChoice io = net::IoChoice::kAuto;  // their backend: io_uring where it works, or epoll
+  std::string jsonPath;                     // where to write the JSON report; empty: none
+  std::uint64_t seed = 1;                   // Poisson gaps are a function of (seed, client)
+  bool quiet = false;                       // no progress lines on stderr
 
   // The reason the options cannot run, or an empty string when they can.
   std::string validate() const;
@@ -56,6 +58,9 @@ struct Options {
   // The options as JSON (part of the report).
   nlohmann::json toJson() const;
 };
+
+// "auto", "uring" or "epoll", as --io spells them.
+std::string_view ioChoiceName(net::IoChoice choice) noexcept;
 
 // How many event-loop threads `options` gets: --threads, or the number of cores, never more than
 // the number of sessions.

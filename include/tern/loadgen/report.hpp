@@ -47,6 +47,7 @@ struct Report {
   std::string runPrefix;
   std::uint32_t sessions = 0;
   std::uint32_t threads = 0;
+  std::string io;  // the backend the threads ran on: "io_uring" or "epoll" (--io auto picks one)
 
   // Connecting.
   std::uint64_t connected = 0;

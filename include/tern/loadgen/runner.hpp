@@ -1,7 +1,7 @@
 // Runner: one loadgen run, from resolving the broker to the final Report.
 //
-// The calling thread coordinates: it starts one Worker thread per --threads (sessions are dealt
-// round-robin), waits until every session is connected and subscribed, fixes the start time and
+// The calling thread coordinates: it starts one Worker thread per --threads (sessions dealt by
+// dealSessions), waits until every session is connected and subscribed, fixes the start time and
 // the measured window, prints a progress line per second, waits the bounded drain time for late
 // acknowledgements and deliveries, stops and joins the workers, and merges their counters and
 // histograms. Workers share nothing per message; see worker.hpp and run_control.hpp.
@@ -16,10 +16,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "tern/loadgen/options.hpp"
 #include "tern/loadgen/report.hpp"
 #include "tern/loadgen/session.hpp"
+#include "tern/loadgen/workload.hpp"
 
 namespace tern::loadgen {
 
@@ -40,6 +42,13 @@ std::string probeBroker(const BrokerAddress& broker, int timeoutMs);
 // Returns the reason when it cannot.
 std::string raiseDescriptorLimit(std::uint64_t needed);
 
+// Which sessions each of `threads` worker threads owns: publishing clients in contiguous blocks
+// (client i's receivers i+1..i+K then mostly share its thread), wildcard subscribers round-robin,
+// threads without a publisher first. Every thread gets at least one session when
+// threads <= workload.sessions(). A session's schedule does not depend on its thread.
+std::vector<std::vector<std::uint32_t>> dealSessions(const Workload& workload,
+                                                     std::uint32_t threads);
+
 // Descriptors a run with `options` needs: three per session plus the workers' own.
 std::uint64_t descriptorsNeeded(const Options& options) noexcept;
 
@@ -50,8 +59,8 @@ class Runner {
 
   // Runs to completion. Progress lines go to `progress` unless options.quiet or it is null. When
   // `*interrupt` becomes true (a signal handler may set it), the load ends there and the run
-  // drains and reports as usual. Throws std::system_error only when threads or epoll instances
-  // cannot be created.
+  // drains and reports as usual. Throws (std::system_error, std::runtime_error) only when threads
+  // or event loops cannot be created, e.g. io_uring asked for (--io uring) where it is refused.
   Report run(std::FILE* progress, const std::atomic<bool>* interrupt = nullptr);
 
  private:

@@ -7,16 +7,21 @@
 // MQTT 3.1.1 (one socket, mqtt_session.hpp).
 //
 // Rules every implementation follows:
-//   - Readiness comes through onEvent() for the sockets the session registered with host.watch();
-//     the session reads, parses and reports; it never blocks.
-//   - Output is only appended to buffers (publish, subscribe, handshake frames) and the session
-//     asks host.requestFlush(); the host calls flush() once per loop iteration, so many frames
-//     leave in one write per socket.
+//   - A session's sockets live on the host's net::EventLoop (SessionHost::loop()). Each is opened
+//     with EventLoop::connect and the user pointer socketTag(config.client, slot); the host routes
+//     that socket's callbacks to the session's onConnected/onReceive/onInputEnd with `slot`. The
+//     session never blocks and never makes a system call per message.
+//   - Output is appended to the loop's output(id) and followed by flush(id); the loop writes
+//     every flushed socket once at the start of its next turn, so all the frames of one turn
+//     leave in one send per socket (io_uring: all of them in the turn's one submission).
+//   - Input arrives in whatever pieces the kernel made; the session parses complete frames in
+//     place and carries an incomplete one to the next receive (session_socket.hpp).
 //   - Acknowledgements of publishes are reported with the intended time given to publish(), so
 //     the host can compute acknowledgement latency from the intended time. A protocol without
 //     acknowledgements (MQTT QoS 0) reports none; Options::acknowledged() says which.
 //   - A session that fails (refused, reset, timed out, protocol error) closes all its sockets,
-//     reports onFailed() exactly once and ignores later calls.
+//     reports onFailed() exactly once and ignores later calls. A closed socket gets no more
+//     callbacks (EventLoop::close).
 //
 // Ownership: a session is created, used and destroyed on one worker thread. Not thread-safe.
 #pragma once
@@ -30,6 +35,8 @@
 #include <string>
 #include <string_view>
 
+#include "tern/net/event_loop.hpp"
+
 namespace tern::loadgen {
 
 enum class SessionFailure {
@@ -41,18 +48,24 @@ enum class SessionFailure {
 };
 std::string_view describe(SessionFailure failure) noexcept;
 
-// What a session reports. Implemented by the worker; every call is on the worker thread.
+// The user pointer of a session's socket on the host's loop: (client, slot), slot 0..3.
+inline void* socketTag(std::uint32_t client, unsigned slot) noexcept {
+  return reinterpret_cast<void*>((static_cast<std::uintptr_t>(client) << 2) | slot);
+}
+inline std::uint32_t tagClient(void* tag) noexcept {
+  return static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(tag) >> 2);
+}
+inline unsigned tagSlot(void* tag) noexcept {
+  return static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(tag) & 3);
+}
+
+// What a session reports, and the loop its sockets live on. Implemented by the worker; every
+// call is on the worker thread.
 class SessionHost {
  public:
-  // epoll registration of one of the session's sockets; `slot` (0..3) comes back in onEvent().
-  // watch() returns false when the socket cannot be registered (the session then fails).
-  virtual bool watch(std::uint32_t client, unsigned slot, int fd, bool wantWrite) = 0;
-  virtual void rewatch(std::uint32_t client, unsigned slot, int fd, bool wantWrite) = 0;
-  // The session has queued output: call its flush() before the loop sleeps.
-  virtual void requestFlush(std::uint32_t client) noexcept = 0;
-  // A scratch buffer for reads, shared by every session of the thread; valid until the next
-  // call into the host.
-  virtual std::span<char> readBuffer() noexcept = 0;
+  // The event loop of this thread. Its handler (the host) passes the callbacks of every socket
+  // tagged socketTag(client, slot) to that client's session.
+  virtual net::EventLoop& loop() noexcept = 0;
 
   virtual void onConnected(std::uint32_t client, std::int64_t nowNs) = 0;
   virtual void onSubscribed(std::uint32_t client, std::int64_t nowNs) = 0;
@@ -96,11 +109,13 @@ class Session {
   // an output buffer (allocates only when the buffer grows).
   virtual void publish(std::string_view topic, std::string_view payload,
                        std::int64_t intendedNs) noexcept = 0;
-  // Readiness of the socket registered as `slot`.
-  virtual void onEvent(unsigned slot, std::uint32_t events, std::int64_t nowNs) = 0;
-  // Writes queued output (one write per socket with pending bytes).
-  virtual void flush(std::int64_t nowNs) = 0;
-  // Output bytes not yet accepted by the kernel: the host stops publishing above a limit.
+  // The EventLoop's callbacks for the socket opened as `slot` (see socketTag). `bytes` are valid
+  // only during the call.
+  virtual void onConnected(unsigned slot, int error, std::int64_t nowNs) = 0;
+  virtual void onReceive(unsigned slot, std::span<const char> bytes, std::int64_t nowNs) = 0;
+  virtual void onInputEnd(unsigned slot, int error, std::int64_t nowNs) = 0;
+  // Output bytes not yet handed to the kernel (EventLoop::unsentBytes of the sockets publishes
+  // and requests go on): the host stops publishing above a limit.
   virtual std::size_t queuedBytes() const noexcept = 0;
   // False while the session cannot take another publish for a reason of its protocol (MQTT: every
   // packet id is in flight); the host holds the client's schedule until it is true again.

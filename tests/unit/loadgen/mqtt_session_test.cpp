@@ -1,25 +1,28 @@
 // MqttSession against a scripted broker: the test accepts the session's connection on loopback,
-// plays the broker's bytes (whole, split at every offset, or one byte at a time), drives the
-// session's events itself, and checks what the session reported to its host and what it wrote.
-// Judged on reported values and decoded packets, never on timing.
+// plays the broker's bytes (whole, split at every offset, or one byte at a time), turns the
+// session's event loop itself, and checks what the session reported to its host and what it
+// wrote. Every test runs on both backends of net::EventLoop (io_uring, where the kernel allows it,
+// and epoll). Judged on reported values and decoded packets, never on timing.
 #include "tern/loadgen/mqtt_session.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "tern/common/clock.hpp"
+#include "tern/net/event_loop.hpp"
 #include "tern/protocol/mqtt_decoder.hpp"
 #include "tern/protocol/mqtt_encoder.hpp"
 
@@ -30,17 +33,26 @@ namespace mqtt = protocol::mqtt;
 
 constexpr int kWaitMs = 5000;
 
-// Records every report of the session.
-class RecordingHost final : public SessionHost {
+// Records every report of the session, and runs the loop its socket lives on (as the worker
+// does: the loop's callbacks go to the session's slot).
+class RecordingHost final : public SessionHost, private net::EventLoopHandler {
  public:
-  bool watch(std::uint32_t, unsigned slot, int fd, bool) override {
-    EXPECT_EQ(slot, 0u);
-    fd_ = fd;
-    return true;
+  explicit RecordingHost(net::IoChoice io) {
+    net::EventLoopOptions options;
+    options.io = io;
+    loop_ = net::EventLoop::create(options, *this, &why_);
   }
-  void rewatch(std::uint32_t, unsigned, int, bool) override {}
-  void requestFlush(std::uint32_t) noexcept override { flushRequested_ = true; }
-  std::span<char> readBuffer() noexcept override { return buffer_; }
+  ~RecordingHost() {
+    session_ = nullptr;
+    loop_.reset();
+  }
+
+  bool usable() const { return loop_ != nullptr; }
+  const std::string& why() const { return why_; }
+  void attach(Session* session) { session_ = session; }
+  std::uint64_t socketEvents() const { return socketEvents_; }
+
+  net::EventLoop& loop() noexcept override { return *loop_; }
   void onConnected(std::uint32_t, std::int64_t) override { ++connected; }
   void onSubscribed(std::uint32_t, std::int64_t) override { ++subscribed; }
   void onPubAck(std::uint32_t, std::int64_t intendedNs, std::int64_t) noexcept override {
@@ -58,13 +70,6 @@ class RecordingHost final : public SessionHost {
     failureText.assign(detail);
   }
 
-  int fd() const { return fd_; }
-  bool takeFlushRequest() {
-    const bool requested = flushRequested_;
-    flushRequested_ = false;
-    return requested;
-  }
-
   int connected = 0;
   int subscribed = 0;
   std::vector<std::int64_t> acks;
@@ -72,18 +77,40 @@ class RecordingHost final : public SessionHost {
   std::vector<std::string> brokerErrors;
   std::vector<SessionFailure> failures;
   std::string failureText;
+  std::int64_t now = 0;
 
  private:
-  int fd_ = -1;
-  bool flushRequested_ = false;
-  std::vector<char> buffer_ = std::vector<char>(64 << 10);
+  void onReceive(net::SocketId, void* user, std::span<const char> bytes) override {
+    ++socketEvents_;
+    EXPECT_EQ(tagSlot(user), 0u);
+    if (session_ != nullptr) session_->onReceive(tagSlot(user), bytes, ++now);
+  }
+  void onInputEnd(net::SocketId, void* user, int error) override {
+    ++socketEvents_;
+    if (session_ != nullptr) session_->onInputEnd(tagSlot(user), error, ++now);
+  }
+  void onConnected(net::SocketId, void* user, int error) override {
+    ++socketEvents_;
+    if (session_ != nullptr) session_->onConnected(tagSlot(user), error, ++now);
+  }
+
+  std::string why_;
+  std::unique_ptr<net::EventLoop> loop_;
+  Session* session_ = nullptr;
+  std::uint64_t socketEvents_ = 0;
 };
+
+std::string ioName(const ::testing::TestParamInfo<net::IoChoice>& info) {
+  return info.param == net::IoChoice::kUring ? "uring" : "epoll";
+}
 
 // One session connected to a socket the test plays the broker on.
 class ScriptedBroker {
  public:
-  explicit ScriptedBroker(std::uint8_t qos, std::uint16_t keepAliveS = 60) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  explicit ScriptedBroker(net::IoChoice io, std::uint8_t qos, std::uint16_t keepAliveS = 60)
+      : host(io) {
+    if (!host.usable()) return;
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -98,39 +125,44 @@ class ScriptedBroker {
     config.qos = qos;
     config.keepAliveS = keepAliveS;
     session_ = makeMqttSession(host, config);
+    host.attach(session_.get());
     session_->start(0);
-    peer_ = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    // The connect leaves with the loop's next turn (io_uring: its submission).
+    const std::int64_t deadline = common::monotonicNanos() + std::int64_t{kWaitMs} * 1'000'000;
+    while (peer_ < 0 && common::monotonicNanos() < deadline) {
+      host.loop().runOnce(1'000'000);
+      peer_ = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    }
     EXPECT_GE(peer_, 0);
     const int one = 1;  // small writes go at once, as a broker's would
     ::setsockopt(peer_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    pump(POLLOUT);  // the connect completes and CONNECT leaves
+    while (host.socketEvents() == 0 && common::monotonicNanos() < deadline)
+      host.loop().runOnce(1'000'000);  // until the connect completed
+    flush();                           // CONNECT leaves
   }
   ~ScriptedBroker() {
     session_.reset();
     if (peer_ >= 0) ::close(peer_);
-    ::close(listener_);
+    if (listener_ >= 0) ::close(listener_);
   }
 
   Session& session() { return *session_; }
 
-  // Waits until the session's socket has `events`, hands them to the session, then flushes.
-  void pump(short events = POLLIN) {
-    if (host.fd() < 0 || !host.failures.empty()) return;
-    pollfd p{host.fd(), events, 0};
-    ASSERT_EQ(::poll(&p, 1, kWaitMs), 1) << "the session's socket never became ready";
-    std::uint32_t epollEvents = 0;
-    if ((p.revents & POLLIN) != 0) epollEvents |= EPOLLIN;
-    if ((p.revents & POLLOUT) != 0) epollEvents |= EPOLLOUT;
-    if ((p.revents & POLLHUP) != 0) epollEvents |= EPOLLHUP;
-    if ((p.revents & POLLERR) != 0) epollEvents |= EPOLLERR;
-    session_->onEvent(0, epollEvents, ++now_);
+  // Turns the loop until the session's socket had an event (bytes or the end of input), then
+  // once more, so that what the session queued in reply leaves.
+  void pump() {
+    if (!host.failures.empty()) return;
+    const std::uint64_t before = host.socketEvents();
+    const std::int64_t deadline = common::monotonicNanos() + std::int64_t{kWaitMs} * 1'000'000;
+    while (host.socketEvents() == before && common::monotonicNanos() < deadline)
+      host.loop().runOnce(10'000'000);
+    ASSERT_NE(host.socketEvents(), before) << "the session's socket never became ready";
     flush();
   }
-  void flush() {
-    if (host.takeFlushRequest() && host.failures.empty()) session_->flush(now_);
-  }
+  // One turn that blocks for nothing: sends whatever the session flushed.
+  void flush() { host.loop().runOnce(0); }
 
-  // The broker writes `bytes`; the session reads them (one read per `chunk` bytes).
+  // The broker writes `bytes`; the session receives them (one receive per `chunk` bytes).
   void play(std::string_view bytes, std::size_t chunk = 0) {
     if (chunk == 0) chunk = bytes.size();
     while (!bytes.empty()) {
@@ -140,7 +172,6 @@ class ScriptedBroker {
       pump();
     }
   }
-
   // The next packet the session wrote, decoded as a broker would.
   std::optional<mqtt::Packet> nextPacket() {
     for (;;) {
@@ -184,7 +215,7 @@ class ScriptedBroker {
     mqtt::appendConnack(bytes, false, mqtt::ConnectReturnCode::kAccepted);
     play(bytes);
     ASSERT_EQ(host.connected, 1);
-    session_->subscribe(filters, now_);
+    session_->subscribe(filters, host.now);
     flush();
     const auto subscribe = nextPacket();
     ASSERT_TRUE(subscribe && mqtt::typeOf(*subscribe) == mqtt::PacketType::kSubscribe);
@@ -203,10 +234,18 @@ class ScriptedBroker {
   int listener_ = -1;
   int peer_ = -1;
   std::unique_ptr<Session> session_;
-  std::int64_t now_ = 0;
   const mqtt::Decoder decoder_{mqtt::DecoderConfig{.role = mqtt::Role::kServer}};
   std::string received_;
   std::string lastPacket_;
+};
+
+// Each test on each backend; skipped on io_uring where the kernel refuses it.
+class MqttSession : public ::testing::TestWithParam<net::IoChoice> {
+ protected:
+  void SetUp() override {
+    RecordingHost probe(GetParam());
+    if (!probe.usable()) GTEST_SKIP() << probe.why();
+  }
 };
 
 std::string publishBytes(std::string_view topic, std::string_view payload, std::uint8_t qos,
@@ -239,8 +278,8 @@ std::string qos2Conversation() {
 
 // Plays qos2Conversation() in reads of `chunk` bytes (0: one read; `split`: two reads, the
 // first `split` bytes long) and checks every report and every acknowledgement the session sent.
-void runQos2Conversation(std::size_t chunk, std::size_t split = 0) {
-  ScriptedBroker broker(2);
+void runQos2Conversation(net::IoChoice io, std::size_t chunk, std::size_t split = 0) {
+  ScriptedBroker broker(io, 2);
   ASSERT_NO_FATAL_FAILURE(broker.handshake({"lg/x/1"}, 2));
   broker.session().publish("lg/x/0", "first", 1000);
   broker.session().publish("lg/x/0", "second", 2000);
@@ -294,8 +333,8 @@ void runQos2Conversation(std::size_t chunk, std::size_t split = 0) {
   }
 }
 
-TEST(MqttSession, ConnectsWithCleanSessionKeepAliveAndItsClientId) {
-  ScriptedBroker broker(1, 30);
+TEST_P(MqttSession, ConnectsWithCleanSessionKeepAliveAndItsClientId) {
+  ScriptedBroker broker(GetParam(), 1, 30);
   const auto packet = broker.nextPacket();
   ASSERT_TRUE(packet && mqtt::typeOf(*packet) == mqtt::PacketType::kConnect);
   const auto& connect = std::get<mqtt::Connect>(*packet);
@@ -305,25 +344,25 @@ TEST(MqttSession, ConnectsWithCleanSessionKeepAliveAndItsClientId) {
   EXPECT_EQ(connect.protocolLevel, mqtt::kProtocolLevel311);
 }
 
-TEST(MqttSession, QosTwoConversationInOneRead) {
-  runQos2Conversation(0);
+TEST_P(MqttSession, QosTwoConversationInOneRead) {
+  runQos2Conversation(GetParam(), 0);
 }
 
-TEST(MqttSession, QosTwoConversationOneByteAtATime) {
-  runQos2Conversation(1);
+TEST_P(MqttSession, QosTwoConversationOneByteAtATime) {
+  runQos2Conversation(GetParam(), 1);
 }
 
-TEST(MqttSession, QosTwoConversationSplitAtEveryOffset) {
+TEST_P(MqttSession, QosTwoConversationSplitAtEveryOffset) {
   const std::size_t size = qos2Conversation().size();
   for (std::size_t split = 1; split < size; ++split) {
     SCOPED_TRACE(split);
-    runQos2Conversation(0, split);
+    runQos2Conversation(GetParam(), 0, split);
     if (::testing::Test::HasFailure()) return;
   }
 }
 
-TEST(MqttSession, QosOnePublishesRetireOnPubackInAnyOrder) {
-  ScriptedBroker broker(1);
+TEST_P(MqttSession, QosOnePublishesRetireOnPubackInAnyOrder) {
+  ScriptedBroker broker(GetParam(), 1);
   ASSERT_NO_FATAL_FAILURE(broker.handshake({"lg/x/1", "lg/x/2"}, 1));
   for (int i = 1; i <= 3; ++i)
     broker.session().publish("lg/x/0", "m", i * 100);
@@ -340,8 +379,8 @@ TEST(MqttSession, QosOnePublishesRetireOnPubackInAnyOrder) {
   EXPECT_TRUE(broker.host.brokerErrors.empty());
 }
 
-TEST(MqttSession, QosZeroPublishesCarryNoPacketIdAndExpectNothing) {
-  ScriptedBroker broker(0);
+TEST_P(MqttSession, QosZeroPublishesCarryNoPacketIdAndExpectNothing) {
+  ScriptedBroker broker(GetParam(), 0);
   ASSERT_NO_FATAL_FAILURE(broker.handshake({"lg/x/1"}, 0));
   broker.session().publish("lg/x/0", "zero", 5);
   broker.flush();
@@ -353,8 +392,8 @@ TEST(MqttSession, QosZeroPublishesCarryNoPacketIdAndExpectNothing) {
   EXPECT_TRUE(broker.session().canPublish());
 }
 
-TEST(MqttSession, AcknowledgementsForIdsNotInFlightAreBrokerErrors) {
-  ScriptedBroker broker(1);
+TEST_P(MqttSession, AcknowledgementsForIdsNotInFlightAreBrokerErrors) {
+  ScriptedBroker broker(GetParam(), 1);
   ASSERT_NO_FATAL_FAILURE(broker.handshake({"lg/x/1"}, 1));
   broker.session().publish("lg/x/0", "m", 1);
   broker.flush();
@@ -370,8 +409,8 @@ TEST(MqttSession, AcknowledgementsForIdsNotInFlightAreBrokerErrors) {
   EXPECT_TRUE(broker.host.failures.empty());  // the session goes on
 }
 
-TEST(MqttSession, ManyFiltersAreSentInSeveralSubscribesAndAllSubacksAreAwaited) {
-  ScriptedBroker broker(1);
+TEST_P(MqttSession, ManyFiltersAreSentInSeveralSubscribesAndAllSubacksAreAwaited) {
+  ScriptedBroker broker(GetParam(), 1);
   ASSERT_EQ(broker.nextType(), mqtt::PacketType::kConnect);
   std::string bytes;
   mqtt::appendConnack(bytes, false, mqtt::ConnectReturnCode::kAccepted);
@@ -403,9 +442,9 @@ TEST(MqttSession, ManyFiltersAreSentInSeveralSubscribesAndAllSubacksAreAwaited) 
   EXPECT_EQ(broker.host.subscribed, 1);
 }
 
-TEST(MqttSession, RefusedConnectionOrSubscriptionFailsTheHandshake) {
+TEST_P(MqttSession, RefusedConnectionOrSubscriptionFailsTheHandshake) {
   {
-    ScriptedBroker broker(0);
+    ScriptedBroker broker(GetParam(), 0);
     ASSERT_EQ(broker.nextType(), mqtt::PacketType::kConnect);
     std::string bytes;
     mqtt::appendConnack(bytes, false, mqtt::ConnectReturnCode::kNotAuthorized);
@@ -414,7 +453,7 @@ TEST(MqttSession, RefusedConnectionOrSubscriptionFailsTheHandshake) {
     EXPECT_EQ(broker.host.connected, 0);
   }
   {
-    ScriptedBroker broker(0);
+    ScriptedBroker broker(GetParam(), 0);
     ASSERT_EQ(broker.nextType(), mqtt::PacketType::kConnect);
     std::string bytes;
     mqtt::appendConnack(bytes, false, mqtt::ConnectReturnCode::kAccepted);
@@ -430,15 +469,15 @@ TEST(MqttSession, RefusedConnectionOrSubscriptionFailsTheHandshake) {
   }
 }
 
-TEST(MqttSession, MalformedPacketOrClosedConnectionFailsTheSessionOnce) {
+TEST_P(MqttSession, MalformedPacketOrClosedConnectionFailsTheSessionOnce) {
   {
-    ScriptedBroker broker(1);
+    ScriptedBroker broker(GetParam(), 1);
     ASSERT_NO_FATAL_FAILURE(broker.handshake({"lg/x/1"}, 1));
     broker.play(std::string("\x36\x00", 2));  // PUBLISH with QoS 3
     EXPECT_EQ(broker.host.failures, (std::vector<SessionFailure>{SessionFailure::kProtocol}));
   }
   {
-    ScriptedBroker broker(1);
+    ScriptedBroker broker(GetParam(), 1);
     ASSERT_NO_FATAL_FAILURE(broker.handshake({"lg/x/1"}, 1));
     broker.closePeer();
     broker.pump();
@@ -448,9 +487,9 @@ TEST(MqttSession, MalformedPacketOrClosedConnectionFailsTheSessionOnce) {
   }
 }
 
-TEST(MqttSession, PingsAfterHalfTheKeepAliveWithoutOutput) {
+TEST_P(MqttSession, PingsAfterHalfTheKeepAliveWithoutOutput) {
   constexpr std::int64_t kSecond = 1'000'000'000;
-  ScriptedBroker broker(0, 10);
+  ScriptedBroker broker(GetParam(), 0, 10);
   ASSERT_NO_FATAL_FAILURE(broker.handshake({"lg/x/1"}, 0));
   // The handshake's writes count as output at the first tick.
   broker.session().tick(1 * kSecond);
@@ -470,6 +509,9 @@ TEST(MqttSession, PingsAfterHalfTheKeepAliveWithoutOutput) {
   broker.flush();
   EXPECT_TRUE(broker.quiet());
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, MqttSession,
+                         ::testing::Values(net::IoChoice::kUring, net::IoChoice::kEpoll), ioName);
 
 }  // namespace
 }  // namespace tern::loadgen

@@ -116,9 +116,9 @@ TEST(Report, JsonHasTheDocumentedKeys) {
     histogram.record(v * 1000);  // 1 us .. 1 ms
   report.latency = LatencySummary::fromNanos(histogram);
   const nlohmann::json json = report.toJson();
-  for (const char* key :
-       {"sent", "acked", "delivered", "expected", "lost", "duplicated", "reordered", "publish_rate",
-        "delivery_rate", "behind", "connect_s", "loadgen_cpu_s", "options"}) {
+  for (const char* key : {"sent", "acked", "delivered", "expected", "lost", "duplicated",
+                          "reordered", "publish_rate", "delivery_rate", "behind", "connect_s",
+                          "loadgen_cpu_s", "loadgen_spin_s", "io", "options"}) {
     EXPECT_TRUE(json.contains(key)) << key;
   }
   for (const char* histogramKey : {"latency_us", "puback_latency_us"}) {

@@ -2,18 +2,24 @@
 // must account for every message, and faults injected by the fake must be reported exactly.
 //
 // Suite names contain "Concurrent": the runner's worker threads and the fake's thread run
-// together, so CI also runs these under ThreadSanitizer. Correctness is judged on counts the
-// fake and loadgen each keep independently, never on timing.
+// together, so CI also runs these under ThreadSanitizer. Each runs on both backends of the
+// workers' event loops (io_uring where the kernel allows it, and epoll). Correctness is judged on
+// counts the fake and loadgen each keep independently, never on timing.
 #include "tern/loadgen/runner.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "fake_line_broker.hpp"
 #include "tern/loadgen/line_session.hpp"
+#include "tern/loadgen/workload.hpp"
+#include "tern/net/event_loop.hpp"
 
 namespace tern::loadgen {
 namespace {
@@ -21,8 +27,9 @@ namespace {
 using testing::FakeLineBroker;
 using testing::Faults;
 
-Options smallRun(std::uint16_t port) {
+Options smallRun(std::uint16_t port, net::IoChoice io = net::IoChoice::kAuto) {
   Options options;
+  options.io = io;
   options.port = port;
   options.clients = 4;
   options.fanout = 2;
@@ -36,6 +43,22 @@ Options smallRun(std::uint16_t port) {
   return options;
 }
 
+// The runner tests, once per backend; skipped on io_uring where the kernel refuses it.
+class RunnerConcurrent : public ::testing::TestWithParam<net::IoChoice> {
+ protected:
+  void SetUp() override {
+    struct Idle final : net::EventLoopHandler {
+      void onReceive(net::SocketId, void*, std::span<const char>) override {}
+      void onInputEnd(net::SocketId, void*, int) override {}
+    } idle;
+    net::EventLoopOptions options;
+    options.io = GetParam();
+    std::string why;
+    if (net::EventLoop::create(options, idle, &why) == nullptr) GTEST_SKIP() << why;
+  }
+  Options smallRun(std::uint16_t port) const { return loadgen::smallRun(port, GetParam()); }
+};
+
 Report runAgainst(const Options& options) {
   EXPECT_EQ(options.validate(), "");
   BrokerAddress broker = resolveBroker(options.host, options.port);
@@ -44,7 +67,7 @@ Report runAgainst(const Options& options) {
   return runner.run(nullptr);
 }
 
-TEST(RunnerConcurrent, CleanRunAccountsForEveryMessage) {
+TEST_P(RunnerConcurrent, CleanRunAccountsForEveryMessage) {
   FakeLineBroker fake;
   Options options = smallRun(fake.port());
   options.arrival = Arrival::kPoisson;
@@ -52,6 +75,9 @@ TEST(RunnerConcurrent, CleanRunAccountsForEveryMessage) {
   fake.stop();
 
   EXPECT_EQ(report.exitCode(), 0) << report.toHuman();
+  // The backend asked for is the one that ran, and the report says so.
+  EXPECT_EQ(report.io, GetParam() == net::IoChoice::kUring ? "io_uring" : "epoll");
+  EXPECT_EQ(report.options["io"], GetParam() == net::IoChoice::kUring ? "uring" : "epoll");
   EXPECT_EQ(report.ready, 6u);
   EXPECT_EQ(report.failedHandshakes, 0u);
   EXPECT_GT(report.sent, 0u);
@@ -70,7 +96,7 @@ TEST(RunnerConcurrent, CleanRunAccountsForEveryMessage) {
   EXPECT_LE(report.latency.p99, report.latency.max);
 }
 
-TEST(RunnerConcurrent, DroppedDeliveriesAreLost) {
+TEST_P(RunnerConcurrent, DroppedDeliveriesAreLost) {
   FakeLineBroker fake(Faults{.dropEvery = 25});
   const Report report = runAgainst(smallRun(fake.port()));
   fake.stop();
@@ -83,7 +109,7 @@ TEST(RunnerConcurrent, DroppedDeliveriesAreLost) {
   EXPECT_EQ(report.exitCode(), 1);
 }
 
-TEST(RunnerConcurrent, DuplicatedDeliveriesAreCounted) {
+TEST_P(RunnerConcurrent, DuplicatedDeliveriesAreCounted) {
   FakeLineBroker fake(Faults{.duplicateEvery = 10});
   const Report report = runAgainst(smallRun(fake.port()));
   fake.stop();
@@ -95,7 +121,7 @@ TEST(RunnerConcurrent, DuplicatedDeliveriesAreCounted) {
   EXPECT_EQ(report.exitCode(), 1);
 }
 
-TEST(RunnerConcurrent, SwappedDeliveriesAreReordered) {
+TEST_P(RunnerConcurrent, SwappedDeliveriesAreReordered) {
   FakeLineBroker fake(Faults{.swapEvery = 10});
   const Report report = runAgainst(smallRun(fake.port()));
   fake.stop();
@@ -108,7 +134,7 @@ TEST(RunnerConcurrent, SwappedDeliveriesAreReordered) {
   EXPECT_EQ(report.exitCode(), 1);
 }
 
-TEST(RunnerConcurrent, BrokerDyingMidRunShowsLossAndDisconnects) {
+TEST_P(RunnerConcurrent, BrokerDyingMidRunShowsLossAndDisconnects) {
   FakeLineBroker fake(Faults{.dieAfterPublishes = 200});
   Options options = smallRun(fake.port());
   options.durationS = 2;  // far more than 200 publishes: the run ends when every session is gone
@@ -127,7 +153,7 @@ TEST(RunnerConcurrent, BrokerDyingMidRunShowsLossAndDisconnects) {
   EXPECT_FALSE(report.firstError.empty());
 }
 
-TEST(RunnerConcurrent, InterruptEndsTheLoadButStillDrainsAndReports) {
+TEST_P(RunnerConcurrent, InterruptEndsTheLoadButStillDrainsAndReports) {
   FakeLineBroker fake;
   Options options = smallRun(fake.port());
   options.durationS = 60;  // the interrupt, not the duration, ends this run
@@ -155,7 +181,7 @@ TEST(RunnerConcurrent, InterruptEndsTheLoadButStillDrainsAndReports) {
   EXPECT_EQ(report.exitCode(), 0) << report.toHuman();
 }
 
-TEST(RunnerConcurrent, NoBrokerIsUnreachable) {
+TEST_P(RunnerConcurrent, NoBrokerIsUnreachable) {
   std::uint16_t port;
   {
     FakeLineBroker fake;  // borrow a free port, then let it go
@@ -168,9 +194,42 @@ TEST(RunnerConcurrent, NoBrokerIsUnreachable) {
   EXPECT_EQ(report.exitCode(), 2);
 }
 
+INSTANTIATE_TEST_SUITE_P(Backends, RunnerConcurrent,
+                         ::testing::Values(net::IoChoice::kUring, net::IoChoice::kEpoll),
+                         [](const auto& info) {
+                           return info.param == net::IoChoice::kUring ? "uring" : "epoll";
+                         });
+
+TEST(Runner, DealsPublishersInBlocksAndSpreadsWildcardSubscribers) {
+  // 10 publishers over 3 threads: contiguous blocks, so that receivers i+1..i+K mostly share
+  // their publisher's thread; wildcard subscribers 10..13 round-robin after them.
+  const Workload workload("lg/x", 10, 2, 4);
+  const auto dealt = dealSessions(workload, 3);
+  ASSERT_EQ(dealt.size(), 3u);
+  EXPECT_EQ(dealt[0], (std::vector<std::uint32_t>{0, 1, 2, 3, 10, 13}));
+  EXPECT_EQ(dealt[1], (std::vector<std::uint32_t>{4, 5, 6, 11}));
+  EXPECT_EQ(dealt[2], (std::vector<std::uint32_t>{7, 8, 9, 12}));
+  // Every session once; every thread has one even with fewer publishers than threads.
+  for (const auto& [clients, wildcards, threads] :
+       {std::tuple{1u, 3u, 4u}, std::tuple{2u, 1u, 3u}, std::tuple{5u, 0u, 5u}}) {
+    const Workload small("lg/x", clients, 0, wildcards);
+    const auto parts = dealSessions(small, threads);
+    std::vector<std::uint32_t> all;
+    for (const auto& part : parts) {
+      EXPECT_FALSE(part.empty()) << clients << " " << wildcards << " " << threads;
+      all.insert(all.end(), part.begin(), part.end());
+    }
+    std::sort(all.begin(), all.end());
+    std::vector<std::uint32_t> expected(clients + wildcards);
+    for (std::uint32_t s = 0; s < expected.size(); ++s)
+      expected[s] = s;
+    EXPECT_EQ(all, expected);
+  }
+}
+
 TEST(Runner, DescriptorNeedsAndLimit) {
   Options options = smallRun(1);
-  EXPECT_EQ(descriptorsNeeded(options), 3u * 6 + 2 + 64);
+  EXPECT_EQ(descriptorsNeeded(options), 3u * 6 + 3 * 2 + 64);
   EXPECT_EQ(raiseDescriptorLimit(64), "");
 }
 
