@@ -472,8 +472,9 @@ class PerfStat:
         return result
 
 
-def run_loadgen(broker, args, label, port=None, syscalls=None, interval_ms=100):
-    """Runs loadgen against `broker` (at `port`, default broker.port) with `args`; returns its
+def run_loadgen(broker, args, label, port=None, syscalls=None, interval_ms=100, loadgen=None):
+    """Runs loadgen (the binary `loadgen`, default this build's) against `broker` (at `port`,
+    default broker.port) with `args`; returns its
     JSON report plus the broker's figures over the measured window. `syscalls` ("off", "total",
     "breakdown"; default SYSCALLS_DEFAULT) says what PerfStat counts on the broker meanwhile
     (perf stat -I interval_ms): report["broker"]["syscalls"]."""
@@ -481,7 +482,7 @@ def run_loadgen(broker, args, label, port=None, syscalls=None, interval_ms=100):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     json_path = os.path.join(RESULTS, "raw", f"{label}-{stamp}.json")
     port = broker.port if port is None else port
-    command = [os.path.join(BUILD, "loadgen"), "--port", str(port), "--quiet",
+    command = [loadgen or os.path.join(BUILD, "loadgen"), "--port", str(port), "--quiet",
                "--json", json_path, *[str(a) for a in args]]
     mode = SYSCALLS_DEFAULT if syscalls is None else syscalls
     if mode not in SYSCALLS_MODES:
