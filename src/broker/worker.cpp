@@ -384,6 +384,7 @@ void Worker::sweep() {
       continue;
     }
     c->in.releaseIfIdle(0);
+    loop_->releaseIdleBuffers(c->socket);
     held += c->in.capacity() + loop_->unsentBytes(c->socket);
     if (c->session != nullptr && c->session->mqtt != nullptr) {
       c->session->mqtt->awaitingRelease.releaseIfEmpty();

@@ -171,6 +171,10 @@ std::size_t EpollLoop::unsentBytes(SocketId id) const noexcept {
   return s != nullptr ? s->output.size() : 0;
 }
 
+void EpollLoop::releaseIdleBuffers(SocketId id) noexcept {
+  if (Slot* s = slots_.live(id)) s->output.releaseIfIdle(0);
+}
+
 void EpollLoop::notifyWhenDrained(SocketId id) {
   Slot* s = slots_.live(id);
   if (s == nullptr) return;

@@ -46,6 +46,7 @@ class EpollLoop final : public EventLoop {
   void flush(SocketId id) override;
   std::size_t unsentBytes(SocketId id) const noexcept override;
   void notifyWhenDrained(SocketId id) override;
+  void releaseIdleBuffers(SocketId id) noexcept override;
   void close(SocketId id) override;
   void detach(SocketId id) override;
   void runOnce(std::int64_t timeoutNanos) override;

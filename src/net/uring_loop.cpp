@@ -106,6 +106,14 @@ std::size_t UringLoop::unsentBytes(SocketId id) const noexcept {
   return s != nullptr ? s->inflight.size() + s->output.size() : 0;
 }
 
+void UringLoop::releaseIdleBuffers(SocketId id) noexcept {
+  Slot* s = slots_.live(id);
+  // The kernel reads `inflight` until the send completes: not while one is in flight.
+  if (s == nullptr || s->sendInFlight) return;
+  s->inflight.releaseIfIdle(0);
+  s->output.releaseIfIdle(0);
+}
+
 void UringLoop::notifyWhenDrained(SocketId id) {
   Slot* s = slots_.live(id);
   if (s == nullptr) return;

@@ -182,6 +182,11 @@ class EventLoop {
   virtual std::size_t unsentBytes(SocketId id) const noexcept = 0;
   // Asks for onDrained(id) the next time its output is all sent.
   virtual void notifyWhenDrained(SocketId id) = 0;
+  // Frees the memory of the socket's output (and, io_uring, of its send buffer) when nothing is
+  // queued or being sent; a later append allocates again. For the owner's periodic sweep of
+  // quiet connections: the loop itself keeps small buffers between sends, so as not to allocate
+  // per message.
+  virtual void releaseIdleBuffers(SocketId id) noexcept = 0;
 
   // Closes the socket now: no more callbacks for `id`; unsent output is dropped.
   virtual void close(SocketId id) = 0;

@@ -131,6 +131,52 @@ TEST_P(EventLoopBackends, SendsBigOutputToSlowReaderWhole) {
   EXPECT_EQ(account.bytes, 0) << "every output buffer was charged and uncharged";
 }
 
+// The loop keeps a small output buffer between sends (no allocation per message); the owner's
+// sweep of quiet connections gives it back, and the socket works on as before.
+TEST_P(EventLoopBackends, IdleOutputMemoryIsReleasedOnRequest) {
+  MemoryAccount account;
+  Hooks hooks;
+  EventLoopOptions options;
+  options.account = &account;
+  std::unique_ptr<EventLoop> loop = make(hooks, options);
+  LoopbackListener listener;
+  Conn server;
+  bool drained = false;
+  hooks.accept = [&](int, int fd, const sockaddr_storage&) {
+    server.id = loop->add(fd, &server);
+    loop->output(server.id).append(pattern(2, 3000));
+    loop->flush(server.id);
+    loop->notifyWhenDrained(server.id);
+  };
+  hooks.drained = [&](SocketId, void*) { drained = true; };
+  loop->addListener(listener.fd, 0);
+  LoopThread thread(*loop);
+  const int client = connectClient(listener.port);
+  std::string got;
+  ASSERT_TRUE(readAtLeast(client, got, 3000, 10 * kSeconds));
+  const std::int64_t until = common::monotonicNanos() + scaled(10 * kSeconds);
+  bool done = false;
+  while (!done && common::monotonicNanos() < until)
+    thread.call([&] { done = drained; });
+  ASSERT_TRUE(done) << "onDrained after the last byte left";
+  thread.call([&] {
+    EXPECT_GT(account.bytes, 0) << "the loop keeps its buffer between sends";
+    loop->releaseIdleBuffers(server.id);
+    EXPECT_EQ(account.bytes, 0) << "nothing queued or in flight: every output buffer freed";
+    EXPECT_EQ(loop->unsentBytes(server.id), 0u);
+    loop->output(server.id).append(pattern(2, 1000, 3000));
+    loop->flush(server.id);
+  });
+  ASSERT_TRUE(readAtLeast(client, got, 4000, 10 * kSeconds));
+  EXPECT_EQ(got.size(), 4000u);
+  EXPECT_EQ(firstMismatch(2, got), -1);
+  thread.call([&] { loop->close(server.id); });
+  ::close(client);
+  thread.stop();
+  loop.reset();
+  EXPECT_EQ(account.bytes, 0);
+}
+
 TEST_P(EventLoopBackends, PausedSocketReceivesNothingNewUntilResumed) {
   Hooks hooks;
   std::unique_ptr<EventLoop> loop = make(hooks);
