@@ -15,6 +15,9 @@ namespace {
 
 enum Slot : unsigned { kControl = 0, kPublish = 1, kPush = 2, kSlots = 3 };
 
+// How long a ready session whose broker closed one socket waits for the others to end too.
+constexpr std::int64_t kEndGraceNs = 500'000'000;
+
 class LineSession final : public SessionBase {
  public:
   LineSession(SessionHost& host, const SessionConfig& config) : SessionBase(host, config) {}
@@ -41,6 +44,7 @@ class LineSession final : public SessionBase {
   void publish(std::string_view topic, std::string_view payload,
                std::int64_t intendedNs) noexcept override {
     if (stage_ != Stage::kReady && stage_ != Stage::kConnected) return;
+    if (!ending_.empty()) return;  // canPublish() is false: the host does not call this
     net::EventLoop& loop = host_.loop();
     const net::SocketId id = sockets_[kPublish].id;
     // One reservation for the whole frame: "PUBLISH@" topic "@" payload "\n".
@@ -86,9 +90,34 @@ class LineSession final : public SessionBase {
     }
   }
 
-  void onInputEnd(unsigned slot, int error, std::int64_t /*nowNs*/) override {
+  void onInputEnd(unsigned slot, int error, std::int64_t nowNs) override {
     if (slot >= kSlots || !sockets_[slot].open()) return;
-    fail(SessionFailure::kDisconnected, error != 0 ? std::strerror(error) : slotClosedText(slot));
+    const char* why = error != 0 ? std::strerror(error) : slotClosedText(slot);
+    if (stage_ != Stage::kReady) {
+      fail(SessionFailure::kDisconnected, why);
+      return;
+    }
+    // The end of one socket is not the end of what the broker sent on the others: the loop may
+    // hand over a delivery the broker wrote before it went after this end (io_uring completes
+    // the sockets in any order). So the session stops publishing (canPublish) and fails once
+    // every socket has ended, or at the first tick after kEndGraceNs, whichever comes first.
+    sockets_[slot].close(host_.loop());
+    if (ending_.empty()) {
+      ending_ = why;
+      endingSinceNs_ = nowNs;
+    }
+    for (const SessionSocket& socket : sockets_) {
+      if (socket.open()) return;
+    }
+    fail(SessionFailure::kDisconnected, ending_);
+  }
+
+  bool canPublish() const noexcept override { return ending_.empty(); }
+
+  void tick(std::int64_t nowNs) override {
+    if (!ending_.empty() && nowNs - endingSinceNs_ >= kEndGraceNs) {
+      fail(SessionFailure::kDisconnected, ending_);
+    }
   }
 
   std::size_t queuedBytes() const noexcept override {
@@ -217,6 +246,8 @@ class LineSession final : public SessionBase {
   std::string token_;
   std::size_t pendingSubacks_ = 0;
   Fifo<std::int64_t> pendingAcks_;
+  std::string ending_;  // why the first socket ended, while the others drain; empty: none has
+  std::int64_t endingSinceNs_ = 0;
 };
 
 }  // namespace
