@@ -21,7 +21,9 @@
 //     acknowledgements (MQTT QoS 0) reports none; Options::acknowledged() says which.
 //   - A session that fails (refused, reset, timed out, protocol error) closes all its sockets,
 //     reports onFailed() exactly once and ignores later calls. A closed socket gets no more
-//     callbacks (EventLoop::close).
+//     callbacks (EventLoop::close). A ready session with several sockets whose broker closes one
+//     first stops publishing (canPublish) and lets the others drain before it fails, so that
+//     nothing the broker sent before it went is counted lost (line_session.cpp).
 //
 // Ownership: a session is created, used and destroyed on one worker thread. Not thread-safe.
 #pragma once
