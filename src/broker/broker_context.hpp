@@ -50,6 +50,9 @@ struct BrokerContext {
   // and takes it back when the limit was passed or the session ends; relaxed is enough: the
   // read-modify-write itself keeps the count exact, and nothing else is published through it.
   alignas(common::kCacheLine) std::atomic<std::int64_t> sessions{0};
+  // The sum of the workers' claims under --memory-limit (MemoryBudget, which says why relaxed
+  // read-modify-writes are enough).
+  alignas(common::kCacheLine) std::atomic<std::int64_t> memoryClaimed{0};
   // Connections the acceptor refused at a limit (statistics: relaxed).
   std::atomic<std::uint64_t> refusedConnections{0};
   std::atomic<std::uint64_t> refusedConnectionsPerAddress{0};

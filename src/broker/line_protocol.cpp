@@ -348,11 +348,12 @@ void LineProtocol::deliver(Session& s, const common::Message& message, unsigned 
     core_.countDrop(s, core_.stats.droppedQueueFull);
     return;
   }
-  if (core_.overMemory && queued > WorkerCore::kOverMemoryAllowance) {
+  net::ByteBuffer& target = core_.pushTarget(s);
+  if (!core_.admitsMemory(queued, target.growthFor(prefix.size() + message.lineTail().size()))) {
     core_.countDrop(s, core_.stats.droppedMemory);  // a consumer that keeps up is not held back
     return;
   }
-  core_.pushTarget(s).append(prefix, message.lineTail());
+  target.append(prefix, message.lineTail());
   WorkerStats::add(core_.stats.delivered, std::uint64_t{1});
   if (s.push != nullptr) core_.io.send(*s.push);
 }

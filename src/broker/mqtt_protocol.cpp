@@ -333,7 +333,8 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
       core_.countDrop(s, core_.stats.droppedQueueFull);
       return;
     }
-    if (core_.overMemory && queued > WorkerCore::kOverMemoryAllowance) {
+    net::ByteBuffer& output = core_.io.output(*c);
+    if (!core_.admitsMemory(queued, output.growthFor(packetBytes))) {
       core_.countDrop(s, core_.stats.droppedMemory);
       return;
     }
@@ -343,7 +344,7 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
     header.payload = message.contents();
     header.retain = retained;
     if (mqtt::appendPublishHeader(packetScratch_, header)) {
-      core_.io.output(*c).append(packetScratch_, message.contents());
+      output.append(packetScratch_, message.contents());
       core_.io.send(*c);
       WorkerStats::add(core_.stats.delivered, std::uint64_t{1});
     }
@@ -366,7 +367,7 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
     core_.countDrop(s, core_.stats.droppedQueueFull);
     return;
   }
-  if (core_.overMemory) {
+  if (!core_.memoryBudget.admits(core_.memory.bytes, footprint)) {
     core_.countDrop(s, core_.stats.droppedMemory);
     return;
   }

@@ -121,7 +121,7 @@ std::int64_t Worker::nextTimeoutNanos() const {
 }
 
 void Worker::loopTurn(std::int64_t timeoutNanos) {
-  checkMemory();
+  core_.memoryBudget.startTurn(core_.memory.bytes);
   const bool wasThrottled = throttled_;
   throttled_ = core_.fanout.destinationsOverloaded();
   if (wasThrottled && !throttled_) releaseThrottled();
@@ -135,9 +135,7 @@ void Worker::loopTurn(std::int64_t timeoutNanos) {
   core_.jobs.runAll();
   core_.fanout.flush();
   reapClosed();
-  // Published before this worker may sleep, so that the others never judge the memory limit by
-  // a figure older than this worker's last turn.
-  core_.stats.memoryBytes.store(core_.memory.bytes, std::memory_order_relaxed);
+  publishMemory();
   reader_->quiescent();
 }
 
@@ -148,12 +146,21 @@ bool Worker::beforeBlock() {
   // this thread is offline for QSBR so that it never delays a grace period.
   if (!inbox_.prepareToSleep()) return false;
   reader_->offline();
+  // Asleep, the worker is between turns: it publishes what it holds now (the loop has just
+  // released the buffers of the sockets closed last turn) and claims no more.
+  publishMemory();
   return true;
 }
 
 void Worker::afterBlock() {
+  core_.memoryBudget.startTurn(core_.memory.bytes);
   reader_->online();
   inbox_.finishSleep();
+}
+
+void Worker::publishMemory() noexcept {
+  core_.stats.memoryBytes.store(core_.memory.bytes, std::memory_order_relaxed);
+  core_.memoryBudget.endTurn(core_.memory.bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,13 +415,6 @@ void Worker::noteFrameProgress(Connection& c, bool completedFrame) noexcept {
   // A complete MQTT packet is what keeps the connection alive, not bytes [MQTT-3.1.2-24].
   if (completedFrame && c.keepAliveNanos != 0) c.lastActivity = now;
   c.frameStarted = c.in.empty() ? 0 : now;
-}
-
-void Worker::checkMemory() noexcept {
-  std::int64_t total = 0;
-  for (const auto& w : context_.workers)
-    total += w->stats().memoryBytes.load(std::memory_order_relaxed);
-  core_.overMemory = total > static_cast<std::int64_t>(config_.memoryLimit);
 }
 
 void Worker::checkDeadlines() {

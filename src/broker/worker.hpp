@@ -123,9 +123,10 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   void sweep();
   // After input was handled: starts, restarts or clears the frame timer of `c`.
   void noteFrameProgress(Connection& c, bool completedFrame) noexcept;
-  // Once per turn, at its start: learns whether the broker as a whole is past --memory-limit from
-  // the figures every worker publishes at the end of its turns.
-  void checkMemory() noexcept;
+  // At the end of a turn and before blocking: its memory for STATS, and its claim under
+  // --memory-limit lowered to what it holds (MemoryBudget), so that a sleeping worker reserves
+  // nothing.
+  void publishMemory() noexcept;
   void drainInbox();
 
   // ConnectionIo.

@@ -10,6 +10,7 @@ WorkerCore::WorkerCore(BrokerContext& brokerContext, unsigned workerIndex, unsig
     : context(brokerContext),
       config(brokerContext.config),
       index(workerIndex),
+      memoryBudget(brokerContext.memoryClaimed, brokerContext.config.memoryLimit, workerCount),
       io(connectionIo),
       sessions(brokerContext, workerIndex, workerCount, stats, memory),
       fanout(brokerContext, workerIndex, workerCount),

@@ -15,6 +15,7 @@
 #include "connection_io.hpp"
 #include "fanout.hpp"
 #include "job_runner.hpp"
+#include "memory_budget.hpp"
 #include "protocol_handler.hpp"
 #include "session_table.hpp"
 #include "tern/common/log_limiter.hpp"
@@ -72,16 +73,21 @@ class WorkerCore {
   WorkerStats stats;
   // What this worker's buffers, queued MQTT messages and jobs hold (its memory figure).
   net::MemoryAccount memory;
+  // This worker's claim under --memory-limit (started and ended with each turn by the worker).
+  MemoryBudget memoryBudget;
   ConnectionIo& io;
   SessionTable sessions;
   Fanout fanout;
   JobRunner jobs;
-  // Whether the broker is past --memory-limit, as of this turn's start (set by the worker).
-  bool overMemory = false;
   // False once shutdown began: input is no longer read, and wills are no longer published.
   bool reading = true;
-  // Past --memory-limit, deliveries are dropped for sessions that already have this much queued:
-  // the slow consumers that hold the memory, not those that keep up.
+  // Whether a delivery that adds `growth` bytes of memory may be made to a session that has
+  // `queued` bytes waiting. Past this worker's share of --memory-limit, deliveries are dropped for
+  // sessions that already have more than kOverMemoryAllowance queued: the slow consumers that
+  // hold the memory, not those that keep up.
+  bool admitsMemory(std::size_t queued, std::size_t growth) const noexcept {
+    return queued <= kOverMemoryAllowance || memoryBudget.admits(memory.bytes, growth);
+  }
   static constexpr std::size_t kOverMemoryAllowance = 64 * 1024;
   // Reused for replies that need formatting.
   std::string scratch;

@@ -49,6 +49,9 @@ class ByteBuffer {
   std::size_t size() const noexcept { return end_ - begin_; }
   bool empty() const noexcept { return end_ == begin_; }
   std::size_t capacity() const noexcept { return capacity_; }
+  // How many bytes of capacity appending `n` bytes would add (0 when they fit): what a bound on
+  // memory must judge, since capacity doubles.
+  std::size_t growthFor(std::size_t n) const noexcept { return capacityFor(n) - capacity_; }
   std::string_view view() const noexcept { return {data_.get() + begin_, size()}; }
 
   void append(std::string_view bytes) {
@@ -110,20 +113,30 @@ class ByteBuffer {
     if (account_ != nullptr) account_->bytes += delta;
   }
 
-  // Makes room for `n` more bytes at the back and returns where they go.
-  char* reserve(std::size_t n) {
-    if (capacity_ - end_ >= n) return data_.get() + end_;
+  // The capacity that appending `n` more bytes leaves the buffer with (its current capacity when
+  // they fit, or compacting makes room for them).
+  std::size_t capacityFor(std::size_t n) const noexcept {
+    if (capacity_ - end_ >= n) return capacity_;
     const std::size_t live = size();
     const std::size_t needed = live + n;
     // Compact when that makes room and either the move is cheap relative to what was consumed or
     // growing would pass the growth limit.
-    if (capacity_ >= needed && (begin_ >= live || capacity_ * 2 > growthLimit_)) {
+    if (capacity_ >= needed && (begin_ >= live || capacity_ * 2 > growthLimit_)) return capacity_;
+    std::size_t fresh = capacity_ == 0 ? kInitial : capacity_ * 2;
+    while (fresh < needed)
+      fresh *= 2;
+    if (fresh > growthLimit_) fresh = growthLimit_ > needed ? growthLimit_ : needed;
+    return fresh;
+  }
+
+  // Makes room for `n` more bytes at the back and returns where they go.
+  char* reserve(std::size_t n) {
+    if (capacity_ - end_ >= n) return data_.get() + end_;
+    const std::size_t live = size();
+    const std::size_t fresh = capacityFor(n);
+    if (fresh == capacity_) {
       std::memmove(data_.get(), data_.get() + begin_, live);
     } else {
-      std::size_t fresh = capacity_ == 0 ? kInitial : capacity_ * 2;
-      while (fresh < needed)
-        fresh *= 2;
-      if (fresh > growthLimit_) fresh = growthLimit_ > needed ? growthLimit_ : needed;
       std::unique_ptr<char[]> grown(new char[fresh]);
       if (live != 0) std::memcpy(grown.get(), data_.get() + begin_, live);
       data_ = std::move(grown);

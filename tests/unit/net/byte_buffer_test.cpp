@@ -95,6 +95,32 @@ TEST(ByteBuffer, GrowthLimitIsTheRealBoundOfTheCapacity) {
   EXPECT_GT(consumed, 0u);
 }
 
+// growthFor says what an append will add to the capacity, exactly, in every case reserve()
+// distinguishes (fits, compacts, doubles, capped by the growth limit, grows past it).
+TEST(ByteBuffer, GrowthForPredictsWhatAnAppendAdds) {
+  for (const std::size_t limit : {std::size_t{4096}, std::size_t{100000}, ~std::size_t{0}}) {
+    ByteBuffer b;
+    MemoryAccount account;
+    b.setAccount(&account);
+    b.setGrowthLimit(limit);
+    std::size_t step = 1;
+    for (int i = 0; i < 400; ++i) {
+      const std::size_t n = (step = step * 7 % 9973) % 3000;
+      const std::size_t before = b.capacity();
+      const std::size_t predicted = b.growthFor(n);
+      b.append(std::string(n, 'g'));
+      ASSERT_EQ(b.capacity() - before, predicted) << "limit " << limit << " append " << i;
+      ASSERT_EQ(account.bytes, static_cast<std::int64_t>(b.capacity()));
+      if (i % 3 == 0) b.consume(b.size() / 2);
+      if (i % 50 == 0) b.consume(b.size());
+    }
+  }
+  ByteBuffer full;
+  full.append(std::string(256, 'f'));
+  EXPECT_EQ(full.growthFor(0), 0u);
+  EXPECT_EQ(full.growthFor(1), full.capacity()) << "a full buffer doubles";
+}
+
 TEST(ByteBuffer, AccountFollowsTheCapacity) {
   MemoryAccount first;
   MemoryAccount second;
