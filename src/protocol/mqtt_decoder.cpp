@@ -1,12 +1,14 @@
 #include "tern/protocol/mqtt_decoder.hpp"
 
-#include <cstring>
-
-#include "tern/common/utf8.hpp"
-#include "tern/routing/topic.hpp"
+#include "mqtt_reader.hpp"
 
 namespace tern::protocol::mqtt {
 namespace {
+
+using detail::checkString;
+using detail::checkTopicName;
+using detail::Reader;
+using detail::readPacketId;
 
 constexpr std::uint8_t kTypeConnect = 1, kTypeConnack = 2, kTypePublish = 3, kTypePuback = 4,
                        kTypePubrec = 5, kTypePubrel = 6, kTypePubcomp = 7, kTypeSubscribe = 8,
@@ -19,109 +21,35 @@ constexpr std::uint8_t kRequiredFlags[16] = {0,      0, 0,      0, 0, 0, 0b0010,
 
 // Remaining length of the packets whose size is fixed, or -1 when it varies.
 constexpr int kFixedRemaining[16] = {-1, -1, 2, -1, 2, 2, 2, 2, -1, -1, -1, 2, 0, 0, 0, -1};
+constexpr int kFixedRemaining5[16] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, -1, -1};
 
 // Bit t set: a packet of type t may arrive at that side.
 constexpr std::uint16_t bit(std::uint8_t type) {
   return static_cast<std::uint16_t>(1u << type);
 }
-constexpr std::uint16_t kBothWays =
-    bit(kTypePublish) | bit(kTypePuback) | bit(kTypePubrec) | bit(kTypePubrel) | bit(kTypePubcomp);
+constexpr std::uint8_t kTypeAuth = 15;  // 5.0 only
+constexpr std::uint16_t kBothWays = bit(kTypePublish) | bit(kTypePuback) | bit(kTypePubrec) |
+                                    bit(kTypePubrel) | bit(kTypePubcomp) | bit(kTypeAuth);
 constexpr std::uint16_t kToServer = kBothWays | bit(kTypeConnect) | bit(kTypeSubscribe) |
                                     bit(kTypeUnsubscribe) | bit(kTypePingreq) |
                                     bit(kTypeDisconnect);
 constexpr std::uint16_t kToClient =
     kBothWays | bit(kTypeConnack) | bit(kTypeSuback) | bit(kTypeUnsuback) | bit(kTypePingresp);
 
-bool accepts(Role role, std::uint8_t type) noexcept {
+bool accepts(Role role, std::uint8_t type, bool v5) noexcept {
   switch (role) {
     case Role::kServer:
       return (kToServer & bit(type)) != 0;
-    case Role::kClient:
-      return (kToClient & bit(type)) != 0;
+    case Role::kClient:  // a 5.0 server may send DISCONNECT too
+      return ((kToClient | (v5 ? bit(kTypeDisconnect) : 0)) & bit(type)) != 0;
     case Role::kAny:
       return true;
   }
   return false;
 }
 
-// Sequential reads over one packet's body; each read fails instead of running past the end.
-class Reader {
- public:
-  explicit Reader(std::string_view body) noexcept : body_(body) {}
-
-  bool u8(std::uint8_t& value) noexcept {
-    if (left() < 1) return false;
-    value = static_cast<std::uint8_t>(body_[at_++]);
-    return true;
-  }
-  bool u16(std::uint16_t& value) noexcept {
-    if (left() < 2) return false;
-    value = static_cast<std::uint16_t>((static_cast<std::uint8_t>(body_[at_]) << 8) |
-                                       static_cast<std::uint8_t>(body_[at_ + 1]));
-    at_ += 2;
-    return true;
-  }
-  // A 16-bit length followed by that many bytes (strings and binary data alike).
-  bool lengthPrefixed(std::string_view& value) noexcept {
-    std::uint16_t length = 0;
-    if (!u16(length) || left() < length) return false;
-    value = body_.substr(at_, length);
-    at_ += length;
-    return true;
-  }
-  std::string_view rest() noexcept {
-    std::string_view value = body_.substr(at_);
-    at_ = body_.size();
-    return value;
-  }
-  std::size_t left() const noexcept { return body_.size() - at_; }
-  std::size_t position() const noexcept { return at_; }
-
- private:
-  std::string_view body_;
-  std::size_t at_ = 0;
-};
-
-// A UTF-8 encoded string field [MQTT-1.5.3].
-DecodeStatus checkString(std::string_view text) noexcept {
-  if (std::memchr(text.data(), '\0', text.size()) != nullptr) return DecodeStatus::kNulInString;
-  if (!common::isValidUtf8(text)) return DecodeStatus::kInvalidUtf8;
-  return DecodeStatus::kPacket;
-}
-
-// A topic name: PUBLISH topic or will topic.
-DecodeStatus checkTopicName(std::string_view topic) noexcept {
-  switch (routing::validateTopicName(topic)) {
-    case routing::TopicStatus::kOk:
-      return DecodeStatus::kPacket;
-    case routing::TopicStatus::kEmpty:
-      return DecodeStatus::kEmptyTopicName;
-    case routing::TopicStatus::kContainsNul:
-      return DecodeStatus::kNulInString;
-    case routing::TopicStatus::kInvalidUtf8:
-      return DecodeStatus::kInvalidUtf8;
-    case routing::TopicStatus::kWildcardInName:
-    case routing::TopicStatus::kBadWildcard:
-      return DecodeStatus::kWildcardInTopicName;
-    case routing::TopicStatus::kTooLong:  // impossible: the length field has 16 bits
-      return DecodeStatus::kTruncated;
-  }
-  return DecodeStatus::kInvalidUtf8;
-}
-
-// Reads a packet identifier that must be non-zero.
-DecodeStatus readPacketId(Reader& reader, std::uint16_t& packetId) noexcept {
-  if (!reader.u16(packetId)) return DecodeStatus::kTruncated;
-  if (packetId == 0) return DecodeStatus::kZeroPacketId;
-  return DecodeStatus::kPacket;
-}
-
-#define TERN_MQTT_CHECK(expr)                                                   \
-  do {                                                                          \
-    if (const DecodeStatus s_ = (expr); s_ != DecodeStatus::kPacket) return s_; \
-  } while (false)
-
-DecodeStatus decodeConnect(std::string_view body, Packet& packet) noexcept {
+DecodeStatus decodeConnect(std::string_view body, Packet& packet,
+                           std::string_view& detail) noexcept {
   Reader reader(body);
   Connect c;
   if (!reader.lengthPrefixed(c.protocolName)) return DecodeStatus::kTruncated;
@@ -130,7 +58,8 @@ DecodeStatus decodeConnect(std::string_view body, Packet& packet) noexcept {
   if (!reader.u8(c.protocolLevel)) return DecodeStatus::kTruncated;
   // Checked before the rest: a client of another version may lay out the rest differently, and
   // it is owed CONNACK 0x01 rather than a bare close.
-  if (c.protocolLevel != (is311 ? kProtocolLevel311 : kProtocolLevel31)) {
+  const bool v5 = is311 && c.protocolLevel == kProtocolLevel5;
+  if (!v5 && c.protocolLevel != (is311 ? kProtocolLevel311 : kProtocolLevel31)) {
     return DecodeStatus::kUnacceptableProtocolLevel;
   }
   std::uint8_t flags = 0;
@@ -144,12 +73,15 @@ DecodeStatus decodeConnect(std::string_view body, Packet& packet) noexcept {
   c.usernameFlag = (flags & 0x80) != 0;
   if (c.willQos == 3) return DecodeStatus::kInvalidWillQos;
   if (!c.willFlag && (c.willQos != 0 || c.willRetain)) return DecodeStatus::kWillFlagsWithoutWill;
-  if (c.passwordFlag && !c.usernameFlag) return DecodeStatus::kPasswordWithoutUsername;
+  // 5.0 allows a password without a user name (3.1.2.9).
+  if (c.passwordFlag && !c.usernameFlag && !v5) return DecodeStatus::kPasswordWithoutUsername;
   if (!reader.u16(c.keepAlive)) return DecodeStatus::kTruncated;
+  if (v5) TERN_MQTT_CHECK(reader.properties(PropertyContext::kConnect, c.properties, detail));
 
   if (!reader.lengthPrefixed(c.clientId)) return DecodeStatus::kTruncated;
   TERN_MQTT_CHECK(checkString(c.clientId));
   if (c.willFlag) {
+    if (v5) TERN_MQTT_CHECK(reader.properties(PropertyContext::kWill, c.willProperties, detail));
     if (!reader.lengthPrefixed(c.willTopic)) return DecodeStatus::kTruncated;
     TERN_MQTT_CHECK(checkTopicName(c.willTopic));
     if (!reader.lengthPrefixed(c.willPayload)) return DecodeStatus::kTruncated;
@@ -207,20 +139,11 @@ DecodeStatus decodeSubscribe(std::string_view body, Packet& packet) noexcept {
   Reader reader(body);
   Subscribe s;
   TERN_MQTT_CHECK(readPacketId(reader, s.packetId));
-  const std::size_t start = reader.position();
-  if (reader.left() == 0) return DecodeStatus::kEmptyPayload;
-  std::size_t count = 0;
-  while (reader.left() != 0) {
-    std::string_view filter;
-    std::uint8_t options = 0;
-    if (!reader.lengthPrefixed(filter)) return DecodeStatus::kTruncated;
-    TERN_MQTT_CHECK(checkString(filter));
-    if (!reader.u8(options)) return DecodeStatus::kTruncated;
-    if ((options & 0xFC) != 0) return DecodeStatus::kSubscriptionReservedBits;
-    if ((options & 0x03) == 3) return DecodeStatus::kInvalidRequestedQos;
-    ++count;
-  }
-  s.subscriptions = SubscriptionList(body.substr(start), count);
+  TERN_MQTT_CHECK(detail::readSubscriptions(reader, body, s.subscriptions, [](std::uint8_t o) {
+    if ((o & 0xFC) != 0) return DecodeStatus::kSubscriptionReservedBits;
+    if ((o & 0x03) == 3) return DecodeStatus::kInvalidRequestedQos;
+    return DecodeStatus::kPacket;
+  }));
   packet = s;
   return DecodeStatus::kPacket;
 }
@@ -245,27 +168,16 @@ DecodeStatus decodeUnsubscribe(std::string_view body, Packet& packet) noexcept {
   Reader reader(body);
   Unsubscribe u;
   TERN_MQTT_CHECK(readPacketId(reader, u.packetId));
-  const std::size_t start = reader.position();
-  if (reader.left() == 0) return DecodeStatus::kEmptyPayload;
-  std::size_t count = 0;
-  while (reader.left() != 0) {
-    std::string_view filter;
-    if (!reader.lengthPrefixed(filter)) return DecodeStatus::kTruncated;
-    TERN_MQTT_CHECK(checkString(filter));
-    ++count;
-  }
-  u.filters = FilterList(body.substr(start), count);
+  TERN_MQTT_CHECK(detail::readFilters(reader, body, u.filters));
   packet = u;
   return DecodeStatus::kPacket;
 }
 
-#undef TERN_MQTT_CHECK
-
 DecodeStatus decodeBody(std::uint8_t type, std::uint8_t flags, std::string_view body,
-                        Packet& packet) noexcept {
+                        Packet& packet, std::string_view& detail) noexcept {
   switch (type) {
     case kTypeConnect:
-      return decodeConnect(body, packet);
+      return decodeConnect(body, packet, detail);
     case kTypeConnack:
       return decodeConnack(body, packet);
     case kTypePublish:
@@ -365,19 +277,42 @@ std::string_view describe(DecodeStatus status) noexcept {
       return "invalid CONNACK acknowledge flags";
     case DecodeStatus::kInvalidReturnCode:
       return "reserved return code";
+    case DecodeStatus::kMalformedProperties:
+      return "malformed properties";
+    case DecodeStatus::kPropertyProtocolError:
+      return "property repeated or with a forbidden value";
+    case DecodeStatus::kInvalidReasonCode:
+      return "reason code not allowed in this packet";
+    case DecodeStatus::kInvalidRetainHandling:
+      return "retain handling 3";
   }
   return "unknown decode status";
 }
 
-DecodeResult Decoder::decode(std::string_view buffer) const noexcept {
+ReasonCode disconnectReason(DecodeStatus status) noexcept {
+  switch (status) {
+    case DecodeStatus::kPacketTooLarge:
+      return ReasonCode::kPacketTooLarge;
+    case DecodeStatus::kUnexpectedPacketType:
+    case DecodeStatus::kPropertyProtocolError:
+    case DecodeStatus::kInvalidRetainHandling:
+    case DecodeStatus::kEmptyTopicName:  // 5.0: no topic and no Topic Alias [MQTT-3.3.2-8]
+      return ReasonCode::kProtocolError;
+    default:
+      return ReasonCode::kMalformedPacket;
+  }
+}
+
+DecodeResult Decoder::decode(std::string_view buffer, std::uint8_t level) const noexcept {
   if (buffer.empty()) return fail(DecodeStatus::kNeedMore);
+  const bool v5 = level == kProtocolLevel5;
 
   // Everything the first byte says is checked before waiting for more.
   const auto first = static_cast<std::uint8_t>(buffer[0]);
   const auto type = static_cast<std::uint8_t>(first >> 4);
   const auto flags = static_cast<std::uint8_t>(first & 0x0F);
-  if (type == 0 || type == 15) return fail(DecodeStatus::kReservedPacketType);
-  if (!accepts(config_.role, type)) return fail(DecodeStatus::kUnexpectedPacketType);
+  if (type == 0 || (type == 15 && !v5)) return fail(DecodeStatus::kReservedPacketType);
+  if (!accepts(config_.role, type, v5)) return fail(DecodeStatus::kUnexpectedPacketType);
   if (type == kTypePublish) {
     const auto qos = (flags >> 1) & 0x03;
     if (qos == 3) return fail(DecodeStatus::kInvalidPublishQos);
@@ -387,7 +322,8 @@ DecodeResult Decoder::decode(std::string_view buffer) const noexcept {
   }
 
   // Remaining length: up to four 7-bit groups, least significant first. Non-minimal encodings
-  // (e.g. 0x80 0x00) are accepted: 3.1.1, unlike 5.0, does not forbid them.
+  // (e.g. 0x80 0x00) are accepted: 3.1.1 does not forbid them, and neither does 5.0 for the
+  // remaining length (1.5.5 requires the minimal form of Variable Byte Integers in the body).
   std::size_t remaining = 0;
   std::size_t at = 1;
   for (unsigned shift = 0;; shift += 7) {
@@ -399,7 +335,8 @@ DecodeResult Decoder::decode(std::string_view buffer) const noexcept {
   }
   const std::size_t packetSize = at + remaining;
   if (packetSize > config_.maxPacketSize) return fail(DecodeStatus::kPacketTooLarge, packetSize);
-  if (const int fixed = kFixedRemaining[type]; fixed >= 0) {
+  // 5.0 acknowledgements and DISCONNECT may carry a reason code and properties.
+  if (const int fixed = v5 ? kFixedRemaining5[type] : kFixedRemaining[type]; fixed >= 0) {
     if (remaining < static_cast<std::size_t>(fixed)) {
       return fail(DecodeStatus::kTruncated, packetSize);
     }
@@ -411,11 +348,22 @@ DecodeResult Decoder::decode(std::string_view buffer) const noexcept {
 
   DecodeResult result;
   result.packetSize = packetSize;
-  result.status = decodeBody(type, flags, buffer.substr(at, remaining), result.packet);
+  const std::string_view body = buffer.substr(at, remaining);
+  result.status =
+      v5 && type != kTypeConnect
+          ? detail::decodeBody5(type, flags, body,
+                                config_.role == Role::kServer ? PropertyContext::kPublish
+                                                              : PropertyContext::kPublishToClient,
+                                result.packet, result.detail)
+          : decodeBody(type, flags, body, result.packet, result.detail);
   if (result.status == DecodeStatus::kPacket) {
     result.consumed = packetSize;
   } else {
     result.packet = std::monostate{};
+    if (result.status != DecodeStatus::kMalformedProperties &&
+        result.status != DecodeStatus::kPropertyProtocolError) {
+      result.detail = {};
+    }
   }
   return result;
 }

@@ -30,6 +30,14 @@ class Appender {
     out_.append(bytes, 2);
   }
   void raw(std::string_view bytes) { out_.append(bytes); }
+  // 5.0: a property block of these entries.
+  void properties(std::string_view entries) {
+    char length[4];
+    const std::size_t n =
+        encodeRemainingLength(entries.size(), length);  // the same Variable Byte Integer
+    out_.append(length, n);
+    raw(entries);
+  }
   // A 16-bit length and the bytes: UTF-8 strings and binary data alike.
   void lengthPrefixed(std::string_view bytes) {
     assert(bytes.size() <= kMaxStringBytes);
@@ -52,11 +60,17 @@ void appendEmpty(std::string& out, PacketType type) {
   out.append(bytes, 2);
 }
 
-bool appendPublishImpl(std::string& out, const Publish& p, bool withPayload) {
+// `properties` null: 3.1.1 (no property block).
+bool appendPublishImpl(std::string& out, const Publish& p, bool withPayload,
+                       const std::string_view* properties = nullptr) {
   assert(p.qos <= 2);
   assert(p.qos == 0 || p.packetId != 0);
   if (p.topic.size() > kMaxStringBytes) return false;
-  const std::size_t remaining = publishRemainingLength(p);
+  std::size_t remaining = publishRemainingLength(p);
+  if (properties != nullptr) {
+    if (properties->size() > kMaxVariableByteInteger) return false;
+    remaining += propertyBlockSize(*properties);
+  }
   if (remaining > kMaxRemainingLength) return false;
   // DUP is meaningless and forbidden at QoS 0 [MQTT-3.3.1-2].
   const bool dup = p.dup && p.qos > 0;
@@ -65,8 +79,30 @@ bool appendPublishImpl(std::string& out, const Publish& p, bool withPayload) {
   Appender a(out, firstByte(PacketType::kPublish, flags), remaining);
   a.lengthPrefixed(p.topic);
   if (p.qos > 0) a.u16(p.packetId);
+  if (properties != nullptr) a.properties(*properties);
   if (withPayload) a.raw(p.payload);
   return true;
+}
+
+void appendCodes5(std::string& out, PacketType type, std::uint16_t packetId,
+                  std::span<const std::uint8_t> codes, std::string_view properties) {
+  assert(packetId != 0 && !codes.empty());
+  Appender a(out, firstByte(type), 2 + propertyBlockSize(properties) + codes.size());
+  a.u16(packetId);
+  a.properties(properties);
+  a.raw({reinterpret_cast<const char*>(codes.data()), codes.size()});
+}
+
+void appendReasonOnly5(std::string& out, PacketType type, ReasonCode reason,
+                       std::string_view properties) {
+  if (reason == ReasonCode::kSuccess && properties.empty()) {
+    appendEmpty(out, type);
+    return;
+  }
+  // Without properties the property length is left out too (3.14.2.2: a value of 0 is used).
+  Appender a(out, firstByte(type), properties.empty() ? 1 : 1 + propertyBlockSize(properties));
+  a.u8(static_cast<std::uint8_t>(reason));
+  if (!properties.empty()) a.properties(properties);
 }
 
 // Overload set for std::visit in appendPacket.
@@ -135,11 +171,14 @@ void appendPingresp(std::string& out) {
 }
 
 void appendConnect(std::string& out, const Connect& c) {
+  const bool v5 = c.protocolLevel == kProtocolLevel5;
   assert(c.willQos <= 2);
-  assert(c.usernameFlag || !c.passwordFlag);
+  assert(c.usernameFlag || !c.passwordFlag || v5);
   assert(c.willFlag || (c.willQos == 0 && !c.willRetain));
   std::size_t remaining = 2 + c.protocolName.size() + 1 + 1 + 2 + 2 + c.clientId.size();
+  if (v5) remaining += propertyBlockSize(c.properties.block);
   if (c.willFlag) remaining += 2 + c.willTopic.size() + 2 + c.willPayload.size();
+  if (c.willFlag && v5) remaining += propertyBlockSize(c.willProperties.block);
   if (c.usernameFlag) remaining += 2 + c.username.size();
   if (c.passwordFlag) remaining += 2 + c.password.size();
   const auto flags = static_cast<std::uint8_t>(
@@ -151,8 +190,10 @@ void appendConnect(std::string& out, const Connect& c) {
   a.u8(c.protocolLevel);
   a.u8(flags);
   a.u16(c.keepAlive);
+  if (v5) a.properties(c.properties.block);
   a.lengthPrefixed(c.clientId);
   if (c.willFlag) {
+    if (v5) a.properties(c.willProperties.block);
     a.lengthPrefixed(c.willTopic);
     a.lengthPrefixed(c.willPayload);
   }
@@ -195,71 +236,183 @@ void appendDisconnect(std::string& out) {
   appendEmpty(out, PacketType::kDisconnect);
 }
 
-bool appendPacket(std::string& out, const Packet& packet) {
-  return std::visit(Overloaded{
-                        [](std::monostate) { return false; },
-                        [&](const Connect& p) {
-                          appendConnect(out, p);
-                          return true;
-                        },
-                        [&](const Connack& p) {
-                          appendConnack(out, p.sessionPresent, p.returnCode);
-                          return true;
-                        },
-                        [&](const Publish& p) { return appendPublish(out, p); },
-                        [&](const Puback& p) {
-                          appendPuback(out, p.packetId);
-                          return true;
-                        },
-                        [&](const Pubrec& p) {
-                          appendPubrec(out, p.packetId);
-                          return true;
-                        },
-                        [&](const Pubrel& p) {
-                          appendPubrel(out, p.packetId);
-                          return true;
-                        },
-                        [&](const Pubcomp& p) {
-                          appendPubcomp(out, p.packetId);
-                          return true;
-                        },
-                        [&](const Subscribe& p) {
-                          // The decoder validated the wire payload; write it back as it is.
-                          Appender a(out, firstByte(PacketType::kSubscribe, 0b0010),
-                                     2 + p.subscriptions.wire().size());
-                          a.u16(p.packetId);
-                          a.raw(p.subscriptions.wire());
-                          return true;
-                        },
-                        [&](const Suback& p) {
-                          appendSuback(out, p.packetId, p.returnCodes);
-                          return true;
-                        },
-                        [&](const Unsubscribe& p) {
-                          Appender a(out, firstByte(PacketType::kUnsubscribe, 0b0010),
-                                     2 + p.filters.wire().size());
-                          a.u16(p.packetId);
-                          a.raw(p.filters.wire());
-                          return true;
-                        },
-                        [&](const Unsuback& p) {
-                          appendUnsuback(out, p.packetId);
-                          return true;
-                        },
-                        [&](const Pingreq&) {
-                          appendPingreq(out);
-                          return true;
-                        },
-                        [&](const Pingresp&) {
-                          appendPingresp(out);
-                          return true;
-                        },
-                        [&](const Disconnect&) {
-                          appendDisconnect(out);
-                          return true;
-                        },
-                    },
-                    packet);
+void appendConnack5(std::string& out, bool sessionPresent, ReasonCode reason,
+                    std::string_view properties) {
+  Appender a(out, firstByte(PacketType::kConnack), 2 + propertyBlockSize(properties));
+  a.u8(sessionPresent ? 1 : 0);
+  a.u8(static_cast<std::uint8_t>(reason));
+  a.properties(properties);
+}
+
+bool appendPublish5(std::string& out, const Publish& publish, std::string_view properties) {
+  return appendPublishImpl(out, publish, true, &properties);
+}
+
+bool appendPublishHeader5(std::string& out, const Publish& publish, std::string_view properties) {
+  return appendPublishImpl(out, publish, false, &properties);
+}
+
+void appendAck5(std::string& out, PacketType type, std::uint16_t packetId, ReasonCode reason,
+                std::string_view properties) {
+  const std::uint8_t flags = type == PacketType::kPubrel ? 0b0010 : 0;
+  if (reason == ReasonCode::kSuccess && properties.empty()) {
+    appendAck(out, type, flags, packetId);
+    return;
+  }
+  assert(packetId != 0);
+  // Without properties the property length is left out too (3.4.2.2.1: a value of 0 is used).
+  Appender a(out, firstByte(type, flags),
+             properties.empty() ? 3 : 3 + propertyBlockSize(properties));
+  a.u16(packetId);
+  a.u8(static_cast<std::uint8_t>(reason));
+  if (!properties.empty()) a.properties(properties);
+}
+
+void appendSuback5(std::string& out, std::uint16_t packetId, std::span<const std::uint8_t> codes,
+                   std::string_view properties) {
+  appendCodes5(out, PacketType::kSuback, packetId, codes, properties);
+}
+
+void appendUnsuback5(std::string& out, std::uint16_t packetId, std::span<const std::uint8_t> codes,
+                     std::string_view properties) {
+  appendCodes5(out, PacketType::kUnsuback, packetId, codes, properties);
+}
+
+void appendDisconnect5(std::string& out, ReasonCode reason, std::string_view properties) {
+  appendReasonOnly5(out, PacketType::kDisconnect, reason, properties);
+}
+
+void appendAuth5(std::string& out, ReasonCode reason, std::string_view properties) {
+  appendReasonOnly5(out, PacketType::kAuth, reason, properties);
+}
+
+void appendSubscribe5(std::string& out, std::uint16_t packetId,
+                      std::span<const Subscription> subscriptions, std::string_view properties) {
+  assert(packetId != 0 && !subscriptions.empty());
+  std::size_t remaining = 2 + propertyBlockSize(properties);
+  for (const Subscription& s : subscriptions)
+    remaining += 2 + s.filter.size() + 1;
+  Appender a(out, firstByte(PacketType::kSubscribe, 0b0010), remaining);
+  a.u16(packetId);
+  a.properties(properties);
+  for (const Subscription& s : subscriptions) {
+    assert(s.qos <= 2 && s.retainHandling <= 2);
+    a.lengthPrefixed(s.filter);
+    a.u8(static_cast<std::uint8_t>(s.qos | (s.noLocal ? 0x04 : 0) |
+                                   (s.retainAsPublished ? 0x08 : 0) | (s.retainHandling << 4)));
+  }
+}
+
+void appendUnsubscribe5(std::string& out, std::uint16_t packetId,
+                        std::span<const std::string_view> filters, std::string_view properties) {
+  assert(packetId != 0 && !filters.empty());
+  std::size_t remaining = 2 + propertyBlockSize(properties);
+  for (const std::string_view f : filters)
+    remaining += 2 + f.size();
+  Appender a(out, firstByte(PacketType::kUnsubscribe, 0b0010), remaining);
+  a.u16(packetId);
+  a.properties(properties);
+  for (const std::string_view f : filters)
+    a.lengthPrefixed(f);
+}
+
+bool appendPacket(std::string& out, const Packet& packet, std::uint8_t level) {
+  const bool v5 = level == kProtocolLevel5;
+  const auto ack = [&](PacketType type, std::uint16_t id, ReasonCode reason,
+                       const Properties& properties) {
+    if (v5) {
+      appendAck5(out, type, id, reason, properties.block);
+    } else {
+      appendAck(out, type, type == PacketType::kPubrel ? 0b0010 : 0, id);
+    }
+    return true;
+  };
+  // SUBSCRIBE and UNSUBSCRIBE: the decoder validated the wire payload; written back as it is.
+  const auto entries = [&](PacketType type, std::uint16_t id, const Properties& properties,
+                           std::string_view wire) {
+    Appender a(out, firstByte(type, 0b0010),
+               2 + (v5 ? propertyBlockSize(properties.block) : 0) + wire.size());
+    a.u16(id);
+    if (v5) a.properties(properties.block);
+    a.raw(wire);
+    return true;
+  };
+  return std::visit(
+      Overloaded{
+          [](std::monostate) { return false; },
+          [&](const Connect& p) {
+            appendConnect(out, p);
+            return true;
+          },
+          [&](const Connack& p) {
+            if (v5) {
+              appendConnack5(out, p.sessionPresent, p.reason, p.properties.block);
+            } else {
+              appendConnack(out, p.sessionPresent, p.returnCode);
+            }
+            return true;
+          },
+          [&](const Publish& p) {
+            return v5 ? appendPublish5(out, p, p.properties.block) : appendPublish(out, p);
+          },
+          [&](const Puback& p) {
+            return ack(PacketType::kPuback, p.packetId, p.reason, p.properties);
+          },
+          [&](const Pubrec& p) {
+            return ack(PacketType::kPubrec, p.packetId, p.reason, p.properties);
+          },
+          [&](const Pubrel& p) {
+            return ack(PacketType::kPubrel, p.packetId, p.reason, p.properties);
+          },
+          [&](const Pubcomp& p) {
+            return ack(PacketType::kPubcomp, p.packetId, p.reason, p.properties);
+          },
+          [&](const Subscribe& p) {
+            return entries(PacketType::kSubscribe, p.packetId, p.properties,
+                           p.subscriptions.wire());
+          },
+          [&](const Suback& p) {
+            if (v5) {
+              appendSuback5(out, p.packetId, p.returnCodes, p.properties.block);
+            } else {
+              appendSuback(out, p.packetId, p.returnCodes);
+            }
+            return true;
+          },
+          [&](const Unsubscribe& p) {
+            return entries(PacketType::kUnsubscribe, p.packetId, p.properties, p.filters.wire());
+          },
+          [&](const Unsuback& p) {
+            if (v5) {
+              appendUnsuback5(out, p.packetId, p.reasonCodes, p.properties.block);
+            } else {
+              appendUnsuback(out, p.packetId);
+            }
+            return true;
+          },
+          [&](const Pingreq&) {
+            appendPingreq(out);
+            return true;
+          },
+          [&](const Pingresp&) {
+            appendPingresp(out);
+            return true;
+          },
+          [&](const Disconnect& p) {
+            if (v5) {
+              appendDisconnect5(out, p.reason, p.properties.block);
+            } else {
+              appendDisconnect(out);
+            }
+            return true;
+          },
+          [&](const Auth& p) {
+            if (!v5) return false;  // no AUTH in 3.1.1
+            appendAuth5(out, p.reason, p.properties.block);
+            return true;
+          },
+      },
+      packet);
 }
 
 }  // namespace tern::protocol::mqtt

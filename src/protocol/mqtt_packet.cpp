@@ -32,6 +32,8 @@ std::string_view packetTypeName(PacketType type) noexcept {
       return "PINGRESP";
     case PacketType::kDisconnect:
       return "DISCONNECT";
+    case PacketType::kAuth:
+      return "AUTH";
   }
   return "UNKNOWN";
 }
@@ -40,7 +42,10 @@ bool clientIdAcceptable(const Connect& connect, std::size_t maxBytes) noexcept {
   // MQTT 3.1 allowed 1..23 characters and had no server-assigned identifiers.
   constexpr std::size_t kMaxBytes31 = 23;
   const bool is31 = connect.protocolLevel == kProtocolLevel31;
-  if (connect.clientId.empty()) return connect.cleanSession && !is31;
+  // 5.0 assigns an id whatever Clean Start says (the session is new either way) [MQTT-3.1.3-6].
+  if (connect.clientId.empty()) {
+    return connect.protocolLevel == kProtocolLevel5 || (connect.cleanSession && !is31);
+  }
   if (is31 && connect.clientId.size() > kMaxBytes31) return false;
   return connect.clientId.size() <= maxBytes;
 }

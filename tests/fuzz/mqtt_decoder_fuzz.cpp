@@ -3,12 +3,15 @@
 // The stream is decoded twice: once from a single buffer, and once fed in chunks whose sizes come
 // from a PRNG seeded by a hash of the input (so a crash reproduces from the input alone), the way a
 // connection appends socket reads and drops consumed bytes. The role and maximum packet size are
-// picked from the same hash. Invariants checked, besides ASan/UBSan finding no fault:
+// picked from the same hash, and so is the protocol level the stream starts with (3.1.1 or 5.0);
+// a CONNECT sets the level of what follows it, as on a connection. Invariants checked, besides
+// ASan/UBSan finding no fault:
 //   - consumed <= the bytes offered; a packet consumes at least 2 bytes and exactly packetSize;
 //     need-more and errors consume nothing, and need-more never claims a size already present;
 //   - both passes yield the same packets and end with the same status (split independence);
 //   - every decoded packet re-encodes (appendPacket) to bytes that decode to an equal packet, and
-//     to the very same bytes when the input's remaining length used the minimal encoding.
+//     to the very same bytes when the input's remaining length used the minimal encoding (3.1.1;
+//     the 5.0 encoder may write a shorter form, leaving out an empty property block).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -49,9 +52,39 @@ struct Random {
   }
 };
 
+std::size_t touchProperties(const Properties& p) {
+  std::size_t sum = p.block.size() + p.contentType.size() + p.reasonString.size();
+  std::uint32_t users = 0;
+  p.forEachUserProperty([&](std::string_view name, std::string_view value) {
+    sum += name.size() + value.size();
+    ++users;
+  });
+  check(users == p.userPropertyCount, "user property count");
+  std::uint32_t ids = 0;
+  p.forEachSubscriptionIdentifier([&](std::uint32_t id) {
+    check(id != 0, "subscription identifier 0");
+    ++ids;
+  });
+  check(ids == p.subscriptionIdentifierCount, "subscription identifier count");
+  return sum;
+}
+
+// The protocol level of the packets after `packet` on the same stream.
+std::uint8_t levelAfter(const Packet& packet, std::uint8_t level) {
+  if (const auto* c = std::get_if<Connect>(&packet)) {
+    return c->protocolLevel == kProtocolLevel5 ? kProtocolLevel5 : kProtocolLevel311;
+  }
+  return level;
+}
+
 // Reads every field the broker would read, so ASan sees each view dereferenced.
 std::size_t touch(const Packet& packet) {
   std::size_t sum = packetTypeName(typeOf(packet)).size();
+  std::visit(
+      [&](const auto& p) {
+        if constexpr (requires { p.properties; }) sum += touchProperties(p.properties);
+      },
+      packet);
   if (const auto* s = std::get_if<Subscribe>(&packet)) {
     std::size_t count = 0;
     for (const Subscription entry : s->subscriptions) {
@@ -69,7 +102,8 @@ std::size_t touch(const Packet& packet) {
     }
     check(count == u->filters.size() && count > 0, "filter count");
   } else if (const auto* p = std::get_if<Publish>(&packet)) {
-    check(tern::routing::validateTopicName(p->topic) == tern::routing::TopicStatus::kOk,
+    check(tern::routing::validateTopicName(p->topic) == tern::routing::TopicStatus::kOk ||
+              (p->topic.empty() && p->properties.has(PropertyId::kTopicAlias)),
           "PUBLISH topic invalid");
     check((p->qos == 0) == (p->packetId == 0), "PUBLISH packet id vs QoS");
     for (const char c : p->payload)
@@ -92,15 +126,16 @@ std::size_t headerSizeOf(std::string_view wire) {
   return at + 1;
 }
 
-void checkReencoding(const Decoder& decoder, std::string_view original, const Packet& packet) {
+void checkReencoding(const Decoder& decoder, std::string_view original, const Packet& packet,
+                     std::uint8_t level) {
   std::string again;
-  check(appendPacket(again, packet), "decoded packet does not re-encode");
-  const DecodeResult r = decoder.decode(again);
+  check(appendPacket(again, packet, level), "decoded packet does not re-encode");
+  const DecodeResult r = decoder.decode(again, level);
   check(r.status == DecodeStatus::kPacket, "re-encoded packet does not decode");
   check(r.consumed == again.size(), "re-encoded packet size");
   check(r.packet == packet, "re-encoded packet differs");
   const std::size_t header = headerSizeOf(original);
-  if (header == fixedHeaderSize(original.size() - header)) {
+  if (level != kProtocolLevel5 && header == fixedHeaderSize(original.size() - header)) {
     check(again == original, "minimal encoding does not round-trip byte for byte");
   }
 }
@@ -121,6 +156,7 @@ void checkResult(const DecodeResult& r, std::size_t offered) {
       check(r.consumed == 0, "error consumed bytes");
       check(r.packet.index() == 0, "error with a packet");
       check(!describe(r.status).empty(), "undescribed error");
+      check(isFailure(disconnectReason(r.status)), "error without a failure reason code");
       break;
   }
 }
@@ -143,6 +179,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   if ((hash >> 8) % 8 == 0) config.maxPacketSize = 2 + (hash >> 16) % 512;
   const Decoder decoder(config);
+  const std::uint8_t startLevel = (hash >> 40) % 2 == 0 ? kProtocolLevel311 : kProtocolLevel5;
   const std::string_view stream(reinterpret_cast<const char*>(data), size);
 
   // Pass 1: the whole stream in one buffer. The packets view `data`, which outlives this call.
@@ -150,13 +187,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<std::size_t> sizes;
   DecodeStatus whole = DecodeStatus::kNeedMore;
   std::size_t sink = 0;
+  std::uint8_t level = startLevel;
   for (std::string_view rest = stream;;) {
-    const DecodeResult r = decoder.decode(rest);
+    const DecodeResult r = decoder.decode(rest, level);
     checkResult(r, rest.size());
     whole = r.status;
     if (r.status != DecodeStatus::kPacket) break;
     sink += touch(r.packet);
-    checkReencoding(decoder, rest.substr(0, r.consumed), r.packet);
+    checkReencoding(decoder, rest.substr(0, r.consumed), r.packet, level);
+    level = levelAfter(r.packet, level);
     packets.push_back(r.packet);
     sizes.push_back(r.consumed);
     rest.remove_prefix(r.consumed);
@@ -167,6 +206,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string buffer;
   std::size_t fed = 0, index = 0;
   DecodeStatus last = DecodeStatus::kNeedMore;
+  level = startLevel;
   while (fed < size && !isError(last)) {
     const std::uint64_t roll = random.next();
     std::size_t chunk = roll % 4 == 0 ? 1 : 1 + (roll >> 8) % (roll % 4 == 1 ? 512 : 16);
@@ -174,10 +214,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     buffer.append(stream.substr(fed, chunk));
     fed += chunk;
     for (;;) {
-      const DecodeResult r = decoder.decode(buffer);
+      const DecodeResult r = decoder.decode(buffer, level);
       checkResult(r, buffer.size());
       last = r.status;
       if (r.status != DecodeStatus::kPacket) break;
+      level = levelAfter(r.packet, level);
       check(index < packets.size(), "split decode found an extra packet");
       check(r.consumed == sizes[index] && r.packet == packets[index],
             "split decode differs from whole decode");

@@ -1,4 +1,8 @@
-// Streaming MQTT 3.1.1 decoder: bytes in, one packet (or "need more", or an error) out.
+// Streaming MQTT 3.1.1 and 5.0 decoder: bytes in, one packet (or "need more", or an error) out.
+//
+// The protocol level is the caller's (it is a property of the connection, set by its CONNECT):
+// decode(buffer, level) reads every packet but CONNECT in the layout of that level. A CONNECT is
+// read in the layout its own protocol level names (3, 4 or 5).
 //
 // The caller owns the input buffer. It appends what the socket delivered, calls decode() on the
 // unconsumed bytes, and on kPacket handles the packet and then drops `consumed` bytes; on kNeedMore
@@ -53,18 +57,27 @@ enum class DecodeStatus : std::uint8_t {
   kEmptyTopicName,             // PUBLISH or will topic of zero length [MQTT-4.7.3-1]
   kWildcardInTopicName,        // '+' or '#' in a PUBLISH or will topic [MQTT-3.3.2-2]
   kInvalidProtocolName,        // CONNECT protocol name neither "MQTT" nor "MQIsdp"
-  kUnacceptableProtocolLevel,  // "MQTT" without level 4, "MQIsdp" without level 3: CONNACK 0x01
+  kUnacceptableProtocolLevel,  // "MQTT" without level 4 or 5, "MQIsdp" without 3: CONNACK 0x01
   kConnectReservedFlag,        // CONNECT flags bit 0 set [MQTT-3.1.2-3]
   kInvalidWillQos,             // will QoS 3 [MQTT-3.1.2-14]
   kWillFlagsWithoutWill,      // will QoS or will retain set while will flag is 0 [MQTT-3.1.2-13/15]
-  kPasswordWithoutUsername,   // password flag set while username flag is 0 [MQTT-3.1.2-22]
+  kPasswordWithoutUsername,   // 3.1.1: password flag without username flag [MQTT-3.1.2-22]
   kZeroPacketId,              // packet identifier 0 where one is required [MQTT-2.3.1-1]
   kEmptyPayload,              // SUBSCRIBE, UNSUBSCRIBE or SUBACK without entries [MQTT-3.8.3-3]
   kInvalidRequestedQos,       // SUBSCRIBE requested QoS 3 [MQTT-3.8.3-4]
   kSubscriptionReservedBits,  // SUBSCRIBE options bits 7..2 not zero [MQTT-3.8.3-4]
   kInvalidConnackFlags,       // CONNACK flags bits 7..1 set, or session present with an error
   kInvalidReturnCode,         // CONNACK code above 5, SUBACK code not 0, 1, 2 or 0x80
+  // 5.0 only.
+  kMalformedProperties,    // a property block the specification calls malformed (2.2.2)
+  kPropertyProtocolError,  // a property repeated or with a forbidden value (2.2.2)
+  kInvalidReasonCode,      // a reason code this packet may not carry
+  kInvalidRetainHandling,  // SUBSCRIBE Retain Handling 3 [MQTT-3.8.3-5]
 };
+
+// The reason code a 5.0 server puts in the DISCONNECT it sends before closing for `status`
+// (4.13): Packet too large (0x95), Protocol Error (0x82) or Malformed Packet (0x81).
+ReasonCode disconnectReason(DecodeStatus status) noexcept;
 
 // Human text, e.g. "PUBLISH with QoS 3", for logs.
 std::string_view describe(DecodeStatus status) noexcept;
@@ -92,17 +105,24 @@ struct DecodeResult {
   // room for the rest on kNeedMore, or log what a peer tried on kPacketTooLarge.
   std::size_t packetSize = 0;
   Packet packet;  // kPacket only; views into the decoded buffer
+  // For kMalformedProperties and kPropertyProtocolError: what was wrong (static text), for a
+  // Reason String and the log. Empty otherwise.
+  std::string_view detail;
 };
 
 class Decoder {
  public:
   explicit Decoder(DecoderConfig config = {}) noexcept : config_(config) {}
 
-  // Decodes the first packet in `buffer`, which may hold part of a packet or several packets.
+  // Decodes the first packet in `buffer`, which may hold part of a packet or several packets,
+  // in the layout of protocol `level` (kProtocolLevel31, kProtocolLevel311 or kProtocolLevel5).
   // Never allocates. Any thread.
-  DecodeResult decode(std::string_view buffer) const noexcept;
-  DecodeResult decode(std::span<const std::byte> buffer) const noexcept {
-    return decode(std::string_view(reinterpret_cast<const char*>(buffer.data()), buffer.size()));
+  DecodeResult decode(std::string_view buffer,
+                      std::uint8_t level = kProtocolLevel311) const noexcept;
+  DecodeResult decode(std::span<const std::byte> buffer,
+                      std::uint8_t level = kProtocolLevel311) const noexcept {
+    return decode(std::string_view(reinterpret_cast<const char*>(buffer.data()), buffer.size()),
+                  level);
   }
 
   const DecoderConfig& config() const noexcept { return config_; }

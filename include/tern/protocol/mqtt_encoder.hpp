@@ -1,4 +1,8 @@
-// MQTT 3.1.1 encoders: each appends exactly one packet to a caller-owned std::string.
+// MQTT 3.1.1 and 5.0 encoders: each appends exactly one packet to a caller-owned std::string.
+//
+// 5.0 packets carry a property block: the *5 functions take its entries (what PropertyWriter
+// builds between its start and finish(), or a decoded Properties::block) without the length, and
+// write the length themselves; an empty view is an empty block.
 //
 // The string only grows (amortised, like any append); nothing else is allocated and no temporary
 // is built. The broker writes CONNACK, PUBLISH, PUBACK/PUBREC/PUBREL/PUBCOMP, SUBACK, UNSUBACK and
@@ -91,10 +95,46 @@ void appendUnsubscribe(std::string& out, std::uint16_t packetId,
 void appendPingreq(std::string& out);
 void appendDisconnect(std::string& out);
 
+// ---- 5.0 ----------------------------------------------------------------------------------------
+
+// The bytes of a property block whose entries are `properties` (length included).
+constexpr std::size_t propertyBlockSize(std::string_view properties) noexcept {
+  return variableByteIntegerSize(static_cast<std::uint32_t>(properties.size())) + properties.size();
+}
+
+// REQUIRES for all: properties.size() <= kMaxVariableByteInteger and the packet fits.
+void appendConnack5(std::string& out, bool sessionPresent, ReasonCode reason,
+                    std::string_view properties);
+// As appendPublish/appendPublishHeader, with `properties` (the topic may be empty when they hold
+// a Topic Alias).
+bool appendPublish5(std::string& out, const Publish& publish, std::string_view properties);
+bool appendPublishHeader5(std::string& out, const Publish& publish, std::string_view properties);
+// PUBACK, PUBREC, PUBREL or PUBCOMP: the short form (packet id only) for Success without
+// properties (3.4.2.1). REQUIRES: packetId != 0.
+void appendAck5(std::string& out, PacketType type, std::uint16_t packetId, ReasonCode reason,
+                std::string_view properties = {});
+// REQUIRES: packetId != 0; at least one code.
+void appendSuback5(std::string& out, std::uint16_t packetId, std::span<const std::uint8_t> codes,
+                   std::string_view properties = {});
+void appendUnsuback5(std::string& out, std::uint16_t packetId, std::span<const std::uint8_t> codes,
+                     std::string_view properties = {});
+// The short form (no bytes after the fixed header) for Normal disconnection without properties.
+void appendDisconnect5(std::string& out, ReasonCode reason, std::string_view properties = {});
+void appendAuth5(std::string& out, ReasonCode reason, std::string_view properties = {});
+// Client side. A Connect of protocol level 5 is written by appendConnect with its properties and
+// will properties blocks. Subscribe entries carry their 5.0 options.
+void appendSubscribe5(std::string& out, std::uint16_t packetId,
+                      std::span<const Subscription> subscriptions,
+                      std::string_view properties = {});
+void appendUnsubscribe5(std::string& out, std::uint16_t packetId,
+                        std::span<const std::string_view> filters,
+                        std::string_view properties = {});
+
 // ---- Any packet -------------------------------------------------------------------------------
 
 // Appends any packet value, e.g. one the decoder produced (SUBSCRIBE and UNSUBSCRIBE reuse their
-// validated wire payload). False when `packet` is monostate or a PUBLISH that cannot be encoded.
-bool appendPacket(std::string& out, const Packet& packet);
+// validated wire payload), in the layout of protocol `level` (a Connect in its own). False when
+// `packet` is monostate or a PUBLISH that cannot be encoded.
+bool appendPacket(std::string& out, const Packet& packet, std::uint8_t level = kProtocolLevel311);
 
 }  // namespace tern::protocol::mqtt

@@ -1,4 +1,6 @@
-// MQTT 3.1.1 control packets as values: what the decoder produces and the encoder consumes.
+// MQTT 3.1.1 and 5.0 control packets as values: what the decoder produces and the encoder
+// consumes. The fields marked "5.0" are meaningful only on a connection of protocol level 5 (they
+// keep their defaults on 3.1.1); everything else means the same in both.
 //
 // Every string and binary field is a view INTO the buffer that was decoded; a packet is valid only
 // while the caller keeps those bytes (until it consumes them from its input buffer). Nothing here
@@ -27,6 +29,9 @@
 #include <type_traits>
 #include <variant>
 
+#include "tern/protocol/mqtt_properties.hpp"
+#include "tern/protocol/mqtt_reason_code.hpp"
+
 namespace tern::protocol::mqtt {
 
 // The values are the packet type field (the high nibble of the first byte).
@@ -45,6 +50,7 @@ enum class PacketType : std::uint8_t {
   kPingreq = 12,
   kPingresp = 13,
   kDisconnect = 14,
+  kAuth = 15,  // 5.0 only (reserved in 3.1.1)
 };
 
 // "MQTT", protocol level 4: MQTT 3.1.1. "MQIsdp", level 3: MQTT 3.1, the same wire format.
@@ -52,6 +58,8 @@ inline constexpr std::string_view kProtocolName311 = "MQTT";
 inline constexpr std::uint8_t kProtocolLevel311 = 4;
 inline constexpr std::string_view kProtocolName31 = "MQIsdp";
 inline constexpr std::uint8_t kProtocolLevel31 = 3;
+// "MQTT", protocol level 5: MQTT 5.0, which adds properties and reason codes to the packets.
+inline constexpr std::uint8_t kProtocolLevel5 = 5;
 
 // The remaining length is at most four 7-bit groups; a whole packet is at most 5 + that bytes.
 inline constexpr std::uint32_t kMaxRemainingLength = 268'435'455;
@@ -87,13 +95,17 @@ struct Connect {
   std::string_view willPayload;
   std::string_view username;  // present when usernameFlag
   std::string_view password;  // binary; present when passwordFlag
+  Properties properties;      // 5.0
+  Properties willProperties;  // 5.0, when willFlag
 
   bool operator==(const Connect&) const = default;
 };
 
 struct Connack {
   bool sessionPresent = false;
-  ConnectReturnCode returnCode = ConnectReturnCode::kAccepted;
+  ConnectReturnCode returnCode = ConnectReturnCode::kAccepted;  // 3.1.1
+  ReasonCode reason = ReasonCode::kSuccess;                     // 5.0
+  Properties properties;                                        // 5.0
 
   bool operator==(const Connack&) const = default;
 };
@@ -105,24 +117,34 @@ struct Publish {
   std::string_view topic;      // valid topic name (routing::validateTopicName)
   std::uint16_t packetId = 0;  // non-zero when qos > 0, 0 when qos == 0
   std::string_view payload;    // binary, may be empty
+  // 5.0. The topic may be empty when properties.topicAlias names it.
+  Properties properties;
 
   bool operator==(const Publish&) const = default;
 };
 
 struct Puback {
   std::uint16_t packetId = 0;
+  ReasonCode reason = ReasonCode::kSuccess;  // 5.0
+  Properties properties;                     // 5.0
   bool operator==(const Puback&) const = default;
 };
 struct Pubrec {
   std::uint16_t packetId = 0;
+  ReasonCode reason = ReasonCode::kSuccess;  // 5.0
+  Properties properties;                     // 5.0
   bool operator==(const Pubrec&) const = default;
 };
 struct Pubrel {
   std::uint16_t packetId = 0;
+  ReasonCode reason = ReasonCode::kSuccess;  // 5.0
+  Properties properties;                     // 5.0
   bool operator==(const Pubrel&) const = default;
 };
 struct Pubcomp {
   std::uint16_t packetId = 0;
+  ReasonCode reason = ReasonCode::kSuccess;  // 5.0
+  Properties properties;                     // 5.0
   bool operator==(const Pubcomp&) const = default;
 };
 
@@ -135,10 +157,13 @@ inline std::size_t lengthPrefixAt(const char* at) noexcept {
 }  // namespace detail
 
 // One entry of a SUBSCRIBE: a topic filter (well-formed UTF-8 without U+0000; wildcard syntax NOT
-// yet checked) and the requested QoS (0..2).
+// yet checked), the requested QoS (0..2) and, in 5.0, the other subscription options (3.8.3.1).
 struct Subscription {
   std::string_view filter;
   std::uint8_t qos = 0;
+  bool noLocal = false;             // 5.0: not sent back to the connection that published it
+  bool retainAsPublished = false;   // 5.0: forwarded with the retain flag it was published with
+  std::uint8_t retainHandling = 0;  // 5.0: 0 send retained, 1 only if new, 2 never
 
   bool operator==(const Subscription&) const = default;
 };
@@ -160,7 +185,10 @@ class SubscriptionList {
     explicit Iterator(const char* at) noexcept : at_(at) {}
     Subscription operator*() const noexcept {
       const std::size_t length = detail::lengthPrefixAt(at_);
-      return {std::string_view(at_ + 2, length), static_cast<std::uint8_t>(at_[2 + length] & 0x03)};
+      const auto options = static_cast<std::uint8_t>(at_[2 + length]);
+      return {std::string_view(at_ + 2, length), static_cast<std::uint8_t>(options & 0x03),
+              (options & 0x04) != 0, (options & 0x08) != 0,
+              static_cast<std::uint8_t>((options >> 4) & 0x03)};
     }
     Iterator& operator++() noexcept {
       at_ += 3 + detail::lengthPrefixAt(at_);
@@ -250,16 +278,18 @@ class FilterList {
 struct Subscribe {
   std::uint16_t packetId = 0;
   SubscriptionList subscriptions;  // at least one entry
+  Properties properties;           // 5.0
   bool operator==(const Subscribe&) const = default;
 };
 
 struct Suback {
   std::uint16_t packetId = 0;
-  // One per requested filter, in order: 0, 1, 2 or kSubackFailure.
+  // One per requested filter, in order: 0, 1, 2 or kSubackFailure (5.0: a SUBACK reason code).
   std::span<const std::uint8_t> returnCodes;
+  Properties properties;  // 5.0
 
   bool operator==(const Suback& other) const noexcept {
-    return packetId == other.packetId &&
+    return packetId == other.packetId && properties == other.properties &&
            std::equal(returnCodes.begin(), returnCodes.end(), other.returnCodes.begin(),
                       other.returnCodes.end());
   }
@@ -267,13 +297,20 @@ struct Suback {
 
 struct Unsubscribe {
   std::uint16_t packetId = 0;
-  FilterList filters;  // at least one filter
+  FilterList filters;     // at least one filter
+  Properties properties;  // 5.0
   bool operator==(const Unsubscribe&) const = default;
 };
 
 struct Unsuback {
   std::uint16_t packetId = 0;
-  bool operator==(const Unsuback&) const = default;
+  std::span<const std::uint8_t> reasonCodes;  // 5.0: one per filter, in order
+  Properties properties;                      // 5.0
+  bool operator==(const Unsuback& other) const noexcept {
+    return packetId == other.packetId && properties == other.properties &&
+           std::equal(reasonCodes.begin(), reasonCodes.end(), other.reasonCodes.begin(),
+                      other.reasonCodes.end());
+  }
 };
 
 struct Pingreq {
@@ -283,17 +320,26 @@ struct Pingresp {
   bool operator==(const Pingresp&) const = default;
 };
 struct Disconnect {
+  ReasonCode reason = ReasonCode::kSuccess;  // 5.0 (Normal disconnection)
+  Properties properties;                     // 5.0
   bool operator==(const Disconnect&) const = default;
+};
+// 5.0 only: the enhanced authentication exchange.
+struct Auth {
+  ReasonCode reason = ReasonCode::kSuccess;
+  Properties properties;
+  bool operator==(const Auth&) const = default;
 };
 
 // One decoded packet. The alternative's index is its PacketType value; monostate means "none".
 using Packet =
     std::variant<std::monostate, Connect, Connack, Publish, Puback, Pubrec, Pubrel, Pubcomp,
-                 Subscribe, Suback, Unsubscribe, Unsuback, Pingreq, Pingresp, Disconnect>;
+                 Subscribe, Suback, Unsubscribe, Unsuback, Pingreq, Pingresp, Disconnect, Auth>;
 
-static_assert(std::variant_size_v<Packet> == 15);
+static_assert(std::variant_size_v<Packet> == 16);
 static_assert(std::is_same_v<std::variant_alternative_t<1, Packet>, Connect>);
 static_assert(std::is_same_v<std::variant_alternative_t<14, Packet>, Disconnect>);
+static_assert(std::is_same_v<std::variant_alternative_t<15, Packet>, Auth>);
 
 // REQUIRES: `packet` holds a packet (not monostate).
 inline PacketType typeOf(const Packet& packet) noexcept {
@@ -304,7 +350,8 @@ inline PacketType typeOf(const Packet& packet) noexcept {
 std::string_view packetTypeName(PacketType type) noexcept;
 
 // The CONNACK 0x02 decision, which belongs to the broker. False (refuse with 0x02) when:
-//   - the id is empty and cleanSession is 0 [MQTT-3.1.3-8], or the protocol is 3.1 (level 3),
+//   - the id is empty and cleanSession is 0 in 3.1.1 [MQTT-3.1.3-8] (5.0 allows it), or the
+//     protocol is 3.1 (level 3),
 //     which requires 1..23 characters;
 //   - the id is longer than `maxBytes` (or than 23 bytes for 3.1).
 // An empty id with cleanSession 1 is acceptable: the broker assigns a unique id [MQTT-3.1.3-6].

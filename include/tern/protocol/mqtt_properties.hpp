@@ -149,6 +149,7 @@ struct Properties {
   std::uint8_t sharedSubscriptionAvailable = 1;
 
   bool has(PropertyId id) const noexcept { return (present >> static_cast<unsigned>(id) & 1) != 0; }
+  bool operator==(const Properties&) const = default;
   bool empty() const noexcept { return block.empty(); }
 
   // Calls f(name, value) for every User Property, in the order they appeared [MQTT-3.3.2-18].

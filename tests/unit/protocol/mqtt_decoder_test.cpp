@@ -13,26 +13,12 @@
 #include <vector>
 
 #include "tern/protocol/mqtt_encoder.hpp"
+#include "unit/protocol/wire_bytes.hpp"
 
 namespace tern::protocol::mqtt {
 namespace {
 
-// Bytes from a list of octets and text pieces, the way the spec tables write packets.
-struct Bytes {
-  std::string data;
-  Bytes(std::initializer_list<int> octets) {
-    for (const int b : octets)
-      data.push_back(static_cast<char>(b));
-  }
-  Bytes(std::string_view text) : data(text) {}
-  Bytes(const char* text) : data(text) {}
-};
-std::string bytes(std::initializer_list<Bytes> pieces) {
-  std::string out;
-  for (const Bytes& p : pieces)
-    out += p.data;
-  return out;
-}
+using testing::bytes;
 
 const Decoder kAnyDecoder(DecoderConfig{kMaxPacketSize, Role::kAny});
 
@@ -400,15 +386,17 @@ TEST(MqttDecoder, ConnectProtocolName) {
 }
 
 TEST(MqttDecoder, ConnectProtocolLevel) {
-  EXPECT_EQ(statusOf(connect(0x02, bytes({{0, 1}, "c"}), "MQTT", 5)),
+  EXPECT_EQ(statusOf(connect(0x02, bytes({{0, 1}, "c"}), "MQTT", 6)),
             DecodeStatus::kUnacceptableProtocolLevel);
   EXPECT_EQ(statusOf(connect(0x02, bytes({{0, 1}, "c"}), "MQTT", 3)),
             DecodeStatus::kUnacceptableProtocolLevel);
   EXPECT_EQ(statusOf(connect(0x02, bytes({{0, 1}, "c"}), "MQIsdp", 4)),
             DecodeStatus::kUnacceptableProtocolLevel);
-  // Reported even when the rest of the packet is not 3.1.1 (an MQTT 5 CONNECT has properties).
-  EXPECT_EQ(statusOf(connect(0x02, bytes({{0, 0, 0, 1}, "c"}), "MQTT", 5)),
+  // Reported even when the rest of the packet is laid out differently.
+  EXPECT_EQ(statusOf(connect(0x02, bytes({{0, 0, 0, 1}, "c"}), "MQTT", 6)),
             DecodeStatus::kUnacceptableProtocolLevel);
+  // Level 5 is MQTT 5.0, with a property block after the keep-alive.
+  EXPECT_EQ(statusOf(connect(0x02, bytes({{0, 0, 1}, "c"}), "MQTT", 5)), DecodeStatus::kPacket);
 }
 
 TEST(MqttDecoder, ConnectFlags) {
