@@ -288,13 +288,15 @@ void LineProtocol::onStats(Connection& c) {
   // The limits of docs/limits.md: how often each was reached, and why deliveries were dropped.
   fmt::format_to(
       std::back_inserter(core_.scratch),
-      "\"memory_bytes\":{},\"drops\":{{\"queue_full\":{},\"unframable\":{},\"memory_limit\":{}}},"
+      "\"memory_bytes\":{},\"drops\":{{\"queue_full\":{},\"unframable\":{},\"memory_limit\":{},"
+      "\"expired\":{},\"too_large\":{}}},"
       "\"limits\":{{\"max_connections\":{},\"max_connections_per_address\":{},"
       "\"out_of_descriptors\":{},\"max_sessions\":{},\"max_subscriptions\":{},"
       "\"max_retained\":{},\"sys_topic\":{},\"frame_timeout\":{},\"keep_alive\":{},"
       "\"max_awaiting_rel\":{},\"session_expiry\":{}}},",
       sum(&WorkerStats::memoryBytes), sum(&WorkerStats::droppedQueueFull),
       sum(&WorkerStats::droppedUnframable), sum(&WorkerStats::droppedMemory),
+      sum(&WorkerStats::droppedExpired), sum(&WorkerStats::droppedTooLarge),
       relaxed(core_.context.refusedConnections),
       relaxed(core_.context.refusedConnectionsPerAddress),
       core_.context.acceptor != nullptr ? core_.context.acceptor->shed() : 0,

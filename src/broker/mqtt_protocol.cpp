@@ -4,6 +4,7 @@
 
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
+#include "tern/common/utf8.hpp"
 #include "tern/protocol/mqtt_encoder.hpp"
 #include "tern/routing/topic.hpp"
 
@@ -34,7 +35,7 @@ InputState MqttProtocol::onInput(Connection& c, std::string_view data, std::size
   for (;;) {
     if (c.closing || c.closed || c.inputHeld()) return InputState::kStopped;
     if (data.empty()) return InputState::kMore;
-    const mqtt::DecodeResult r = decoder_.decode(data);
+    const mqtt::DecodeResult r = decoder_.decode(data, levelOf(c));
     if (r.status == mqtt::DecodeStatus::kNeedMore) return InputState::kMore;
     if (r.status != mqtt::DecodeStatus::kPacket) {
       if (r.status == mqtt::DecodeStatus::kUnacceptableProtocolLevel &&
@@ -46,7 +47,8 @@ InputState MqttProtocol::onInput(Connection& c, std::string_view data, std::size
         core_.io.closeAfterFlush(c);
         return InputState::kStopped;
       }
-      abort(c, mqtt::describe(r.status));
+      disconnect(c, mqtt::disconnectReason(r.status),
+                 r.detail.empty() ? mqtt::describe(r.status) : r.detail);
       return InputState::kStopped;
     }
     // The packet stays in place while it is handled: a hand-over carries it along unconsumed.
@@ -60,6 +62,100 @@ InputState MqttProtocol::onInput(Connection& c, std::string_view data, std::size
 void MqttProtocol::abort(Connection& c, std::string_view why) {
   TERN_LOG_DEBUG("closing MQTT connection from {}: {}", net::toString(c.peer), why);
   core_.io.closeNow(c);  // a protocol violation: no further packet is sent, the will is published
+}
+
+void MqttProtocol::disconnect(Connection& c, mqtt::ReasonCode reason, std::string_view why) {
+  if (levelOf(c) != mqtt::kProtocolLevel5) {
+    abort(c, why);
+    return;
+  }
+  TERN_LOG_DEBUG("disconnecting MQTT 5 client from {} ({}): {}", net::toString(c.peer),
+                 mqtt::describe(reason), why);
+  core_.scratch.clear();
+  propertyScratch_.clear();
+  if (!why.empty()) {
+    mqtt::PropertyWriter w(propertyScratch_);
+    w.string(mqtt::PropertyId::kReasonString, why.substr(0, 512));
+    w.finish();
+  }
+  std::uint32_t length = 0;
+  const int n =
+      propertyScratch_.empty() ? 0 : mqtt::decodeVariableByteInteger(propertyScratch_, length);
+  mqtt::appendDisconnect5(core_.scratch, reason,
+                          std::string_view(propertyScratch_).substr(static_cast<std::size_t>(n)));
+  sendScratch(c);
+  core_.io.closeAfterFlush(c);  // not graceful: the will is published
+}
+
+void MqttProtocol::serverClosing(Connection& c, ServerClose why) {
+  if (levelOf(c) != mqtt::kProtocolLevel5) return;
+  core_.scratch.clear();
+  mqtt::appendDisconnect5(core_.scratch, why == ServerClose::kKeepAliveTimeout
+                                             ? mqtt::ReasonCode::kKeepAliveTimeout
+                                             : mqtt::ReasonCode::kServerShuttingDown);
+  sendScratch(c);
+}
+
+std::uint8_t MqttProtocol::levelOf(const Connection& c) noexcept {
+  return c.session != nullptr && c.session->mqtt != nullptr ? c.session->mqtt->level
+                                                            : mqtt::kProtocolLevel311;
+}
+
+double MqttProtocol::expiryFor(std::uint32_t requested) const noexcept {
+  const double cap = core_.config.sessionExpirySeconds;
+  if (requested == 0xFFFFFFFF) return cap;
+  const double asked = static_cast<double>(requested);
+  return cap > 0 ? std::min(asked, cap) : asked;
+}
+
+std::size_t MqttProtocol::inflightLimit(const MqttState& m) const noexcept {
+  return std::min<std::size_t>(core_.config.maxInflight, m.clientReceiveMaximum);
+}
+
+void MqttProtocol::appendForwarded(std::string& out, const mqtt::Properties& properties) {
+  std::string_view rest = properties.block;
+  while (!rest.empty()) {
+    const auto id = static_cast<std::uint8_t>(rest[0]);
+    mqtt::PropertyType type{};
+    mqtt::propertyType(id, type);
+    const std::size_t size = 1 + mqtt::detail::propertyValueSize(type, rest.substr(1));
+    const auto pid = static_cast<mqtt::PropertyId>(id);
+    if (pid != mqtt::PropertyId::kTopicAlias && pid != mqtt::PropertyId::kMessageExpiryInterval &&
+        pid != mqtt::PropertyId::kWillDelayInterval) {
+      out.append(rest.substr(0, size));
+    }
+    rest.remove_prefix(size);
+  }
+}
+
+void MqttProtocol::publishProperties(const common::Message& message) {
+  propertyScratch_.clear();
+  if (const std::int64_t expiresAt = message.expiresAt(); expiresAt != 0) {
+    // The interval left, rounded up (3.3.2.3.3: the remaining time is what is forwarded); at
+    // least 1 for a message whose onward delivery started before it expired (a resend).
+    const std::int64_t left = std::max<std::int64_t>(1, expiresAt - common::monotonicNanos());
+    const auto seconds = static_cast<std::uint32_t>((left + 999'999'999) / 1'000'000'000);
+    const char entry[5] = {static_cast<char>(mqtt::PropertyId::kMessageExpiryInterval),
+                           static_cast<char>(seconds >> 24), static_cast<char>(seconds >> 16),
+                           static_cast<char>(seconds >> 8), static_cast<char>(seconds)};
+    propertyScratch_.append(entry, 5);
+  }
+  propertyScratch_.append(message.properties());
+}
+
+bool MqttProtocol::sendable5(Session& s, const common::Message& message) {
+  if (message.expiresAt() != 0 && message.expiresAt() <= common::monotonicNanos()) {
+    core_.countDrop(s, core_.stats.droppedExpired);  // [MQTT-3.3.2-5]
+    return false;
+  }
+  const std::uint32_t limit = s.mqtt->clientMaxPacketSize;
+  if (limit == 0) return true;
+  publishProperties(message);
+  const std::size_t size = mqtt::kMaxFixedHeaderSize + 2 + message.topic().size() + 2 +
+                           mqtt::propertyBlockSize(propertyScratch_) + message.contents().size();
+  if (size <= limit) return true;
+  core_.countDrop(s, core_.stats.droppedTooLarge);  // [MQTT-3.1.2-25]
+  return false;
 }
 
 MqttProtocol::Outcome MqttProtocol::onPacket(Connection& c, const mqtt::Packet& packet) {
@@ -87,9 +183,17 @@ MqttProtocol::Outcome MqttProtocol::onPacket(Connection& c, const mqtt::Packet& 
       break;
     case mqtt::PacketType::kPubrel: {
       const std::uint16_t id = std::get<mqtt::Pubrel>(packet).packetId;
+      const bool known = s->mqtt->awaitingRelease.contains(id);
       s->mqtt->awaitingRelease.erase(id);
       core_.scratch.clear();
-      mqtt::appendPubcomp(core_.scratch, id);  // also for an unknown id: the client may retry
+      // Also for an unknown id: the client may retry (5.0 says it is unknown).
+      if (s->mqtt->level == mqtt::kProtocolLevel5) {
+        mqtt::appendAck5(
+            core_.scratch, mqtt::PacketType::kPubcomp, id,
+            known ? mqtt::ReasonCode::kSuccess : mqtt::ReasonCode::kPacketIdentifierNotFound);
+      } else {
+        mqtt::appendPubcomp(core_.scratch, id);
+      }
       sendScratch(c);
       break;
     }
@@ -105,15 +209,44 @@ MqttProtocol::Outcome MqttProtocol::onPacket(Connection& c, const mqtt::Packet& 
       sendScratch(c);
       break;
     case mqtt::PacketType::kDisconnect:
+      if (s->mqtt->level == mqtt::kProtocolLevel5) {
+        onDisconnect5(c, *s, std::get<mqtt::Disconnect>(packet));
+        break;
+      }
       c.gracefulDisconnect = true;  // the will is discarded [MQTT-3.14.4-3]
       s->mqtt->hasWill = false;
       core_.io.closeAfterFlush(c);
+      break;
+    case mqtt::PacketType::kAuth:
+      // Only after a CONNECT with an Authentication Method, which is refused (4.12).
+      disconnect(c, mqtt::ReasonCode::kProtocolError, "AUTH without an authentication method");
       break;
     default:
       abort(c, "packet type not allowed from a client");  // the decoder refuses these already
       break;
   }
   return Outcome::kDone;
+}
+
+void MqttProtocol::onDisconnect5(Connection& c, Session& s, const mqtt::Disconnect& d) {
+  MqttState& m = *s.mqtt;
+  if (d.properties.has(mqtt::PropertyId::kSessionExpiryInterval)) {
+    const std::uint32_t interval = d.properties.sessionExpiryInterval;
+    // A session that was to end with its connection cannot be kept now [MQTT-3.14.2-2].
+    if (m.cleanSession && interval != 0) {
+      disconnect(c, mqtt::ReasonCode::kProtocolError,
+                 "Session Expiry Interval set by DISCONNECT after 0 at CONNECT");
+      return;
+    }
+    m.cleanSession = interval == 0;
+    m.expirySeconds = expiryFor(interval);
+  }
+  // 0x04 Disconnect with Will Message keeps the will; any other reason discards it [MQTT-3.14.4-3].
+  if (d.reason != mqtt::ReasonCode::kDisconnectWithWill) {
+    c.gracefulDisconnect = true;
+    m.hasWill = false;
+  }
+  core_.io.closeAfterFlush(c);
 }
 
 Session* MqttProtocol::createSession(std::string clientId, bool cleanSession) {
@@ -125,19 +258,31 @@ Session* MqttProtocol::createSession(std::string clientId, bool cleanSession) {
 }
 
 MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect& connect) {
-  const auto refuse = [&](mqtt::ConnectReturnCode code) {
+  const bool v5 = connect.protocolLevel == mqtt::kProtocolLevel5;
+  const auto refuse = [&](mqtt::ConnectReturnCode code, mqtt::ReasonCode reason) {
     core_.scratch.clear();
-    mqtt::appendConnack(core_.scratch, false, code);
+    if (v5) {
+      mqtt::appendConnack5(core_.scratch, false, reason, {});
+    } else {
+      mqtt::appendConnack(core_.scratch, false, code);
+    }
     sendScratch(c);
     core_.io.closeAfterFlush(c);
     return Outcome::kDone;
   };
+  if (v5 && connect.properties.has(mqtt::PropertyId::kAuthenticationMethod)) {
+    // No enhanced authentication method is supported (4.12).
+    return refuse(mqtt::ConnectReturnCode::kNotAuthorized,
+                  mqtt::ReasonCode::kBadAuthenticationMethod);
+  }
   if (!mqtt::clientIdAcceptable(connect, kMaxClientIdBytes)) {
-    return refuse(mqtt::ConnectReturnCode::kIdentifierRejected);
+    return refuse(mqtt::ConnectReturnCode::kIdentifierRejected,
+                  mqtt::ReasonCode::kClientIdentifierNotValid);
   }
   if (connect.willFlag && WorkerCore::isReservedTopic(connect.willTopic)) {
     WorkerStats::add(core_.stats.refusedSysTopic, std::uint64_t{1});
-    return refuse(mqtt::ConnectReturnCode::kNotAuthorized);  // $SYS is the broker's
+    return refuse(mqtt::ConnectReturnCode::kNotAuthorized,  // $SYS is the broker's
+                  mqtt::ReasonCode::kNotAuthorized);
   }
   if (!connect.clientId.empty()) {
     const unsigned home = core_.sessions.homeWorker(connect.clientId);
@@ -146,56 +291,134 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
       return Outcome::kHandedOver;
     }
   }
-  std::string clientId = connect.clientId.empty() ? core_.sessions.newClientId(Protocol::kMqtt)
-                                                  : std::string(connect.clientId);
+  const bool assigned = connect.clientId.empty();
+  std::string clientId =
+      assigned ? core_.sessions.newClientId(Protocol::kMqtt) : std::string(connect.clientId);
 
-  // Takeover: the server disconnects the existing client [MQTT-3.1.4-2]. Its connection ends
-  // without DISCONNECT, so its will is published; a clean session ends with it.
+  // 5.0 Session Expiry Interval: 0 (or absent) ends the session with the connection; otherwise the
+  // interval, at most --session-expiry when that is set (the CONNACK then says what applies).
+  bool cleanSession = connect.cleanSession;
+  double expirySeconds = core_.config.sessionExpirySeconds;
+  bool expiryChanged = false;
+  if (v5) {
+    const std::uint32_t requested = connect.properties.sessionExpiryInterval;
+    cleanSession = requested == 0;
+    expirySeconds = expiryFor(requested);
+    const double asked = requested == 0xFFFFFFFF ? 0.0 : static_cast<double>(requested);
+    expiryChanged = requested != 0 && expirySeconds != asked;
+  }
+
+  // Takeover: the server disconnects the existing client [MQTT-3.1.4-2] (5.0: with DISCONNECT
+  // 0x8E). Its connection ends without the client's DISCONNECT, so its will is published; a
+  // session that ends with its connection ends with it.
   if (Session* existing = core_.sessions.findMqtt(clientId)) {
     if (Connection* old = existing->mqtt->connection) {
       TERN_LOG_INFO("MQTT client {} taken over by a new connection", clientId);
-      core_.io.closeNow(*old);
+      if (existing->mqtt->level == mqtt::kProtocolLevel5) {
+        core_.scratch.clear();
+        mqtt::appendDisconnect5(core_.scratch, mqtt::ReasonCode::kSessionTakenOver);
+        sendScratch(*old);
+        core_.connectionGone(*old);  // detached now, as closeNow() would
+        core_.io.closeAfterFlush(*old);
+      } else {
+        core_.io.closeNow(*old);
+      }
     }
   }
   Session* s = nullptr;
   bool sessionPresent = false;
   if (Session* existing = core_.sessions.findMqtt(clientId)) {
     if (connect.cleanSession) {
-      core_.endSession(*existing);  // discard the stored session [MQTT-3.1.2-6]
+      core_.endSession(*existing);  // discard the stored session [MQTT-3.1.2-6, 5.0: Clean Start]
     } else {
       s = existing;
       sessionPresent = true;
     }
   }
-  if (s == nullptr) s = createSession(std::move(clientId), connect.cleanSession);
-  if (s == nullptr) return refuse(mqtt::ConnectReturnCode::kServerUnavailable);
+  if (s == nullptr) s = createSession(std::move(clientId), cleanSession);
+  if (s == nullptr) {
+    return refuse(mqtt::ConnectReturnCode::kServerUnavailable, mqtt::ReasonCode::kServerBusy);
+  }
   MqttState& m = *s->mqtt;
   m.expiresAt = 0;  // online again
-  m.cleanSession = connect.cleanSession;
+  m.cleanSession = cleanSession;
+  m.expirySeconds = expirySeconds;
+  m.level = v5 ? mqtt::kProtocolLevel5 : connect.protocolLevel;
+  m.clientReceiveMaximum = v5 ? connect.properties.receiveMaximum : std::uint16_t{65535};
+  m.clientMaxPacketSize = v5 ? connect.properties.maximumPacketSize : 0;
   m.connection = &c;
   m.hasWill = connect.willFlag;
   m.willTopic.assign(connect.willTopic);
   m.willPayload.assign(connect.willPayload);
   m.willQos = connect.willQos;
   m.willRetain = connect.willRetain;
+  m.willProperties.clear();
+  if (v5 && connect.willFlag) appendForwarded(m.willProperties, connect.willProperties);
   c.role = SocketRole::kMqtt;
   c.session = s;
   if (connect.keepAlive != 0) {
     core_.io.startKeepAlive(c, std::int64_t{connect.keepAlive} * 1'500'000'000);  // 1.5x
   }
   core_.scratch.clear();
-  mqtt::appendConnack(core_.scratch, sessionPresent, mqtt::ConnectReturnCode::kAccepted);
+  if (v5) {
+    propertyScratch_.clear();
+    {
+      mqtt::PropertyWriter w(propertyScratch_);
+      // What this server accepts and offers (3.2.2.3); absent properties mean their defaults.
+      if (core_.config.maxAwaitingRelease < 65535) {
+        w.twoByte(
+            mqtt::PropertyId::kReceiveMaximum,
+            static_cast<std::uint16_t>(std::max<std::size_t>(1, core_.config.maxAwaitingRelease)));
+      }
+      w.fourByte(mqtt::PropertyId::kMaximumPacketSize,
+                 static_cast<std::uint32_t>(
+                     std::min<std::size_t>(core_.config.maxPacketSize, mqtt::kMaxPacketSize)));
+      w.byte(mqtt::PropertyId::kSubscriptionIdentifierAvailable, 0);
+      w.byte(mqtt::PropertyId::kSharedSubscriptionAvailable, 0);
+      if (assigned) w.string(mqtt::PropertyId::kAssignedClientIdentifier, s->clientId);
+      if (expiryChanged) {
+        w.fourByte(mqtt::PropertyId::kSessionExpiryInterval,
+                   static_cast<std::uint32_t>(expirySeconds));
+      }
+      w.finish();
+    }
+    // The writer put the block's length first; the encoder writes its own.
+    std::uint32_t length = 0;
+    const int n = mqtt::decodeVariableByteInteger(propertyScratch_, length);
+    mqtt::appendConnack5(core_.scratch, sessionPresent, mqtt::ReasonCode::kSuccess,
+                         std::string_view(propertyScratch_).substr(static_cast<std::size_t>(n)));
+  } else {
+    mqtt::appendConnack(core_.scratch, sessionPresent, mqtt::ConnectReturnCode::kAccepted);
+  }
   sendScratch(c);
   if (sessionPresent) resume(*s);
   return Outcome::kDone;
 }
 
 void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& publish) {
-  bool deliver = !WorkerCore::isReservedTopic(publish.topic);
-  if (!deliver) {
+  const bool v5 = s.mqtt->level == mqtt::kProtocolLevel5;
+  mqtt::ReasonCode reason = mqtt::ReasonCode::kSuccess;
+  if (v5) {
+    // This server offers no Topic Aliases (Topic Alias Maximum absent: 0) [MQTT-3.3.2-9].
+    if (publish.properties.has(mqtt::PropertyId::kTopicAlias)) {
+      disconnect(c, mqtt::ReasonCode::kTopicAliasInvalid, "this server accepts no topic aliases");
+      return;
+    }
+    if (publish.properties.payloadFormatIndicator == 1 && !common::isValidUtf8(publish.payload)) {
+      if (publish.qos == 0) {
+        disconnect(c, mqtt::ReasonCode::kPayloadFormatInvalid, "payload is not UTF-8");
+        return;
+      }
+      reason = mqtt::ReasonCode::kPayloadFormatInvalid;  // acknowledged, not delivered
+    }
+  }
+  bool deliver =
+      reason == mqtt::ReasonCode::kSuccess && !WorkerCore::isReservedTopic(publish.topic);
+  if (reason == mqtt::ReasonCode::kSuccess && !deliver) {
     // Acknowledged as the protocol requires, but $SYS is the broker's: dropped and counted.
     WorkerStats::add(core_.stats.refusedSysTopic, std::uint64_t{1});
-  } else if (publish.qos == 2) {
+    reason = mqtt::ReasonCode::kNotAuthorized;
+  } else if (deliver && publish.qos == 2) {
     // Exactly once: only the first copy of a packet id is delivered until its PUBREL.
     PacketIdSet& waiting = s.mqtt->awaitingRelease;
     if (waiting.contains(publish.packetId)) {
@@ -208,20 +431,39 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
             "messages awaiting PUBREL (--max-awaiting-rel)",
             times, s.clientId, core_.config.maxAwaitingRelease);
       }
-      abort(c, "too many QoS 2 messages awaiting release");
+      // 5.0: more than the Receive Maximum this server announced [MQTT-3.3.4-7].
+      disconnect(c, mqtt::ReasonCode::kReceiveMaximumExceeded,
+                 "too many QoS 2 messages awaiting release");
       return;
     } else {
       waiting.insert(publish.packetId);
     }
   }
   if (deliver) {
-    core_.publish(
-        common::Message::make(publish.topic, publish.payload, publish.retain, publish.qos),
-        Protocol::kMqtt);
+    if (v5) {
+      propertyScratch_.clear();
+      appendForwarded(propertyScratch_, publish.properties);
+      const std::int64_t expiresAt =
+          publish.properties.has(mqtt::PropertyId::kMessageExpiryInterval)
+              ? common::monotonicNanos() +
+                    std::int64_t{publish.properties.messageExpiryInterval} * 1'000'000'000
+              : 0;
+      core_.publish(common::Message::make5(publish.topic, publish.payload, publish.retain,
+                                           publish.qos, propertyScratch_, expiresAt),
+                    Protocol::kMqtt);
+    } else {
+      core_.publish(
+          common::Message::make(publish.topic, publish.payload, publish.retain, publish.qos),
+          Protocol::kMqtt);
+    }
   }
   if (publish.qos == 0) return;
   core_.scratch.clear();
-  if (publish.qos == 1) {
+  const mqtt::PacketType ack =
+      publish.qos == 1 ? mqtt::PacketType::kPuback : mqtt::PacketType::kPubrec;
+  if (v5) {
+    mqtt::appendAck5(core_.scratch, ack, publish.packetId, reason);
+  } else if (publish.qos == 1) {
     mqtt::appendPuback(core_.scratch, publish.packetId);
   } else {
     mqtt::appendPubrec(core_.scratch, publish.packetId);
@@ -230,6 +472,13 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
 }
 
 void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe& subscribe) {
+  const bool v5 = s.mqtt->level == mqtt::kProtocolLevel5;
+  if (v5 && subscribe.properties.has(mqtt::PropertyId::kSubscriptionIdentifier)) {
+    // CONNACK said Subscription Identifier Available 0 [MQTT-3.8.3-1 note, 3.2.2.3.12].
+    disconnect(c, mqtt::ReasonCode::kSubscriptionIdentifiersNotSupported,
+               "subscription identifiers are not supported");
+    return;
+  }
   // Repeated filters in one SUBSCRIBE are one subscription: each entry gets its return code, the
   // last entry's QoS is the one kept (as if they came one after the other), and the retained
   // messages are sent once.
@@ -239,7 +488,19 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
   std::size_t added = 0;  // distinct filters the session does not hold yet
   for (const mqtt::Subscription entry : subscribe.subscriptions) {
     if (routing::validateTopicFilter(entry.filter) != routing::TopicStatus::kOk) {
-      subackCodes_.push_back(mqtt::kSubackFailure);
+      subackCodes_.push_back(v5 ? static_cast<std::uint8_t>(mqtt::ReasonCode::kTopicFilterInvalid)
+                                : mqtt::kSubackFailure);
+      continue;
+    }
+    if (v5 && entry.filter.substr(0, 7) == "$share/") {
+      subackCodes_.push_back(
+          static_cast<std::uint8_t>(mqtt::ReasonCode::kSharedSubscriptionsNotSupported));
+      continue;
+    }
+    if (v5 && (entry.noLocal || entry.retainAsPublished)) {
+      // Not implemented yet: refused rather than silently not honoured (docs/mqtt.md).
+      subackCodes_.push_back(
+          static_cast<std::uint8_t>(mqtt::ReasonCode::kImplementationSpecificError));
       continue;
     }
     const auto [it, fresh] = filterIndex_.emplace(entry.filter, distinctFilters_.size());
@@ -250,12 +511,21 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
         it->second = kRefusedFilter;
       } else {
         added += held ? 0 : 1;
-        distinctFilters_.push_back({entry.filter, entry.qos});
+        mqtt::Subscription kept = entry;
+        // Retain Handling 1 sends the retained messages only for a new subscription.
+        if (kept.retainHandling == 1 && held) kept.retainHandling = 2;
+        distinctFilters_.push_back(kept);
       }
     } else if (it->second != kRefusedFilter) {
       distinctFilters_[it->second].qos = entry.qos;
+      distinctFilters_[it->second].retainHandling = entry.retainHandling;
     }
-    subackCodes_.push_back(it->second == kRefusedFilter ? mqtt::kSubackFailure : entry.qos);
+    if (it->second == kRefusedFilter) {
+      subackCodes_.push_back(v5 ? static_cast<std::uint8_t>(mqtt::ReasonCode::kQuotaExceeded)
+                                : mqtt::kSubackFailure);
+    } else {
+      subackCodes_.push_back(entry.qos);
+    }
   }
   for (const mqtt::Subscription entry : distinctFilters_) {
     core_.context.trie.subscribe(entry.filter, s.id.withQos(entry.qos));
@@ -266,25 +536,41 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
     }
   }
   core_.scratch.clear();
-  mqtt::appendSuback(core_.scratch, subscribe.packetId, subackCodes_);
+  if (v5) {
+    mqtt::appendSuback5(core_.scratch, subscribe.packetId, subackCodes_);
+  } else {
+    mqtt::appendSuback(core_.scratch, subscribe.packetId, subackCodes_);
+  }
   sendScratch(c);
   // Retained messages follow the SUBACK, with the retain flag set [MQTT-3.3.1-6, 3.3.1-8], in
-  // slices (job.hpp); a repeated subscription re-sends them [MQTT-3.8.4-3].
+  // slices (job.hpp); a repeated subscription re-sends them [MQTT-3.8.4-3] (5.0: unless its
+  // Retain Handling says otherwise [MQTT-3.3.1-9, -10, -11]).
   for (const mqtt::Subscription entry : distinctFilters_) {
+    if (entry.retainHandling == 2) continue;
     core_.jobs.start(c, Job(Job::Kind::kMqttReplay, entry.filter,
                             routing::RetainedCursor::Scope::kFilter, entry.qos));
   }
 }
 
 void MqttProtocol::onUnsubscribe(Connection& c, Session& s, const mqtt::Unsubscribe& request) {
+  const bool v5 = s.mqtt->level == mqtt::kProtocolLevel5;
+  subackCodes_.clear();
   for (const std::string_view filter : request.filters) {
     const auto it = s.filters.find(filter);
-    if (it == s.filters.end()) continue;
+    if (it == s.filters.end()) {
+      subackCodes_.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::kNoSubscriptionExisted));
+      continue;
+    }
     core_.context.trie.unsubscribe(filter, s.id);
     s.filters.erase(it);
+    subackCodes_.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::kSuccess));
   }
   core_.scratch.clear();
-  mqtt::appendUnsuback(core_.scratch, request.packetId);
+  if (v5) {
+    mqtt::appendUnsuback5(core_.scratch, request.packetId, subackCodes_);
+  } else {
+    mqtt::appendUnsuback(core_.scratch, request.packetId);
+  }
   sendScratch(c);
 }
 
@@ -325,9 +611,15 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
   MqttState& m = *s.mqtt;
   const auto qos = static_cast<std::uint8_t>(std::min<unsigned>(message.qos(), grantedQos));
   Connection* c = m.connection;
+  const bool v5 = m.level == mqtt::kProtocolLevel5;
+  if (v5 && !sendable5(s, message)) return;
   if (qos == 0) {
     if (c == nullptr) return;  // QoS 0 is not stored for offline clients
-    const std::size_t packetBytes = message.topic().size() + message.contents().size() + 8;
+    std::size_t packetBytes = message.topic().size() + message.contents().size() + 8;
+    if (v5) {
+      publishProperties(message);
+      packetBytes += mqtt::propertyBlockSize(propertyScratch_);
+    }
     const std::size_t queued = core_.io.unsent(*c);
     if (queued + packetBytes > core_.config.maxQueuedBytes) {
       core_.countDrop(s, core_.stats.droppedQueueFull);
@@ -343,14 +635,15 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
     header.topic = message.topic();
     header.payload = message.contents();
     header.retain = retained;
-    if (mqtt::appendPublishHeader(packetScratch_, header)) {
+    if (v5 ? mqtt::appendPublishHeader5(packetScratch_, header, propertyScratch_)
+           : mqtt::appendPublishHeader(packetScratch_, header)) {
       output.append(packetScratch_, message.contents());
       core_.io.send(*c);
       WorkerStats::add(core_.stats.delivered, std::uint64_t{1});
     }
     return;
   }
-  if (c != nullptr && m.queue.empty() && m.inflight.size() < core_.config.maxInflight) {
+  if (c != nullptr && m.queue.empty() && m.inflight.size() < inflightLimit(m)) {
     m.inflight.push_back({0, qos, retained, false, common::MessageRef::share(&message)});
     send(*c, m.inflight.back(), false);
     return;
@@ -400,7 +693,12 @@ void MqttProtocol::send(Connection& c, MqttState::Inflight& entry, bool dup) {
     header.topic = entry.message->topic();
     header.payload = entry.message->contents();
     header.packetId = entry.packetId;
-    if (!mqtt::appendPublishHeader(packetScratch_, header)) return;
+    const bool v5 = m.level == mqtt::kProtocolLevel5;
+    if (v5) publishProperties(*entry.message);
+    if (!(v5 ? mqtt::appendPublishHeader5(packetScratch_, header, propertyScratch_)
+             : mqtt::appendPublishHeader(packetScratch_, header))) {
+      return;
+    }
     core_.io.output(c).append(packetScratch_, entry.message->contents());
     if (!dup) WorkerStats::add(core_.stats.delivered, std::uint64_t{1});
   }
@@ -409,12 +707,13 @@ void MqttProtocol::send(Connection& c, MqttState::Inflight& entry, bool dup) {
 
 void MqttProtocol::pump(Session& s) {
   MqttState& m = *s.mqtt;
-  while (m.connection != nullptr && !m.queue.empty() &&
-         m.inflight.size() < core_.config.maxInflight) {
+  while (m.connection != nullptr && !m.queue.empty() && m.inflight.size() < inflightLimit(m)) {
     MqttState::Queued next = std::move(m.queue.front());
     m.queue.pop_front();
     m.queuedBytes -= next.message->footprint();
     core_.memory.bytes -= static_cast<std::int64_t>(next.message->footprint());
+    // 5.0: what expired while it waited is not delivered.
+    if (m.level == mqtt::kProtocolLevel5 && !sendable5(s, *next.message)) continue;
     m.inflight.push_back({0, next.qos, next.retainFlag, false, std::move(next.message)});
     send(*m.connection, m.inflight.back(), false);
   }
@@ -435,15 +734,17 @@ void MqttProtocol::connectionGone(Session& s, Connection& c) {
   m.connection = nullptr;
   if (m.hasWill && !c.gracefulDisconnect && core_.reading) {
     m.hasWill = false;
-    core_.publish(common::Message::make(m.willTopic, m.willPayload, m.willRetain, m.willQos),
+    core_.publish(m.level == mqtt::kProtocolLevel5
+                      ? common::Message::make5(m.willTopic, m.willPayload, m.willRetain, m.willQos,
+                                               m.willProperties, 0)
+                      : common::Message::make(m.willTopic, m.willPayload, m.willRetain, m.willQos),
                   Protocol::kMqtt);
   }
   m.hasWill = false;
   if (m.cleanSession) {
     core_.endSession(s);
-  } else if (core_.config.sessionExpirySeconds > 0) {
-    m.expiresAt = common::monotonicNanos() +
-                  static_cast<std::int64_t>(core_.config.sessionExpirySeconds * 1e9);
+  } else if (m.expirySeconds > 0) {
+    m.expiresAt = common::monotonicNanos() + static_cast<std::int64_t>(m.expirySeconds * 1e9);
     core_.sessions.scheduleExpiry(s, m.expiresAt);
   }
 }
@@ -458,7 +759,7 @@ bool MqttProtocol::takeForJob(Connection& c, Job& job, const common::Message& m)
   // QoS 1/2: at the pace of the client's acknowledgements, unless its input is held (then the
   // acknowledgements cannot arrive, and the session's queue bound decides).
   const bool acknowledged = std::min<unsigned>(m.qos(), job.qos) > 0;
-  if (acknowledged && !c.heldByJobs && s.mqtt->queue.size() >= core_.config.maxInflight) {
+  if (acknowledged && !c.heldByJobs && s.mqtt->queue.size() >= inflightLimit(*s.mqtt)) {
     job.waitingFor = Job::Wait::kAcknowledgement;
     return false;
   }

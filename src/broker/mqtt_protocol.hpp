@@ -1,6 +1,9 @@
-// MqttProtocol: MQTT 3.1.1 (and 3.1) on a worker (docs/mqtt.md): packets in (protocol/mqtt_decoder),
-// the broker's side of the standard acted on (session state, QoS 1/2 flows in both directions,
-// wills, keep-alive, persistent sessions, takeover), PUBLISH packets out.
+// MqttProtocol: MQTT 3.1.1 (and 3.1) and 5.0 on a worker (docs/mqtt.md): packets in
+// (protocol/mqtt_decoder), the broker's side of the standard acted on (session state, QoS 1/2
+// flows in both directions, wills, keep-alive, persistent sessions and their expiry, takeover,
+// 5.0 properties and reason codes), PUBLISH packets out. A connection's packets use the layout of
+// the protocol level its CONNECT named (MqttState::level); a 3.1.1 delivery costs what it did
+// before 5.0 existed.
 //
 // Ownership: one per Worker, beside its WorkerCore. Threads: the worker's own thread only.
 #pragma once
@@ -31,6 +34,8 @@ class MqttProtocol final : public ProtocolHandler {
   // session, starts the expiry of a persistent one.
   void connectionGone(Session& s, Connection& c) override;
   void sessionEnding(Session& s, Connection* (&sockets)[3]) override;
+  // 5.0: DISCONNECT 0x8D (keep-alive timeout) or 0x8B (server shutting down).
+  void serverClosing(Connection& c, ServerClose why) override;
 
  private:
   enum class Outcome { kDone, kHandedOver };
@@ -49,13 +54,32 @@ class MqttProtocol final : public ProtocolHandler {
   void resume(Session& s);
   // A protocol violation: closes at once (no further packet; the will is published).
   void abort(Connection& c, std::string_view why);
+  // A 5.0 connection: DISCONNECT with `reason` (and `why` as its Reason String), then closed (the
+  // will is published); a 3.1.1 one: abort().
+  void disconnect(Connection& c, protocol::mqtt::ReasonCode reason, std::string_view why);
+  // The protocol level of c's packets (3.1.1 until its CONNECT says otherwise).
+  static std::uint8_t levelOf(const Connection& c) noexcept;
+  std::size_t inflightLimit(const MqttState& m) const noexcept;
+  // 5.0: the seconds an offline session lives for a requested Session Expiry Interval (at most
+  // --session-expiry when that is set); 0 never expires.
+  double expiryFor(std::uint32_t requested) const noexcept;
+  // 5.0: appends to `out` the entries of `properties` a message is forwarded with (all but Topic
+  // Alias, Message Expiry Interval and Will Delay Interval, which the broker rewrites or uses).
+  static void appendForwarded(std::string& out, const protocol::mqtt::Properties& properties);
+  // 5.0: the property entries of a PUBLISH of `message` to a 5.0 client, into propertyScratch_.
+  void publishProperties(const common::Message& message);
+  // 5.0: whether `message` may go to `s`: not expired [MQTT-3.3.2-5], not above the client's
+  // Maximum Packet Size [MQTT-3.1.2-25]; a drop is counted.
+  bool sendable5(Session& s, const common::Message& message);
+  void onDisconnect5(Connection& c, Session& s, const protocol::mqtt::Disconnect& d);
   Session* createSession(std::string clientId, bool cleanSession);
   // Appends the packet core_.scratch holds to c's output.
   void sendScratch(Connection& c);
 
   WorkerCore& core_;
   protocol::mqtt::Decoder decoder_;
-  std::string packetScratch_;  // reused for PUBLISH headers (deliveries only)
+  std::string packetScratch_;    // reused for PUBLISH headers (deliveries only)
+  std::string propertyScratch_;  // reused for 5.0 property entries
   // Reused by every SUBSCRIBE: return codes, the distinct filters (views into the packet) and
   // where each filter is in distinctFilters_ (kRefusedFilter: over --max-subscriptions).
   std::vector<std::uint8_t> subackCodes_;

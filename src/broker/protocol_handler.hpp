@@ -45,6 +45,12 @@ class ProtocolHandler {
   virtual void connectionGone(Session& s, Connection& c) = 0;
   // `s` ends: drops the protocol's state and reports the sockets that must close.
   virtual void sessionEnding(Session& s, Connection* (&sockets)[3]) = 0;
+  // Why the server ends a connection on its own (serverClosing).
+  enum class ServerClose { kKeepAliveTimeout, kShuttingDown };
+  // The server is about to end `c` for `why`: a protocol that can say so to the client queues it
+  // in c's output (MQTT 5.0: DISCONNECT 0x8D or 0x8B). The worker still closes `c`, after a flush
+  // where it can.
+  virtual void serverClosing(Connection& c, ServerClose why) { (void)c, (void)why; }
 };
 
 }  // namespace tern::broker

@@ -26,13 +26,23 @@ namespace tern::broker {
 // The MQTT part of a session: QoS 1/2 state, the will, the offline queue.
 struct MqttState {
   Connection* connection = nullptr;  // null while a persistent session is offline
+  // Ends with its connection: 3.1.1 clean session 1, 5.0 Session Expiry Interval 0.
   bool cleanSession = true;
+  // Protocol level of the current (or last) connection: 3, 4 or 5 (which layout its packets use).
+  std::uint8_t level = 4;
+  // Seconds an offline persistent session lives (5.0: the interval in effect; 3.1.1:
+  // --session-expiry); 0 never expires.
+  double expirySeconds = 0;
+  // 5.0: what the client said it accepts (Receive Maximum, Maximum Packet Size; 0: no limit).
+  std::uint16_t clientReceiveMaximum = 65535;
+  std::uint32_t clientMaxPacketSize = 0;
 
   bool hasWill = false;
   std::string willTopic;
   std::string willPayload;
   std::uint8_t willQos = 0;
   bool willRetain = false;
+  std::string willProperties;  // 5.0: the will's properties it is published with (forwarded)
 
   // Outbound QoS 1/2 messages sent and not yet acknowledged, in the order they were sent.
   struct Inflight {

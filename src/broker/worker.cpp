@@ -445,7 +445,12 @@ void Worker::checkDeadlines() {
         TERN_LOG_DEBUG("closing MQTT connection from {}: keep-alive expired",
                        net::toString(c->peer));
         WorkerStats::add(core_.stats.closedKeepAlive, std::uint64_t{1});
-        closeNow(*c);
+        // The will is published at once; a 5.0 client is told why (DISCONNECT 0x8D) if it reads
+        // it within the linger time.
+        core_.handler(c->protocol)
+            .serverClosing(*c, ProtocolHandler::ServerClose::kKeepAliveTimeout);
+        core_.connectionGone(*c);
+        closeAfterFlush(*c);
       } else {
         deadlines_.push({expiry, c->socket});
       }
@@ -501,8 +506,13 @@ void Worker::drainInbox() {
 void Worker::shutdown() {
   // Stage 1: stop handling input, send what this worker routed to the others, and report.
   core_.reading = false;
-  for (Connection* c : connections_)
+  for (Connection* c : connections_) {
     holdReceive(*c);
+    // Flushed in stage 2 with everything else (MQTT 5.0: DISCONNECT 0x8B).
+    if (c->session != nullptr) {
+      core_.handler(c->protocol).serverClosing(*c, ProtocolHandler::ServerClose::kShuttingDown);
+    }
+  }
   core_.fanout.flush();
   context_.stoppedReading.fetch_add(1, std::memory_order_acq_rel);
   while (context_.stopStage.load(std::memory_order_acquire) < 2)

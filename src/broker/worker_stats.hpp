@@ -31,6 +31,8 @@ struct alignas(common::kCacheLine) WorkerStats {
   std::atomic<std::uint64_t> droppedQueueFull{0};   // the session's queue or socket was full
   std::atomic<std::uint64_t> droppedUnframable{0};  // the line protocol cannot frame it
   std::atomic<std::uint64_t> droppedMemory{0};      // the broker-wide memory limit was reached
+  std::atomic<std::uint64_t> droppedExpired{0};     // MQTT 5.0 Message Expiry Interval passed
+  std::atomic<std::uint64_t> droppedTooLarge{0};  // above the MQTT 5.0 client's Maximum Packet Size
   // Publishes not accepted (from clients of this worker).
   std::atomic<std::uint64_t> refusedSysTopic{0};  // to a $SYS topic, which is the broker's
   std::atomic<std::uint64_t> refusedRetained{0};  // not retained: the retained store is full

@@ -22,23 +22,32 @@ MessageRef Message::make(std::string_view topic, std::string_view contents, bool
   return create(topic, contents, retain, qos, isLineSafe(topic, contents));
 }
 
+MessageRef Message::make5(std::string_view topic, std::string_view contents, bool retain,
+                          std::uint8_t qos, std::string_view properties, std::int64_t expiresAt) {
+  return create(topic, contents, retain, qos, isLineSafe(topic, contents), properties, expiresAt);
+}
+
 MessageRef Message::makeFromLine(std::string_view topic, std::string_view contents, bool retain) {
   return create(topic, contents, retain, 0, true);
 }
 
 MessageRef Message::create(std::string_view topic, std::string_view contents, bool retain,
-                           std::uint8_t qos, bool lineSafe) {
-  const std::size_t size = sizeof(Message) + topic.size() + contents.size() + 2;
+                           std::uint8_t qos, bool lineSafe, std::string_view properties,
+                           std::int64_t expiresAt) {
+  const std::size_t size = sizeof(Message) + topic.size() + contents.size() + 2 + properties.size();
   void* memory = ::operator new(size);
-  auto* message =
-      new (memory) Message(static_cast<std::uint32_t>(topic.size()),
-                           static_cast<std::uint32_t>(contents.size()), retain, qos, lineSafe);
+  auto* message = new (memory)
+      Message(static_cast<std::uint32_t>(topic.size()), static_cast<std::uint32_t>(contents.size()),
+              static_cast<std::uint32_t>(properties.size()), expiresAt, retain, qos, lineSafe);
   char* out = message->bytes();
   // memcpy's pointers must be valid even for zero bytes, and an empty string_view may hold null.
   if (!topic.empty()) std::memcpy(out, topic.data(), topic.size());
   out[topic.size()] = '@';
   if (!contents.empty()) std::memcpy(out + topic.size() + 1, contents.data(), contents.size());
   out[topic.size() + 1 + contents.size()] = '\n';
+  if (!properties.empty()) {
+    std::memcpy(out + topic.size() + contents.size() + 2, properties.data(), properties.size());
+  }
   return MessageRef::adopt(message);
 }
 

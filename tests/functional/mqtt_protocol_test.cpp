@@ -375,9 +375,9 @@ TEST_F(Mqtt, KeepAliveExpiryClosesAndPublishesTheWill) {
 }
 
 TEST_F(Mqtt, ConnackReturnCodes) {
-  {  // MQTT 5 (level 5): CONNACK 0x01, then closed
+  {  // a level after 5.0: CONNACK 0x01, then closed
     MqttTestClient c(port());
-    c.sendRaw(std::string("\x10\x0d\x00\x04MQTT\x05\x02\x00\x3c\x00\x01x", 15));
+    c.sendRaw(std::string("\x10\x0d\x00\x04MQTT\x06\x02\x00\x3c\x00\x01x", 15));
     auto p = c.receive();
     ASSERT_TRUE(p);
     EXPECT_EQ(p->connack().returnCode, mqtt::ConnectReturnCode::kUnacceptableProtocolVersion);

@@ -4,9 +4,10 @@
 // (local or on another worker, line protocol or MQTT) and the retained store hold references to
 // that one copy; nobody copies the payload per subscriber.
 //
-// Layout: a single allocation holding the header and the bytes "<topic>@<contents>\n". The line
-// protocol's push frames are "MESSAGE@" or "RETAINED@" followed by exactly that tail, so they are
-// written without formatting; MQTT reads topic() and contents() separately.
+// Layout: a single allocation holding the header and the bytes "<topic>@<contents>\n", then the
+// MQTT 5.0 properties it is forwarded with (empty for other publishers). The line protocol's push
+// frames are "MESSAGE@" or "RETAINED@" followed by exactly that tail, so they are written without
+// formatting; MQTT reads topic() and contents() separately, and 5.0 subscribers properties().
 //
 // Thread safety: the bytes never change after make(); any thread may read them while it holds a
 // reference. The count is atomic; any thread may add or drop references.
@@ -32,6 +33,11 @@ class Message {
   // Allocates once. Thread-safe.
   static MessageRef make(std::string_view topic, std::string_view contents, bool retain,
                          std::uint8_t qos = 0);
+  // An MQTT 5.0 publish: `properties` are the property entries forwarded to 5.0 subscribers as
+  // they are (validated, without Topic Alias and Message Expiry Interval), and `expiresAt` the
+  // monotonic time (ns) after which it is not delivered (0: never).
+  static MessageRef make5(std::string_view topic, std::string_view contents, bool retain,
+                          std::uint8_t qos, std::string_view properties, std::int64_t expiresAt);
   // The same for a message parsed from a line-protocol frame, which is line-safe by construction
   // (no '@' in its topic, no LF in its contents): skips the scan of the contents.
   static MessageRef makeFromLine(std::string_view topic, std::string_view contents, bool retain);
@@ -40,6 +46,12 @@ class Message {
   std::string_view contents() const noexcept { return {bytes() + topicSize_ + 1, contentsSize_}; }
   // "<topic>@<contents>\n": the tail of a line-protocol MESSAGE or RETAINED frame.
   std::string_view lineTail() const noexcept { return {bytes(), topicSize_ + contentsSize_ + 2}; }
+  // MQTT 5.0 property entries to forward (see make5); empty otherwise.
+  std::string_view properties() const noexcept {
+    return {bytes() + topicSize_ + contentsSize_ + 2, propertiesSize_};
+  }
+  // Monotonic ns after which the message is not delivered; 0: it does not expire.
+  std::int64_t expiresAt() const noexcept { return expiresAt_; }
   bool retain() const noexcept { return retain_; }
   std::uint8_t qos() const noexcept { return qos_; }
   // True when the line protocol can carry the message: the topic holds no '@' (the field
@@ -49,7 +61,7 @@ class Message {
   bool lineSafe() const noexcept { return lineSafe_; }
   // Heap bytes held by this message (header and text), for memory accounting.
   std::size_t footprint() const noexcept {
-    return sizeof(Message) + topicSize_ + contentsSize_ + 2;
+    return sizeof(Message) + topicSize_ + contentsSize_ + 2 + propertiesSize_;
   }
 
   // Adds `count` references in one atomic add (one per destination, not one per subscriber).
@@ -67,10 +79,12 @@ class Message {
   }
 
  private:
-  Message(std::uint32_t topicSize, std::uint32_t contentsSize, bool retain, std::uint8_t qos,
-          bool lineSafe)
+  Message(std::uint32_t topicSize, std::uint32_t contentsSize, std::uint32_t propertiesSize,
+          std::int64_t expiresAt, bool retain, std::uint8_t qos, bool lineSafe)
       : topicSize_(topicSize),
         contentsSize_(contentsSize),
+        propertiesSize_(propertiesSize),
+        expiresAt_(expiresAt),
         retain_(retain),
         qos_(qos),
         lineSafe_(lineSafe) {}
@@ -79,11 +93,14 @@ class Message {
   char* bytes() noexcept { return reinterpret_cast<char*>(this + 1); }
   void destroy() const noexcept;
   static MessageRef create(std::string_view topic, std::string_view contents, bool retain,
-                           std::uint8_t qos, bool lineSafe);
+                           std::uint8_t qos, bool lineSafe, std::string_view properties = {},
+                           std::int64_t expiresAt = 0);
 
   mutable std::atomic<std::uint32_t> refs_{1};
   std::uint32_t topicSize_;
   std::uint32_t contentsSize_;
+  std::uint32_t propertiesSize_;
+  std::int64_t expiresAt_;
   bool retain_;
   std::uint8_t qos_;
   bool lineSafe_;

@@ -230,7 +230,7 @@ std::string partialLine(Rng& rng, std::size_t size) {
   return s;
 }
 
-std::string mqttConnect(Rng& rng) {
+std::string mqttConnect(Rng& rng, std::uint8_t* level) {
   mqtt::Connect c;
   c.cleanSession = rng.chance(60);
   // Persistent sessions are kept by the broker forever: take their ids from a small pool.
@@ -257,15 +257,98 @@ std::string mqttConnect(Rng& rng) {
   if (rng.chance(8)) {
     c.protocolName = mqtt::kProtocolName31;
     c.protocolLevel = mqtt::kProtocolLevel31;
-  } else if (rng.chance(4)) {
-    c.protocolLevel = 5;
+  } else if (rng.chance(30)) {
+    c.protocolLevel = mqtt::kProtocolLevel5;
   }
+  // 5.0 properties (entries as on the wire; the encoder writes the block lengths).
+  std::string properties;
+  std::string willProperties;
+  if (c.protocolLevel == mqtt::kProtocolLevel5) {
+    static constexpr std::string_view kConnectEntries[] = {
+        {"\x11\x00\x00\x00\x00", 5},  // Session Expiry Interval 0
+        {"\x11\x00\x00\x00\x3c", 5},  // 60 s
+        {"\x11\xff\xff\xff\xff", 5},  // never
+        {"\x21\x00\x01", 3},          // Receive Maximum 1
+        {"\x21\x00\x05", 3},
+        {"\x27\x00\x00\x00\x40", 5},  // Maximum Packet Size 64
+        {"\x22\x00\x04", 3},          // Topic Alias Maximum 4
+        {"\x17\x00", 2},              // Request Problem Information 0
+        {"\x26\x00\x01"
+         "k"
+         "\x00\x01"
+         "v",
+         7},  // a User Property
+    };
+    for (std::size_t i = rng.below(3); i > 0; --i)
+      properties += rng.pick(kConnectEntries);
+    if (rng.chance(3)) properties += std::string_view("\x15\x00\x05SCRAM", 8);  // refused
+    if (rng.chance(30)) willProperties = std::string_view("\x01\x01\x02\x00\x00\x00\x05", 7);
+    c.properties.block = properties;
+    c.willProperties.block = willProperties;
+    // 5.0 allows a password without a user name.
+    if (rng.chance(5)) {
+      c.passwordFlag = true;
+      c.password = "secret";
+    }
+  }
+  if (level != nullptr) *level = c.protocolLevel;
   std::string out;
   mqtt::appendConnect(out, c);
   return out;
 }
 
-std::string mqttPacket(Rng& rng) {
+namespace {
+
+// The property entries of a 5.0 PUBLISH from a client: mostly ones the broker forwards, sometimes
+// ones it refuses (a Topic Alias it never offered, a Subscription Identifier).
+std::string publishEntries(Rng& rng) {
+  static constexpr std::string_view kEntries[] = {
+      {"\x01\x01", 2},  // Payload Format Indicator: UTF-8
+      {"\x01\x00", 2},
+      {"\x02\x00\x00\x00\x01", 5},  // Message Expiry Interval 1 s
+      {"\x02\x00\x00\x0e\x10", 5},  // 1 h
+      {"\x03\x00\x04text", 7},      // Content Type
+      {"\x08\x00\x03r/t", 6},       // Response Topic
+      {"\x09\x00\x02\x00\x01", 5},  // Correlation Data
+      {"\x26\x00\x01"
+       "a"
+       "\x00\x01"
+       "b",
+       7},  // User Property
+      {"\x26\x00\x01"
+       "a"
+       "\x00\x01"
+       "c",
+       7},
+      {"\x23\x00\x01", 3},  // Topic Alias (refused: 0x94)
+      {"\x0b\x01", 2},      // Subscription Identifier (a protocol error)
+  };
+  std::string out;
+  for (std::size_t i = rng.skewed(3); i > 0; --i)
+    out += rng.pick(kEntries);
+  return out;
+}
+
+}  // namespace
+
+std::string mqttPacket(Rng& rng, std::uint8_t level) {
+  const bool v5 = level == mqtt::kProtocolLevel5;
+  static constexpr mqtt::ReasonCode kAckReasons[] = {
+      mqtt::ReasonCode::kSuccess, mqtt::ReasonCode::kSuccess, mqtt::ReasonCode::kUnspecifiedError};
+  const auto ack = [&](std::string& out, mqtt::PacketType type, mqtt::ReasonCode reason) {
+    const std::uint16_t id = packetId(rng);
+    if (v5) {
+      mqtt::appendAck5(out, type, id, reason);
+    } else if (type == mqtt::PacketType::kPuback) {
+      mqtt::appendPuback(out, id);
+    } else if (type == mqtt::PacketType::kPubrec) {
+      mqtt::appendPubrec(out, id);
+    } else if (type == mqtt::PacketType::kPubrel) {
+      mqtt::appendPubrel(out, id);
+    } else {
+      mqtt::appendPubcomp(out, id);
+    }
+  };
   std::string out;
   switch (rng.below(14)) {
     case 0:
@@ -273,7 +356,7 @@ std::string mqttPacket(Rng& rng) {
     case 2:
     case 3: {
       const std::string topic = topicName(rng);
-      const std::string payload = contents(rng);
+      const std::string payload = v5 && rng.chance(10) ? std::string("\xff\xfe", 2) : contents(rng);
       mqtt::Publish p;
       p.qos = qos(rng);
       p.retain = rng.chance(30);
@@ -281,47 +364,75 @@ std::string mqttPacket(Rng& rng) {
       p.topic = topic;
       p.payload = payload;
       p.packetId = p.qos > 0 ? packetId(rng) : 0;
-      mqtt::appendPublish(out, p);
+      if (v5) {
+        mqtt::appendPublish5(out, p, publishEntries(rng));
+      } else {
+        mqtt::appendPublish(out, p);
+      }
       break;
     }
     case 4:
-      mqtt::appendPuback(out, packetId(rng));
+      ack(out, mqtt::PacketType::kPuback, rng.pick(kAckReasons));
       break;
     case 5:
-      mqtt::appendPubrec(out, packetId(rng));
+      ack(out, mqtt::PacketType::kPubrec, rng.pick(kAckReasons));
       break;
     case 6:
-      mqtt::appendPubrel(out, packetId(rng));
+      ack(out, mqtt::PacketType::kPubrel,
+          rng.chance(80) ? mqtt::ReasonCode::kSuccess
+                         : mqtt::ReasonCode::kPacketIdentifierNotFound);
       break;
     case 7:
-      mqtt::appendPubcomp(out, packetId(rng));
+      ack(out, mqtt::PacketType::kPubcomp, mqtt::ReasonCode::kSuccess);
       break;
     case 8:
     case 9: {
       std::vector<std::string> filters;
       for (std::size_t i = rng.range(1, 3); i > 0; --i)
-        filters.push_back(mqttFilter(rng));
+        filters.push_back(v5 && rng.chance(10) ? "$share/g/" + mqttFilter(rng) : mqttFilter(rng));
       std::vector<mqtt::Subscription> entries;
-      for (const std::string& f : filters)
-        entries.push_back({f, qos(rng)});
-      mqtt::appendSubscribe(out, packetId(rng), entries);
+      for (const std::string& f : filters) {
+        // 5.0 options: No Local, Retain As Published, Retain Handling.
+        entries.push_back({f, qos(rng), v5 && rng.chance(10), v5 && rng.chance(10),
+                           static_cast<std::uint8_t>(v5 ? rng.below(3) : 0)});
+      }
+      if (v5) {
+        mqtt::appendSubscribe5(
+            out, packetId(rng), entries,
+            rng.chance(5) ? std::string_view("\x0b\x07", 2) : std::string_view());
+      } else {
+        mqtt::appendSubscribe(out, packetId(rng), entries);
+      }
       break;
     }
     case 10: {
       const std::string filter = mqttFilter(rng);
       const std::string_view filters[] = {filter};
-      mqtt::appendUnsubscribe(out, packetId(rng), filters);
+      if (v5) {
+        mqtt::appendUnsubscribe5(out, packetId(rng), filters);
+      } else {
+        mqtt::appendUnsubscribe(out, packetId(rng), filters);
+      }
       break;
     }
     case 11:
     case 12:
-      mqtt::appendPingreq(out);
+      if (v5 && rng.chance(10)) {
+        mqtt::appendAuth5(out, mqtt::ReasonCode::kContinueAuthentication);  // refused: 0x82
+      } else {
+        mqtt::appendPingreq(out);
+      }
       break;
     default:
-      if (rng.chance(50)) {
-        mqtt::appendDisconnect(out);
-      } else {
+      if (!rng.chance(50)) {
         out = mqttConnect(rng);  // a second CONNECT is a protocol violation
+      } else if (v5) {
+        mqtt::appendDisconnect5(
+            out,
+            rng.chance(50) ? mqtt::ReasonCode::kSuccess : mqtt::ReasonCode::kDisconnectWithWill,
+            rng.chance(30) ? std::string_view("\x11\x00\x00\x00\x05", 5) : std::string_view());
+      } else {
+        mqtt::appendDisconnect(out);
       }
       break;
   }

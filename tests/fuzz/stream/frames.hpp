@@ -38,14 +38,18 @@ std::string lineNoise(Rng& rng);
 // `size` bytes without a LF (what a partial line looks like).
 std::string partialLine(Rng& rng, std::size_t size);
 
-// ---- MQTT 3.1.1 (docs/mqtt.md), built with tern's encoder -------------------------------------
+// ---- MQTT 3.1.1 and 5.0 (docs/mqtt.md), built with tern's encoder -----------------------------
 
 // A CONNECT: clean session 0 (ids from a small pool) or 1, a will sometimes, keep-alive 0..65535,
-// sometimes protocol 3.1 or level 5, sometimes username and password.
-std::string mqttConnect(Rng& rng);
-// One valid client packet other than CONNECT: PUBLISH QoS 0/1/2 (retain, dup), PUBACK, PUBREC,
-// PUBREL, PUBCOMP, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, or (rarely) DISCONNECT.
-std::string mqttPacket(Rng& rng);
+// sometimes protocol 3.1 or 5.0 (with properties: session expiry, receive maximum, maximum
+// packet size, rarely an authentication method), sometimes username and password. `level`, when
+// given, gets the protocol level chosen.
+std::string mqttConnect(Rng& rng, std::uint8_t* level = nullptr);
+// One valid client packet other than CONNECT in the layout of `level`: PUBLISH QoS 0/1/2 (retain,
+// dup; 5.0: with properties, sometimes ones the broker refuses), PUBACK, PUBREC, PUBREL, PUBCOMP
+// (5.0: with reason codes), SUBSCRIBE (5.0: with options), UNSUBSCRIBE, PINGREQ, or (rarely)
+// DISCONNECT (5.0: with a reason, sometimes a session expiry) or AUTH.
+std::string mqttPacket(Rng& rng, std::uint8_t level = 4);
 // One mutation of an encoded packet: a bit flip, truncation, a corrupted or overlong remaining
 // length, changed fixed-header flags, or appended garbage.
 void mutatePacket(Rng& rng, std::string& packet);

@@ -263,9 +263,10 @@ class CaseBuilder {
     Block b;
     const std::uint8_t conn = newConn();
     b.push_back(open(conn, Port::kMqtt));
-    std::vector<std::string> packets{frames::mqttConnect(rng_)};
+    std::uint8_t level = 4;
+    std::vector<std::string> packets{frames::mqttConnect(rng_, &level)};
     for (std::size_t i = rng_.skewed(3); i > 0; --i)
-      packets.push_back(frames::mqttPacket(rng_));
+      packets.push_back(frames::mqttPacket(rng_, level));
     if (packets.size() > 1 && rng_.chance(15)) {  // drop one
       packets.erase(packets.begin() + static_cast<std::ptrdiff_t>(rng_.below(packets.size())));
     }

@@ -1,0 +1,464 @@
+#!/usr/bin/python3
+"""MQTT 5.0 in the tern broker, exercised with two independent stock clients (Paho's MQTTv5 from
+python3-paho-mqtt and Debian's mosquitto_pub/mosquitto_sub -V mqttv5) and, where a test needs the
+exact bytes of a reason code, with packets written by hand. Run by ctest with /usr/bin/python3:
+
+    mqtt5_clients_test.py --broker build/release/broker [unittest options]
+
+Each test starts its own broker on free loopback ports and stops it by its PID; every wait is
+bounded (mqtt_harness.TIMEOUT).
+"""
+import argparse
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+import unittest
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+import mqtt_harness
+from mqtt_harness import TIMEOUT, Broker, LineSession, run, wait_until
+
+
+# ---- MQTT 5.0 packets by hand ---------------------------------------------------------------
+
+def vbi(n):
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def s16(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return struct.pack(">H", len(data)) + data
+
+
+def packet(first, body):
+    return bytes([first]) + vbi(len(body)) + body
+
+
+def props(raw=b""):
+    return vbi(len(raw)) + raw
+
+
+def connect5(client_id, clean=True, properties=b"", will=None, keepalive=60):
+    flags = 0x02 if clean else 0
+    payload = s16(client_id)
+    if will:
+        topic, message, will_props = will
+        flags |= 0x04
+        payload += props(will_props) + s16(topic) + s16(message)
+    body = s16("MQTT") + bytes([5, flags]) + struct.pack(">H", keepalive) + props(properties)
+    return packet(0x10, body + payload)
+
+
+def publish5(topic, payload, qos=0, packet_id=1, properties=b"", retain=False):
+    body = s16(topic) + (struct.pack(">H", packet_id) if qos else b"") + props(properties)
+    return packet(0x30 | (qos << 1) | (1 if retain else 0), body + payload)
+
+
+def subscribe5(packet_id, entries, properties=b""):
+    body = struct.pack(">H", packet_id) + props(properties)
+    for topic_filter, options in entries:
+        body += s16(topic_filter) + bytes([options])
+    return packet(0x82, body)
+
+
+class RawClient:
+    """One MQTT 5.0 connection over a plain socket: sends bytes, reads whole packets."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.buffer = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def read(self):
+        """The next packet as (first byte, body), or None when the broker closed the socket."""
+        deadline = time.time() + TIMEOUT
+        while True:
+            if len(self.buffer) >= 2:
+                length, shift, at = 0, 0, 1
+                while at < len(self.buffer):
+                    byte = self.buffer[at]
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    at += 1
+                    if not byte & 0x80:
+                        break
+                else:
+                    at = None
+                if at is not None and len(self.buffer) >= at + length:
+                    first, body = self.buffer[0], self.buffer[at:at + length]
+                    self.buffer = self.buffer[at + length:]
+                    return first, body
+            if time.time() > deadline:
+                raise AssertionError("no packet within the deadline")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def expect(self, packet_type):
+        got = self.read()
+        assert got is not None, "closed while waiting for packet type %d" % packet_type
+        assert got[0] >> 4 == packet_type, "got packet type %d, wanted %d" % (got[0] >> 4,
+                                                                              packet_type)
+        return got[1]
+
+    def closed(self):
+        return self.read() is None
+
+    def close(self):
+        self.sock.close()
+
+
+def reason_of_disconnect(body):
+    return body[0] if body else 0x00
+
+
+# ---- Paho MQTTv5 ----------------------------------------------------------------------------
+
+class Paho5:
+    """A Paho MQTTv5 client with its network loop on a thread and its messages in a list."""
+
+    def __init__(self, port, client_id="", clean_start=True, properties=None, will=None):
+        self.messages = []
+        self.connack = None
+        self.lock = threading.Lock()
+        self.acked = {}
+        self.client = paho.Client(client_id=client_id, protocol=paho.MQTTv5)
+        if will:
+            self.client.will_set(*will)
+        self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.acked.__setitem__(mid, codes)
+        self.client.on_unsubscribe = lambda c, u, mid, p, codes: self.acked.__setitem__(mid, codes)
+        self.client.connect("127.0.0.1", port, clean_start=clean_start, properties=properties)
+        self.client.loop_start()
+        wait_until(lambda: self.connack is not None, "CONNACK")
+
+    def _on_connect(self, client, userdata, flags, reason, properties):
+        self.connack = (flags.get("session present", 0), reason, properties)
+
+    def _on_message(self, client, userdata, message):
+        with self.lock:
+            self.messages.append(message)
+
+    def subscribe(self, topic, **options):
+        result, mid = self.client.subscribe(topic, options=paho.SubscribeOptions(**options))
+        assert result == paho.MQTT_ERR_SUCCESS
+        wait_until(lambda: mid in self.acked, "SUBACK")
+        return self.acked[mid]
+
+    def wait_messages(self, count):
+        wait_until(lambda: len(self.messages) >= count, "%d messages" % count)
+        with self.lock:
+            return list(self.messages)
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_properties(**values):
+    p = Properties(PacketTypes.PUBLISH)
+    for name, value in values.items():
+        setattr(p, name, value)
+    return p
+
+
+def connect_properties(**values):
+    p = Properties(PacketTypes.CONNECT)
+    for name, value in values.items():
+        setattr(p, name, value)
+    return p
+
+
+class Mqtt5(unittest.TestCase):
+    def setUp(self):
+        self.broker = Broker()
+        self.port = self.broker.mqtt_port
+        self.line = LineSession(self.broker.line_port, "observer")
+        self.paho = []
+        self.raw = []
+
+    def tearDown(self):
+        for c in self.paho:
+            c.stop()
+        for r in self.raw:
+            r.close()
+        self.line.close()
+        if self.broker is not None:
+            self.assertEqual(self.broker.stop(), 0)
+
+    def client(self, *args, **kwargs):
+        c = Paho5(self.port, *args, **kwargs)
+        self.paho.append(c)
+        return c
+
+    def raw_client(self, *connect_args, **connect_kwargs):
+        r = RawClient(self.port)
+        self.raw.append(r)
+        r.send(connect5(*connect_args, **connect_kwargs))
+        return r, r.expect(2)
+
+    # -- CONNECT / CONNACK --------------------------------------------------------------------
+
+    def test_connack_says_what_the_server_offers_and_assigns_an_id(self):
+        c = self.client("")
+        present, reason, properties = c.connack
+        self.assertEqual(reason.value, 0)
+        self.assertEqual(present, 0)
+        assigned = properties.AssignedClientIdentifier
+        self.assertTrue(assigned.startswith("tern-"), assigned)
+        self.assertEqual(properties.SubscriptionIdentifierAvailable, 0)
+        self.assertEqual(properties.SharedSubscriptionAvailable, 0)
+        self.assertGreater(properties.MaximumPacketSize, 0)
+
+    def test_enhanced_authentication_is_refused_with_0x8c(self):
+        r = RawClient(self.port)
+        self.raw.append(r)
+        r.send(connect5("auth", properties=b"\x15" + s16("SCRAM-SHA-1")))
+        body = r.expect(2)
+        self.assertEqual(body[1], 0x8C)  # Bad authentication method
+        self.assertTrue(r.closed())
+
+    def test_session_expiry_resumes_inside_the_interval_and_ends_after_it(self):
+        expiry = connect_properties(SessionExpiryInterval=1)
+        first = self.client("expiring", properties=expiry)
+        first.subscribe("exp/#", qos=1)
+        first.stop()
+        second = self.client("expiring", clean_start=False, properties=expiry)
+        self.assertEqual(second.connack[0], 1, "session present inside the interval")
+        second.stop()
+        self.paho.remove(first)
+        self.paho.remove(second)
+        # 1 s offline (expiries are swept once a second): the session and its subscription end.
+        wait_until(lambda: self.line.stats()["subscriptions"] == 0, "the session to expire")
+        third = self.client("expiring", clean_start=False, properties=expiry)
+        self.assertEqual(third.connack[0], 0, "no session after the interval")
+
+    def test_session_expiry_zero_ends_the_session_at_disconnect(self):
+        first = self.client("short", properties=connect_properties(SessionExpiryInterval=0))
+        first.subscribe("short/#", qos=1)
+        first.stop()
+        self.paho.remove(first)
+        wait_until(lambda: self.line.stats()["subscriptions"] == 0, "the session to end")
+        again = self.client("short", clean_start=False)
+        self.assertEqual(again.connack[0], 0)
+
+    def test_takeover_sends_disconnect_0x8e_to_the_old_connection(self):
+        old, _ = self.raw_client("twice")
+        new, connack = self.raw_client("twice")
+        self.assertEqual(connack[1], 0x00)
+        self.assertEqual(reason_of_disconnect(old.expect(14)), 0x8E)  # Session taken over
+        self.assertTrue(old.closed())
+
+    def test_keep_alive_timeout_sends_disconnect_0x8d(self):
+        watcher = self.client("ka-watcher")
+        watcher.subscribe("ka/#", qos=0)
+        r, _ = self.raw_client("ka", keepalive=1, will=("ka/will", "timed out", b""))
+        self.assertEqual(reason_of_disconnect(r.expect(14)), 0x8D)  # after 1.5 s of silence
+        self.assertTrue(r.closed())
+        self.assertEqual(watcher.wait_messages(1)[0].payload, b"timed out")
+
+    def test_sigterm_sends_disconnect_0x8b(self):
+        r, _ = self.raw_client("stopping")
+        broker, self.broker = self.broker, None
+        self.line.close()
+        self.assertEqual(broker.stop(), 0)
+        self.assertEqual(reason_of_disconnect(r.expect(14)), 0x8B)  # Server shutting down
+        self.assertTrue(r.closed())
+
+    # -- PUBLISH ------------------------------------------------------------------------------
+
+    def test_properties_pass_through_in_order_and_a_311_subscriber_gets_none(self):
+        v5 = self.client("sub5")
+        v5.subscribe("props/#", qos=1)
+        v311 = paho.Client(client_id="sub311", protocol=paho.MQTTv311)
+        got311 = []
+        v311.on_message = lambda c, u, m: got311.append(m.payload)
+        v311.connect("127.0.0.1", self.port)
+        v311.loop_start()
+        wait_until(lambda: v311.is_connected(), "3.1.1 CONNACK")
+        v311.subscribe("props/#", 1)
+        wait_until(lambda: self.line.stats()["subscriptions"] == 2, "two subscriptions")
+        pub = self.client("pub5")
+        users = [("z", "1"), ("a", "2"), ("z", "3")]  # order and repeats kept [MQTT-3.3.2-18]
+        info = pub.client.publish("props/x", "héllo", qos=1, properties=publish_properties(
+            UserProperty=users, ResponseTopic="reply/here", CorrelationData=b"\x00\x01",
+            ContentType="text/plain", PayloadFormatIndicator=1))
+        info.wait_for_publish(TIMEOUT)
+        message = v5.wait_messages(1)[0]
+        self.assertEqual(message.payload, "héllo".encode())
+        p = message.properties
+        self.assertEqual(p.UserProperty, users)
+        self.assertEqual(p.ResponseTopic, "reply/here")
+        self.assertEqual(p.CorrelationData, b"\x00\x01")
+        self.assertEqual(p.ContentType, "text/plain")
+        self.assertEqual(p.PayloadFormatIndicator, 1)
+        wait_until(lambda: got311 == ["héllo".encode()], "the 3.1.1 delivery")
+        v311.disconnect()
+        v311.loop_stop()
+
+    def test_message_expiry_is_enforced_and_the_remaining_interval_forwarded(self):
+        offline = self.client("offline5", properties=connect_properties(SessionExpiryInterval=60))
+        offline.subscribe("exp/#", qos=1)
+        offline.stop()
+        self.paho.remove(offline)
+        pub = self.client("pub-exp")
+        for payload, interval in (("short", 1), ("long", 100)):
+            pub.client.publish("exp/t", payload, qos=1, properties=publish_properties(
+                MessageExpiryInterval=interval)).wait_for_publish(TIMEOUT)
+        time.sleep(1.5)  # the interval of "short" passes while it is queued
+        back = self.client("offline5", clean_start=False,
+                           properties=connect_properties(SessionExpiryInterval=60))
+        messages = back.wait_messages(1)
+        time.sleep(0.3)  # nothing else arrives
+        self.assertEqual([m.payload for m in back.messages], [b"long"])
+        left = messages[0].properties.MessageExpiryInterval
+        self.assertTrue(97 <= left <= 99, left)
+        self.assertGreaterEqual(self.line.stats()["drops"]["expired"], 1)
+
+    def test_acknowledgement_reason_codes(self):
+        r, _ = self.raw_client("utf8")
+        r.send(publish5("u/t", b"\xff\xfe", qos=1, packet_id=3, properties=b"\x01\x01"))
+        self.assertEqual(r.expect(4), b"\x00\x03\x99")  # Payload format invalid
+        r.send(publish5("u/t", "ok ü".encode(), qos=1, packet_id=4, properties=b"\x01\x01"))
+        self.assertEqual(r.expect(4), b"\x00\x04")  # Success, short form
+        r.send(publish5("$SYS/x", b"mine", qos=1, packet_id=5))
+        self.assertEqual(r.expect(4), b"\x00\x05\x87")  # $SYS is the broker's: Not authorized
+        r.send(packet(0x62, b"\x00\x63"))  # PUBREL of an id never received
+        self.assertEqual(r.expect(7), b"\x00\x63\x92")  # Packet Identifier not found
+
+    def test_protocol_errors_get_a_disconnect_with_their_reason(self):
+        cases = [
+            ("topic alias (none offered)", publish5("t", b"x", properties=b"\x23\x00\x01"), 0x94),
+            ("malformed property", publish5("t", b"x", properties=b"\x7f\x00"), 0x81),
+            ("repeated property", publish5("t", b"x", properties=b"\x01\x00\x01\x00"), 0x82),
+            ("AUTH without a method", packet(0xF0, b"\x18\x00"), 0x82),
+            ("subscription identifier", subscribe5(1, [("a", 0)], b"\x0b\x05"), 0xA1),
+        ]
+        for what, data, reason in cases:
+            with self.subTest(what):
+                r, _ = self.raw_client("errors")
+                r.send(data)
+                body = r.expect(14)
+                self.assertEqual(reason_of_disconnect(body), reason)
+                self.assertTrue(r.closed())
+
+    # -- SUBSCRIBE / UNSUBSCRIBE --------------------------------------------------------------
+
+    def test_suback_and_unsuback_reason_codes(self):
+        r, _ = self.raw_client("codes")
+        r.send(subscribe5(7, [("ok/#", 1), ("bad/#/x", 0), ("$share/g/t", 0), ("nl", 0x04)]))
+        self.assertEqual(r.expect(9), b"\x00\x07\x00" + bytes([0x01, 0x8F, 0x9E, 0x83]))
+        r.send(packet(0xA2, b"\x00\x08" + props() + s16("ok/#") + s16("never")))
+        self.assertEqual(r.expect(11), b"\x00\x08\x00\x00\x11")  # Success, No subscription existed
+
+    def test_retain_handling(self):
+        self.assertEqual(self.line.request("PUBLISH@rh/t@kept@retain"), "PUBACK")
+        r, _ = self.raw_client("rh")
+        r.send(subscribe5(1, [("rh/#", 0x20)]))  # 2: never
+        r.expect(9)
+        r.send(subscribe5(2, [("rh2/#", 0x10)]))  # 1: only when new (it is)
+        r.expect(9)
+        self.assertEqual(self.line.request("PUBLISH@rh2/t@also@retain"), "PUBACK")
+        # The live publish to rh2/t arrives; then RH 1 on the existing rh2/# sends nothing more,
+        # while RH 0 on rh/# sends the retained message.
+        live = r.expect(3)
+        self.assertIn(b"also", live)
+        r.send(subscribe5(3, [("rh2/#", 0x10)]))
+        r.expect(9)
+        r.send(subscribe5(4, [("rh/#", 0x00)]))
+        r.expect(9)
+        retained = r.read()
+        self.assertEqual(retained[0] & 0x01, 1, "retain flag")
+        self.assertIn(b"kept", retained[1])
+
+    # -- Flow control and limits --------------------------------------------------------------
+
+    def test_receive_maximum_of_the_client_is_honoured(self):
+        r, _ = self.raw_client("slow", properties=b"\x21\x00\x02")  # Receive Maximum 2
+        r.send(subscribe5(1, [("rm/#", 1)]))
+        r.expect(9)
+        pub = self.client("rm-pub")
+        for i in range(5):  # QoS 1: the Receive Maximum counts unacknowledged QoS 1 and 2 only
+            pub.client.publish("rm/t", "m%d" % i, qos=1).wait_for_publish(TIMEOUT)
+        first, second = r.expect(3), r.expect(3)
+        r.sock.settimeout(0.5)
+        try:
+            extra = r.buffer + r.sock.recv(100)
+        except socket.timeout:
+            extra = r.buffer
+        r.sock.settimeout(TIMEOUT)
+        self.assertEqual(extra, b"", "a third would pass the client's Receive Maximum")
+        packet_id = first[2 + len("rm/t"):4 + len("rm/t")]
+        r.send(packet(0x40, packet_id))  # PUBACK the first: one more may come
+        self.assertIn(b"m2", r.expect(3))
+        self.assertIn(b"m1", second)
+
+    def test_maximum_packet_size_of_the_client_is_honoured_and_counted(self):
+        r, _ = self.raw_client("small", properties=b"\x27\x00\x00\x00\x40")  # 64 bytes
+        r.send(subscribe5(1, [("mps/#", 0)]))
+        r.expect(9)
+        self.assertEqual(self.line.request("PUBLISH@mps/t@" + "x" * 200), "PUBACK")
+        self.assertEqual(self.line.request("PUBLISH@mps/t@small"), "PUBACK")
+        self.assertIn(b"small", r.expect(3))  # the large one was not sent
+        self.assertEqual(self.line.stats()["drops"]["too_large"], 1)
+
+    # -- Wills --------------------------------------------------------------------------------
+
+    def test_disconnect_with_will_publishes_it_and_a_normal_one_does_not(self):
+        watcher = self.client("watcher")
+        watcher.subscribe("will/#", qos=1)
+        for client_id, reason, expected in (("w1", 0x04, [b"w1 gone"]), ("w2", 0x00, [])):
+            r, _ = self.raw_client(client_id, will=("will/" + client_id, client_id + " gone",
+                                                    b"\x26" + s16("k") + s16("v")))
+            r.send(packet(0xE0, bytes([reason])))
+            self.assertTrue(r.closed())
+            time.sleep(0.3)
+            got = [m.payload for m in watcher.messages if m.topic == "will/" + client_id]
+            self.assertEqual(got, expected, client_id)
+        self.assertEqual(watcher.messages[0].properties.UserProperty, [("k", "v")])
+
+    # -- mosquitto_pub / mosquitto_sub -V mqttv5 -----------------------------------------------
+
+    def test_mosquitto_clients_v5_with_properties(self):
+        sub = subprocess.Popen(
+            ["mosquitto_sub", "-p", str(self.port), "-V", "mqttv5", "-t", "mq/#", "-C", "1",
+             "-F", "%t|%p|%P|%E", "-q", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: self.line.stats()["subscriptions"] == 1, "mosquitto_sub's subscription")
+        pub = run("mosquitto_pub", "-p", str(self.port), "-V", "mqttv5", "-t", "mq/x", "-m", "hi",
+                  "-q", "1", "-D", "publish", "user-property", "k", "v", "-D", "publish",
+                  "message-expiry-interval", "30")
+        self.assertEqual(pub.returncode, 0, pub.stderr)
+        out, err = sub.communicate(timeout=TIMEOUT)
+        self.assertEqual(sub.returncode, 0, err)
+        topic, payload, users, expiry = out.strip().split("|")
+        self.assertEqual((topic, payload, users), ("mq/x", "hi", "k:v"))
+        self.assertIn(int(expiry), (29, 30))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--broker", required=True)
+    args, rest = parser.parse_known_args()
+    mqtt_harness.BROKER = os.path.abspath(args.broker)
+    unittest.main(argv=[__file__, *rest], verbosity=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""What the stock-client suites share (mqtt_stock_clients_test.py, mqtt5_clients_test.py): a
+broker of our own on free loopback ports, stopped by its PID; a line-protocol session for
+cross-protocol checks and STATS; bounded waits.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+# The broker binary under test: each suite's main() sets it from --broker.
+BROKER = None
+TIMEOUT = 10.0
+
+
+class Broker:
+    def __init__(self, *extra):
+        # stderr goes to a file, not a pipe: a broker that logs a lot must never block on it.
+        self.log = tempfile.TemporaryFile(mode="w+")
+        # The I/O backend under test, as the C++ harness takes it (tools/test runs both).
+        io = ["--io", os.environ["TERN_TEST_IO"]] if os.environ.get("TERN_TEST_IO") else []
+        self.proc = subprocess.Popen(
+            [BROKER, "--port", "0", "--mqtt-port", "auto", "--workers", "2", "--log-level", "warn",
+             *io, *extra],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.line_port = self.mqtt_port = None
+        deadline = time.time() + TIMEOUT
+        while (self.line_port is None or self.mqtt_port is None) and time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+) \((line protocol|mqtt)\)", line)
+            if m and m.group(2) == "mqtt":
+                self.mqtt_port = int(m.group(1))
+            elif m:
+                self.line_port = int(m.group(1))
+        if self.line_port is None or self.mqtt_port is None:
+            self.proc.kill()
+            self.log.seek(0)
+            raise RuntimeError("broker did not start: " + self.log.read())
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc.stdout.close()
+        if code != 0:
+            self.log.seek(0)
+            sys.stderr.write("broker stderr:\n" + self.log.read())
+        self.log.close()
+        return code
+
+
+class LineSession:
+    """A line-protocol session (three sockets) for cross-protocol checks and STATS."""
+
+    def __init__(self, port, client_id):
+        self.sockets = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                        for _ in range(3)]
+        self.buffers = [b"", b"", b""]
+        reply = self.request("CONNECT@" + client_id)
+        token = reply.split("@")[2]
+        assert self.request("ATTACH@%s@request" % token, 1) == "ATTACHACK@request"
+        assert self.request("ATTACH@%s@push" % token, 2) == "ATTACHACK@push"
+
+    def read_line(self, index):
+        while b"\n" not in self.buffers[index]:
+            chunk = self.sockets[index].recv(65536)
+            if not chunk:
+                raise EOFError("socket %d closed" % index)
+            self.buffers[index] += chunk
+        line, _, rest = self.buffers[index].partition(b"\n")
+        self.buffers[index] = rest
+        return line.decode("utf-8", "replace")
+
+    def request(self, frame, index=0):
+        self.sockets[index].sendall(frame.encode() + b"\n")
+        return self.read_line(index)
+
+    def push(self):
+        return self.read_line(2)
+
+    def stats(self):
+        return json.loads(self.request("STATS")[len("STATS@"):])
+
+    def close(self):
+        for s in self.sockets:
+            s.close()
+
+
+def run(*args, stdin=None):
+    return subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def wait_until(predicate, what):
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
