@@ -143,6 +143,31 @@ void MqttProtocol::publishProperties(const common::Message& message) {
   propertyScratch_.append(message.properties());
 }
 
+MqttProtocol::Matched MqttProtocol::match(const Session& s, const common::Message& message) const {
+  Matched matched;
+  const MqttState& m = *s.mqtt;
+  const bool own = message.origin() != 0 && message.origin() == s.id.key();
+  for (const auto& [filter, qos] : s.filters) {
+    if (!routing::filterMatches(filter, message.topic())) continue;
+    const auto o = m.options.find(filter);
+    const MqttState::Options options = o != m.options.end() ? o->second : MqttState::Options{};
+    if (own && options.noLocal) continue;  // [MQTT-3.8.3-3]
+    matched.any = true;
+    matched.qos = std::max<unsigned>(matched.qos, qos);
+    matched.retainAsPublished = matched.retainAsPublished || options.retainAsPublished;
+  }
+  return matched;
+}
+
+void MqttProtocol::appendSubscriptionIds(const Session& s, const common::Message& message) {
+  // Every matching subscription's identifier, several when several match [MQTT-3.3.4-3].
+  for (const auto& [filter, options] : s.mqtt->options) {
+    if (options.subscriptionId == 0 || !routing::filterMatches(filter, message.topic())) continue;
+    propertyScratch_.push_back(static_cast<char>(mqtt::PropertyId::kSubscriptionIdentifier));
+    mqtt::appendVariableByteInteger(propertyScratch_, options.subscriptionId);
+  }
+}
+
 bool MqttProtocol::sendable5(Session& s, const common::Message& message) {
   if (message.expiresAt() != 0 && message.expiresAt() <= common::monotonicNanos()) {
     core_.countDrop(s, core_.stats.droppedExpired);  // [MQTT-3.3.2-5]
@@ -151,6 +176,7 @@ bool MqttProtocol::sendable5(Session& s, const common::Message& message) {
   const std::uint32_t limit = s.mqtt->clientMaxPacketSize;
   if (limit == 0) return true;
   publishProperties(message);
+  if (!s.mqtt->options.empty()) appendSubscriptionIds(s, message);
   const std::size_t size = mqtt::kMaxFixedHeaderSize + 2 + message.topic().size() + 2 +
                            mqtt::propertyBlockSize(propertyScratch_) + message.contents().size();
   if (size <= limit) return true;
@@ -373,7 +399,6 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
       w.fourByte(mqtt::PropertyId::kMaximumPacketSize,
                  static_cast<std::uint32_t>(
                      std::min<std::size_t>(core_.config.maxPacketSize, mqtt::kMaxPacketSize)));
-      w.byte(mqtt::PropertyId::kSubscriptionIdentifierAvailable, 0);
       w.byte(mqtt::PropertyId::kSharedSubscriptionAvailable, 0);
       if (assigned) w.string(mqtt::PropertyId::kAssignedClientIdentifier, s->clientId);
       if (expiryChanged) {
@@ -449,7 +474,7 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
                     std::int64_t{publish.properties.messageExpiryInterval} * 1'000'000'000
               : 0;
       core_.publish(common::Message::make5(publish.topic, publish.payload, publish.retain,
-                                           publish.qos, propertyScratch_, expiresAt),
+                                           publish.qos, propertyScratch_, expiresAt, s.id.key()),
                     Protocol::kMqtt);
     } else {
       core_.publish(
@@ -473,12 +498,11 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
 
 void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe& subscribe) {
   const bool v5 = s.mqtt->level == mqtt::kProtocolLevel5;
-  if (v5 && subscribe.properties.has(mqtt::PropertyId::kSubscriptionIdentifier)) {
-    // CONNACK said Subscription Identifier Available 0 [MQTT-3.8.3-1 note, 3.2.2.3.12].
-    disconnect(c, mqtt::ReasonCode::kSubscriptionIdentifiersNotSupported,
-               "subscription identifiers are not supported");
-    return;
-  }
+  // 5.0: one Subscription Identifier for every filter of the SUBSCRIBE (3.8.2.1.2).
+  const std::uint32_t subscriptionId =
+      subscribe.properties.has(mqtt::PropertyId::kSubscriptionIdentifier)
+          ? subscribe.properties.subscriptionIdentifier
+          : 0;
   // Repeated filters in one SUBSCRIBE are one subscription: each entry gets its return code, the
   // last entry's QoS is the one kept (as if they came one after the other), and the retained
   // messages are sent once.
@@ -497,12 +521,6 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
           static_cast<std::uint8_t>(mqtt::ReasonCode::kSharedSubscriptionsNotSupported));
       continue;
     }
-    if (v5 && (entry.noLocal || entry.retainAsPublished)) {
-      // Not implemented yet: refused rather than silently not honoured (docs/mqtt.md).
-      subackCodes_.push_back(
-          static_cast<std::uint8_t>(mqtt::ReasonCode::kImplementationSpecificError));
-      continue;
-    }
     const auto [it, fresh] = filterIndex_.emplace(entry.filter, distinctFilters_.size());
     if (fresh) {
       const bool held = s.filters.find(entry.filter) != s.filters.end();
@@ -517,8 +535,11 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
         distinctFilters_.push_back(kept);
       }
     } else if (it->second != kRefusedFilter) {
-      distinctFilters_[it->second].qos = entry.qos;
-      distinctFilters_[it->second].retainHandling = entry.retainHandling;
+      mqtt::Subscription& kept = distinctFilters_[it->second];
+      kept.qos = entry.qos;
+      kept.retainHandling = entry.retainHandling;
+      kept.noLocal = entry.noLocal;
+      kept.retainAsPublished = entry.retainAsPublished;
     }
     if (it->second == kRefusedFilter) {
       subackCodes_.push_back(v5 ? static_cast<std::uint8_t>(mqtt::ReasonCode::kQuotaExceeded)
@@ -527,12 +548,25 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
       subackCodes_.push_back(entry.qos);
     }
   }
+  MqttState& m = *s.mqtt;
   for (const mqtt::Subscription entry : distinctFilters_) {
     core_.context.trie.subscribe(entry.filter, s.id.withQos(entry.qos));
     if (const auto it = s.filters.find(entry.filter); it != s.filters.end()) {
       it->second = entry.qos;
     } else {
       s.filters.emplace(entry.filter, entry.qos);
+    }
+    // A subscription replaced is replaced with its options [MQTT-3.8.4-3].
+    const auto known = m.options.find(entry.filter);
+    if (entry.noLocal || entry.retainAsPublished || subscriptionId != 0) {
+      const MqttState::Options options{entry.noLocal, entry.retainAsPublished, subscriptionId};
+      if (known != m.options.end()) {
+        known->second = options;
+      } else {
+        m.options.emplace(entry.filter, options);
+      }
+    } else if (known != m.options.end()) {
+      m.options.erase(known);
     }
   }
   core_.scratch.clear();
@@ -563,6 +597,9 @@ void MqttProtocol::onUnsubscribe(Connection& c, Session& s, const mqtt::Unsubscr
     }
     core_.context.trie.unsubscribe(filter, s.id);
     s.filters.erase(it);
+    if (const auto o = s.mqtt->options.find(filter); o != s.mqtt->options.end()) {
+      s.mqtt->options.erase(o);
+    }
     subackCodes_.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::kSuccess));
   }
   core_.scratch.clear();
@@ -609,15 +646,23 @@ void MqttProtocol::onAck(Session& s, const mqtt::Packet& packet) {
 void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned grantedQos,
                            bool retained) {
   MqttState& m = *s.mqtt;
-  const auto qos = static_cast<std::uint8_t>(std::min<unsigned>(message.qos(), grantedQos));
+  auto qos = static_cast<std::uint8_t>(std::min<unsigned>(message.qos(), grantedQos));
   Connection* c = m.connection;
   const bool v5 = m.level == mqtt::kProtocolLevel5;
   if (v5 && !sendable5(s, message)) return;
+  if (v5 && !m.options.empty() && !retained) {
+    // No Local and Retain As Published, over the session's subscriptions that match.
+    const Matched matched = match(s, message);
+    if (!matched.any) return;  // every match is No Local, and this session published it
+    qos = static_cast<std::uint8_t>(std::min<unsigned>(message.qos(), matched.qos));
+    retained = matched.retainAsPublished && message.retain();
+  }
   if (qos == 0) {
     if (c == nullptr) return;  // QoS 0 is not stored for offline clients
     std::size_t packetBytes = message.topic().size() + message.contents().size() + 8;
     if (v5) {
       publishProperties(message);
+      if (!m.options.empty()) appendSubscriptionIds(s, message);
       packetBytes += mqtt::propertyBlockSize(propertyScratch_);
     }
     const std::size_t queued = core_.io.unsent(*c);
@@ -694,7 +739,10 @@ void MqttProtocol::send(Connection& c, MqttState::Inflight& entry, bool dup) {
     header.payload = entry.message->contents();
     header.packetId = entry.packetId;
     const bool v5 = m.level == mqtt::kProtocolLevel5;
-    if (v5) publishProperties(*entry.message);
+    if (v5) {
+      publishProperties(*entry.message);
+      if (!m.options.empty()) appendSubscriptionIds(*c.session, *entry.message);
+    }
     if (!(v5 ? mqtt::appendPublishHeader5(packetScratch_, header, propertyScratch_)
              : mqtt::appendPublishHeader(packetScratch_, header))) {
       return;

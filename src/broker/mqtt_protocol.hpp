@@ -71,6 +71,16 @@ class MqttProtocol final : public ProtocolHandler {
   // 5.0: whether `message` may go to `s`: not expired [MQTT-3.3.2-5], not above the client's
   // Maximum Packet Size [MQTT-3.1.2-25]; a drop is counted.
   bool sendable5(Session& s, const common::Message& message);
+  // 5.0, for a session with subscription options: what its subscriptions that match `message`
+  // say, No Local applied (`any` false: none is left).
+  struct Matched {
+    bool any = false;
+    unsigned qos = 0;
+    bool retainAsPublished = false;
+  };
+  Matched match(const Session& s, const common::Message& message) const;
+  // 5.0: the Subscription Identifiers of s's subscriptions that match, into propertyScratch_.
+  void appendSubscriptionIds(const Session& s, const common::Message& message);
   void onDisconnect5(Connection& c, Session& s, const protocol::mqtt::Disconnect& d);
   Session* createSession(std::string clientId, bool cleanSession);
   // Appends the packet core_.scratch holds to c's output.

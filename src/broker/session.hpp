@@ -33,6 +33,15 @@ struct MqttState {
   // Seconds an offline persistent session lives (5.0: the interval in effect; 3.1.1:
   // --session-expiry); 0 never expires.
   double expirySeconds = 0;
+  // 5.0: the subscriptions (of Session::filters) with options other than their defaults: No
+  // Local, Retain As Published, a Subscription Identifier. Empty for most sessions, whose
+  // deliveries then cost nothing more; otherwise a delivery looks up which of them match.
+  struct Options {
+    bool noLocal = false;
+    bool retainAsPublished = false;
+    std::uint32_t subscriptionId = 0;  // 0: none
+  };
+  common::StringMap<Options> options;
   // 5.0: what the client said it accepts (Receive Maximum, Maximum Packet Size; 0: no limit).
   std::uint16_t clientReceiveMaximum = 65535;
   std::uint32_t clientMaxPacketSize = 0;

@@ -23,8 +23,10 @@ MessageRef Message::make(std::string_view topic, std::string_view contents, bool
 }
 
 MessageRef Message::make5(std::string_view topic, std::string_view contents, bool retain,
-                          std::uint8_t qos, std::string_view properties, std::int64_t expiresAt) {
-  return create(topic, contents, retain, qos, isLineSafe(topic, contents), properties, expiresAt);
+                          std::uint8_t qos, std::string_view properties, std::int64_t expiresAt,
+                          std::uint64_t origin) {
+  return create(topic, contents, retain, qos, isLineSafe(topic, contents), properties, expiresAt,
+                origin);
 }
 
 MessageRef Message::makeFromLine(std::string_view topic, std::string_view contents, bool retain) {
@@ -33,12 +35,12 @@ MessageRef Message::makeFromLine(std::string_view topic, std::string_view conten
 
 MessageRef Message::create(std::string_view topic, std::string_view contents, bool retain,
                            std::uint8_t qos, bool lineSafe, std::string_view properties,
-                           std::int64_t expiresAt) {
+                           std::int64_t expiresAt, std::uint64_t origin) {
   const std::size_t size = sizeof(Message) + topic.size() + contents.size() + 2 + properties.size();
   void* memory = ::operator new(size);
-  auto* message = new (memory)
-      Message(static_cast<std::uint32_t>(topic.size()), static_cast<std::uint32_t>(contents.size()),
-              static_cast<std::uint32_t>(properties.size()), expiresAt, retain, qos, lineSafe);
+  auto* message = new (memory) Message(
+      static_cast<std::uint32_t>(topic.size()), static_cast<std::uint32_t>(contents.size()),
+      static_cast<std::uint32_t>(properties.size()), expiresAt, origin, retain, qos, lineSafe);
   char* out = message->bytes();
   // memcpy's pointers must be valid even for zero bytes, and an empty string_view may hold null.
   if (!topic.empty()) std::memcpy(out, topic.data(), topic.size());

@@ -222,7 +222,6 @@ class Mqtt5(unittest.TestCase):
         self.assertEqual(present, 0)
         assigned = properties.AssignedClientIdentifier
         self.assertTrue(assigned.startswith("tern-"), assigned)
-        self.assertEqual(properties.SubscriptionIdentifierAvailable, 0)
         self.assertEqual(properties.SharedSubscriptionAvailable, 0)
         self.assertGreater(properties.MaximumPacketSize, 0)
 
@@ -348,7 +347,7 @@ class Mqtt5(unittest.TestCase):
             ("malformed property", publish5("t", b"x", properties=b"\x7f\x00"), 0x81),
             ("repeated property", publish5("t", b"x", properties=b"\x01\x00\x01\x00"), 0x82),
             ("AUTH without a method", packet(0xF0, b"\x18\x00"), 0x82),
-            ("subscription identifier", subscribe5(1, [("a", 0)], b"\x0b\x05"), 0xA1),
+            ("subscription identifier 0", subscribe5(1, [("a", 0)], b"\x0b\x00"), 0x82),
         ]
         for what, data, reason in cases:
             with self.subTest(what):
@@ -362,8 +361,8 @@ class Mqtt5(unittest.TestCase):
 
     def test_suback_and_unsuback_reason_codes(self):
         r, _ = self.raw_client("codes")
-        r.send(subscribe5(7, [("ok/#", 1), ("bad/#/x", 0), ("$share/g/t", 0), ("nl", 0x04)]))
-        self.assertEqual(r.expect(9), b"\x00\x07\x00" + bytes([0x01, 0x8F, 0x9E, 0x83]))
+        r.send(subscribe5(7, [("ok/#", 1), ("bad/#/x", 0), ("$share/g/t", 0), ("nl", 0x06)]))
+        self.assertEqual(r.expect(9), b"\x00\x07\x00" + bytes([0x01, 0x8F, 0x9E, 0x02]))
         r.send(packet(0xA2, b"\x00\x08" + props() + s16("ok/#") + s16("never")))
         self.assertEqual(r.expect(11), b"\x00\x08\x00\x00\x11")  # Success, No subscription existed
 
@@ -386,6 +385,43 @@ class Mqtt5(unittest.TestCase):
         retained = r.read()
         self.assertEqual(retained[0] & 0x01, 1, "retain flag")
         self.assertIn(b"kept", retained[1])
+
+    def test_no_local_and_retain_as_published(self):
+        c = self.client("self")
+        c.subscribe("nl/#", qos=1, noLocal=True)
+        c.subscribe("rap/#", qos=1, retainAsPublished=True)
+        other = self.client("other")
+        for who in (c, other):
+            who.client.publish("nl/t", "from " + who.client._client_id.decode(),
+                               qos=1).wait_for_publish(TIMEOUT)
+        got = c.wait_messages(1)
+        time.sleep(0.3)
+        self.assertEqual([m.payload for m in c.messages], [b"from other"])  # not its own
+        other.client.publish("rap/t", "kept", qos=1, retain=True).wait_for_publish(TIMEOUT)
+        other.client.publish("rap/t", "live", qos=1).wait_for_publish(TIMEOUT)
+        got = c.wait_messages(3)
+        self.assertEqual([(m.payload, m.retain) for m in got[1:]], [(b"kept", 1), (b"live", 0)])
+        # A 3.1.1-style subscriber gets the retain flag 0 on live deliveries.
+        plain = self.client("plain")
+        plain.subscribe("rap2/#", qos=1)
+        other.client.publish("rap2/t", "x", qos=1, retain=True).wait_for_publish(TIMEOUT)
+        self.assertEqual(plain.wait_messages(1)[0].retain, 0)
+
+    def test_subscription_identifiers_several_per_delivery(self):
+        r, connack = self.raw_client("ids")
+        self.assertNotIn(b"\x29\x00", connack, "Subscription Identifier Available is not 0")
+        r.send(subscribe5(1, [("id/#", 1)], b"\x0b\x07"))
+        r.expect(9)
+        r.send(subscribe5(2, [("id/+", 0)], b"\x0b\x81\x01"))  # 129, two bytes
+        r.expect(9)
+        r.send(subscribe5(3, [("id/x", 0)]))  # no identifier
+        r.expect(9)
+        self.assertEqual(self.line.request("PUBLISH@id/x@both"), "PUBACK")
+        body = r.expect(3)
+        topic_end = 2 + len("id/x")
+        self.assertIn(b"\x0b\x07", body[topic_end:])
+        self.assertIn(b"\x0b\x81\x01", body[topic_end:])
+        self.assertTrue(body.endswith(b"both"))
 
     # -- Flow control and limits --------------------------------------------------------------
 

@@ -34,10 +34,12 @@ class Message {
   static MessageRef make(std::string_view topic, std::string_view contents, bool retain,
                          std::uint8_t qos = 0);
   // An MQTT 5.0 publish: `properties` are the property entries forwarded to 5.0 subscribers as
-  // they are (validated, without Topic Alias and Message Expiry Interval), and `expiresAt` the
-  // monotonic time (ns) after which it is not delivered (0: never).
+  // they are (validated, without Topic Alias and Message Expiry Interval), `expiresAt` the
+  // monotonic time (ns) after which it is not delivered (0: never), and `origin` names the
+  // session that published it (for No Local; 0: none).
   static MessageRef make5(std::string_view topic, std::string_view contents, bool retain,
-                          std::uint8_t qos, std::string_view properties, std::int64_t expiresAt);
+                          std::uint8_t qos, std::string_view properties, std::int64_t expiresAt,
+                          std::uint64_t origin = 0);
   // The same for a message parsed from a line-protocol frame, which is line-safe by construction
   // (no '@' in its topic, no LF in its contents): skips the scan of the contents.
   static MessageRef makeFromLine(std::string_view topic, std::string_view contents, bool retain);
@@ -52,6 +54,8 @@ class Message {
   }
   // Monotonic ns after which the message is not delivered; 0: it does not expire.
   std::int64_t expiresAt() const noexcept { return expiresAt_; }
+  // The publishing session's id (routing::SubscriberId::key()) for an MQTT 5.0 publish; 0 else.
+  std::uint64_t origin() const noexcept { return origin_; }
   bool retain() const noexcept { return retain_; }
   std::uint8_t qos() const noexcept { return qos_; }
   // True when the line protocol can carry the message: the topic holds no '@' (the field
@@ -80,11 +84,13 @@ class Message {
 
  private:
   Message(std::uint32_t topicSize, std::uint32_t contentsSize, std::uint32_t propertiesSize,
-          std::int64_t expiresAt, bool retain, std::uint8_t qos, bool lineSafe)
+          std::int64_t expiresAt, std::uint64_t origin, bool retain, std::uint8_t qos,
+          bool lineSafe)
       : topicSize_(topicSize),
         contentsSize_(contentsSize),
         propertiesSize_(propertiesSize),
         expiresAt_(expiresAt),
+        origin_(origin),
         retain_(retain),
         qos_(qos),
         lineSafe_(lineSafe) {}
@@ -94,13 +100,14 @@ class Message {
   void destroy() const noexcept;
   static MessageRef create(std::string_view topic, std::string_view contents, bool retain,
                            std::uint8_t qos, bool lineSafe, std::string_view properties = {},
-                           std::int64_t expiresAt = 0);
+                           std::int64_t expiresAt = 0, std::uint64_t origin = 0);
 
   mutable std::atomic<std::uint32_t> refs_{1};
   std::uint32_t topicSize_;
   std::uint32_t contentsSize_;
   std::uint32_t propertiesSize_;
   std::int64_t expiresAt_;
+  std::uint64_t origin_;
   bool retain_;
   std::uint8_t qos_;
   bool lineSafe_;
