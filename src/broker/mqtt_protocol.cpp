@@ -159,6 +159,25 @@ MqttProtocol::Matched MqttProtocol::match(const Session& s, const common::Messag
   return matched;
 }
 
+void MqttProtocol::applyTopicAlias(MqttState& m, mqtt::Publish& header) {
+  std::uint16_t alias = 0;
+  bool known = false;
+  if (const auto it = m.outboundAliases.find(header.topic); it != m.outboundAliases.end()) {
+    alias = it->second;
+    known = true;
+  } else if (m.outboundAliases.size() <
+             std::min<std::size_t>(m.clientTopicAliasMaximum, kOutboundTopicAliases)) {
+    alias = static_cast<std::uint16_t>(m.outboundAliases.size() + 1);
+    m.outboundAliases.emplace(header.topic, alias);
+  } else {
+    return;  // every alias is taken: the topic goes in full
+  }
+  const char entry[3] = {static_cast<char>(mqtt::PropertyId::kTopicAlias),
+                         static_cast<char>(alias >> 8), static_cast<char>(alias & 0xFF)};
+  propertyScratch_.append(entry, 3);
+  if (known) header.topic = {};  // the alias alone names it [MQTT-3.3.2-12]
+}
+
 void MqttProtocol::appendSubscriptionIds(const Session& s, const common::Message& message) {
   // Every matching subscription's identifier, several when several match [MQTT-3.3.4-3].
   for (const auto& [filter, options] : s.mqtt->options) {
@@ -372,6 +391,9 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
   m.level = v5 ? mqtt::kProtocolLevel5 : connect.protocolLevel;
   m.clientReceiveMaximum = v5 ? connect.properties.receiveMaximum : std::uint16_t{65535};
   m.clientMaxPacketSize = v5 ? connect.properties.maximumPacketSize : 0;
+  m.clientTopicAliasMaximum = v5 ? connect.properties.topicAliasMaximum : std::uint16_t{0};
+  m.inboundAliases.clear();
+  m.outboundAliases.clear();
   m.connection = &c;
   m.hasWill = connect.willFlag;
   m.willTopic.assign(connect.willTopic);
@@ -400,6 +422,7 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
                  static_cast<std::uint32_t>(
                      std::min<std::size_t>(core_.config.maxPacketSize, mqtt::kMaxPacketSize)));
       w.byte(mqtt::PropertyId::kSharedSubscriptionAvailable, 0);
+      w.twoByte(mqtt::PropertyId::kTopicAliasMaximum, kInboundTopicAliases);
       if (assigned) w.string(mqtt::PropertyId::kAssignedClientIdentifier, s->clientId);
       if (expiryChanged) {
         w.fourByte(mqtt::PropertyId::kSessionExpiryInterval,
@@ -423,11 +446,25 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
 void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& publish) {
   const bool v5 = s.mqtt->level == mqtt::kProtocolLevel5;
   mqtt::ReasonCode reason = mqtt::ReasonCode::kSuccess;
+  std::string_view topic = publish.topic;
   if (v5) {
-    // This server offers no Topic Aliases (Topic Alias Maximum absent: 0) [MQTT-3.3.2-9].
     if (publish.properties.has(mqtt::PropertyId::kTopicAlias)) {
-      disconnect(c, mqtt::ReasonCode::kTopicAliasInvalid, "this server accepts no topic aliases");
-      return;
+      // At most the Topic Alias Maximum this server announced [MQTT-3.3.2-9, -10]; an alias
+      // names the topic it was last sent with [MQTT-3.3.2-12].
+      const std::uint16_t alias = publish.properties.topicAlias;
+      if (alias > kInboundTopicAliases) {
+        disconnect(c, mqtt::ReasonCode::kTopicAliasInvalid, "topic alias above the maximum");
+        return;
+      }
+      std::vector<std::string>& aliases = s.mqtt->inboundAliases;
+      if (aliases.size() < alias) aliases.resize(alias);
+      if (!topic.empty()) {
+        aliases[alias - 1].assign(topic);
+      } else if (aliases[alias - 1].empty()) {
+        disconnect(c, mqtt::ReasonCode::kProtocolError, "topic alias not set on this connection");
+        return;
+      }
+      topic = aliases[alias - 1];
     }
     if (publish.properties.payloadFormatIndicator == 1 && !common::isValidUtf8(publish.payload)) {
       if (publish.qos == 0) {
@@ -437,8 +474,7 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
       reason = mqtt::ReasonCode::kPayloadFormatInvalid;  // acknowledged, not delivered
     }
   }
-  bool deliver =
-      reason == mqtt::ReasonCode::kSuccess && !WorkerCore::isReservedTopic(publish.topic);
+  bool deliver = reason == mqtt::ReasonCode::kSuccess && !WorkerCore::isReservedTopic(topic);
   if (reason == mqtt::ReasonCode::kSuccess && !deliver) {
     // Acknowledged as the protocol requires, but $SYS is the broker's: dropped and counted.
     WorkerStats::add(core_.stats.refusedSysTopic, std::uint64_t{1});
@@ -473,8 +509,8 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
               ? common::monotonicNanos() +
                     std::int64_t{publish.properties.messageExpiryInterval} * 1'000'000'000
               : 0;
-      core_.publish(common::Message::make5(publish.topic, publish.payload, publish.retain,
-                                           publish.qos, propertyScratch_, expiresAt, s.id.key()),
+      core_.publish(common::Message::make5(topic, publish.payload, publish.retain, publish.qos,
+                                           propertyScratch_, expiresAt, s.id.key()),
                     Protocol::kMqtt);
     } else {
       core_.publish(
@@ -680,6 +716,7 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
     header.topic = message.topic();
     header.payload = message.contents();
     header.retain = retained;
+    if (v5 && m.clientTopicAliasMaximum != 0) applyTopicAlias(m, header);
     if (v5 ? mqtt::appendPublishHeader5(packetScratch_, header, propertyScratch_)
            : mqtt::appendPublishHeader(packetScratch_, header)) {
       output.append(packetScratch_, message.contents());
@@ -742,6 +779,7 @@ void MqttProtocol::send(Connection& c, MqttState::Inflight& entry, bool dup) {
     if (v5) {
       publishProperties(*entry.message);
       if (!m.options.empty()) appendSubscriptionIds(*c.session, *entry.message);
+      if (m.clientTopicAliasMaximum != 0) applyTopicAlias(m, header);
     }
     if (!(v5 ? mqtt::appendPublishHeader5(packetScratch_, header, propertyScratch_)
              : mqtt::appendPublishHeader(packetScratch_, header))) {

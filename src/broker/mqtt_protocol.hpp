@@ -81,6 +81,16 @@ class MqttProtocol final : public ProtocolHandler {
   Matched match(const Session& s, const common::Message& message) const;
   // 5.0: the Subscription Identifiers of s's subscriptions that match, into propertyScratch_.
   void appendSubscriptionIds(const Session& s, const common::Message& message);
+  // 5.0, towards a client that accepts Topic Aliases: the alias of header.topic into
+  // propertyScratch_ (given on first use, then sent without the topic), while aliases are left.
+  void applyTopicAlias(MqttState& m, protocol::mqtt::Publish& header);
+
+ public:
+  // Topic Aliases this server accepts from each connection, and gives towards one.
+  static constexpr std::uint16_t kInboundTopicAliases = 16;
+  static constexpr std::size_t kOutboundTopicAliases = 32;
+
+ private:
   void onDisconnect5(Connection& c, Session& s, const protocol::mqtt::Disconnect& d);
   Session* createSession(std::string clientId, bool cleanSession);
   // Appends the packet core_.scratch holds to c's output.

@@ -42,6 +42,13 @@ struct MqttState {
     std::uint32_t subscriptionId = 0;  // 0: none
   };
   common::StringMap<Options> options;
+  // 5.0 Topic Aliases of the current connection (reset by each CONNECT): the topics the client
+  // named by alias (index alias - 1, at most MqttProtocol::kInboundTopicAliases), and the aliases
+  // this server gave topics towards the client (at most the client's Topic Alias Maximum and
+  // MqttProtocol::kOutboundTopicAliases).
+  std::vector<std::string> inboundAliases;
+  common::StringMap<std::uint16_t> outboundAliases;
+  std::uint16_t clientTopicAliasMaximum = 0;
   // 5.0: what the client said it accepts (Receive Maximum, Maximum Packet Size; 0: no limit).
   std::uint16_t clientReceiveMaximum = 65535;
   std::uint32_t clientMaxPacketSize = 0;

@@ -343,7 +343,9 @@ class Mqtt5(unittest.TestCase):
 
     def test_protocol_errors_get_a_disconnect_with_their_reason(self):
         cases = [
-            ("topic alias (none offered)", publish5("t", b"x", properties=b"\x23\x00\x01"), 0x94),
+            ("topic alias above the maximum", publish5("t", b"x", properties=b"\x23\x00\x11"),
+             0x94),
+            ("topic alias never set", publish5("", b"x", properties=b"\x23\x00\x02"), 0x82),
             ("malformed property", publish5("t", b"x", properties=b"\x7f\x00"), 0x81),
             ("repeated property", publish5("t", b"x", properties=b"\x01\x00\x01\x00"), 0x82),
             ("AUTH without a method", packet(0xF0, b"\x18\x00"), 0x82),
@@ -422,6 +424,24 @@ class Mqtt5(unittest.TestCase):
         self.assertIn(b"\x0b\x07", body[topic_end:])
         self.assertIn(b"\x0b\x81\x01", body[topic_end:])
         self.assertTrue(body.endswith(b"both"))
+
+    def test_topic_aliases_both_ways(self):
+        r, connack = self.raw_client("alias-sub", properties=b"\x22\x00\x04")  # TAM 4
+        self.assertIn(b"\x22\x00\x10", connack, "Topic Alias Maximum 16 offered")
+        r.send(subscribe5(1, [("al/#", 0)]))
+        r.expect(9)
+        pub, _ = self.raw_client("alias-pub")
+        pub.send(publish5("al/long/topic", b"one", properties=b"\x23\x00\x01"))
+        pub.send(publish5("", b"two", properties=b"\x23\x00\x01"))  # the alias alone
+        first, second = r.expect(3), r.expect(3)
+        # Towards the subscriber: the topic and alias 1 first, then the alias alone.
+        self.assertEqual(first, s16("al/long/topic") + props(b"\x23\x00\x01") + b"one")
+        self.assertEqual(second, s16("") + props(b"\x23\x00\x01") + b"two")
+        # A subscriber that accepts no aliases gets the topic every time.
+        plain = self.client("alias-plain")
+        plain.subscribe("al/#", qos=0)
+        pub.send(publish5("", b"three", properties=b"\x23\x00\x01"))
+        self.assertEqual(plain.wait_messages(1)[0].topic, "al/long/topic")
 
     # -- Flow control and limits --------------------------------------------------------------
 
