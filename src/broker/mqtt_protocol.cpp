@@ -402,6 +402,8 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
   m.willRetain = connect.willRetain;
   m.willProperties.clear();
   if (v5 && connect.willFlag) appendForwarded(m.willProperties, connect.willProperties);
+  m.willDelaySeconds = v5 && connect.willFlag ? connect.willProperties.willDelayInterval : 0;
+  m.willAt = 0;  // a pending will of the previous connection is not sent [MQTT-3.1.3-9]
   c.role = SocketRole::kMqtt;
   c.session = s;
   if (connect.keepAlive != 0) {
@@ -819,14 +821,15 @@ void MqttProtocol::connectionGone(Session& s, Connection& c) {
   if (m.connection != &c) return;
   m.connection = nullptr;
   if (m.hasWill && !c.gracefulDisconnect && core_.reading) {
-    m.hasWill = false;
-    core_.publish(m.level == mqtt::kProtocolLevel5
-                      ? common::Message::make5(m.willTopic, m.willPayload, m.willRetain, m.willQos,
-                                               m.willProperties, 0)
-                      : common::Message::make(m.willTopic, m.willPayload, m.willRetain, m.willQos),
-                  Protocol::kMqtt);
+    if (m.willDelaySeconds > 0 && !m.cleanSession) {
+      // 5.0: sent after the delay, or when the session ends, whichever comes first.
+      m.willAt = common::monotonicNanos() + std::int64_t{m.willDelaySeconds} * 1'000'000'000;
+      pendingWills_.push_back({m.willAt, s.id});
+    } else {
+      publishWill(m);
+    }
   }
-  m.hasWill = false;
+  if (m.willAt == 0) m.hasWill = false;
   if (m.cleanSession) {
     core_.endSession(s);
   } else if (m.expirySeconds > 0) {
@@ -853,8 +856,36 @@ bool MqttProtocol::takeForJob(Connection& c, Job& job, const common::Message& m)
   return true;
 }
 
+void MqttProtocol::publishWill(MqttState& m) {
+  m.hasWill = false;
+  m.willAt = 0;
+  core_.publish(m.level == mqtt::kProtocolLevel5
+                    ? common::Message::make5(m.willTopic, m.willPayload, m.willRetain, m.willQos,
+                                             m.willProperties, 0)
+                    : common::Message::make(m.willTopic, m.willPayload, m.willRetain, m.willQos),
+                Protocol::kMqtt);
+}
+
+void MqttProtocol::onSweep(std::int64_t now) {
+  for (std::size_t k = 0; k < pendingWills_.size();) {
+    const PendingWill due = pendingWills_[k];
+    if (due.when > now) {
+      ++k;
+      continue;
+    }
+    pendingWills_[k] = pendingWills_.back();
+    pendingWills_.pop_back();
+    Session* s = core_.sessions.find(due.session);
+    // Still the same pending will: not cancelled by a reconnect, not sent at the session's end.
+    if (s == nullptr || s->mqtt == nullptr || s->mqtt->willAt != due.when) continue;
+    if (core_.reading && s->mqtt->hasWill) publishWill(*s->mqtt);
+  }
+}
+
 void MqttProtocol::sessionEnding(Session& s, Connection* (&sockets)[3]) {
   MqttState& m = *s.mqtt;
+  // A delayed will is due when the session ends, if that comes first [MQTT-3.1.3-9].
+  if (m.willAt != 0 && m.hasWill && core_.reading) publishWill(m);
   sockets[0] = std::exchange(m.connection, nullptr);
   m.inflight.clear();
   m.outboundIds.clear();

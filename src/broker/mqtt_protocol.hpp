@@ -34,6 +34,9 @@ class MqttProtocol final : public ProtocolHandler {
   // session, starts the expiry of a persistent one.
   void connectionGone(Session& s, Connection& c) override;
   void sessionEnding(Session& s, Connection* (&sockets)[3]) override;
+  // Publishes the 5.0 wills whose Will Delay Interval passed (once a second, from the sweep).
+  void onSweep(std::int64_t now) override;
+  bool timersPending() const noexcept override { return !pendingWills_.empty(); }
   // 5.0: DISCONNECT 0x8D (keep-alive timeout) or 0x8B (server shutting down).
   void serverClosing(Connection& c, ServerClose why) override;
 
@@ -84,6 +87,7 @@ class MqttProtocol final : public ProtocolHandler {
   // 5.0, towards a client that accepts Topic Aliases: the alias of header.topic into
   // propertyScratch_ (given on first use, then sent without the topic), while aliases are left.
   void applyTopicAlias(MqttState& m, protocol::mqtt::Publish& header);
+  void publishWill(MqttState& m);
 
  public:
   // Topic Aliases this server accepts from each connection, and gives towards one.
@@ -100,6 +104,12 @@ class MqttProtocol final : public ProtocolHandler {
   protocol::mqtt::Decoder decoder_;
   std::string packetScratch_;    // reused for PUBLISH headers (deliveries only)
   std::string propertyScratch_;  // reused for 5.0 property entries
+  // 5.0 wills waiting for their Will Delay Interval (stale entries are skipped when due).
+  struct PendingWill {
+    std::int64_t when;
+    routing::SubscriberId session;
+  };
+  std::vector<PendingWill> pendingWills_;
   // Reused by every SUBSCRIBE: return codes, the distinct filters (views into the packet) and
   // where each filter is in distinctFilters_ (kRefusedFilter: over --max-subscriptions).
   std::vector<std::uint8_t> subackCodes_;

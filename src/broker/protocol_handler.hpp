@@ -45,6 +45,10 @@ class ProtocolHandler {
   virtual void connectionGone(Session& s, Connection& c) = 0;
   // `s` ends: drops the protocol's state and reports the sockets that must close.
   virtual void sessionEnding(Session& s, Connection* (&sockets)[3]) = 0;
+  // Once a second (the worker's sweep): the protocol's own timers.
+  virtual void onSweep(std::int64_t now) { (void)now; }
+  // Whether onSweep has work waiting (the worker then wakes for its sweep even when idle).
+  virtual bool timersPending() const noexcept { return false; }
   // Why the server ends a connection on its own (serverClosing).
   enum class ServerClose { kKeepAliveTimeout, kShuttingDown };
   // The server is about to end `c` for `why`: a protocol that can say so to the client queues it

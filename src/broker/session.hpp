@@ -59,6 +59,10 @@ struct MqttState {
   std::uint8_t willQos = 0;
   bool willRetain = false;
   std::string willProperties;  // 5.0: the will's properties it is published with (forwarded)
+  // 5.0 Will Delay Interval (seconds), and when the will of a session whose connection ended is
+  // due (monotonic ns; 0: none pending). A new connection of the session cancels it.
+  std::uint32_t willDelaySeconds = 0;
+  std::int64_t willAt = 0;
 
   // Outbound QoS 1/2 messages sent and not yet acknowledged, in the order they were sent.
   struct Inflight {

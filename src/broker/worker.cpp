@@ -113,7 +113,8 @@ void Worker::wakeLoop() noexcept {
 
 std::int64_t Worker::nextTimeoutNanos() const {
   if (throttled_) return kThrottleCheckNanos;
-  const bool sweep = !connections_.empty() || core_.sessions.expiriesPending();
+  const bool sweep =
+      !connections_.empty() || core_.sessions.expiriesPending() || mqtt_.timersPending();
   if (deadlines_.empty() && !sweep) return -1;
   std::int64_t when = deadlines_.empty() ? nextSweep_ : deadlines_.top().when;
   if (sweep) when = std::min(when, nextSweep_);
@@ -376,6 +377,7 @@ void Worker::sweep() {
   const std::int64_t now = common::monotonicNanos();
   if (now < nextSweep_) return;
   nextSweep_ = now + kSweepNanos;
+  mqtt_.onSweep(now);
   const std::int64_t frameTimeout = secondsToNanos(config_.frameTimeoutSeconds);
   std::uint64_t held = 0;
   // Backwards: closeNow() moves the last connection into the closed one's place.

@@ -489,6 +489,38 @@ class Mqtt5(unittest.TestCase):
             self.assertEqual(got, expected, client_id)
         self.assertEqual(watcher.messages[0].properties.UserProperty, [("k", "v")])
 
+    def test_will_delay_interval(self):
+        watcher = self.client("delay-watcher")
+        watcher.subscribe("delay/#", qos=1)
+
+        def wills(name):
+            return [m.payload for m in watcher.messages if m.topic == "delay/" + name]
+        will_delay_1 = b"\x18\x00\x00\x00\x01"
+        # Delay 1 s, session 60 s: sent after the delay, not at once.
+        r, _ = self.raw_client("d1", properties=b"\x11\x00\x00\x00\x3c",
+                               will=("delay/d1", "d1 gone", will_delay_1))
+        r.close()
+        time.sleep(0.3)
+        self.assertEqual(wills("d1"), [])
+        wait_until(lambda: wills("d1") == [b"d1 gone"], "the delayed will")
+        # A reconnect inside the delay cancels it.
+        r, _ = self.raw_client("d2", properties=b"\x11\x00\x00\x00\x3c",
+                               will=("delay/d2", "d2 gone", will_delay_1))
+        r.close()
+        d2_closed = time.time()
+        # (with a will of its own, which must wait for this connection's end)
+        again, connack = self.raw_client("d2", clean=False,
+                                         properties=b"\x11\x00\x00\x00\x3c",
+                                         will=("delay/d2", "d2 again", will_delay_1))
+        self.assertEqual(connack[0], 1, "session present")
+        # Delay 30 s, session 1 s: sent when the session ends.
+        r, _ = self.raw_client("d3", properties=b"\x11\x00\x00\x00\x01",
+                               will=("delay/d3", "d3 gone", b"\x18\x00\x00\x00\x1e"))
+        r.close()
+        wait_until(lambda: wills("d3") == [b"d3 gone"], "the will at the session's end")
+        time.sleep(max(0.0, d2_closed + 2.5 - time.time()))  # past d2's delay and a sweep
+        self.assertEqual(wills("d2"), [])
+
     # -- mosquitto_pub / mosquitto_sub -V mqttv5 -----------------------------------------------
 
     def test_mosquitto_clients_v5_with_properties(self):
