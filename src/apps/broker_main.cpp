@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
 
   CLI::App app{
       "tern broker: a lock-free publish/subscribe broker speaking the three-socket line protocol\n"
-      "(docs/protocol.md) and MQTT 3.1.1 (docs/mqtt.md) over one topic space.\n"
+      "(docs/protocol.md) and MQTT 5.0 and 3.1.1 (docs/mqtt.md) over one topic space.\n"
       "Stops cleanly on SIGINT or SIGTERM.",
       "broker"};
   app.set_version_flag("--version", std::string("tern broker ") + TERN_VERSION);
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string mqttPort = std::to_string(config.mqttPort);
   app.add_option("--mqtt-port", mqttPort,
-                 "MQTT 3.1.1 port, served by the same workers and topic space; 0 or off turns "
+                 "MQTT 5.0 and 3.1.1 port, served by the same workers and topic space; 0 or off turns "
                  "MQTT off, auto picks a free port (printed at start-up)")
       ->capture_default_str();
   app.add_option("--max-packet-size", config.maxPacketSize,
@@ -108,8 +108,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->transform(CLI::AsSizeValue(false));
   app.add_option("--session-expiry", config.sessionExpirySeconds,
-                 "Seconds an offline persistent MQTT session (clean session 0) is kept; 0 keeps "
-                 "it forever")
+                 "Seconds an offline persistent MQTT session (3.1.1 clean session 0) is kept, "
+                 "and the most an MQTT 5.0 Session Expiry Interval is granted; 0 keeps it "
+                 "forever (5.0: as long as the client asks)")
       ->capture_default_str();
   app.add_option("--max-awaiting-rel", config.maxAwaitingRelease,
                  "Inbound MQTT QoS 2 messages awaiting PUBREL per connection; a client that goes "

@@ -32,8 +32,8 @@ void onInterrupt(int /*signal*/) {
 
 constexpr const char* kWorkload = R"(Workload:
   Every simulated client is a full line-protocol session (three sockets: CONNECT, ATTACH request,
-  ATTACH push), or with --protocol mqtt one MQTT 3.1.1 connection (clean session) that publishes
-  and subscribes at --qos. Client i publishes to its own topic lg/<run>/<i> and subscribes to the topics of
+  ATTACH push), or with --protocol mqtt (mqtt5) one MQTT 3.1.1 (5.0) connection (clean session)
+  that publishes and subscribes at --qos. Client i publishes to its own topic lg/<run>/<i> and subscribes to the topics of
   clients i+1..i+K (K = --fanout, modulo --clients), so each publish has K deliveries.
   --wildcard-subscribers W adds W sessions subscribed to lg/<run>/+ or lg/<run>/# that see every
   publish. <run> is random per run, so runs sharing a broker never mix. One publisher to K
@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
   app.footer(kWorkload);
   app.get_formatter()->column_width(34);
   app.add_option("--protocol", protocolText,
-                 "line (three sockets per client) or mqtt (one MQTT 3.1.1 connection per client)")
+                 "line (three sockets per client), mqtt or mqtt5 (one MQTT 3.1.1 or 5.0 "
+                 "connection per client)")
       ->capture_default_str();
   app.add_option("--qos", qos, "MQTT only: QoS of every publish and subscription, 0, 1 or 2")
       ->capture_default_str();
@@ -182,7 +183,7 @@ int main(int argc, char** argv) {
   tern::loadgen::Report report;
   try {
     tern::loadgen::Runner runner(options, broker,
-                                 options.protocol == tern::loadgen::Protocol::kMqtt
+                                 options.protocol != tern::loadgen::Protocol::kLine
                                      ? tern::loadgen::makeMqttSession
                                      : tern::loadgen::makeLineSession);
     report = runner.run(stderr, &g_interrupted);

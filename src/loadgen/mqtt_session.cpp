@@ -48,6 +48,7 @@ class MqttSession final : public SessionBase {
     connect.cleanSession = true;
     connect.keepAlive = config_.keepAliveS;
     connect.clientId = config_.clientId;
+    connect.protocolLevel = config_.mqttLevel;
     std::string packet;
     mqtt::appendConnect(packet, connect);
     queue(packet);
@@ -68,7 +69,11 @@ class MqttSession final : public SessionBase {
       const std::size_t end = std::min(filters.size(), (chunk + 1) * kFiltersPerSubscribe);
       for (std::size_t i = chunk * kFiltersPerSubscribe; i < end; ++i)
         entries.push_back({filters[i], config_.qos});
-      mqtt::appendSubscribe(packet, static_cast<std::uint16_t>(chunk + 1), entries);
+      if (v5()) {
+        mqtt::appendSubscribe5(packet, static_cast<std::uint16_t>(chunk + 1), entries);
+      } else {
+        mqtt::appendSubscribe(packet, static_cast<std::uint16_t>(chunk + 1), entries);
+      }
     }
     queue(packet);
   }
@@ -87,8 +92,10 @@ class MqttSession final : public SessionBase {
       id = window_.acquire(intendedNs, qos == 1 ? PacketIdWindow::Stage::kAwaitingAck
                                                 : PacketIdWindow::Stage::kAwaitingRec);
     }
-    // One reservation for the whole packet: fixed header, topic, packet id, payload.
-    const std::size_t remaining = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload.size();
+    // One reservation for the whole packet: fixed header, topic, packet id, (5.0: an empty
+    // property block,) payload.
+    const std::size_t remaining =
+        2 + topic.size() + (qos > 0 ? 2 : 0) + (v5() ? 1 : 0) + payload.size();
     const std::size_t size = mqtt::fixedHeaderSize(remaining) + remaining;
     net::EventLoop& loop = host_.loop();
     net::ByteBuffer& output = loop.output(socket_.id);
@@ -103,6 +110,7 @@ class MqttSession final : public SessionBase {
       *out++ = static_cast<char>(id >> 8);
       *out++ = static_cast<char>(id & 0xff);
     }
+    if (v5()) *out++ = 0;  // property length
     std::memcpy(out, payload.data(), payload.size());
     output.commit(size);
     loop.flush(socket_.id);
@@ -174,7 +182,7 @@ class MqttSession final : public SessionBase {
   std::size_t parsePackets(std::string_view data, std::int64_t nowNs) {
     std::size_t consumed = 0;
     while (consumed < data.size()) {
-      const mqtt::DecodeResult result = decoder_.decode(data.substr(consumed));
+      const mqtt::DecodeResult result = decoder_.decode(data.substr(consumed), config_.mqttLevel);
       if (result.status == mqtt::DecodeStatus::kNeedMore) break;
       if (result.status != mqtt::DecodeStatus::kPacket) {
         fail(SessionFailure::kProtocol, mqtt::describe(result.status));
@@ -249,9 +257,10 @@ class MqttSession final : public SessionBase {
       host_.onBrokerError(config_.client, "unexpected CONNACK");
       return true;
     }
-    if (connack.returnCode != mqtt::ConnectReturnCode::kAccepted) {
-      fail(SessionFailure::kHandshake,
-           fmt::format("CONNACK return code {}", static_cast<unsigned>(connack.returnCode)));
+    const unsigned code =
+        v5() ? static_cast<unsigned>(connack.reason) : static_cast<unsigned>(connack.returnCode);
+    if (code != 0) {
+      fail(SessionFailure::kHandshake, fmt::format("CONNACK return code {}", code));
       return false;
     }
     stage_ = Stage::kConnected;
@@ -289,6 +298,7 @@ class MqttSession final : public SessionBase {
                         fmt::format("{} for packet id {}, not in flight", what, id));
   }
 
+  bool v5() const noexcept { return config_.mqttLevel == mqtt::kProtocolLevel5; }
   const mqtt::Decoder decoder_;
   SessionSocket socket_;
   PacketIdWindow window_;

@@ -20,11 +20,20 @@ constexpr std::uint32_t kMaxSessions = 1'000'000;
 std::optional<Protocol> parseProtocol(std::string_view text) noexcept {
   if (text == "line") return Protocol::kLine;
   if (text == "mqtt") return Protocol::kMqtt;
+  if (text == "mqtt5") return Protocol::kMqtt5;
   return std::nullopt;
 }
 
 std::string_view protocolName(Protocol protocol) noexcept {
-  return protocol == Protocol::kLine ? "line" : "mqtt";
+  switch (protocol) {
+    case Protocol::kLine:
+      return "line";
+    case Protocol::kMqtt:
+      return "mqtt";
+    case Protocol::kMqtt5:
+      return "mqtt5";
+  }
+  return "line";
 }
 
 std::uint16_t defaultPort(Protocol protocol) noexcept {
@@ -67,8 +76,8 @@ std::string Options::validate() const {
     return "--connect-rate must be a number of sessions per second (0: unlimited)";
   }
   if (qos > 2) return "--qos must be 0, 1 or 2";
-  if (qos != 0 && protocol != Protocol::kMqtt) {
-    return "--qos applies to --protocol mqtt only (line-protocol publishes are always "
+  if (qos != 0 && protocol == Protocol::kLine) {
+    return "--qos applies to --protocol mqtt and mqtt5 only (line-protocol publishes are always "
            "acknowledged)";
   }
   if (port == 0) return "--port must be between 1 and 65535";

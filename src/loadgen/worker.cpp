@@ -233,6 +233,7 @@ void Worker::startSession(std::uint32_t local, std::int64_t nowNs) {
   config.client = local;
   config.qos = plan_.options->qos;
   config.keepAliveS = kKeepAliveS;
+  config.mqttLevel = plan_.options->protocol == Protocol::kMqtt5 ? 5 : 4;
   client.stage = Stage::kSetup;
   client.startedNs = nowNs;
   client.session = plan_.factory(*this, config);

@@ -17,8 +17,8 @@
 namespace tern::loadgen {
 
 // Which protocol the simulated clients speak: the line protocol's three sockets per client
-// (docs/protocol.md), or one MQTT 3.1.1 connection per client (docs/mqtt.md).
-enum class Protocol { kLine, kMqtt };
+// (docs/protocol.md), or one MQTT 3.1.1 or 5.0 connection per client (docs/mqtt.md).
+enum class Protocol { kLine, kMqtt, kMqtt5 };
 
 // "line" or "mqtt"; nullopt otherwise.
 std::optional<Protocol> parseProtocol(std::string_view text) noexcept;

@@ -96,6 +96,7 @@ struct SessionConfig {
   // MQTT only: QoS of publishes and subscriptions, and the keep-alive announced in CONNECT.
   std::uint8_t qos = 0;
   std::uint16_t keepAliveS = 60;
+  std::uint8_t mqttLevel = 4;  // MQTT only: protocol level 4 (3.1.1) or 5 (5.0)
 };
 
 class Session {
