@@ -50,9 +50,12 @@ TEST(Options, ValidatesEveryRule) {
 TEST(Options, ProtocolDecidesPortsSocketsAndAcknowledgements) {
   EXPECT_EQ(parseProtocol("line"), Protocol::kLine);
   EXPECT_EQ(parseProtocol("mqtt"), Protocol::kMqtt);
+  EXPECT_EQ(parseProtocol("mqtt5"), Protocol::kMqtt5);
   EXPECT_EQ(parseProtocol("MQTT5"), std::nullopt);
+  EXPECT_EQ(protocolName(Protocol::kMqtt5), "mqtt5");
   EXPECT_EQ(defaultPort(Protocol::kLine), 8000);
   EXPECT_EQ(defaultPort(Protocol::kMqtt), 1883);
+  EXPECT_EQ(defaultPort(Protocol::kMqtt5), 1883);
   Options options = validOptions();
   EXPECT_EQ(options.socketsPerSession(), 3u);
   EXPECT_TRUE(options.acknowledged());
