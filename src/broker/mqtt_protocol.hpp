@@ -88,6 +88,10 @@ class MqttProtocol final : public ProtocolHandler {
   // propertyScratch_ (given on first use, then sent without the topic), while aliases are left.
   void applyTopicAlias(MqttState& m, protocol::mqtt::Publish& header);
   void publishWill(MqttState& m);
+  // 5.0: a successful CONNACK into core_.scratch, with the properties that say what this server
+  // offers; `assigned`: the client id is the server's; `grantedExpiry` >= 0: the Session Expiry
+  // Interval granted, when it is not the one asked for.
+  void writeConnack5(const Session& s, bool sessionPresent, bool assigned, double grantedExpiry);
 
  public:
   // Topic Aliases this server accepts from each connection, and gives towards one.
