@@ -55,8 +55,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string mqttPort = std::to_string(config.mqttPort);
   app.add_option("--mqtt-port", mqttPort,
-                 "MQTT 5.0 and 3.1.1 port, served by the same workers and topic space; 0 or off turns "
-                 "MQTT off, auto picks a free port (printed at start-up)")
+                 "MQTT 5.0 and 3.1.1 port, served by the same workers and topic space; 0 or "
+                 "off turns MQTT off, auto picks a free port (printed at start-up)")
       ->capture_default_str();
   app.add_option("--max-packet-size", config.maxPacketSize,
                  "Largest MQTT packet in bytes; a larger one closes the connection (accepts k/M "
