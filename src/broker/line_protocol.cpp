@@ -333,6 +333,7 @@ InputState LineProtocol::onInput(Connection& c, std::string_view data, std::size
 
 void LineProtocol::deliver(Session& s, const common::Message& message, unsigned /*grantedQos*/,
                            bool retained) {
+  if (core_.expired(s, message)) return;
   if (!message.lineSafe()) {
     // An MQTT message the line protocol cannot frame ('@' or LF in the topic, LF in the payload):
     // writing it would forge frames, so it is not delivered to line sessions, and counted as

@@ -146,11 +146,7 @@ void MqttProtocol::appendSubscriptionIds(const Session& s, const common::Message
   }
 }
 
-bool MqttProtocol::sendable5(Session& s, const common::Message& message) {
-  if (message.expiresAt() != 0 && message.expiresAt() <= common::monotonicNanos()) {
-    core_.countDrop(s, core_.stats.droppedExpired);  // [MQTT-3.3.2-5]
-    return false;
-  }
+bool MqttProtocol::fitsClient5(Session& s, const common::Message& message) {
   const std::uint32_t limit = s.mqtt->clientMaxPacketSize;
   if (limit == 0) return true;
   publishProperties(message);

@@ -502,7 +502,7 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
   auto qos = static_cast<std::uint8_t>(std::min<unsigned>(message.qos(), grantedQos));
   Connection* c = m.connection;
   const bool v5 = m.level == mqtt::kProtocolLevel5;
-  if (v5 && !sendable5(s, message)) return;
+  if (core_.expired(s, message) || (v5 && !fitsClient5(s, message))) return;
   if (v5 && !m.options.empty() && !retained) {
     // No Local and Retain As Published, over the session's subscriptions that match.
     const Matched matched = match(s, message);
@@ -615,8 +615,11 @@ void MqttProtocol::pump(Session& s) {
     m.queue.pop_front();
     m.queuedBytes -= next.message->footprint();
     core_.memory.bytes -= static_cast<std::int64_t>(next.message->footprint());
-    // 5.0: what expired while it waited is not delivered.
-    if (m.level == mqtt::kProtocolLevel5 && !sendable5(s, *next.message)) continue;
+    // What expired while it waited is not delivered.
+    if (core_.expired(s, *next.message) ||
+        (m.level == mqtt::kProtocolLevel5 && !fitsClient5(s, *next.message))) {
+      continue;
+    }
     m.inflight.push_back({0, next.qos, next.retainFlag, false, std::move(next.message)});
     send(*m.connection, m.inflight.back(), false);
   }

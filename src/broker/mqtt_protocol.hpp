@@ -71,9 +71,9 @@ class MqttProtocol final : public ProtocolHandler {
   static void appendForwarded(std::string& out, const protocol::mqtt::Properties& properties);
   // 5.0: the property entries of a PUBLISH of `message` to a 5.0 client, into propertyScratch_.
   void publishProperties(const common::Message& message);
-  // 5.0: whether `message` may go to `s`: not expired [MQTT-3.3.2-5], not above the client's
-  // Maximum Packet Size [MQTT-3.1.2-25]; a drop is counted.
-  bool sendable5(Session& s, const common::Message& message);
+  // 5.0: whether `message` fits the client's Maximum Packet Size [MQTT-3.1.2-25]; a drop is
+  // counted when it does not.
+  bool fitsClient5(Session& s, const common::Message& message);
   // 5.0, for a session with subscription options: what its subscriptions that match `message`
   // say, No Local applied (`any` false: none is left).
   struct Matched {
