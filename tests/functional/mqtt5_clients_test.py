@@ -462,6 +462,34 @@ class Mqtt5(unittest.TestCase):
         pub.send(publish5("", b"three", properties=b"\x23\x00\x01"))
         self.assertEqual(plain.wait_messages(1)[0].topic, "al/long/topic")
 
+    def test_outbound_topic_aliases_stop_at_the_clients_maximum(self):
+        r, _ = self.raw_client("alias-cap", properties=b"\x22\x00\x02")  # TAM 2
+        r.send(subscribe5(1, [("cap/#", 0)]))
+        r.expect(9)
+        for topic in ("cap/a", "cap/b", "cap/c", "cap/a"):
+            self.assertEqual(self.line.request("PUBLISH@%s@x" % topic), "PUBACK")
+        got = [r.expect(3) for _ in range(4)]
+        self.assertEqual(got[0], s16("cap/a") + props(b"\x23\x00\x01") + b"x")
+        self.assertEqual(got[1], s16("cap/b") + props(b"\x23\x00\x02") + b"x")
+        self.assertEqual(got[2], s16("cap/c") + props() + b"x")  # no alias left: in full
+        self.assertEqual(got[3], s16("") + props(b"\x23\x00\x01") + b"x")
+
+    def test_more_qos2_than_the_receive_maximum_gets_disconnect_0x93(self):
+        small = Broker("--max-awaiting-rel", "2")
+        try:
+            r = RawClient(small.mqtt_port)
+            r.send(connect5("rm-server"))
+            self.assertIn(b"\x21\x00\x02", r.expect(2), "Receive Maximum 2 announced")
+            for packet_id in (1, 2):
+                r.send(publish5("q2/t", b"x", qos=2, packet_id=packet_id))
+                r.expect(5)  # PUBREC; no PUBREL: both stay awaiting release
+            r.send(publish5("q2/t", b"x", qos=2, packet_id=3))
+            self.assertEqual(reason_of_disconnect(r.expect(14)), 0x93)
+            self.assertTrue(r.closed())
+            r.close()
+        finally:
+            self.assertEqual(small.stop(), 0)
+
     # -- Flow control and limits --------------------------------------------------------------
 
     def test_receive_maximum_of_the_client_is_honoured(self):
