@@ -1,10 +1,12 @@
-// BrokerContext: what every worker shares: the configuration, the subscription trie, the retained
-// store, the list of workers (to post into each other's inboxes) and the broker-wide limits.
+// BrokerContext: what every worker shares: the configuration, the subscription trie, the shared
+// subscription groups, the retained store, the list of workers (to post into each other's inboxes)
+// and the broker-wide limits.
 //
 // Ownership: owned by the Broker; outlives every worker and acceptor thread. Threads: `config` and
-// `workers` are constant once the workers start; the trie, the store and the connection limiter
-// are safe for concurrent use (see their headers); `stopStage` and `stoppedReading` coordinate the
-// two-phase shutdown (see Broker::stop); the counters below say why their order is enough.
+// `workers` are constant once the workers start; the trie, the groups, the store and the
+// connection limiter are safe for concurrent use (see their headers); `stopStage` and
+// `stoppedReading` coordinate the two-phase shutdown (see Broker::stop); the counters below say
+// why their order is enough.
 #pragma once
 
 #include <atomic>
@@ -16,6 +18,7 @@
 #include "tern/common/log_limiter.hpp"
 #include "tern/net/connection_limiter.hpp"
 #include "tern/routing/retained_store.hpp"
+#include "tern/routing/shared_groups.hpp"
 #include "tern/routing/subscription_trie.hpp"
 
 namespace tern::net {
@@ -33,6 +36,7 @@ struct BrokerContext {
 
   const Config config;
   routing::SubscriptionTrie trie;
+  routing::SharedGroups shared;  // the shared subscriptions ($share/<name>/<filter>)
   routing::RetainedStore retained{sync::QsbrDomain::global(),
                                   {config.maxRetainedMessages, config.maxRetainedBytes}};
   std::vector<std::unique_ptr<Worker>> workers;

@@ -7,12 +7,14 @@
 //
 // Messages are grouped in runs: consecutive targets of the same message share one reference, so a
 // publish fanned out to many sessions of another worker costs one atomic increment, not one per
-// subscriber.
+// subscriber. A run also carries the SharedRoute of its deliveries (zero unless they were made
+// for a shared subscription).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "shared_route.hpp"
 #include "tern/common/message.hpp"
 #include "tern/routing/subscriber_id.hpp"
 
@@ -24,6 +26,7 @@ struct DeliveryBatch {
   struct Run {
     const common::Message* message;  // one reference owned by the batch
     std::uint32_t count;             // number of consecutive entries of `targets`
+    SharedRoute route;
   };
   const unsigned origin;  // the worker that made it, and gets it back
   std::vector<Run> runs;
@@ -32,10 +35,10 @@ struct DeliveryBatch {
   bool empty() const noexcept { return targets.empty(); }
 
   // Adds a delivery of `message` to `target`, taking a reference for a new run.
-  void add(const common::Message& message, routing::SubscriberId target) {
-    if (runs.empty() || runs.back().message != &message) {
+  void add(const common::Message& message, routing::SubscriberId target, SharedRoute route = {}) {
+    if (runs.empty() || runs.back().message != &message || runs.back().route.bits != route.bits) {
       message.addRefs(1);
-      runs.push_back({&message, 0});
+      runs.push_back({&message, 0, route});
     }
     ++runs.back().count;
     targets.push_back(target);

@@ -29,18 +29,49 @@ DeliveryBatch* Fanout::spare() {
   return batch;
 }
 
+void Fanout::send(routing::SubscriberId id, const common::Message& message, SharedRoute route,
+                  Local local) {
+  const unsigned worker = id.worker();
+  if (worker == index_) {
+    local(id, message, route);
+    return;
+  }
+  DeliveryBatch*& batch = outboxes_[worker];
+  if (batch == nullptr) batch = spare();
+  batch->add(message, id, route);
+}
+
 void Fanout::route(const common::Message& message, Local local) {
   context_.trie.match(message.topic(), match_);
-  for (const routing::SubscriberId id : match_.subscribers()) {
-    const unsigned worker = id.worker();
-    if (worker == index_) {
-      local(id, message);
-      continue;
-    }
-    DeliveryBatch*& batch = outboxes_[worker];
-    if (batch == nullptr) batch = spare();
-    batch->add(message, id);
+  for (const routing::SubscriberId id : match_.subscribers())
+    send(id, message, {}, local);
+  if (context_.shared.empty()) return;
+  context_.shared.match(message.topic(), match_);
+  for (const routing::SubscriberId group : match_.subscribers()) {
+    const routing::SubscriberId member = pick(group, 0);
+    if (!member.empty()) send(member, message, SharedRoute::of(group), local);
   }
+}
+
+routing::SubscriberId Fanout::pick(routing::SubscriberId group, std::uint64_t exclude) {
+  const std::span<const routing::SubscriberId> members = context_.shared.members(group);
+  if (members.empty()) return {};
+  const std::uint32_t slot = routing::SharedGroups::slotOf(group);
+  if (slot >= cursors_.size()) cursors_.resize(slot + 1, 0);
+  std::uint32_t& cursor = cursors_[slot];
+  for (std::size_t tries = 0; tries < members.size(); ++tries) {
+    const routing::SubscriberId member = members[cursor++ % members.size()];
+    if (member.key() != exclude) return member;
+  }
+  return {};
+}
+
+bool Fanout::reroute(const common::Message& message, SharedRoute route, routing::SubscriberId from,
+                     Local local) {
+  const routing::SubscriberId member = pick(route.group(), from.key());
+  if (member.empty()) return false;
+  send(member, message, route, local);
+  return true;
 }
 
 void Fanout::flush() {
@@ -61,7 +92,7 @@ void Fanout::receive(DeliveryBatch* batch, Local local) {
   std::size_t next = 0;
   for (const DeliveryBatch::Run& run : batch->runs) {
     for (std::uint32_t k = 0; k < run.count; ++k)
-      local(batch->targets[next++], *run.message);
+      local(batch->targets[next++], *run.message, run.route);
   }
   backlog_.value.fetch_sub(static_cast<std::int64_t>(batch->targets.size()),
                            std::memory_order_relaxed);

@@ -222,17 +222,25 @@ void LineProtocol::onSubscribe(Connection& c, const LineRequest& request) {
                "the session holds the most filters allowed (--max-subscriptions)");
     return;
   }
-  core_.context.trie.subscribe(filter, s.id);
+  if (!core_.subscribe(s, filter, 0)) {
+    replyError(c, LineError::kServerBusy, "too many shared subscription groups");
+    return;
+  }
   reply(c, "SUBACK");
   // The retained messages follow, in slices (job.hpp); this socket's next request waits for them.
-  core_.jobs.start(c, Job(Job::Kind::kLineReplay, filter, routing::RetainedCursor::Scope::kFilter));
+  // A shared subscription gets none: it is not the session's alone (MQTT 5.0 3.3.1.3 sends them
+  // for non-shared subscriptions only).
+  if (routing::parseSharedFilter(filter).kind == routing::SharedFilter::Kind::kNotShared) {
+    core_.jobs.start(c,
+                     Job(Job::Kind::kLineReplay, filter, routing::RetainedCursor::Scope::kFilter));
+  }
   s.filters.emplace(std::move(filter), 0);
 }
 
 void LineProtocol::onUnsubscribe(Connection& c, const LineRequest& request) {
   Session& s = *c.session;
   const std::string filter = protocol::normalizeFilter(request.subject);
-  if (s.filters.erase(filter) != 0) core_.context.trie.unsubscribe(filter, s.id);
+  if (s.filters.erase(filter) != 0) core_.unsubscribe(s, filter);
   reply(c, "UNSUBACK");
 }
 
@@ -281,9 +289,11 @@ void LineProtocol::onStats(Connection& c) {
   core_.scratch.clear();
   fmt::format_to(std::back_inserter(core_.scratch),
                  "STATS@{{\"sessions\":{},\"sockets\":{},\"subscriptions\":{},"
+                 "\"shared_groups\":{},\"shared_memberships\":{},"
                  "\"messages_received\":{},\"messages_delivered\":{},\"messages_dropped\":{},"
                  "\"retained_messages\":{},\"retained_bytes\":{},\"buffer_bytes\":{},",
-                 sessions, sockets, core_.context.trie.size(), received, delivered, dropped,
+                 sessions, sockets, core_.context.trie.size(), core_.context.shared.groups(),
+                 core_.context.shared.memberships(), received, delivered, dropped,
                  core_.context.retained.size(), core_.context.retained.bytes(), bufferBytes);
   // The limits of docs/limits.md: how often each was reached, and why deliveries were dropped.
   fmt::format_to(
@@ -331,34 +341,38 @@ InputState LineProtocol::onInput(Connection& c, std::string_view data, std::size
   }
 }
 
-void LineProtocol::deliver(Session& s, const common::Message& message, unsigned /*grantedQos*/,
-                           bool retained) {
-  if (core_.expired(s, message)) return;
+bool LineProtocol::deliver(Session& s, const common::Message& message, unsigned /*grantedQos*/,
+                           bool retained, SharedRoute route) {
+  if (core_.expired(s, message)) return true;
   if (!message.lineSafe()) {
+    if (route.mayDecline()) return false;  // another member of the group may take it
     // An MQTT message the line protocol cannot frame ('@' or LF in the topic, LF in the payload):
     // writing it would forge frames, so it is not delivered to line sessions, and counted as
     // dropped for them.
     core_.countDrop(s, core_.stats.droppedUnframable);
-    return;
+    return true;
   }
   const std::string_view prefix = retained ? "RETAINED@" : "MESSAGE@";
   const std::size_t queued = core_.pushTargetSize(s);
   if (queued + prefix.size() + message.lineTail().size() > core_.config.maxQueuedBytes) {
+    if (route.mayDecline()) return false;
     if (s.dropped == 0) {
       TERN_LOG_WARN("session {}: push queue full ({} bytes): dropping messages until it drains",
                     s.clientId, queued);
     }
     core_.countDrop(s, core_.stats.droppedQueueFull);
-    return;
+    return true;
   }
   net::ByteBuffer& target = core_.pushTarget(s);
   if (!core_.admitsMemory(queued, target.growthFor(prefix.size() + message.lineTail().size()))) {
+    if (route.mayDecline()) return false;
     core_.countDrop(s, core_.stats.droppedMemory);  // a consumer that keeps up is not held back
-    return;
+    return true;
   }
   target.append(prefix, message.lineTail());
   WorkerStats::add(core_.stats.delivered, std::uint64_t{1});
   if (s.push != nullptr) core_.io.send(*s.push);
+  return true;
 }
 
 bool LineProtocol::takeForJob(Connection& c, Job& job, const common::Message& m) {
@@ -374,7 +388,7 @@ bool LineProtocol::takeForJob(Connection& c, Job& job, const common::Message& m)
       if (s.push != nullptr) core_.io.notifyWhenDrained(*s.push);
       return false;
     }
-    deliver(s, m, 0, true);
+    deliver(s, m, 0, true, {});
     return true;
   }
   // LIST: one member, streamed as the socket drains.

@@ -22,8 +22,8 @@ class LineProtocol final : public ProtocolHandler {
                      common::FunctionRef<void(std::size_t)> commit) override;
   // Queues a MESSAGE (or RETAINED) frame for `s`: every line frame that carries a message is
   // written here, after the framing check (Message::lineSafe).
-  void deliver(Session& s, const common::Message& message, unsigned grantedQos,
-               bool retained) override;
+  bool deliver(Session& s, const common::Message& message, unsigned grantedQos, bool retained,
+               SharedRoute route) override;
   bool takeForJob(Connection& c, Job& job, const common::Message& message) override;
   void connectionGone(Session& s, Connection& c) override;
   void sessionEnding(Session& s, Connection* (&sockets)[3]) override;

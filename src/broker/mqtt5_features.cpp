@@ -102,12 +102,25 @@ void MqttProtocol::publishProperties(const common::Message& message) {
   propertyScratch_.append(message.properties());
 }
 
-MqttProtocol::Matched MqttProtocol::match(const Session& s, const common::Message& message) const {
+namespace {
+
+// Whether the subscription `subscription` of a session is one a delivery made for a shared
+// subscription (`shared`) or an ordinary one came through, and matches `topic`.
+bool deliveredThrough(std::string_view subscription, bool shared, std::string_view topic) {
+  const routing::SharedFilter parsed = routing::parseSharedFilter(subscription);
+  if ((parsed.kind == routing::SharedFilter::Kind::kShared) != shared) return false;
+  return routing::filterMatches(shared ? parsed.filter : subscription, topic);
+}
+
+}  // namespace
+
+MqttProtocol::Matched MqttProtocol::match(const Session& s, const common::Message& message,
+                                          bool shared) const {
   Matched matched;
   const MqttState& m = *s.mqtt;
   const bool own = message.origin() != 0 && message.origin() == s.id.key();
   for (const auto& [filter, qos] : s.filters) {
-    if (!routing::filterMatches(filter, message.topic())) continue;
+    if (!deliveredThrough(filter, shared, message.topic())) continue;
     const auto o = m.options.find(filter);
     const MqttState::Options options = o != m.options.end() ? o->second : MqttState::Options{};
     if (own && options.noLocal) continue;  // [MQTT-3.8.3-3]
@@ -137,20 +150,23 @@ void MqttProtocol::applyTopicAlias(MqttState& m, mqtt::Publish& header) {
   if (known) header.topic = {};  // the alias alone names it [MQTT-3.3.2-12]
 }
 
-void MqttProtocol::appendSubscriptionIds(const Session& s, const common::Message& message) {
+void MqttProtocol::appendSubscriptionIds(const Session& s, const common::Message& message,
+                                         bool shared) {
   // Every matching subscription's identifier, several when several match [MQTT-3.3.4-3].
   for (const auto& [filter, options] : s.mqtt->options) {
-    if (options.subscriptionId == 0 || !routing::filterMatches(filter, message.topic())) continue;
+    if (options.subscriptionId == 0 || !deliveredThrough(filter, shared, message.topic())) {
+      continue;
+    }
     propertyScratch_.push_back(static_cast<char>(mqtt::PropertyId::kSubscriptionIdentifier));
     mqtt::appendVariableByteInteger(propertyScratch_, options.subscriptionId);
   }
 }
 
-bool MqttProtocol::fitsClient5(Session& s, const common::Message& message) {
+bool MqttProtocol::fitsClient5(Session& s, const common::Message& message, bool shared) {
   const std::uint32_t limit = s.mqtt->clientMaxPacketSize;
   if (limit == 0) return true;
   publishProperties(message);
-  if (!s.mqtt->options.empty()) appendSubscriptionIds(s, message);
+  if (!s.mqtt->options.empty()) appendSubscriptionIds(s, message, shared);
   const std::size_t size = mqtt::kMaxFixedHeaderSize + 2 + message.topic().size() + 2 +
                            mqtt::propertyBlockSize(propertyScratch_) + message.contents().size();
   if (size <= limit) return true;
@@ -218,7 +234,7 @@ void MqttProtocol::writeConnack5(const Session& s, bool sessionPresent, bool ass
     w.fourByte(mqtt::PropertyId::kMaximumPacketSize,
                static_cast<std::uint32_t>(
                    std::min<std::size_t>(core_.config.maxPacketSize, mqtt::kMaxPacketSize)));
-    w.byte(mqtt::PropertyId::kSharedSubscriptionAvailable, 0);
+    // Shared Subscription Available is left out: its default, 1, is true.
     w.twoByte(mqtt::PropertyId::kTopicAliasMaximum, kInboundTopicAliases);
     if (assigned) w.string(mqtt::PropertyId::kAssignedClientIdentifier, s.clientId);
     if (grantedExpiry >= 0) {

@@ -369,10 +369,16 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
                                 : mqtt::kSubackFailure);
       continue;
     }
-    if (v5 && entry.filter.substr(0, 7) == "$share/") {
-      subackCodes_.push_back(
-          static_cast<std::uint8_t>(mqtt::ReasonCode::kSharedSubscriptionsNotSupported));
+    const routing::SharedFilter shared = routing::parseSharedFilter(entry.filter);
+    if (shared.kind == routing::SharedFilter::Kind::kInvalid) {
+      subackCodes_.push_back(v5 ? static_cast<std::uint8_t>(mqtt::ReasonCode::kTopicFilterInvalid)
+                                : mqtt::kSubackFailure);
       continue;
+    }
+    if (shared.kind == routing::SharedFilter::Kind::kShared && entry.noLocal) {
+      // [MQTT-3.8.3-4]; the SUBSCRIBE as a whole is not acted on.
+      disconnect(c, mqtt::ReasonCode::kProtocolError, "No Local on a shared subscription");
+      return;
     }
     const auto [it, fresh] = filterIndex_.emplace(entry.filter, distinctFilters_.size());
     if (fresh) {
@@ -402,8 +408,26 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
     }
   }
   MqttState& m = *s.mqtt;
-  for (const mqtt::Subscription entry : distinctFilters_) {
-    core_.context.trie.subscribe(entry.filter, s.id.withQos(entry.qos));
+  for (mqtt::Subscription& entry : distinctFilters_) {
+    if (!core_.subscribe(s, entry.filter, entry.qos)) {
+      // No more shared groups can be made: this entry fails (its code is the first of its
+      // filter's entries; a filter repeated in one SUBSCRIBE is rare and gets the same answer).
+      std::size_t k = 0;
+      for (const mqtt::Subscription asked : subscribe.subscriptions) {
+        if (asked.filter == entry.filter) {
+          subackCodes_[k] = v5 ? static_cast<std::uint8_t>(mqtt::ReasonCode::kQuotaExceeded)
+                               : mqtt::kSubackFailure;
+        }
+        ++k;
+      }
+      entry.retainHandling = 2;
+      continue;
+    }
+    // A shared subscription gets no retained messages: MQTT 5.0 3.3.1.3 sends them for
+    // non-shared subscriptions only.
+    if (routing::parseSharedFilter(entry.filter).kind == routing::SharedFilter::Kind::kShared) {
+      entry.retainHandling = 2;
+    }
     if (const auto it = s.filters.find(entry.filter); it != s.filters.end()) {
       it->second = entry.qos;
     } else {
@@ -448,7 +472,7 @@ void MqttProtocol::onUnsubscribe(Connection& c, Session& s, const mqtt::Unsubscr
       subackCodes_.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::kNoSubscriptionExisted));
       continue;
     }
-    core_.context.trie.unsubscribe(filter, s.id);
+    core_.unsubscribe(s, filter);
     s.filters.erase(it);
     if (const auto o = s.mqtt->options.find(filter); o != s.mqtt->options.end()) {
       s.mqtt->options.erase(o);
@@ -496,37 +520,42 @@ void MqttProtocol::onAck(Session& s, const mqtt::Packet& packet) {
   if (m.connection != nullptr) core_.jobs.wake(*m.connection);
 }
 
-void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned grantedQos,
-                           bool retained) {
+bool MqttProtocol::deliver(Session& s, const common::Message& message, unsigned grantedQos,
+                           bool retained, SharedRoute route) {
   MqttState& m = *s.mqtt;
   auto qos = static_cast<std::uint8_t>(std::min<unsigned>(message.qos(), grantedQos));
   Connection* c = m.connection;
   const bool v5 = m.level == mqtt::kProtocolLevel5;
-  if (core_.expired(s, message) || (v5 && !fitsClient5(s, message))) return;
+  const bool shared = route.shared();
+  // A shared-subscription delivery goes to another member rather than wait for an offline one.
+  if (c == nullptr && route.mayDecline()) return false;
+  if (core_.expired(s, message) || (v5 && !fitsClient5(s, message, shared))) return true;
   if (v5 && !m.options.empty() && !retained) {
     // No Local and Retain As Published, over the session's subscriptions that match.
-    const Matched matched = match(s, message);
-    if (!matched.any) return;  // every match is No Local, and this session published it
+    const Matched matched = match(s, message, shared);
+    if (!matched.any) return true;  // every match is No Local, and this session published it
     qos = static_cast<std::uint8_t>(std::min<unsigned>(message.qos(), matched.qos));
     retained = matched.retainAsPublished && message.retain();
   }
   if (qos == 0) {
-    if (c == nullptr) return;  // QoS 0 is not stored for offline clients
+    if (c == nullptr) return true;  // QoS 0 is not stored for offline clients
     std::size_t packetBytes = message.topic().size() + message.contents().size() + 8;
     if (v5) {
       publishProperties(message);
-      if (!m.options.empty()) appendSubscriptionIds(s, message);
+      if (!m.options.empty()) appendSubscriptionIds(s, message, shared);
       packetBytes += mqtt::propertyBlockSize(propertyScratch_);
     }
     const std::size_t queued = core_.io.unsent(*c);
     if (queued + packetBytes > core_.config.maxQueuedBytes) {
+      if (route.mayDecline()) return false;
       core_.countDrop(s, core_.stats.droppedQueueFull);
-      return;
+      return true;
     }
     net::ByteBuffer& output = core_.io.output(*c);
     if (!core_.admitsMemory(queued, output.growthFor(packetBytes))) {
+      if (route.mayDecline()) return false;
       core_.countDrop(s, core_.stats.droppedMemory);
-      return;
+      return true;
     }
     packetScratch_.clear();
     mqtt::Publish header;
@@ -540,13 +569,15 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
       core_.io.send(*c);
       WorkerStats::add(core_.stats.delivered, std::uint64_t{1});
     }
-    return;
+    return true;
   }
   if (c != nullptr && m.queue.empty() && m.inflight.size() < inflightLimit(m)) {
-    m.inflight.push_back({0, qos, retained, false, common::MessageRef::share(&message)});
+    m.inflight.push_back({0, qos, retained, false, common::MessageRef::share(&message), route});
     send(*c, m.inflight.back(), false);
-    return;
+    return true;
   }
+  // A member whose window is full has no room now; another may.
+  if (route.mayDecline()) return false;
   // Queued: bounded in count and in bytes (the message's whole footprint, shared or not), and
   // charged to this worker's memory.
   const std::size_t footprint = message.footprint();
@@ -557,15 +588,16 @@ void MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
                     s.clientId, m.queue.size(), m.queuedBytes);
     }
     core_.countDrop(s, core_.stats.droppedQueueFull);
-    return;
+    return true;
   }
   if (!core_.memoryBudget.admits(core_.memory.bytes, footprint)) {
     core_.countDrop(s, core_.stats.droppedMemory);
-    return;
+    return true;
   }
-  m.queue.push_back({common::MessageRef::share(&message), qos, retained});
+  m.queue.push_back({common::MessageRef::share(&message), qos, retained, route});
   m.queuedBytes += footprint;
   core_.memory.bytes += static_cast<std::int64_t>(footprint);
+  return true;
 }
 
 void MqttProtocol::send(Connection& c, MqttState::Inflight& entry, bool dup) {
@@ -595,7 +627,9 @@ void MqttProtocol::send(Connection& c, MqttState::Inflight& entry, bool dup) {
     const bool v5 = m.level == mqtt::kProtocolLevel5;
     if (v5) {
       publishProperties(*entry.message);
-      if (!m.options.empty()) appendSubscriptionIds(*c.session, *entry.message);
+      if (!m.options.empty()) {
+        appendSubscriptionIds(*c.session, *entry.message, entry.route.shared());
+      }
       if (m.clientTopicAliasMaximum != 0) applyTopicAlias(m, header);
     }
     if (!(v5 ? mqtt::appendPublishHeader5(packetScratch_, header, propertyScratch_)
@@ -617,10 +651,11 @@ void MqttProtocol::pump(Session& s) {
     core_.memory.bytes -= static_cast<std::int64_t>(next.message->footprint());
     // What expired while it waited is not delivered.
     if (core_.expired(s, *next.message) ||
-        (m.level == mqtt::kProtocolLevel5 && !fitsClient5(s, *next.message))) {
+        (m.level == mqtt::kProtocolLevel5 && !fitsClient5(s, *next.message, next.route.shared()))) {
       continue;
     }
-    m.inflight.push_back({0, next.qos, next.retainFlag, false, std::move(next.message)});
+    m.inflight.push_back(
+        {0, next.qos, next.retainFlag, false, std::move(next.message), next.route});
     send(*m.connection, m.inflight.back(), false);
   }
 }
@@ -670,7 +705,7 @@ bool MqttProtocol::takeForJob(Connection& c, Job& job, const common::Message& m)
     job.waitingFor = Job::Wait::kAcknowledgement;
     return false;
   }
-  deliver(s, m, job.qos, true);
+  deliver(s, m, job.qos, true, {});
   return true;
 }
 
@@ -679,6 +714,21 @@ void MqttProtocol::sessionEnding(Session& s, Connection* (&sockets)[3]) {
   // A delayed will is due when the session ends, if that comes first [MQTT-3.1.3-9].
   if (m.willAt != 0 && m.hasWill && core_.reading) publishWill(m);
   sockets[0] = std::exchange(m.connection, nullptr);
+  // What the session got for a shared subscription and never acknowledged goes to another member
+  // of its group (4.8.2): the session left its groups already. A QoS 2 message whose PUBREC came
+  // is the client's.
+  if (core_.reading) {
+    for (const MqttState::Inflight& entry : m.inflight) {
+      if (entry.route.shared() && !entry.released) {
+        core_.redistribute(*entry.message, entry.route, s.id);
+      }
+    }
+    while (!m.queue.empty()) {
+      const MqttState::Queued& next = m.queue.front();
+      if (next.route.shared()) core_.redistribute(*next.message, next.route, s.id);
+      m.queue.pop_front();
+    }
+  }
   m.inflight.clear();
   m.outboundIds.clear();
   m.queue.clear();

@@ -27,8 +27,8 @@ class MqttProtocol final : public ProtocolHandler {
 
   InputState onInput(Connection& c, std::string_view data, std::size_t searched,
                      common::FunctionRef<void(std::size_t)> commit) override;
-  void deliver(Session& s, const common::Message& message, unsigned grantedQos,
-               bool retained) override;
+  bool deliver(Session& s, const common::Message& message, unsigned grantedQos, bool retained,
+               SharedRoute route) override;
   bool takeForJob(Connection& c, Job& job, const common::Message& message) override;
   // Publishes the will (unless the client said DISCONNECT or the broker is stopping), ends a clean
   // session, starts the expiry of a persistent one.
@@ -73,7 +73,7 @@ class MqttProtocol final : public ProtocolHandler {
   void publishProperties(const common::Message& message);
   // 5.0: whether `message` fits the client's Maximum Packet Size [MQTT-3.1.2-25]; a drop is
   // counted when it does not.
-  bool fitsClient5(Session& s, const common::Message& message);
+  bool fitsClient5(Session& s, const common::Message& message, bool shared);
   // 5.0, for a session with subscription options: what its subscriptions that match `message`
   // say, No Local applied (`any` false: none is left).
   struct Matched {
@@ -81,9 +81,10 @@ class MqttProtocol final : public ProtocolHandler {
     unsigned qos = 0;
     bool retainAsPublished = false;
   };
-  Matched match(const Session& s, const common::Message& message) const;
+  // `shared`: the delivery was made for a shared subscription (only those count), or not.
+  Matched match(const Session& s, const common::Message& message, bool shared) const;
   // 5.0: the Subscription Identifiers of s's subscriptions that match, into propertyScratch_.
-  void appendSubscriptionIds(const Session& s, const common::Message& message);
+  void appendSubscriptionIds(const Session& s, const common::Message& message, bool shared);
   // 5.0, towards a client that accepts Topic Aliases: the alias of header.topic into
   // propertyScratch_ (given on first use, then sent without the topic), while aliases are left.
   void applyTopicAlias(MqttState& m, protocol::mqtt::Publish& header);

@@ -12,6 +12,7 @@
 #include "connection.hpp"
 #include "job.hpp"
 #include "session.hpp"
+#include "shared_route.hpp"
 #include "tern/common/function_ref.hpp"
 #include "tern/common/message.hpp"
 
@@ -34,10 +35,12 @@ class ProtocolHandler {
   virtual InputState onInput(Connection& c, std::string_view data, std::size_t searched,
                              common::FunctionRef<void(std::size_t)> commit) = 0;
   // Delivers `message` to session `s` of this protocol: queues its frame or packet, or drops and
-  // counts it. `retained`: sent because of a new subscription. Never allocates per message in the
-  // steady state.
-  virtual void deliver(Session& s, const common::Message& message, unsigned grantedQos,
-                       bool retained) = 0;
+  // counts it. `retained`: sent because of a new subscription. `route`: the shared subscription
+  // it was sent for, if any; when route.mayDecline() and `s` has no room for it (or is offline),
+  // returns false and does nothing, so that another member of the group gets it. True otherwise.
+  // Never allocates per message in the steady state.
+  virtual bool deliver(Session& s, const common::Message& message, unsigned grantedQos,
+                       bool retained, SharedRoute route) = 0;
   // Offers one retained message to a job (job.hpp) of `c`; false when its output has no room yet
   // (the job sets what it waits for).
   virtual bool takeForJob(Connection& c, Job& job, const common::Message& message) = 0;

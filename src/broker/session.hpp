@@ -16,6 +16,7 @@
 #include "connection.hpp"
 #include "lazy_queue.hpp"
 #include "packet_id_set.hpp"
+#include "shared_route.hpp"
 #include "tern/common/message.hpp"
 #include "tern/common/string_map.hpp"
 #include "tern/net/byte_buffer.hpp"
@@ -71,6 +72,7 @@ struct MqttState {
     bool retainFlag;
     bool released;  // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
     common::MessageRef message;
+    SharedRoute route;  // the shared subscription it came through, if any (handed on at the end)
   };
   // A vector, not a deque: at most --max-inflight entries, and an empty vector allocates nothing
   // (libstdc++'s deque allocates ~600 bytes when constructed, per session).
@@ -82,6 +84,7 @@ struct MqttState {
     common::MessageRef message;
     std::uint8_t qos;
     bool retainFlag;
+    SharedRoute route;
   };
   LazyQueue<Queued> queue;
   // Footprint of the messages in `queue` (each counted in full, also when other sessions share

@@ -492,9 +492,8 @@ void Worker::drainInbox() {
         }
         case InboxItem::Kind::kDeliveries:
           core_.fanout.receive(item.batch,
-                               [this](routing::SubscriberId id, const common::Message& m) {
-                                 core_.deliverTo(id, m);
-                               });
+                               [this](routing::SubscriberId id, const common::Message& m,
+                                      SharedRoute route) { core_.deliverTo(id, m, route); });
           break;
       }
     }

@@ -45,19 +45,57 @@ bool WorkerCore::publish(common::MessageRef message, Protocol from) {
 }
 
 void WorkerCore::route(const common::Message& message) {
-  fanout.route(message,
-               [this](routing::SubscriberId id, const common::Message& m) { deliverTo(id, m); });
+  fanout.route(message, [this](routing::SubscriberId id, const common::Message& m, SharedRoute r) {
+    deliverTo(id, m, r);
+  });
 }
 
-void WorkerCore::deliverTo(routing::SubscriberId id, const common::Message& message) {
-  if (Session* s = sessions.find(id)) handler(s->protocol).deliver(*s, message, id.qos(), false);
+void WorkerCore::deliverTo(routing::SubscriberId id, const common::Message& message,
+                           SharedRoute route) {
+  Session* s = sessions.find(id);
+  if (s != nullptr && handler(s->protocol).deliver(*s, message, id.qos(), false, route)) return;
+  if (!route.shared()) return;  // an ordinary delivery to a session that ended
+  // Declined (no room) or gone: another member's turn. When there is none, a member that
+  // declined takes it after all, like any delivery (queued or dropped and counted).
+  const auto local = [this](routing::SubscriberId to, const common::Message& m, SharedRoute r) {
+    deliverTo(to, m, r);
+  };
+  if (route.mayDecline() && fanout.reroute(message, route.declined(), id, local)) return;
+  if (s != nullptr) handler(s->protocol).deliver(*s, message, id.qos(), false, route.last());
+}
+
+void WorkerCore::redistribute(const common::Message& message, SharedRoute route,
+                              routing::SubscriberId from) {
+  fanout.reroute(message, route.restarted(), from,
+                 [this](routing::SubscriberId to, const common::Message& m, SharedRoute r) {
+                   deliverTo(to, m, r);
+                 });
+}
+
+bool WorkerCore::subscribe(Session& s, std::string_view filter, unsigned qos) {
+  const routing::SharedFilter shared = routing::parseSharedFilter(filter);
+  if (shared.kind != routing::SharedFilter::Kind::kShared) {
+    context.trie.subscribe(filter, s.id.withQos(qos));
+    return true;
+  }
+  return context.shared.join(shared.name, shared.filter, s.id.withQos(qos)) !=
+         routing::SharedGroups::JoinResult::kFull;
+}
+
+void WorkerCore::unsubscribe(Session& s, std::string_view filter) {
+  const routing::SharedFilter shared = routing::parseSharedFilter(filter);
+  if (shared.kind != routing::SharedFilter::Kind::kShared) {
+    context.trie.unsubscribe(filter, s.id);
+  } else {
+    context.shared.leave(shared.name, shared.filter, s.id);
+  }
 }
 
 void WorkerCore::endSession(Session& s) {
   if (s.ended) return;
   s.ended = true;
   for (const auto& [filter, qos] : s.filters)
-    context.trie.unsubscribe(filter, s.id);
+    unsubscribe(s, filter);
   s.filters.clear();
   if (s.dropped != 0) {
     TERN_LOG_WARN("session {} ended; {} messages were dropped for it (queue full)", s.clientId,

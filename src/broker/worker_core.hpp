@@ -48,8 +48,19 @@ class WorkerCore {
   bool publish(common::MessageRef message, Protocol from);
   // Routes `message` to every subscriber (this worker's at once, the others' batched).
   void route(const common::Message& message);
-  // Delivers to the session `id` names, if it is still there. Never allocates per message.
-  void deliverTo(routing::SubscriberId id, const common::Message& message);
+  // Delivers to the session `id` names, if it is still there. A shared-subscription delivery
+  // (route.shared()) that the session declines or that finds it gone goes to another member of
+  // its group. Never allocates per message.
+  void deliverTo(routing::SubscriberId id, const common::Message& message, SharedRoute route);
+  // Hands `message`, which session `from` held for the shared group of `route` and never got
+  // acknowledged, to another member of the group (its session is ending without a successor).
+  void redistribute(const common::Message& message, SharedRoute route, routing::SubscriberId from);
+  // Adds (or, with another QoS, replaces) the subscription `filter` of `s`: in the trie, or in
+  // its group for "$share/<name>/<filter>". REQUIRES: validateTopicFilter(filter) == kOk and
+  // parseSharedFilter(filter).kind != kInvalid. False when no more shared groups can be made.
+  bool subscribe(Session& s, std::string_view filter, unsigned qos);
+  // Removes the subscription `filter` of `s` (from the trie or its group).
+  void unsubscribe(Session& s, std::string_view filter);
   // Ends `s`: its subscriptions go, its protocol state goes, its sockets close once flushed.
   void endSession(Session& s);
   // `c` closed: its session (if any) learns it.

@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 
+#include "tern/routing/shared_groups.hpp"
 #include "tern/routing/topic.hpp"
 
 namespace tern::protocol {
@@ -51,23 +52,30 @@ Fields splitFields(std::string_view frame) noexcept {
   return f;
 }
 
-// Validation shared by SUBSCRIBE, UNSUBSCRIBE and LIST: '*' is a wildcard like '+'.
-LineError checkFilter(std::string_view filter, std::string_view* text) noexcept {
+// Validation shared by SUBSCRIBE, UNSUBSCRIBE and LIST: '*' is a wildcard like '+'. A SUBSCRIBE or
+// UNSUBSCRIBE filter that starts with "$share/" must be a whole shared subscription.
+LineError checkFilter(std::string_view filter, bool shareable, std::string_view* text) noexcept {
   if (filter.size() > routing::kMaxTopicBytes) {
     *text = routing::describe(routing::TopicStatus::kTooLong);
     return LineError::kBadFilter;
   }
   // Validate the '+' form without allocating: copy into a stack buffer only when a '*' is present.
-  routing::TopicStatus status;
-  if (filter.find('*') == std::string_view::npos) {
-    status = routing::validateTopicFilter(filter);
-  } else {
+  std::string_view normalized = filter;
+  if (filter.find('*') != std::string_view::npos) {
     static thread_local std::array<char, routing::kMaxTopicBytes> buffer;
     std::replace_copy(filter.begin(), filter.end(), buffer.begin(), '*', '+');
-    status = routing::validateTopicFilter(std::string_view(buffer.data(), filter.size()));
+    normalized = std::string_view(buffer.data(), filter.size());
   }
+  const routing::TopicStatus status = routing::validateTopicFilter(normalized);
   if (status != routing::TopicStatus::kOk) {
     *text = routing::describe(status);
+    return LineError::kBadFilter;
+  }
+  if (shareable &&
+      routing::parseSharedFilter(normalized).kind == routing::SharedFilter::Kind::kInvalid) {
+    *text =
+        "a shared subscription is $share/<name>/<filter>, with a name of one or more characters "
+        "other than '/', '+', '*' and '#'";
     return LineError::kBadFilter;
   }
   return LineError::kNone;
@@ -84,7 +92,7 @@ LineParse parseFilterRequest(LineType type, const Fields& f, bool optional) noex
     return fail(LineError::kBadRequest, "missing filter: expected TYPE@<filter>");
   }
   std::string_view text;
-  const LineError error = checkFilter(f.field[1], &text);
+  const LineError error = checkFilter(f.field[1], type != LineType::kList, &text);
   if (error != LineError::kNone) return fail(error, text);
   LineParse result;
   result.request.type = type;

@@ -2,6 +2,7 @@
 broker of our own on free loopback ports, stopped by its PID; a line-protocol session for
 cross-protocol checks and STATS; bounded waits.
 """
+import argparse
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 # The broker binary under test: each suite's main() sets it from --broker.
 BROKER = None
@@ -108,3 +110,13 @@ def wait_until(predicate, what):
     raise AssertionError("timed out waiting for " + what)
 
 
+
+
+def main():
+    """Runs the calling suite's unittest tests against the broker named by --broker."""
+    global BROKER
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--broker", required=True)
+    args, rest = parser.parse_known_args()
+    BROKER = os.path.abspath(args.broker)
+    unittest.main(module="__main__", argv=[sys.argv[0], *rest], verbosity=2)

@@ -7,10 +7,7 @@ mosquitto_sub, and Paho (python3-paho-mqtt). Run by ctest with Debian's /usr/bin
 Each test class starts its own broker on free loopback ports (--port 0 --mqtt-port auto) and stops
 it by its PID. Every wait is bounded.
 """
-import argparse
-import os
 import subprocess
-import sys
 import threading
 import time
 import unittest
@@ -215,13 +212,5 @@ class PahoFeatures(unittest.TestCase):
         self.assertEqual(second.connack, (0, 0))
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--broker", required=True)
-    args, rest = parser.parse_known_args()
-    mqtt_harness.BROKER = os.path.abspath(args.broker)
-    unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
-
-
 if __name__ == "__main__":
-    main()
+    mqtt_harness.main()

@@ -76,6 +76,14 @@ std::string mqttFilter(Rng& rng) {
   return f.empty() ? "#" : f;
 }
 
+// Now and then a shared subscription of the filter ($share/<name>/<filter>), in one of a few
+// groups so that members of every protocol meet in them, or with a share name that is not valid.
+std::string maybeShared(Rng& rng, std::string filter) {
+  if (!rng.chance(15)) return filter;
+  static constexpr std::string_view kShareNames[] = {"g", "g", "h", "w2", "", "a+b", "x#", "*"};
+  return "$share/" + std::string(kShareNames[rng.below(std::size(kShareNames))]) + "/" + filter;
+}
+
 }  // namespace
 
 std::string lineClientId(Rng& rng) {
@@ -156,9 +164,9 @@ std::string lineRequest(Rng& rng) {
   switch (rng.below(16)) {
     case 0:
     case 1:
-      return "SUBSCRIBE@" + topicFilter(rng);
+      return "SUBSCRIBE@" + maybeShared(rng, topicFilter(rng));
     case 2:
-      return "UNSUBSCRIBE@" + topicFilter(rng);
+      return "UNSUBSCRIBE@" + maybeShared(rng, topicFilter(rng));
     case 3:
     case 4:
     case 5:
@@ -389,7 +397,7 @@ std::string mqttPacket(Rng& rng, std::uint8_t level) {
     case 9: {
       std::vector<std::string> filters;
       for (std::size_t i = rng.range(1, 3); i > 0; --i)
-        filters.push_back(v5 && rng.chance(10) ? "$share/g/" + mqttFilter(rng) : mqttFilter(rng));
+        filters.push_back(maybeShared(rng, mqttFilter(rng)));
       std::vector<mqtt::Subscription> entries;
       for (const std::string& f : filters) {
         // 5.0 options: No Local, Retain As Published, Retain Handling.
@@ -406,7 +414,7 @@ std::string mqttPacket(Rng& rng, std::uint8_t level) {
       break;
     }
     case 10: {
-      const std::string filter = mqttFilter(rng);
+      const std::string filter = maybeShared(rng, mqttFilter(rng));
       const std::string_view filters[] = {filter};
       if (v5) {
         mqtt::appendUnsubscribe5(out, packetId(rng), filters);

@@ -104,6 +104,21 @@ TEST(LineRequest, FilterRequests) {
   EXPECT_EQ(parse("LIST@a@b").error, LineError::kBadRequest);
 }
 
+TEST(LineRequest, SharedSubscriptionFilters) {
+  for (const char* good : {"SUBSCRIBE@$share/g/a/#", "SUBSCRIBE@$share/g/*",
+                           "UNSUBSCRIBE@$share/g/a", "SUBSCRIBE@$shared/+/a", "SUBSCRIBE@$share"}) {
+    EXPECT_EQ(parse(good).error, LineError::kNone) << good;
+  }
+  for (const char* bad : {"SUBSCRIBE@$share/g", "SUBSCRIBE@$share//a", "SUBSCRIBE@$share/*/a",
+                          "SUBSCRIBE@$share/+/a", "UNSUBSCRIBE@$share/*/b", "SUBSCRIBE@$share/"}) {
+    const LineParse p = parse(bad);
+    EXPECT_EQ(p.error, LineError::kBadFilter) << bad;
+    EXPECT_NE(p.errorText.find("$share/<name>/<filter>"), std::string_view::npos) << p.errorText;
+  }
+  // LIST names retained topics, of which "$share/..." is one like any other.
+  EXPECT_EQ(parse("LIST@$share/g").error, LineError::kNone);
+}
+
 TEST(LineRequest, BareRequestsAndUnknownTypes) {
   EXPECT_EQ(parse("PING").request.type, LineType::kPing);
   EXPECT_EQ(parse("Stats").request.type, LineType::kStats);
