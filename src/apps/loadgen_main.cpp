@@ -103,6 +103,9 @@ int main(int argc, char** argv) {
   app.add_option("--wildcard-subscribers", options.wildcardSubscribers,
                  "Extra sessions subscribed with + and # filters to all traffic")
       ->capture_default_str();
+  app.add_flag("--shared-subscriptions", options.sharedSubscriptions,
+               "Subscribe as $share/s<session>/<filter>: the same deliveries, through the "
+               "broker's shared-subscription path");
   app.add_option("--arrival", arrivalText, "Publish spacing: constant or poisson")
       ->capture_default_str();
   app.add_option("--connect-rate", connectRateText,

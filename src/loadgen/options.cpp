@@ -100,6 +100,7 @@ nlohmann::json Options::toJson() const {
       {"payload", payloadBytes},
       {"fanout", fanout},
       {"wildcard_subscribers", wildcardSubscribers},
+      {"shared_subscriptions", sharedSubscriptions},
       {"arrival", std::string(arrivalName(arrival))},
       {"connect_rate", connectRate},
       {"threads", effectiveThreads(*this)},

@@ -154,7 +154,8 @@ Report Runner::run(std::FILE* progress, const std::atomic<bool>* interrupt) {
   };
   if (options_.quiet) progress = nullptr;
   const std::string prefix = makeRunPrefix();
-  const Workload workload(prefix, options_.clients, options_.fanout, options_.wildcardSubscribers);
+  const Workload workload(prefix, options_.clients, options_.fanout, options_.wildcardSubscribers,
+                          options_.sharedSubscriptions);
   const std::uint32_t threadCount = effectiveThreads(options_);
 
   WorkerPlan plan;

@@ -11,11 +11,12 @@
 namespace tern::loadgen {
 
 Workload::Workload(std::string prefix, std::uint32_t clients, std::uint32_t fanout,
-                   std::uint32_t wildcardSubscribers)
+                   std::uint32_t wildcardSubscribers, bool sharedSubscriptions)
     : prefix_(std::move(prefix)),
       clients_(clients),
       fanout_(fanout),
-      wildcard_(wildcardSubscribers) {}
+      wildcard_(wildcardSubscribers),
+      shared_(sharedSubscriptions) {}
 
 std::string Workload::topicOf(std::uint32_t publisher) const {
   return fmt::format("{}/{}", prefix_, publisher);
@@ -26,9 +27,12 @@ std::uint32_t Workload::filterCount(std::uint32_t session) const noexcept {
 }
 
 std::string Workload::filter(std::uint32_t session, std::uint32_t index) const {
-  if (session < clients_) return topicOf((session + 1 + index) % clients_);
-  // Both wildcards, so that both trie paths are exercised.
-  return fmt::format("{}/{}", prefix_, (session - clients_) % 2 == 0 ? "+" : "#");
+  std::string plain =
+      session < clients_ ? topicOf((session + 1 + index) % clients_)
+                         // Both wildcards, so that both trie paths are exercised.
+                         : fmt::format("{}/{}", prefix_, (session - clients_) % 2 == 0 ? "+" : "#");
+  if (!shared_) return plain;
+  return fmt::format("$share/s{}/{}", session, plain);
 }
 
 std::optional<std::uint32_t> Workload::sourceSlot(std::uint32_t session,

@@ -40,6 +40,7 @@ struct Options {
   std::uint32_t payloadBytes = 64;        // contents size of every publish, >= kPayloadHeaderBytes
   std::uint32_t fanout = 1;               // client i subscribes to clients i+1..i+fanout
   std::uint32_t wildcardSubscribers = 0;  // extra sessions that subscribe to every client's topic
+  bool sharedSubscriptions = false;       // every filter as $share/s<session>/<filter> (Workload)
   Arrival arrival = Arrival::kConstant;
   double connectRate = 0;     // sessions opened per second; 0: as fast as the broker accepts
   std::uint32_t threads = 0;  // event-loop threads; 0: one per core

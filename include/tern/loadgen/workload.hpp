@@ -7,6 +7,10 @@
 // "<prefix>/#", and each sees every publish. So each publish is expected at fanout + wildcard
 // subscribers, and "one publisher to K subscribers" is clients=1, fanout=0, wildcard=K.
 //
+// With shared subscriptions on, every filter is subscribed as "$share/s<session>/<filter>": each
+// session is the one member of groups of its own, so the deliveries are the same, made through the
+// broker's shared-subscription path (to measure what that path costs).
+//
 // The prefix ("lg/<run id>") differs on every run, so that runs sharing a broker never mix.
 //
 // Ownership: an immutable value after construction; any thread may call the const methods.
@@ -24,7 +28,7 @@ class Workload {
  public:
   // REQUIRES: clients >= 1; fanout <= clients - 1.
   Workload(std::string prefix, std::uint32_t clients, std::uint32_t fanout,
-           std::uint32_t wildcardSubscribers);
+           std::uint32_t wildcardSubscribers, bool sharedSubscriptions = false);
 
   std::uint32_t clients() const noexcept { return clients_; }
   std::uint32_t fanout() const noexcept { return fanout_; }
@@ -66,6 +70,7 @@ class Workload {
   std::uint32_t clients_;
   std::uint32_t fanout_;
   std::uint32_t wildcard_;
+  bool shared_;
 };
 
 // A fresh run prefix "lg/<16 hex digits>" from the kernel's random source.

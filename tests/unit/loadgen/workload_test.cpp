@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "tern/routing/shared_groups.hpp"
 #include "tern/routing/topic.hpp"
 
 namespace tern::loadgen {
@@ -20,7 +21,11 @@ void expectConsistent(const Workload& workload) {
       for (std::uint32_t f = 0; f < workload.filterCount(s); ++f) {
         const std::string filter = workload.filter(s, f);
         ASSERT_EQ(routing::validateTopicFilter(filter), routing::TopicStatus::kOk) << filter;
-        matches = matches || routing::filterMatches(filter, workload.topicOf(p));
+        // A shared subscription matches with the filter after its share name.
+        const routing::SharedFilter shared = routing::parseSharedFilter(filter);
+        ASSERT_NE(shared.kind, routing::SharedFilter::Kind::kInvalid) << filter;
+        matches = matches ||
+                  routing::filterMatches(routing::effectiveFilter(filter), workload.topicOf(p));
       }
       const auto slot = workload.sourceSlot(s, p);
       EXPECT_EQ(matches, slot.has_value()) << "session " << s << " publisher " << p;
@@ -47,6 +52,14 @@ TEST(Workload, FanoutRingAndWildcards) {
   expectConsistent(Workload("lg/abc", 5, 4, 0));  // everyone hears everyone else
   expectConsistent(Workload("lg/abc", 1, 0, 3));  // one publisher, K wildcard subscribers
   expectConsistent(Workload("lg/abc", 7, 0, 0));  // publish only
+}
+
+TEST(Workload, SharedSubscriptionsGiveEachSessionGroupsOfItsOwn) {
+  const Workload workload("lg/abc", 10, 3, 2, true);
+  expectConsistent(workload);
+  EXPECT_EQ(workload.filter(4, 0), "$share/s4/lg/abc/5");
+  EXPECT_EQ(workload.filter(10, 0), "$share/s10/lg/abc/+");
+  EXPECT_EQ(Workload("lg/abc", 10, 3, 2).filter(4, 0), "lg/abc/5");
 }
 
 TEST(Workload, TopicsAndFilters) {
