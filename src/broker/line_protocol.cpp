@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
 #include "tern/net/acceptor.hpp"
 #include "tern/protocol/json_writer.hpp"
@@ -391,7 +392,9 @@ bool LineProtocol::takeForJob(Connection& c, Job& job, const common::Message& m)
     deliver(s, m, 0, true, {});
     return true;
   }
-  // LIST: one member, streamed as the socket drains.
+  // LIST: one member, streamed as the socket drains. A retained MQTT 5.0 message past its
+  // Message Expiry Interval is no longer retained for anyone, LIST included.
+  if (m.expiresAt() != 0 && m.expiresAt() <= common::monotonicNanos()) return true;
   if (core_.io.unsent(c) > core_.config.maxQueuedBytes / 2) {
     job.waitingFor = Job::Wait::kOutput;
     core_.io.notifyWhenDrained(c);

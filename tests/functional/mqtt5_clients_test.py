@@ -8,6 +8,7 @@ exact bytes of a reason code, with packets written by hand. Run by ctest with /u
 Each test starts its own broker on free loopback ports and stops it by its PID; every wait is
 bounded (mqtt_harness.TIMEOUT).
 """
+import json
 import socket
 import struct
 import subprocess
@@ -328,6 +329,9 @@ class Mqtt5(unittest.TestCase):
         self.assertEqual(self.line.request("PUBLISH@ret/sync@after"), "PUBACK")
         pushed = [self.line.push(), self.line.push()]  # the replay, then the live message
         self.assertEqual(pushed, ["RETAINED@ret/long@ret/long", "MESSAGE@ret/sync@after"])
+        # LIST shows only what is still retained.
+        listed = json.loads(self.line.request("LIST@ret/#")[len("LIST@"):])
+        self.assertEqual(listed, {"ret/long": "ret/long"})
         got311 = []
         v311 = paho.Client(client_id="ret311", protocol=paho.MQTTv311)
         v311.on_message = lambda c, u, m: got311.append(m.payload)
