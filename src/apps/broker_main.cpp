@@ -8,6 +8,7 @@
 #include <memory>
 #include <thread>
 
+#include "tern/auth/passwd_command.hpp"
 #include "tern/broker/broker.hpp"
 #include "tern/broker/config.hpp"
 #include "tern/common/log.hpp"
@@ -139,6 +140,20 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 10000.0));
   app.add_option("--log-level", logLevel, "debug, info, warn, error or off")->capture_default_str();
 
+  tern::auth::PasswdOptions passwd;
+  CLI::App* passwdCommand = app.add_subcommand(
+      "passwd",
+      "Create or update USER in the password FILE (Mosquitto's format: files from "
+      "mosquitto_passwd work, and these work in Mosquitto). The password is read from the "
+      "terminal, twice, without echo, or as one line from stdin; never from the command line.");
+  passwdCommand->add_option("FILE", passwd.file, "Password file (created, mode 0600, if missing)")
+      ->required();
+  passwdCommand->add_option("USER", passwd.user, "User name")->required();
+  passwdCommand->add_flag("-D,--delete", passwd.remove, "Remove USER instead");
+  passwdCommand
+      ->add_option("--iterations", passwd.iterations, "PBKDF2-SHA512 iterations of the new hash")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, tern::auth::PasswordHash::kMaxIterations));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -150,6 +165,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return fail(std::string(e.what()) + " (see broker --help)");
   }
+  if (passwdCommand->parsed()) return tern::auth::runPasswd(passwd, stdin, stderr);
 
   if (mqttPort == "0" || mqttPort == "off") {
     config.mqttPort = -1;
