@@ -139,6 +139,16 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 10000.0));
   app.add_option("--log-level", logLevel, "debug, info, warn, error or off")->capture_default_str();
+  app.add_option("--password-file", config.passwordFile,
+                 "Users and password hashes in Mosquitto's format (broker passwd, "
+                 "mosquitto_passwd): a client that names a user must give its password "
+                 "(MQTT: CONNACK 0x05 / 5.0 0x86 otherwise; line: ERROR@not-authorized)");
+  std::string allowAnonymous;
+  app.add_option("--allow-anonymous", allowAnonymous,
+                 "true or false: accept clients that give no user name (default: false with "
+                 "--password-file, true without); true is needed to listen on a non-loopback "
+                 "--bind without a password file")
+      ->check(CLI::IsMember({"true", "false"}));
 
   tern::auth::PasswdOptions passwd;
   CLI::App* passwdCommand = app.add_subcommand(
@@ -167,6 +177,7 @@ int main(int argc, char** argv) {
   }
   if (passwdCommand->parsed()) return tern::auth::runPasswd(passwd, stdin, stderr);
 
+  if (!allowAnonymous.empty()) config.allowAnonymous = allowAnonymous == "true";
   if (mqttPort == "0" || mqttPort == "off") {
     config.mqttPort = -1;
   } else if (mqttPort == "auto") {

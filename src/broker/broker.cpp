@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "authenticator.hpp"
 #include "broker_context.hpp"
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
@@ -18,6 +19,13 @@
 namespace tern::broker {
 
 Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(config)) {
+  if (!config.passwordFile.empty()) {
+    auth::PasswordFile::Loaded loaded = auth::PasswordFile::load(config.passwordFile);
+    if (!loaded.file) throw std::runtime_error("--password-file: " + loaded.error);
+    TERN_LOG_INFO("{} user(s) in {}; anonymous clients {}", loaded.file->entries().size(),
+                  config.passwordFile, config.anonymousAllowed() ? "accepted" : "refused");
+    context_->auth = std::make_unique<Authenticator>(*context_, std::move(*loaded.file));
+  }
   for (unsigned i = 0; i < config.workers; ++i) {
     context_->workers.push_back(std::make_unique<Worker>(*context_, i));
   }

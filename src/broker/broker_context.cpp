@@ -1,5 +1,6 @@
 #include "broker_context.hpp"
 
+#include "authenticator.hpp"
 #include "worker.hpp"
 
 namespace tern::broker {

@@ -28,6 +28,7 @@ class Acceptor;
 namespace tern::broker {
 
 class Worker;
+class Authenticator;
 
 struct BrokerContext {
   // Out of line: they destroy `workers`, which needs the whole Worker (broker_context.cpp).
@@ -40,6 +41,9 @@ struct BrokerContext {
   routing::RetainedStore retained{sync::QsbrDomain::global(),
                                   {config.maxRetainedMessages, config.maxRetainedBytes}};
   std::vector<std::unique_ptr<Worker>> workers;
+  // Checks passwords off the workers' loops; null without --password-file. Declared after
+  // `workers`, so it stops before them (it posts verdicts into their inboxes).
+  std::unique_ptr<Authenticator> auth;
   // The acceptor (for its counters); set before the workers start, constant afterwards.
   const net::Acceptor* acceptor = nullptr;
 

@@ -6,7 +6,22 @@
 
 namespace tern::broker {
 
+namespace {
+
+// Whether `address` is one only this machine reaches (127.0.0.0/8, ::1, localhost).
+bool loopback(const std::string& address) {
+  return address.rfind("127.", 0) == 0 || address == "::1" || address == "localhost";
+}
+
+}  // namespace
+
 std::string Config::validate() const {
+  if (!loopback(bind) && passwordFile.empty() && allowAnonymous != true) {
+    return fmt::format(
+        "refusing to listen on {} without authentication: give --password-file FILE, or "
+        "--allow-anonymous true to let anyone who reaches it in",
+        bind);
+  }
   if (workers < 1 || workers > routing::SubscriberId::kMaxWorkers) {
     return fmt::format("--workers must be between 1 and {}", routing::SubscriberId::kMaxWorkers);
   }

@@ -67,6 +67,15 @@ struct Connection {
   // has kMaxJobs, since its jobs may wait for acknowledgements that follow in its input.
   bool heldByJobs = false;
 
+  // Authentication of the CONNECT at the front of `in` (--password-file): kPending while the
+  // Authenticator checks it (input held), then its verdict, which the CONNECT, handled again,
+  // takes. An accepted verdict stays for a hand-over to the session's home worker; a refused one
+  // is used once (the socket may CONNECT again).
+  enum class Auth : std::uint8_t { kNone, kPending, kAccepted, kRefused };
+  Auth auth = Auth::kNone;
+  std::uint32_t authAttempt = 0;  // numbers the verdicts, so a stale one is recognized
+  bool heldByAuth = false;
+
   bool closing = false;  // input is ignored; close once the output is sent (or at `deadline`)
   bool closed = false;   // descriptor closed; the object waits to be freed at the end of the turn
   bool readPaused = false;     // too many replies pending: not reading until the client catches up
@@ -74,7 +83,7 @@ struct Connection {
   bool throttled = false;      // listed as held back while another worker is overloaded
 
   // Whether input is left unhandled for now (it stays in the socket and in `in`).
-  bool inputHeld() const noexcept { return readPaused || heldByJobs; }
+  bool inputHeld() const noexcept { return readPaused || heldByJobs || heldByAuth; }
 
   sync::ThreadOwner owner;
 };

@@ -83,6 +83,21 @@ LineProtocol::Outcome LineProtocol::onUnboundFrame(Connection& c, std::string_vi
 }
 
 LineProtocol::Outcome LineProtocol::onConnect(Connection& c, const LineRequest& request) {
+  // --password-file: checked off the loop, then this CONNECT is handled again with the verdict
+  // (before the hand-over, which carries an accepted verdict along).
+  switch (core_.authenticate(c, request.hasCredentials, request.user, request.password)) {
+    case WorkerCore::AuthResult::kPending:
+      return Outcome::kHeld;
+    case WorkerCore::AuthResult::kRefused:
+      // The socket stays open and unbound: the client may try again (after a growing delay).
+      replyError(c, LineError::kNotAuthorized,
+                 request.hasCredentials ? "bad user or password"
+                                        : "a user and password are required "
+                                          "(CONNECT@<client-id>@<user>@<password>)");
+      return Outcome::kDone;
+    case WorkerCore::AuthResult::kAccepted:
+      break;
+  }
   if (request.hasSubject) {
     const unsigned home = core_.sessions.homeWorker(request.subject);
     if (home != core_.index) {
@@ -304,7 +319,7 @@ void LineProtocol::onStats(Connection& c) {
       "\"limits\":{{\"max_connections\":{},\"max_connections_per_address\":{},"
       "\"out_of_descriptors\":{},\"max_sessions\":{},\"max_subscriptions\":{},"
       "\"max_retained\":{},\"sys_topic\":{},\"frame_timeout\":{},\"keep_alive\":{},"
-      "\"max_awaiting_rel\":{},\"session_expiry\":{}}},",
+      "\"max_awaiting_rel\":{},\"session_expiry\":{},\"not_authorized\":{}}},",
       sum(&WorkerStats::memoryBytes), sum(&WorkerStats::droppedQueueFull),
       sum(&WorkerStats::droppedUnframable), sum(&WorkerStats::droppedMemory),
       sum(&WorkerStats::droppedExpired), sum(&WorkerStats::droppedTooLarge),
@@ -314,7 +329,8 @@ void LineProtocol::onStats(Connection& c) {
       sum(&WorkerStats::refusedSessions), sum(&WorkerStats::refusedSubscriptions),
       sum(&WorkerStats::refusedRetained), sum(&WorkerStats::refusedSysTopic),
       sum(&WorkerStats::closedFrameTimeout), sum(&WorkerStats::closedKeepAlive),
-      sum(&WorkerStats::closedAwaitingRelease), sum(&WorkerStats::expiredSessions));
+      sum(&WorkerStats::closedAwaitingRelease), sum(&WorkerStats::expiredSessions),
+      sum(&WorkerStats::refusedAuth));
   fmt::format_to(std::back_inserter(core_.scratch), "\"workers\":[{}]}}", perWorker);
   reply(c, core_.scratch);
 }
@@ -333,9 +349,9 @@ InputState LineProtocol::onInput(Connection& c, std::string_view data, std::size
       return InputState::kStopped;
     }
     // The frame stays in place while it is handled: a hand-over carries it along unconsumed.
-    if (!next.frame.empty() && onFrame(c, next.frame) == Outcome::kHandedOver) {
-      return InputState::kGone;
-    }
+    const Outcome outcome = next.frame.empty() ? Outcome::kDone : onFrame(c, next.frame);
+    if (outcome == Outcome::kHandedOver) return InputState::kGone;
+    if (outcome == Outcome::kHeld) return InputState::kStopped;
     commit(next.consumed);
     data.remove_prefix(next.consumed);
     if (core_.io.unsent(c) > core_.config.maxQueuedBytes && !c.closing) core_.io.pauseInput(c);

@@ -30,7 +30,8 @@ class LineProtocol final : public ProtocolHandler {
 
  private:
   // What a frame handler did with the connection.
-  enum class Outcome { kDone, kHandedOver };
+  // kHeld: the frame waits where it is (a CONNECT whose credentials are being checked).
+  enum class Outcome { kDone, kHandedOver, kHeld };
 
   Outcome onFrame(Connection& c, std::string_view frame);
   Outcome onUnboundFrame(Connection& c, std::string_view frame);

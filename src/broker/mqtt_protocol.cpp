@@ -52,7 +52,9 @@ InputState MqttProtocol::onInput(Connection& c, std::string_view data, std::size
       return InputState::kStopped;
     }
     // The packet stays in place while it is handled: a hand-over carries it along unconsumed.
-    if (onPacket(c, r.packet) == Outcome::kHandedOver) return InputState::kGone;
+    const Outcome outcome = onPacket(c, r.packet);
+    if (outcome == Outcome::kHandedOver) return InputState::kGone;
+    if (outcome == Outcome::kHeld) return InputState::kStopped;
     commit(r.consumed);
     data.remove_prefix(r.consumed);
     if (core_.io.unsent(c) > core_.config.maxQueuedBytes && !c.closing) core_.io.pauseInput(c);
@@ -168,6 +170,18 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
     WorkerStats::add(core_.stats.refusedSysTopic, std::uint64_t{1});
     return refuse(mqtt::ConnectReturnCode::kNotAuthorized,  // $SYS is the broker's
                   mqtt::ReasonCode::kNotAuthorized);
+  }
+  // --password-file: checked off the loop, then this CONNECT is handled again with the verdict
+  // (before the hand-over, which carries an accepted verdict along).
+  switch (core_.authenticate(c, connect.usernameFlag, connect.username, connect.password)) {
+    case WorkerCore::AuthResult::kPending:
+      return Outcome::kHeld;
+    case WorkerCore::AuthResult::kRefused:
+      return refuse(mqtt::ConnectReturnCode::kNotAuthorized,
+                    connect.usernameFlag ? mqtt::ReasonCode::kBadUserNameOrPassword
+                                         : mqtt::ReasonCode::kNotAuthorized);
+    case WorkerCore::AuthResult::kAccepted:
+      break;
   }
   if (!connect.clientId.empty()) {
     const unsigned home = core_.sessions.homeWorker(connect.clientId);

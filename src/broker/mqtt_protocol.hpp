@@ -41,7 +41,8 @@ class MqttProtocol final : public ProtocolHandler {
   void serverClosing(Connection& c, ServerClose why) override;
 
  private:
-  enum class Outcome { kDone, kHandedOver };
+  // kHeld: the packet waits where it is (a CONNECT whose credentials are being checked).
+  enum class Outcome { kDone, kHandedOver, kHeld };
 
   Outcome onPacket(Connection& c, const protocol::mqtt::Packet& packet);
   Outcome onConnect(Connection& c, const protocol::mqtt::Connect& connect);

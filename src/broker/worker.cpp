@@ -490,6 +490,18 @@ void Worker::drainInbox() {
           }
           break;
         }
+        case InboxItem::Kind::kAuthVerdict: {
+          auto* c = static_cast<Connection*>(loop_->user(item.socket));
+          // The CONNECT still waits at the front of the input: handle it again, with the verdict.
+          if (c == nullptr || !core_.authVerdict(*c, item.attempt, item.accepted)) break;
+          if (throttled_ && !c->throttled) {  // handled when this worker reads again
+            c->throttled = true;
+            throttledList_.push_back(c);
+          } else {
+            resumeInput(*c);
+          }
+          break;
+        }
         case InboxItem::Kind::kDeliveries:
           core_.fanout.receive(item.batch,
                                [this](routing::SubscriberId id, const common::Message& m,

@@ -50,13 +50,16 @@ namespace tern::broker {
 
 // What moves between threads into a worker.
 struct InboxItem {
-  enum class Kind : std::uint8_t { kAccepted, kHandover, kDeliveries };
+  enum class Kind : std::uint8_t { kAccepted, kHandover, kDeliveries, kAuthVerdict };
   Kind kind = Kind::kAccepted;
   Protocol protocol = Protocol::kLine;  // kAccepted
   int fd = -1;                          // kAccepted
   net::PeerAddress peer;                // kAccepted
   Connection* connection = nullptr;     // kHandover (ownership moves with the item)
   DeliveryBatch* batch = nullptr;       // kDeliveries (ownership moves with the item)
+  net::SocketId socket = 0;             // kAuthVerdict: the connection (stale once it closed)
+  std::uint32_t attempt = 0;            // kAuthVerdict: Connection::authAttempt it answers
+  bool accepted = false;                // kAuthVerdict
 };
 
 class Worker final : private ConnectionIo, private net::EventLoopHandler {

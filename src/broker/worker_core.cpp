@@ -1,5 +1,6 @@
 #include "worker_core.hpp"
 
+#include "authenticator.hpp"
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
 
@@ -128,6 +129,48 @@ void WorkerCore::countDrop(Session& s, std::atomic<std::uint64_t>& reason) {
                     config.memoryLimit, times);
     }
   }
+}
+
+WorkerCore::AuthResult WorkerCore::authenticate(Connection& c, bool hasUser, std::string_view user,
+                                                std::string_view password) {
+  if (context.auth == nullptr) return AuthResult::kAccepted;  // no --password-file
+  switch (c.auth) {
+    case Connection::Auth::kAccepted:
+      return AuthResult::kAccepted;
+    case Connection::Auth::kRefused:
+      c.auth = Connection::Auth::kNone;
+      WorkerStats::add(stats.refusedAuth, std::uint64_t{1});
+      return AuthResult::kRefused;
+    case Connection::Auth::kPending:
+      return AuthResult::kPending;
+    case Connection::Auth::kNone:
+      break;
+  }
+  if (!hasUser && config.anonymousAllowed()) {
+    c.auth = Connection::Auth::kAccepted;
+    return AuthResult::kAccepted;
+  }
+  c.auth = Connection::Auth::kPending;
+  c.heldByAuth = true;
+  Authenticator::Request request;
+  request.worker = index;
+  request.socket = c.socket;
+  request.attempt = ++c.authAttempt;
+  request.peer = c.peer;
+  request.hasUser = hasUser;
+  request.user.assign(user);
+  request.password.assign(password);
+  context.auth->submit(std::move(request));
+  return AuthResult::kPending;
+}
+
+bool WorkerCore::authVerdict(Connection& c, std::uint32_t attempt, bool accepted) {
+  if (c.closed || c.closing || c.auth != Connection::Auth::kPending || c.authAttempt != attempt) {
+    return false;
+  }
+  c.auth = accepted ? Connection::Auth::kAccepted : Connection::Auth::kRefused;
+  c.heldByAuth = false;
+  return true;
 }
 
 bool WorkerCore::isReservedTopic(std::string_view topic) noexcept {

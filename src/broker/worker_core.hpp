@@ -75,6 +75,16 @@ class WorkerCore {
     countDrop(s, stats.droppedExpired);
     return true;
   }
+  // Whether the CONNECT at the front of c's input may go on, by its credentials (`hasUser`:
+  // whether it named a user). kPending: the Authenticator has them and c's input is held; the
+  // CONNECT is handled again when the verdict arrives (authVerdict). Without --password-file,
+  // always kAccepted.
+  enum class AuthResult { kAccepted, kRefused, kPending };
+  AuthResult authenticate(Connection& c, bool hasUser, std::string_view user,
+                          std::string_view password);
+  // The verdict of c's pending check: c's input is released (the caller handles it again).
+  // False when it is stale (c is no longer waiting for attempt `attempt`).
+  bool authVerdict(Connection& c, std::uint32_t attempt, bool accepted);
   // $SYS and $SYS/... are the broker's.
   static bool isReservedTopic(std::string_view topic) noexcept;
 

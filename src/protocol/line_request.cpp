@@ -157,6 +157,8 @@ std::string_view errorCode(LineError error) noexcept {
       return "too-many-subscriptions";
     case LineError::kServerBusy:
       return "server-busy";
+    case LineError::kNotAuthorized:
+      return "not-authorized";
   }
   return "bad-request";
 }
@@ -199,11 +201,21 @@ LineParse parseLineRequest(std::string_view frame) noexcept {
   }
 
   if (equalsUpper(type, "CONNECT")) {
-    if (f.more || f.count > 2)
-      return fail(LineError::kBadRequest, "expected CONNECT[@<client-id>]");
+    constexpr std::string_view kUsage =
+        "expected CONNECT[@<client-id>] or CONNECT@[<client-id>]@<user>@<password>";
+    if (f.count == 3) return fail(LineError::kBadRequest, kUsage);
     LineParse result;
     result.request.type = LineType::kConnect;
-    if (f.count == 2) {
+    if (f.count == 4) {
+      // The password is the rest of the frame after the third '@', '@'s included.
+      const std::size_t third = f.field[3].data() - frame.data();
+      result.request.hasCredentials = true;
+      result.request.user = f.field[2];
+      result.request.password = frame.substr(third);
+      if (result.request.user.empty()) return fail(LineError::kBadRequest, "the user is empty");
+      if (f.field[1].empty()) return result;  // CONNECT@@<user>@<password>: an assigned id
+    }
+    if (f.count >= 2) {
       if (!isValidClientId(f.field[1])) {
         return fail(LineError::kBadRequest, "client id must be 1-64 characters of [A-Za-z0-9_.-]");
       }

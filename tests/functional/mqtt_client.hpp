@@ -21,9 +21,10 @@ namespace mqtt = protocol::mqtt;
 struct MqttReceived {
   std::string bytes;
   mqtt::PacketType type = mqtt::PacketType::kPingresp;
+  std::uint8_t level = mqtt::kProtocolLevel311;  // the layout the packet has
 
   mqtt::Packet decode() const {
-    return mqtt::Decoder({mqtt::kMaxPacketSize, mqtt::Role::kClient}).decode(bytes).packet;
+    return mqtt::Decoder({mqtt::kMaxPacketSize, mqtt::Role::kClient}).decode(bytes, level).packet;
   }
   mqtt::Publish publish() const { return std::get<mqtt::Publish>(decode()); }
   mqtt::Connack connack() const { return std::get<mqtt::Connack>(decode()); }
@@ -68,6 +69,7 @@ class MqttTestClient {
     c.clientId = clientId;
     c.cleanSession = cleanSession;
     c.keepAlive = keepAlive;
+    level_ = c.protocolLevel;
     std::string out;
     mqtt::appendConnect(out, c);
     sendRaw(out);
@@ -175,9 +177,9 @@ class MqttTestClient {
     const std::int64_t deadline = nowMillis() + timeout.count();
     const mqtt::Decoder decoder({mqtt::kMaxPacketSize, mqtt::Role::kClient});
     for (;;) {
-      const mqtt::DecodeResult r = decoder.decode(buffer_);
+      const mqtt::DecodeResult r = decoder.decode(buffer_, level_);
       if (r.status == mqtt::DecodeStatus::kPacket) {
-        MqttReceived out{buffer_.substr(0, r.consumed), mqtt::typeOf(r.packet)};
+        MqttReceived out{buffer_.substr(0, r.consumed), mqtt::typeOf(r.packet), level_};
         buffer_.erase(0, r.consumed);
         return out;
       }
@@ -222,6 +224,8 @@ class MqttTestClient {
   bool closed() const { return closed_; }
 
  private:
+  // The protocol level of the CONNECT sent (how the broker's packets are laid out).
+  std::uint8_t level_ = mqtt::kProtocolLevel311;
   std::uint16_t nextId() { return nextId_ = nextId_ == 65535 ? 1 : nextId_ + 1; }
 
   LineSocket socket_;

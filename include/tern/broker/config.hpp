@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "tern/common/log.hpp"
@@ -61,6 +62,14 @@ struct Config {
   // Seconds a persistent MQTT session (clean session 0) is kept while its client is offline;
   // 0 keeps it forever. Two hours as EMQX.
   double sessionExpirySeconds = 7200.0;
+  // --password-file: users and password hashes in Mosquitto's format (docs/security.md); empty:
+  // no authentication.
+  std::string passwordFile;
+  // --allow-anonymous: whether a client that gives no user name is accepted. Unset: false with a
+  // password file, true without one. Set to true it also lets the broker listen on an address
+  // other than loopback without authentication (validate()).
+  std::optional<bool> allowAnonymous;
+  bool anonymousAllowed() const noexcept { return allowAnonymous.value_or(passwordFile.empty()); }
   // Inbound MQTT QoS 2 packet ids received and not yet released (PUBREL) per connection; a client
   // that goes past it is disconnected.
   std::size_t maxAwaitingRelease = 10'000;

@@ -37,6 +37,7 @@ enum class LineError {
   kTooManySockets,
   kTooManySubscriptions,  // the session holds --max-subscriptions filters
   kServerBusy,            // a broker-wide limit: sessions, connections, memory, retained store
+  kNotAuthorized,         // CONNECT credentials refused (--password-file, --allow-anonymous)
 };
 
 // The code as it appears on the wire, e.g. "bad-topic".
@@ -53,6 +54,10 @@ struct LineRequest {
   bool retain = false;                     // PUBLISH only
   bool hasSubject = false;                 // LIST with a filter, CONNECT with a client id
   AttachRole role = AttachRole::kRequest;  // ATTACH only
+  // CONNECT@<client-id>@<user>@<password>: the password is everything after the third '@'.
+  bool hasCredentials = false;
+  std::string_view user;
+  std::string_view password;
 };
 
 struct LineParse {

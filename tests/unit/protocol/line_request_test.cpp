@@ -104,6 +104,26 @@ TEST(LineRequest, FilterRequests) {
   EXPECT_EQ(parse("LIST@a@b").error, LineError::kBadRequest);
 }
 
+TEST(LineRequest, ConnectWithCredentials) {
+  LineParse p = parse("CONNECT@dev1@alice@p@ss@word");
+  ASSERT_EQ(p.error, LineError::kNone) << p.errorText;
+  EXPECT_TRUE(p.request.hasSubject);
+  EXPECT_EQ(p.request.subject, "dev1");
+  EXPECT_TRUE(p.request.hasCredentials);
+  EXPECT_EQ(p.request.user, "alice");
+  EXPECT_EQ(p.request.password, "p@ss@word");  // everything after the third '@'
+  p = parse("CONNECT@@bob@");
+  ASSERT_EQ(p.error, LineError::kNone) << p.errorText;
+  EXPECT_FALSE(p.request.hasSubject);  // an assigned id
+  EXPECT_EQ(p.request.user, "bob");
+  EXPECT_EQ(p.request.password, "");
+  EXPECT_FALSE(parse("CONNECT@dev1").request.hasCredentials);
+  EXPECT_EQ(parse("CONNECT@dev1@alice").error, LineError::kBadRequest);  // no password field
+  EXPECT_EQ(parse("CONNECT@dev1@@pw").error, LineError::kBadRequest);    // empty user
+  EXPECT_EQ(parse("CONNECT@bad id@alice@pw").error, LineError::kBadRequest);
+  EXPECT_EQ(errorCode(LineError::kNotAuthorized), "not-authorized");
+}
+
 TEST(LineRequest, SharedSubscriptionFilters) {
   for (const char* good : {"SUBSCRIBE@$share/g/a/#", "SUBSCRIBE@$share/g/*",
                            "UNSUBSCRIBE@$share/g/a", "SUBSCRIBE@$shared/+/a", "SUBSCRIBE@$share"}) {
