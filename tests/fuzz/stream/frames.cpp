@@ -152,6 +152,13 @@ std::string lineConnect(Rng& rng) {
       return "CONNECT@bad id!";
     case 4:
       return "CONNECT@" + lineClientId(rng) + "@extra";
+    case 5:
+      // Credentials: right, wrong, or with '@' in the password (the fuzzer's password file has
+      // "user" with "secret").
+      return "CONNECT@" + (rng.chance(30) ? std::string() : lineClientId(rng)) + "@user@" +
+             (rng.chance(50)   ? "secret"
+              : rng.chance(50) ? "wrong"
+                               : "se@cr@et");
     default:
       return "CONNECT@" + lineClientId(rng);
   }

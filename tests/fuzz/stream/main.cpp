@@ -22,11 +22,14 @@
 
 #include <sys/wait.h>
 
+#include <unistd.h>
+
 #include "broker_process.hpp"
 #include "case.hpp"
 #include "executor.hpp"
 #include "generator.hpp"
 #include "probe.hpp"
+#include "tern/auth/password_file.hpp"
 
 namespace fs = std::filesystem;
 using namespace tern::fuzz;
@@ -52,10 +55,35 @@ struct Options {
   double probeSeconds = 5;
 };
 
+// A password file of the run's own, in a fresh directory under /tmp: "user" with password
+// "secret", the credentials the generated CONNECTs give when they give the right ones. Removed
+// when the fuzzer exits normally.
+struct RunPasswordFile {
+  RunPasswordFile() {
+    char pattern[] = "/tmp/stream-fuzz-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) return;
+    dir = pattern;
+    path = dir + "/passwords";
+    tern::auth::PasswordFile file;
+    file.set("user", tern::auth::PasswordHash::make("secret"));
+    if (!file.save(path).empty()) path.clear();
+  }
+  ~RunPasswordFile() {
+    if (!path.empty()) ::unlink(path.c_str());
+    if (!dir.empty()) ::rmdir(dir.c_str());
+  }
+  std::string dir;
+  std::string path;
+};
+
 // The broker's command line: the fuzzer's defaults (free ports on loopback, 3 workers, small
-// limits so that fuzz cases reach them), each dropped when --broker-arg names the same option.
-std::vector<std::string> brokerArguments(const std::vector<std::string>& extra) {
-  static const std::vector<std::pair<std::string, std::string>> kDefaults = {
+// limits so that fuzz cases reach them, passwords checked for CONNECTs that give a user while
+// anonymous ones are let in), each dropped when --broker-arg names the same option.
+std::vector<std::string> brokerArguments(const std::vector<std::string>& extra,
+                                         const std::string& passwordFile) {
+  const std::vector<std::pair<std::string, std::string>> kDefaults = {
+      {"--password-file", passwordFile},
+      {"--allow-anonymous", "true"},
       {"--port", "0"},
       {"--mqtt-port", "auto"},
       {"--bind", "127.0.0.1"},
@@ -361,7 +389,12 @@ int main(int argc, char** argv) {
     for (std::string w; words >> w;)
       extra.push_back(w);
   }
-  const std::vector<std::string> args = brokerArguments(extra);
+  const RunPasswordFile passwords;
+  if (passwords.path.empty()) {
+    std::cerr << "stream_fuzz: could not write a password file under /tmp\n";
+    return kUsage;
+  }
+  const std::vector<std::string> args = brokerArguments(extra, passwords.path);
   const double scale = timeoutScale();
 
   std::vector<Case> fileCases;
