@@ -143,6 +143,9 @@ int main(int argc, char** argv) {
                  "Users and password hashes in Mosquitto's format (broker passwd, "
                  "mosquitto_passwd): a client that names a user must give its password "
                  "(MQTT: CONNACK 0x05 / 5.0 0x86 otherwise; line: ERROR@not-authorized)");
+  app.add_option("--acl-file", config.aclFile,
+                 "Who may publish and subscribe where, in Mosquitto's acl_file format (topic, "
+                 "user, pattern lines); what it does not grant is denied");
   std::string allowAnonymous;
   app.add_option("--allow-anonymous", allowAnonymous,
                  "true or false: accept clients that give no user name (default: false with "

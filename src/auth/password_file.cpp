@@ -12,6 +12,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "auth/text_file.hpp"
+
 namespace tern::auth {
 namespace {
 
@@ -179,22 +181,10 @@ PasswordFile::Loaded PasswordFile::parse(std::string_view contents, std::string_
 }
 
 PasswordFile::Loaded PasswordFile::load(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    Loaded failed;
-    failed.error = path + ": " + std::strerror(errno);
-    return failed;
-  }
   std::string contents;
-  char buffer[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0)
-    contents.append(buffer, n);
-  const bool readError = std::ferror(f) != 0;
-  std::fclose(f);
-  if (readError) {
+  if (std::string error = detail::readTextFile(path, contents); !error.empty()) {
     Loaded failed;
-    failed.error = path + ": read error";
+    failed.error = std::move(error);
     return failed;
   }
   return parse(contents, path);

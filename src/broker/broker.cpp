@@ -26,6 +26,13 @@ Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(
                   config.passwordFile, config.anonymousAllowed() ? "accepted" : "refused");
     context_->auth = std::make_unique<Authenticator>(*context_, std::move(*loaded.file));
   }
+  if (!config.aclFile.empty()) {
+    auth::AclFile::Loaded loaded = auth::AclFile::load(config.aclFile);
+    if (!loaded.file) throw std::runtime_error("--acl-file: " + loaded.error);
+    TERN_LOG_INFO("ACL rules for {} user(s) in {}; what they do not grant is denied",
+                  loaded.file->users(), config.aclFile);
+    context_->acl = std::move(*loaded.file);
+  }
   for (unsigned i = 0; i < config.workers; ++i) {
     context_->workers.push_back(std::make_unique<Worker>(*context_, i));
   }

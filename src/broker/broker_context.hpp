@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "tern/auth/acl_file.hpp"
 #include "tern/broker/config.hpp"
 #include "tern/common/cache_line.hpp"
 #include "tern/common/log_limiter.hpp"
@@ -44,6 +45,8 @@ struct BrokerContext {
   // Checks passwords off the workers' loops; null without --password-file. Declared after
   // `workers`, so it stops before them (it posts verdicts into their inboxes).
   std::unique_ptr<Authenticator> auth;
+  // --acl-file, read at start-up; nullopt without one (everything allowed). Constant afterwards.
+  std::optional<auth::AclFile> acl;
   // The acceptor (for its counters); set before the workers start, constant afterwards.
   const net::Acceptor* acceptor = nullptr;
 

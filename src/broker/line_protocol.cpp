@@ -117,6 +117,9 @@ LineProtocol::Outcome LineProtocol::onConnect(Connection& c, const LineRequest& 
     replyError(c, LineError::kServerBusy, "too many sessions (--max-sessions)");
     return Outcome::kDone;
   }
+  s->acl = core_.aclFor(
+      request.hasCredentials ? std::optional<std::string_view>(request.user) : std::nullopt,
+      s->clientId);
   s->request[0] = &c;
   c.role = SocketRole::kRequest;
   c.session = s;
@@ -213,6 +216,11 @@ void LineProtocol::onPublish(Connection& c, const LineRequest& request) {
     replyError(c, LineError::kBadTopic, "$SYS topics are the broker's");
     return;
   }
+  if (!WorkerCore::mayWrite(*c.session, request.subject)) {
+    WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
+    replyError(c, LineError::kNotAuthorized, "no write access to this topic (--acl-file)");
+    return;
+  }
   // A retained publish with empty contents deletes, and delivers nothing.
   if (!core_.publish(
           common::Message::makeFromLine(request.subject, request.contents, request.retain),
@@ -230,6 +238,11 @@ void LineProtocol::onSubscribe(Connection& c, const LineRequest& request) {
   std::string filter = protocol::normalizeFilter(request.subject);
   if (s.filters.find(filter) != s.filters.end()) {
     reply(c, "SUBACK");  // already subscribed: a no-op
+    return;
+  }
+  if (!WorkerCore::maySubscribe(s, filter)) {
+    WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
+    replyError(c, LineError::kNotAuthorized, "no read access to this filter (--acl-file)");
     return;
   }
   if (s.filters.size() >= core_.config.maxSubscriptions) {
@@ -319,7 +332,7 @@ void LineProtocol::onStats(Connection& c) {
       "\"limits\":{{\"max_connections\":{},\"max_connections_per_address\":{},"
       "\"out_of_descriptors\":{},\"max_sessions\":{},\"max_subscriptions\":{},"
       "\"max_retained\":{},\"sys_topic\":{},\"frame_timeout\":{},\"keep_alive\":{},"
-      "\"max_awaiting_rel\":{},\"session_expiry\":{},\"not_authorized\":{}}},",
+      "\"max_awaiting_rel\":{},\"session_expiry\":{},\"not_authorized\":{},\"acl\":{}}},",
       sum(&WorkerStats::memoryBytes), sum(&WorkerStats::droppedQueueFull),
       sum(&WorkerStats::droppedUnframable), sum(&WorkerStats::droppedMemory),
       sum(&WorkerStats::droppedExpired), sum(&WorkerStats::droppedTooLarge),
@@ -330,7 +343,7 @@ void LineProtocol::onStats(Connection& c) {
       sum(&WorkerStats::refusedRetained), sum(&WorkerStats::refusedSysTopic),
       sum(&WorkerStats::closedFrameTimeout), sum(&WorkerStats::closedKeepAlive),
       sum(&WorkerStats::closedAwaitingRelease), sum(&WorkerStats::expiredSessions),
-      sum(&WorkerStats::refusedAuth));
+      sum(&WorkerStats::refusedAuth), sum(&WorkerStats::refusedAcl));
   fmt::format_to(std::back_inserter(core_.scratch), "\"workers\":[{}]}}", perWorker);
   reply(c, core_.scratch);
 }
@@ -394,6 +407,8 @@ bool LineProtocol::deliver(Session& s, const common::Message& message, unsigned 
 
 bool LineProtocol::takeForJob(Connection& c, Job& job, const common::Message& m) {
   Session& s = *c.session;
+  // --acl-file: retained messages and LIST show only what the session may read.
+  if (!WorkerCore::mayRead(s, m.topic())) return true;
   if (job.kind == Job::Kind::kLineReplay) {
     // Waits while the push queue is full instead of dropping (a message larger than the whole
     // bound goes to deliver(), which drops and counts it).

@@ -183,6 +183,17 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
     case WorkerCore::AuthResult::kAccepted:
       break;
   }
+  // --acl-file: a will goes only where its owner may publish (else the CONNECT is refused, as
+  // Mosquitto does). The rules are compiled again below for the session.
+  if (connect.willFlag && core_.context.acl) {
+    const std::unique_ptr<const auth::Acl> acl = core_.aclFor(
+        connect.usernameFlag ? std::optional<std::string_view>(connect.username) : std::nullopt,
+        connect.clientId);
+    if (!acl->mayWrite(connect.willTopic)) {
+      WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
+      return refuse(mqtt::ConnectReturnCode::kNotAuthorized, mqtt::ReasonCode::kNotAuthorized);
+    }
+  }
   if (!connect.clientId.empty()) {
     const unsigned home = core_.sessions.homeWorker(connect.clientId);
     if (home != core_.index) {
@@ -238,6 +249,9 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
   if (s == nullptr) {
     return refuse(mqtt::ConnectReturnCode::kServerUnavailable, mqtt::ReasonCode::kServerBusy);
   }
+  s->acl = core_.aclFor(
+      connect.usernameFlag ? std::optional<std::string_view>(connect.username) : std::nullopt,
+      s->clientId);
   MqttState& m = *s->mqtt;
   m.expiresAt = 0;  // online again
   m.cleanSession = cleanSession;
@@ -309,6 +323,11 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
   if (reason == mqtt::ReasonCode::kSuccess && !deliver) {
     // Acknowledged as the protocol requires, but $SYS is the broker's: dropped and counted.
     WorkerStats::add(core_.stats.refusedSysTopic, std::uint64_t{1});
+    reason = mqtt::ReasonCode::kNotAuthorized;
+  } else if (deliver && !WorkerCore::mayWrite(s, topic)) {
+    // --acl-file: 3.1.1 acknowledges and drops (as Mosquitto does); 5.0 says 0x87.
+    WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
+    deliver = false;
     reason = mqtt::ReasonCode::kNotAuthorized;
   } else if (deliver && publish.qos == 2) {
     // Exactly once: only the first copy of a packet id is delivered until its PUBREL.
@@ -384,6 +403,13 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
       continue;
     }
     const routing::SharedFilter shared = routing::parseSharedFilter(entry.filter);
+    if (shared.kind != routing::SharedFilter::Kind::kInvalid &&
+        !WorkerCore::maySubscribe(s, entry.filter)) {
+      WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
+      subackCodes_.push_back(v5 ? static_cast<std::uint8_t>(mqtt::ReasonCode::kNotAuthorized)
+                                : mqtt::kSubackFailure);
+      continue;
+    }
     if (shared.kind == routing::SharedFilter::Kind::kInvalid) {
       subackCodes_.push_back(v5 ? static_cast<std::uint8_t>(mqtt::ReasonCode::kTopicFilterInvalid)
                                 : mqtt::kSubackFailure);
@@ -707,6 +733,7 @@ void MqttProtocol::connectionGone(Session& s, Connection& c) {
 
 bool MqttProtocol::takeForJob(Connection& c, Job& job, const common::Message& m) {
   Session& s = *c.session;
+  if (!WorkerCore::mayRead(s, m.topic())) return true;  // --acl-file: not this session's to read
   if (core_.io.unsent(c) > core_.config.maxQueuedBytes / 2) {
     job.waitingFor = Job::Wait::kOutput;
     core_.io.notifyWhenDrained(c);

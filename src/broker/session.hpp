@@ -17,6 +17,7 @@
 #include "lazy_queue.hpp"
 #include "packet_id_set.hpp"
 #include "shared_route.hpp"
+#include "tern/auth/acl_file.hpp"
 #include "tern/common/message.hpp"
 #include "tern/common/string_map.hpp"
 #include "tern/net/byte_buffer.hpp"
@@ -107,6 +108,9 @@ struct Session {
   // subscription) and the QoS granted for each (always 0 in the line protocol).
   common::StringMap<std::uint8_t> filters;
   std::uint64_t dropped = 0;  // deliveries dropped because a queue was full
+  // What --acl-file lets this session do (compiled for its user and client id at CONNECT);
+  // null without an ACL file: everything.
+  std::unique_ptr<const auth::Acl> acl;
   bool ended = false;
 
   // Line protocol.

@@ -54,6 +54,11 @@ void WorkerCore::route(const common::Message& message) {
 void WorkerCore::deliverTo(routing::SubscriberId id, const common::Message& message,
                            SharedRoute route) {
   Session* s = sessions.find(id);
+  // --acl-file: a subscription overlapping a deny rule does not get the topics it denies.
+  if (s != nullptr && s->acl != nullptr && s->acl->readsNeedChecks() &&
+      !s->acl->mayRead(message.topic())) {
+    s = nullptr;  // as if gone: a shared delivery goes to another member
+  }
   if (s != nullptr && handler(s->protocol).deliver(*s, message, id.qos(), false, route)) return;
   if (!route.shared()) return;  // an ordinary delivery to a session that ended
   // Declined (no room) or gone: another member's turn. When there is none, a member that
@@ -171,6 +176,16 @@ bool WorkerCore::authVerdict(Connection& c, std::uint32_t attempt, bool accepted
   c.auth = accepted ? Connection::Auth::kAccepted : Connection::Auth::kRefused;
   c.heldByAuth = false;
   return true;
+}
+
+std::unique_ptr<const auth::Acl> WorkerCore::aclFor(std::optional<std::string_view> user,
+                                                    std::string_view clientId) const {
+  if (!context.acl) return nullptr;
+  return std::make_unique<const auth::Acl>(context.acl->compile(user, clientId));
+}
+
+bool WorkerCore::maySubscribe(const Session& s, std::string_view subscription) noexcept {
+  return s.acl == nullptr || s.acl->maySubscribe(routing::effectiveFilter(subscription));
 }
 
 bool WorkerCore::isReservedTopic(std::string_view topic) noexcept {

@@ -85,6 +85,18 @@ class WorkerCore {
   // The verdict of c's pending check: c's input is released (the caller handles it again).
   // False when it is stale (c is no longer waiting for attempt `attempt`).
   bool authVerdict(Connection& c, std::uint32_t attempt, bool accepted);
+  // --acl-file: the rules of a client (null without an ACL file).
+  std::unique_ptr<const auth::Acl> aclFor(std::optional<std::string_view> user,
+                                          std::string_view clientId) const;
+  // What the session's ACL allows; everything without an ACL file. maySubscribe takes a
+  // subscription as the session gave it ($share/<name>/<filter> is judged by its filter).
+  static bool mayWrite(const Session& s, std::string_view topic) noexcept {
+    return s.acl == nullptr || s.acl->mayWrite(topic);
+  }
+  static bool mayRead(const Session& s, std::string_view topic) noexcept {
+    return s.acl == nullptr || s.acl->mayRead(topic);
+  }
+  static bool maySubscribe(const Session& s, std::string_view subscription) noexcept;
   // $SYS and $SYS/... are the broker's.
   static bool isReservedTopic(std::string_view topic) noexcept;
 

@@ -39,8 +39,10 @@ struct alignas(common::kCacheLine) WorkerStats {
   // Limits reached, each counted once per refusal.
   std::atomic<std::uint64_t> refusedSessions{0};       // --max-sessions (or a worker's slots)
   std::atomic<std::uint64_t> refusedSubscriptions{0};  // --max-subscriptions
-  std::atomic<std::uint64_t> refusedAuth{
-      0};  // CONNECTs refused by --password-file/--allow-anonymous
+  // CONNECTs refused by --password-file / --allow-anonymous.
+  std::atomic<std::uint64_t> refusedAuth{0};
+  // Publishes, subscriptions and wills refused by --acl-file.
+  std::atomic<std::uint64_t> refusedAcl{0};
   std::atomic<std::uint64_t> closedFrameTimeout{0};     // --frame-timeout
   std::atomic<std::uint64_t> closedKeepAlive{0};        // MQTT keep-alive expired
   std::atomic<std::uint64_t> closedAwaitingRelease{0};  // --max-awaiting-rel

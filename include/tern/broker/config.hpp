@@ -69,6 +69,9 @@ struct Config {
   // password file, true without one. Set to true it also lets the broker listen on an address
   // other than loopback without authentication (validate()).
   std::optional<bool> allowAnonymous;
+  // --acl-file: who may publish and subscribe where, in Mosquitto's format (docs/security.md);
+  // empty: everyone may do anything.
+  std::string aclFile;
   bool anonymousAllowed() const noexcept { return allowAnonymous.value_or(passwordFile.empty()); }
   // Inbound MQTT QoS 2 packet ids received and not yet released (PUBREL) per connection; a client
   // that goes past it is disconnected.
