@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "tern broker: a lock-free publish/subscribe broker speaking the three-socket line protocol\n"
       "(docs/protocol.md) and MQTT 5.0 and 3.1.1 (docs/mqtt.md) over one topic space.\n"
-      "Stops cleanly on SIGINT or SIGTERM.",
+      "Stops cleanly on SIGINT or SIGTERM; SIGHUP reads --password-file and --acl-file again.",
       "broker"};
   app.set_version_flag("--version", std::string("tern broker ") + TERN_VERSION);
   app.set_config("--config", "",
@@ -219,6 +219,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stopSignals);
   sigaddset(&stopSignals, SIGINT);
   sigaddset(&stopSignals, SIGTERM);
+  sigaddset(&stopSignals, SIGHUP);                    // reload, not stop
   pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);  // inherited by every thread started below
 
   std::unique_ptr<tern::broker::Broker> owned;
@@ -249,7 +250,12 @@ int main(int argc, char** argv) {
       config.maxSubscriptions, config.memoryLimit >> 20);
 
   int received = 0;
-  sigwait(&stopSignals, &received);
+  for (;;) {
+    sigwait(&stopSignals, &received);
+    if (received != SIGHUP) break;
+    TERN_LOG_INFO("SIGHUP received: reloading the password and ACL files");
+    broker.reload();
+  }
   TERN_LOG_INFO("{} received: shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
   broker.stop();
   TERN_LOG_INFO("stopped cleanly");

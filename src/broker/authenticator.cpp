@@ -38,7 +38,9 @@ struct Due {
 }  // namespace
 
 Authenticator::Authenticator(BrokerContext& context, auth::PasswordFile passwords)
-    : context_(context), passwords_(std::move(passwords)), thread_([this] { run(); }) {}
+    : context_(context),
+      passwords_(std::make_shared<const auth::PasswordFile>(std::move(passwords))),
+      thread_([this] { run(); }) {}
 
 Authenticator::~Authenticator() {
   {
@@ -73,9 +75,11 @@ void Authenticator::run() {
   for (;;) {
     std::size_t n = 0;
     while ((n = requests_.try_dequeue_bulk(batch, kRequestsPerPop)) != 0) {
+      const std::shared_ptr<const auth::PasswordFile> passwords =
+          passwords_.load(std::memory_order_acquire);
       for (std::size_t k = 0; k < n; ++k) {
         Request& r = batch[k];
-        const auth::PasswordHash* hash = r.hasUser ? passwords_.find(r.user) : nullptr;
+        const auth::PasswordHash* hash = r.hasUser ? passwords->find(r.user) : nullptr;
         const bool ok = hash != nullptr && hash->verify(r.password);
         // The password is not kept a moment longer than needed.
         std::fill(r.password.begin(), r.password.end(), '\0');

@@ -56,12 +56,18 @@ class Authenticator {
   // Queues `request`; its verdict is posted to request.worker's inbox (InboxItem::kAuthVerdict).
   // Any thread; never blocks on the verification.
   void submit(Request&& request);
+  // A reload: requests checked from now on use `passwords`. Any thread.
+  void replace(auth::PasswordFile passwords) {
+    passwords_.store(std::make_shared<const auth::PasswordFile>(std::move(passwords)),
+                     std::memory_order_release);
+  }
 
  private:
   void run();
 
   BrokerContext& context_;
-  const auth::PasswordFile passwords_;
+  // Replaced whole by a reload; loaded once per batch of requests by the authenticator's thread.
+  std::atomic<std::shared_ptr<const auth::PasswordFile>> passwords_;
   moodycamel::ConcurrentQueue<Request> requests_;
   // Wakes the thread: a submit sets `pending_` and notifies. The mutex guards only the sleep (the
   // workers' submit takes it briefly, off every publish path).

@@ -31,7 +31,7 @@ Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(
     if (!loaded.file) throw std::runtime_error("--acl-file: " + loaded.error);
     TERN_LOG_INFO("ACL rules for {} user(s) in {}; what they do not grant is denied",
                   loaded.file->users(), config.aclFile);
-    context_->acl = std::move(*loaded.file);
+    context_->acl.store(std::make_shared<const auth::AclFile>(std::move(*loaded.file)));
   }
   for (unsigned i = 0; i < config.workers; ++i) {
     context_->workers.push_back(std::make_unique<Worker>(*context_, i));
@@ -44,6 +44,34 @@ Broker::~Broker() {
 
 net::IoBackend Broker::ioBackend() const noexcept {
   return context_->workers.front()->backend();
+}
+
+void Broker::reload() {
+  const Config& config = context_->config;
+  if (config.passwordFile.empty() && config.aclFile.empty()) {
+    TERN_LOG_INFO("reload: nothing to read again (no --password-file, no --acl-file)");
+    return;
+  }
+  if (!config.passwordFile.empty()) {
+    auth::PasswordFile::Loaded loaded = auth::PasswordFile::load(config.passwordFile);
+    if (!loaded.file) {
+      TERN_LOG_ERROR("reload: the password file is kept as it was: {}", loaded.error);
+    } else {
+      TERN_LOG_INFO("reload: {} user(s) in {}", loaded.file->entries().size(), config.passwordFile);
+      context_->auth->replace(std::move(*loaded.file));
+    }
+  }
+  if (!config.aclFile.empty()) {
+    auth::AclFile::Loaded loaded = auth::AclFile::load(config.aclFile);
+    if (!loaded.file) {
+      TERN_LOG_ERROR("reload: the ACL file is kept as it was: {}", loaded.error);
+    } else {
+      TERN_LOG_INFO("reload: ACL rules for {} user(s) in {}", loaded.file->users(), config.aclFile);
+      context_->acl.store(std::make_shared<const auth::AclFile>(std::move(*loaded.file)),
+                          std::memory_order_release);
+      context_->aclGeneration.fetch_add(1, std::memory_order_release);
+    }
+  }
 }
 
 void Broker::start() {

@@ -45,8 +45,14 @@ struct BrokerContext {
   // Checks passwords off the workers' loops; null without --password-file. Declared after
   // `workers`, so it stops before them (it posts verdicts into their inboxes).
   std::unique_ptr<Authenticator> auth;
-  // --acl-file, read at start-up; nullopt without one (everything allowed). Constant afterwards.
-  std::optional<auth::AclFile> acl;
+  // --acl-file, read at start-up and replaced whole by a reload (SIGHUP, Broker::reload); null
+  // without one (everything allowed). Loaded only to compile a session's rules (at CONNECT, or
+  // once the generation moved), never per message: the lock inside std::atomic<shared_ptr> is
+  // off the publish path.
+  std::atomic<std::shared_ptr<const auth::AclFile>> acl;
+  // Bumped (release) after each store of `acl`; a session whose rules are of an older generation
+  // compiles them again at its next check (acquire: it then loads the new file).
+  std::atomic<std::uint64_t> aclGeneration{1};
   // The acceptor (for its counters); set before the workers start, constant afterwards.
   const net::Acceptor* acceptor = nullptr;
 

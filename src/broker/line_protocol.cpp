@@ -117,9 +117,8 @@ LineProtocol::Outcome LineProtocol::onConnect(Connection& c, const LineRequest& 
     replyError(c, LineError::kServerBusy, "too many sessions (--max-sessions)");
     return Outcome::kDone;
   }
-  s->acl = core_.aclFor(
-      request.hasCredentials ? std::optional<std::string_view>(request.user) : std::nullopt,
-      s->clientId);
+  core_.setAcl(
+      *s, request.hasCredentials ? std::optional<std::string_view>(request.user) : std::nullopt);
   s->request[0] = &c;
   c.role = SocketRole::kRequest;
   c.session = s;
@@ -216,7 +215,7 @@ void LineProtocol::onPublish(Connection& c, const LineRequest& request) {
     replyError(c, LineError::kBadTopic, "$SYS topics are the broker's");
     return;
   }
-  if (!WorkerCore::mayWrite(*c.session, request.subject)) {
+  if (!core_.mayWrite(*c.session, request.subject)) {
     WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
     replyError(c, LineError::kNotAuthorized, "no write access to this topic (--acl-file)");
     return;
@@ -240,7 +239,7 @@ void LineProtocol::onSubscribe(Connection& c, const LineRequest& request) {
     reply(c, "SUBACK");  // already subscribed: a no-op
     return;
   }
-  if (!WorkerCore::maySubscribe(s, filter)) {
+  if (!core_.maySubscribe(s, filter)) {
     WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
     replyError(c, LineError::kNotAuthorized, "no read access to this filter (--acl-file)");
     return;
@@ -408,7 +407,7 @@ bool LineProtocol::deliver(Session& s, const common::Message& message, unsigned 
 bool LineProtocol::takeForJob(Connection& c, Job& job, const common::Message& m) {
   Session& s = *c.session;
   // --acl-file: retained messages and LIST show only what the session may read.
-  if (!WorkerCore::mayRead(s, m.topic())) return true;
+  if (!core_.mayRead(s, m.topic())) return true;
   if (job.kind == Job::Kind::kLineReplay) {
     // Waits while the push queue is full instead of dropping (a message larger than the whole
     // bound goes to deliver(), which drops and counts it).

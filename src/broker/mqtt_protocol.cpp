@@ -185,11 +185,11 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
   }
   // --acl-file: a will goes only where its owner may publish (else the CONNECT is refused, as
   // Mosquitto does). The rules are compiled again below for the session.
-  if (connect.willFlag && core_.context.acl) {
+  if (connect.willFlag) {
     const std::unique_ptr<const auth::Acl> acl = core_.aclFor(
         connect.usernameFlag ? std::optional<std::string_view>(connect.username) : std::nullopt,
         connect.clientId);
-    if (!acl->mayWrite(connect.willTopic)) {
+    if (acl != nullptr && !acl->mayWrite(connect.willTopic)) {
       WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
       return refuse(mqtt::ConnectReturnCode::kNotAuthorized, mqtt::ReasonCode::kNotAuthorized);
     }
@@ -249,9 +249,8 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
   if (s == nullptr) {
     return refuse(mqtt::ConnectReturnCode::kServerUnavailable, mqtt::ReasonCode::kServerBusy);
   }
-  s->acl = core_.aclFor(
-      connect.usernameFlag ? std::optional<std::string_view>(connect.username) : std::nullopt,
-      s->clientId);
+  core_.setAcl(
+      *s, connect.usernameFlag ? std::optional<std::string_view>(connect.username) : std::nullopt);
   MqttState& m = *s->mqtt;
   m.expiresAt = 0;  // online again
   m.cleanSession = cleanSession;
@@ -324,7 +323,7 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
     // Acknowledged as the protocol requires, but $SYS is the broker's: dropped and counted.
     WorkerStats::add(core_.stats.refusedSysTopic, std::uint64_t{1});
     reason = mqtt::ReasonCode::kNotAuthorized;
-  } else if (deliver && !WorkerCore::mayWrite(s, topic)) {
+  } else if (deliver && !core_.mayWrite(s, topic)) {
     // --acl-file: 3.1.1 acknowledges and drops (as Mosquitto does); 5.0 says 0x87.
     WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
     deliver = false;
@@ -404,7 +403,7 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
     }
     const routing::SharedFilter shared = routing::parseSharedFilter(entry.filter);
     if (shared.kind != routing::SharedFilter::Kind::kInvalid &&
-        !WorkerCore::maySubscribe(s, entry.filter)) {
+        !core_.maySubscribe(s, entry.filter)) {
       WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
       subackCodes_.push_back(v5 ? static_cast<std::uint8_t>(mqtt::ReasonCode::kNotAuthorized)
                                 : mqtt::kSubackFailure);
@@ -733,7 +732,7 @@ void MqttProtocol::connectionGone(Session& s, Connection& c) {
 
 bool MqttProtocol::takeForJob(Connection& c, Job& job, const common::Message& m) {
   Session& s = *c.session;
-  if (!WorkerCore::mayRead(s, m.topic())) return true;  // --acl-file: not this session's to read
+  if (!core_.mayRead(s, m.topic())) return true;  // --acl-file: not this session's to read
   if (core_.io.unsent(c) > core_.config.maxQueuedBytes / 2) {
     job.waitingFor = Job::Wait::kOutput;
     core_.io.notifyWhenDrained(c);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -111,6 +112,8 @@ struct Session {
   // What --acl-file lets this session do (compiled for its user and client id at CONNECT);
   // null without an ACL file: everything.
   std::unique_ptr<const auth::Acl> acl;
+  std::optional<std::string> aclUser;  // whose rules they are (nullopt: anonymous)
+  std::uint64_t aclGeneration = 0;     // BrokerContext::aclGeneration they were compiled from
   bool ended = false;
 
   // Line protocol.

@@ -55,8 +55,8 @@ void WorkerCore::deliverTo(routing::SubscriberId id, const common::Message& mess
                            SharedRoute route) {
   Session* s = sessions.find(id);
   // --acl-file: a subscription overlapping a deny rule does not get the topics it denies.
-  if (s != nullptr && s->acl != nullptr && s->acl->readsNeedChecks() &&
-      !s->acl->mayRead(message.topic())) {
+  const auth::Acl* acl = s != nullptr ? aclOf(*s) : nullptr;
+  if (acl != nullptr && acl->readsNeedChecks() && !acl->mayRead(message.topic())) {
     s = nullptr;  // as if gone: a shared delivery goes to another member
   }
   if (s != nullptr && handler(s->protocol).deliver(*s, message, id.qos(), false, route)) return;
@@ -180,12 +180,25 @@ bool WorkerCore::authVerdict(Connection& c, std::uint32_t attempt, bool accepted
 
 std::unique_ptr<const auth::Acl> WorkerCore::aclFor(std::optional<std::string_view> user,
                                                     std::string_view clientId) const {
-  if (!context.acl) return nullptr;
-  return std::make_unique<const auth::Acl>(context.acl->compile(user, clientId));
+  const std::shared_ptr<const auth::AclFile> file = context.acl.load(std::memory_order_acquire);
+  if (file == nullptr) return nullptr;
+  return std::make_unique<const auth::Acl>(file->compile(user, clientId));
 }
 
-bool WorkerCore::maySubscribe(const Session& s, std::string_view subscription) noexcept {
-  return s.acl == nullptr || s.acl->maySubscribe(routing::effectiveFilter(subscription));
+void WorkerCore::setAcl(Session& s, std::optional<std::string_view> user) {
+  // The generation first: the file loaded after it is at least that new.
+  s.aclGeneration = context.aclGeneration.load(std::memory_order_acquire);
+  if (user) {
+    s.aclUser.emplace(*user);
+  } else {
+    s.aclUser.reset();
+  }
+  s.acl = aclFor(s.aclUser, s.clientId);
+}
+
+bool WorkerCore::maySubscribe(Session& s, std::string_view subscription) {
+  const auth::Acl* acl = aclOf(s);
+  return acl == nullptr || acl->maySubscribe(routing::effectiveFilter(subscription));
 }
 
 bool WorkerCore::isReservedTopic(std::string_view topic) noexcept {

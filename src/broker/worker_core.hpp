@@ -88,15 +88,28 @@ class WorkerCore {
   // --acl-file: the rules of a client (null without an ACL file).
   std::unique_ptr<const auth::Acl> aclFor(std::optional<std::string_view> user,
                                           std::string_view clientId) const;
-  // What the session's ACL allows; everything without an ACL file. maySubscribe takes a
-  // subscription as the session gave it ($share/<name>/<filter> is judged by its filter).
-  static bool mayWrite(const Session& s, std::string_view topic) noexcept {
-    return s.acl == nullptr || s.acl->mayWrite(topic);
+  // Gives `s` the rules of `user` (nullopt: anonymous) and its client id, at CONNECT.
+  void setAcl(Session& s, std::optional<std::string_view> user);
+  // The rules of `s`, compiled again first when a reload replaced the ACL file since; null
+  // without an ACL file (everything allowed). One acquire load when nothing changed.
+  const auth::Acl* aclOf(Session& s) {
+    if (s.acl == nullptr) return nullptr;
+    if (context.aclGeneration.load(std::memory_order_acquire) != s.aclGeneration) {
+      setAcl(s, s.aclUser);
+    }
+    return s.acl.get();
   }
-  static bool mayRead(const Session& s, std::string_view topic) noexcept {
-    return s.acl == nullptr || s.acl->mayRead(topic);
+  // What the session's rules allow. maySubscribe takes a subscription as the session gave it
+  // ($share/<name>/<filter> is judged by its filter).
+  bool mayWrite(Session& s, std::string_view topic) {
+    const auth::Acl* acl = aclOf(s);
+    return acl == nullptr || acl->mayWrite(topic);
   }
-  static bool maySubscribe(const Session& s, std::string_view subscription) noexcept;
+  bool mayRead(Session& s, std::string_view topic) {
+    const auth::Acl* acl = aclOf(s);
+    return acl == nullptr || acl->mayRead(topic);
+  }
+  bool maySubscribe(Session& s, std::string_view subscription);
   // $SYS and $SYS/... are the broker's.
   static bool isReservedTopic(std::string_view topic) noexcept;
 

@@ -1,5 +1,6 @@
 // --acl-file over both protocols: who may publish and subscribe where.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -135,6 +136,67 @@ TEST_F(Acl, Mqtt5SaysNotAuthorized) {
   auto puback = c.receiveType(mqtt::PacketType::kPuback);
   ASSERT_TRUE(puback.has_value());
   EXPECT_EQ(std::get<mqtt::Puback>(puback->decode()).reason, mqtt::ReasonCode::kNotAuthorized);
+}
+
+}  // namespace
+}  // namespace tern::test
+
+namespace tern::test {
+namespace {
+
+// SIGHUP reads both files again; sessions follow the new rules from their next request on; a
+// file that does not parse leaves the rules as they were.
+TEST(AclReload, SighupReplacesTheRulesAndABadFileKeepsThem) {
+  char pattern[] = "/tmp/tern-reload-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const std::string dir = pattern;
+  const auto writePasswords = [&](const char* password) {
+    auth::PasswordFile file;
+    file.set("alice", auth::PasswordHash::make(password));
+    ASSERT_EQ(file.save(dir + "/passwords"), "");
+  };
+  writePasswords("one");
+  std::ofstream(dir + "/acl") << "user alice\ntopic readwrite alice/#\n";
+  BrokerProcess broker({"--password-file", dir + "/passwords", "--acl-file", dir + "/acl"});
+  LineClient alice(broker.port(), "a1@alice@one");
+  EXPECT_EQ(alice.request.request("PUBLISH@alice/x@1"), "PUBACK");
+
+  // Read only now: the same session is refused from its next publish on.
+  std::ofstream(dir + "/acl") << "user alice\ntopic read alice/#\n";
+  ASSERT_EQ(::kill(broker.pid(), SIGHUP), 0);
+  const std::int64_t deadline = nowMillis() + scaled(Millis(10000)).count();
+  std::string reply;
+  while ((reply = alice.request.request("PUBLISH@alice/x@2")) == "PUBACK" &&
+         nowMillis() < deadline) {
+  }
+  EXPECT_EQ(reply, "ERROR@not-authorized@no write access to this topic (--acl-file)");
+  EXPECT_EQ(alice.request.request("SUBSCRIBE@alice/#"), "SUBACK");
+
+  // A broken ACL file and a new password in one reload: once the new password works, the
+  // reload ran; the old rules still hold (alice may still subscribe: not deny-all).
+  std::ofstream(dir + "/acl") << "user alice\ntopic readwrite\n";
+  writePasswords("two");
+  ASSERT_EQ(::kill(broker.pid(), SIGHUP), 0);
+  std::string connack;
+  while (nowMillis() < deadline) {
+    LineSocket s(broker.port());
+    connack = s.request("CONNECT@a2@alice@two");
+    if (connack.rfind("CONNACK@", 0) == 0) break;
+  }
+  ASSERT_EQ(connack.rfind("CONNACK@a2@", 0), 0u) << connack;
+  LineSocket old(broker.port(), "127.0.0.3");
+  EXPECT_EQ(old.request("CONNECT@a3@alice@one"), "ERROR@not-authorized@bad user or password");
+  EXPECT_EQ(alice.request.request("SUBSCRIBE@alice/y"), "SUBACK");
+  EXPECT_EQ(alice.request.request("PUBLISH@alice/x@3").rfind("ERROR@not-authorized@", 0), 0u);
+
+  EXPECT_EQ(broker.stop(), 0);
+  const std::string log = broker.process().drainStderr();
+  EXPECT_NE(log.find("reload: the ACL file is kept as it was: " + dir + "/acl:2:"),
+            std::string::npos)
+      << log;
+  ::unlink((dir + "/passwords").c_str());
+  ::unlink((dir + "/acl").c_str());
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace

@@ -38,6 +38,10 @@ class Broker {
 
   void start();
   void stop();
+  // SIGHUP: reads the password file and the ACL file again. A file that does not parse leaves
+  // the rules in force as they were (never open) and logs the line that is wrong. Connections
+  // stay; sessions follow the new ACL from their next check on. Any thread but a worker's.
+  void reload();
 
   // "address:port" of the line-protocol listener once started (useful with port 0).
   const std::string& lineEndpoint() const noexcept { return lineEndpoint_; }
