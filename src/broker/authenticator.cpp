@@ -75,8 +75,11 @@ void Authenticator::run() {
   for (;;) {
     std::size_t n = 0;
     while ((n = requests_.try_dequeue_bulk(batch, kRequestsPerPop)) != 0) {
-      const std::shared_ptr<const auth::PasswordFile> passwords =
-          passwords_.load(std::memory_order_acquire);
+      std::shared_ptr<const auth::PasswordFile> passwords;
+      {
+        const std::lock_guard lock(passwordsMutex_);
+        passwords = passwords_;
+      }
       for (std::size_t k = 0; k < n; ++k) {
         Request& r = batch[k];
         const auth::PasswordHash* hash = r.hasUser ? passwords->find(r.user) : nullptr;

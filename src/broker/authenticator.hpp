@@ -58,16 +58,19 @@ class Authenticator {
   void submit(Request&& request);
   // A reload: requests checked from now on use `passwords`. Any thread.
   void replace(auth::PasswordFile passwords) {
-    passwords_.store(std::make_shared<const auth::PasswordFile>(std::move(passwords)),
-                     std::memory_order_release);
+    auto fresh = std::make_shared<const auth::PasswordFile>(std::move(passwords));
+    const std::lock_guard lock(passwordsMutex_);
+    passwords_ = std::move(fresh);
   }
 
  private:
   void run();
 
   BrokerContext& context_;
-  // Replaced whole by a reload; loaded once per batch of requests by the authenticator's thread.
-  std::atomic<std::shared_ptr<const auth::PasswordFile>> passwords_;
+  // Replaced whole by a reload; taken once per batch of requests by the authenticator's thread
+  // (the mutex is never on a worker's path).
+  std::mutex passwordsMutex_;
+  std::shared_ptr<const auth::PasswordFile> passwords_;  // guarded by passwordsMutex_
   moodycamel::ConcurrentQueue<Request> requests_;
   // Wakes the thread: a submit sets `pending_` and notifies. The mutex guards only the sleep (the
   // workers' submit takes it briefly, off every publish path).

@@ -14,6 +14,7 @@
 #include "tern/common/log.hpp"
 #include "tern/net/acceptor.hpp"
 #include "tern/net/socket.hpp"
+#include "tern/sync/qsbr.hpp"
 #include "worker.hpp"
 
 namespace tern::broker {
@@ -31,7 +32,7 @@ Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(
     if (!loaded.file) throw std::runtime_error("--acl-file: " + loaded.error);
     TERN_LOG_INFO("ACL rules for {} user(s) in {}; what they do not grant is denied",
                   loaded.file->users(), config.aclFile);
-    context_->acl.store(std::make_shared<const auth::AclFile>(std::move(*loaded.file)));
+    context_->acl.store(new auth::AclFile(std::move(*loaded.file)), std::memory_order_release);
   }
   for (unsigned i = 0; i < config.workers; ++i) {
     context_->workers.push_back(std::make_unique<Worker>(*context_, i));
@@ -67,9 +68,11 @@ void Broker::reload() {
       TERN_LOG_ERROR("reload: the ACL file is kept as it was: {}", loaded.error);
     } else {
       TERN_LOG_INFO("reload: ACL rules for {} user(s) in {}", loaded.file->users(), config.aclFile);
-      context_->acl.store(std::make_shared<const auth::AclFile>(std::move(*loaded.file)),
-                          std::memory_order_release);
+      const auth::AclFile* old = context_->acl.exchange(new auth::AclFile(std::move(*loaded.file)),
+                                                        std::memory_order_acq_rel);
       context_->aclGeneration.fetch_add(1, std::memory_order_release);
+      // Freed once every worker passed a quiescent state: none still compiles from it.
+      if (old != nullptr) sync::QsbrDomain::global().retire(const_cast<auth::AclFile*>(old));
     }
   }
 }

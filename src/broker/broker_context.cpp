@@ -7,6 +7,8 @@ namespace tern::broker {
 
 BrokerContext::BrokerContext(const Config& c) : config(c) {}
 
-BrokerContext::~BrokerContext() = default;
+BrokerContext::~BrokerContext() {
+  delete acl.load(std::memory_order_acquire);
+}
 
 }  // namespace tern::broker

@@ -45,11 +45,11 @@ struct BrokerContext {
   // Checks passwords off the workers' loops; null without --password-file. Declared after
   // `workers`, so it stops before them (it posts verdicts into their inboxes).
   std::unique_ptr<Authenticator> auth;
-  // --acl-file, read at start-up and replaced whole by a reload (SIGHUP, Broker::reload); null
-  // without one (everything allowed). Loaded only to compile a session's rules (at CONNECT, or
-  // once the generation moved), never per message: the lock inside std::atomic<shared_ptr> is
-  // off the publish path.
-  std::atomic<std::shared_ptr<const auth::AclFile>> acl;
+  // --acl-file, read at start-up and replaced whole by a reload (SIGHUP, Broker::reload), which
+  // retires the old one through the QSBR domain; null without one (everything allowed). Workers
+  // load it (acquire; the release store publishes a whole file) while online, only to compile a
+  // session's rules (at CONNECT, or once the generation moved), never per message. Owned.
+  std::atomic<const auth::AclFile*> acl{nullptr};
   // Bumped (release) after each store of `acl`; a session whose rules are of an older generation
   // compiles them again at its next check (acquire: it then loads the new file).
   std::atomic<std::uint64_t> aclGeneration{1};

@@ -180,7 +180,8 @@ bool WorkerCore::authVerdict(Connection& c, std::uint32_t attempt, bool accepted
 
 std::unique_ptr<const auth::Acl> WorkerCore::aclFor(std::optional<std::string_view> user,
                                                     std::string_view clientId) const {
-  const std::shared_ptr<const auth::AclFile> file = context.acl.load(std::memory_order_acquire);
+  // Valid while this worker is online (QSBR): a reload retires the file it replaces.
+  const auth::AclFile* file = context.acl.load(std::memory_order_acquire);
   if (file == nullptr) return nullptr;
   return std::make_unique<const auth::Acl>(file->compile(user, clientId));
 }
