@@ -37,18 +37,9 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool anyMatches(const std::vector<std::string>& filters, std::string_view topic) {
-  for (const std::string& f : filters) {
-    if (routing::filterMatches(f, topic)) return true;
-  }
-  return false;
-}
-
-bool anyCovers(const std::vector<std::string>& filters, std::string_view filter) {
-  for (const std::string& f : filters) {
-    if (filterCovers(f, filter)) return true;
-  }
-  return false;
+// The first level of a topic or filter.
+std::string_view firstLevel(std::string_view text) {
+  return text.substr(0, text.find('/'));
 }
 
 // `pattern` with %u and %c replaced; nullopt when the pattern does not apply to the client.
@@ -94,21 +85,82 @@ bool filterCovers(std::string_view outer, std::string_view inner) noexcept {
   }
 }
 
+void AclRules::add(std::string filter) {
+  ++count_;
+  if (startsWithWildcard(filter)) {
+    wildcardFirst_.push_back(std::move(filter));
+    return;
+  }
+  const std::string first(firstLevel(filter));
+  byFirstLevel_[first].push_back(std::move(filter));
+}
+
+bool AclRules::matches(std::string_view topic) const noexcept {
+  if (count_ == 0) return false;
+  if (const auto it = byFirstLevel_.find(firstLevel(topic)); it != byFirstLevel_.end()) {
+    for (const std::string& f : it->second) {
+      if (routing::filterMatches(f, topic)) return true;
+    }
+  }
+  for (const std::string& f : wildcardFirst_) {
+    if (routing::filterMatches(f, topic)) return true;
+  }
+  return false;
+}
+
+bool AclRules::covers(std::string_view filter) const noexcept {
+  if (count_ == 0) return false;
+  // A filter that starts with a wildcard is covered only by one that does too.
+  if (!startsWithWildcard(filter)) {
+    if (const auto it = byFirstLevel_.find(firstLevel(filter)); it != byFirstLevel_.end()) {
+      for (const std::string& f : it->second) {
+        if (filterCovers(f, filter)) return true;
+      }
+    }
+  }
+  for (const std::string& f : wildcardFirst_) {
+    if (filterCovers(f, filter)) return true;
+  }
+  return false;
+}
+
+void AclRuleSet::add(AclAccess access, std::string filter) {
+  if (access == AclAccess::kDeny) {
+    denies.add(std::move(filter));
+    return;
+  }
+  if ((static_cast<unsigned>(access) & static_cast<unsigned>(AclAccess::kRead)) != 0) {
+    reads.add(filter);
+  }
+  if ((static_cast<unsigned>(access) & static_cast<unsigned>(AclAccess::kWrite)) != 0) {
+    writes.add(std::move(filter));
+  }
+}
+
 bool Acl::mayWrite(std::string_view topic) const noexcept {
-  return !anyMatches(denies_, topic) && anyMatches(writes_, topic);
+  if (own_.denies.matches(topic) || (base_ != nullptr && base_->denies.matches(topic))) {
+    return false;
+  }
+  return own_.writes.matches(topic) || (base_ != nullptr && base_->writes.matches(topic));
 }
 
 bool Acl::mayRead(std::string_view topic) const noexcept {
-  return !anyMatches(denies_, topic) && anyMatches(reads_, topic);
+  if (own_.denies.matches(topic) || (base_ != nullptr && base_->denies.matches(topic))) {
+    return false;
+  }
+  return own_.reads.matches(topic) || (base_ != nullptr && base_->reads.matches(topic));
 }
 
 bool Acl::maySubscribe(std::string_view filter) const noexcept {
-  return !anyCovers(denies_, filter) && anyCovers(reads_, filter);
+  if (own_.denies.covers(filter) || (base_ != nullptr && base_->denies.covers(filter))) {
+    return false;
+  }
+  return own_.reads.covers(filter) || (base_ != nullptr && base_->reads.covers(filter));
 }
 
 AclFile::Loaded AclFile::parse(std::string_view contents, std::string_view name) {
   AclFile file;
-  std::vector<AclRule>* target = &file.anonymous_;
+  AclRuleSet* target = &file.anonymous_;
   std::size_t lineNumber = 0;
   while (!contents.empty()) {
     ++lineNumber;
@@ -127,8 +179,8 @@ AclFile::Loaded AclFile::parse(std::string_view contents, std::string_view name)
         space == std::string_view::npos ? std::string_view() : trim(line.substr(space));
     if (keyword == "user") {
       if (rest.empty()) return problem("'user' needs a user name");
-      file.users_.push_back({std::string(rest), {}});
-      target = &file.users_.back().rules;
+      // A user named on several lines has all their rules (the map's nodes do not move).
+      target = &file.users_[std::string(rest)];
       continue;
     }
     if (keyword != "topic" && keyword != "pattern") {
@@ -157,7 +209,11 @@ AclFile::Loaded AclFile::parse(std::string_view contents, std::string_view name)
       return problem("not a valid topic filter: " + std::string(filter));
     }
     rule.filter.assign(filter);
-    (keyword == "pattern" ? file.patterns_ : *target).push_back(std::move(rule));
+    if (keyword == "pattern") {
+      file.patterns_.push_back(std::move(rule));
+    } else {
+      target->add(rule.access, std::move(rule.filter));
+    }
   }
   Loaded loaded;
   loaded.file = std::move(file);
@@ -176,31 +232,14 @@ AclFile::Loaded AclFile::load(const std::string& path) {
 
 Acl AclFile::compile(std::optional<std::string_view> user, std::string_view clientId) const {
   Acl acl;
-  const auto add = [&acl](AclAccess access, std::string filter) {
-    if (access == AclAccess::kDeny) {
-      acl.denies_.push_back(std::move(filter));
-      return;
-    }
-    if ((static_cast<unsigned>(access) & static_cast<unsigned>(AclAccess::kRead)) != 0) {
-      acl.reads_.push_back(filter);
-    }
-    if ((static_cast<unsigned>(access) & static_cast<unsigned>(AclAccess::kWrite)) != 0) {
-      acl.writes_.push_back(std::move(filter));
-    }
-  };
   if (!user) {
-    for (const AclRule& r : anonymous_)
-      add(r.access, r.filter);
-  } else {
-    for (const User& u : users_) {  // a user named on several lines has all their rules
-      if (u.name != *user) continue;
-      for (const AclRule& r : u.rules)
-        add(r.access, r.filter);
-    }
+    acl.base_ = &anonymous_;
+  } else if (const auto it = users_.find(*user); it != users_.end()) {
+    acl.base_ = &it->second;
   }
   for (const AclRule& p : patterns_) {
     if (std::optional<std::string> filter = substitute(p.filter, user, clientId)) {
-      add(p.access, std::move(*filter));
+      acl.own_.add(p.access, std::move(*filter));
     }
   }
   return acl;

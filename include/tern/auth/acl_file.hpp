@@ -30,6 +30,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tern/common/string_map.hpp"
+
 namespace tern::auth {
 
 enum class AclAccess : std::uint8_t { kRead = 1, kWrite = 2, kReadWrite = 3, kDeny = 4 };
@@ -39,6 +41,31 @@ struct AclRule {
   std::string filter;
 };
 
+// Filters of one access kind, indexed by their first level: a check looks at the filters whose
+// first level is the topic's (one hash lookup) and at those that start with a wildcard, not at
+// every rule. Values; const methods from any thread.
+class AclRules {
+ public:
+  void add(std::string filter);
+  bool empty() const noexcept { return count_ == 0; }
+  // Whether some filter matches `topic` / covers `filter` (filterCovers).
+  bool matches(std::string_view topic) const noexcept;
+  bool covers(std::string_view filter) const noexcept;
+
+ private:
+  common::StringMap<std::vector<std::string>> byFirstLevel_;
+  std::vector<std::string> wildcardFirst_;  // first level '+' or '#'
+  std::size_t count_ = 0;
+};
+
+// The rules of one kind of client (anonymous, or one user): deny, read, write.
+struct AclRuleSet {
+  AclRules denies;
+  AclRules reads;
+  AclRules writes;
+  void add(AclAccess access, std::string filter);
+};
+
 class Acl {
  public:
   bool mayWrite(std::string_view topic) const noexcept;
@@ -46,13 +73,17 @@ class Acl {
   bool maySubscribe(std::string_view filter) const noexcept;
   // Whether a subscription maySubscribe() allowed can still match topics mayRead() refuses (some
   // deny rule overlaps what can be subscribed): deliveries are then checked one by one.
-  bool readsNeedChecks() const noexcept { return !denies_.empty(); }
+  bool readsNeedChecks() const noexcept {
+    return (base_ != nullptr && !base_->denies.empty()) || !own_.denies.empty();
+  }
 
  private:
   friend class AclFile;
-  std::vector<std::string> denies_;
-  std::vector<std::string> reads_;
-  std::vector<std::string> writes_;
+  // The rules of the client's user (or of anonymous clients), shared by every session of that
+  // user and owned by the AclFile; null when the user has none. A session must not use it once a
+  // reload replaced the file (WorkerCore::aclOf compiles again first).
+  const AclRuleSet* base_ = nullptr;
+  AclRuleSet own_;  // the patterns, substituted for this client
 };
 
 class AclFile {
@@ -63,18 +94,15 @@ class AclFile {
 
   // The rules of a client: those of `user` (nullopt: anonymous; a user the file does not name has
   // none of its own), and every pattern with %u and %c replaced. A pattern that needs %u for an
-  // anonymous client does not apply to it.
+  // anonymous client does not apply to it. The result refers to this file's rules: it must not
+  // outlive it.
   Acl compile(std::optional<std::string_view> user, std::string_view clientId) const;
 
   std::size_t users() const noexcept { return users_.size(); }
 
  private:
-  struct User {
-    std::string name;
-    std::vector<AclRule> rules;
-  };
-  std::vector<AclRule> anonymous_;
-  std::vector<User> users_;
+  AclRuleSet anonymous_;
+  common::StringMap<AclRuleSet> users_;
   std::vector<AclRule> patterns_;
 };
 

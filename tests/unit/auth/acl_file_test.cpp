@@ -83,7 +83,8 @@ TEST(AclFile, AnonymousUserAndPatternRules) {
 }
 
 TEST(AclFile, SubscriptionsMustBeCoveredByAReadGrant) {
-  const Acl roger = parsed(kFile).compile("roger", "r1");
+  const AclFile file = parsed(kFile);  // outlives the rules compiled from it
+  const Acl roger = file.compile("roger", "r1");
   EXPECT_TRUE(roger.maySubscribe("sensors/#"));
   EXPECT_TRUE(roger.maySubscribe("sensors/+/t"));
   EXPECT_TRUE(roger.maySubscribe("foo/bar"));
@@ -94,7 +95,7 @@ TEST(AclFile, SubscriptionsMustBeCoveredByAReadGrant) {
   // Overlapping a deny rule: allowed, and the denied topics are taken out per delivery.
   EXPECT_TRUE(roger.maySubscribe("sensors/+/key"));
   EXPECT_TRUE(roger.readsNeedChecks());
-  EXPECT_FALSE(parsed(kFile).compile("ann", "a").readsNeedChecks());
+  EXPECT_FALSE(file.compile("ann", "a").readsNeedChecks());
 }
 
 TEST(AclFile, SubstitutedValuesCannotWidenAPattern) {
@@ -110,10 +111,28 @@ TEST(AclFile, SubstitutedValuesCannotWidenAPattern) {
 }
 
 TEST(AclFile, NoRulesMeansNothingIsAllowed) {
-  const Acl acl = parsed("# nothing\n").compile("u", "c");
+  const AclFile file = parsed("# nothing\n");
+  const Acl acl = file.compile("u", "c");
   EXPECT_FALSE(acl.mayRead("a"));
   EXPECT_FALSE(acl.mayWrite("a"));
   EXPECT_FALSE(acl.maySubscribe("a"));
+}
+
+TEST(AclFile, ManyRulesAreIndexedByTheirFirstLevel) {
+  std::string text;
+  for (int k = 0; k < 1000; ++k)
+    text += "topic readwrite other" + std::to_string(k) + "/x/#\n";
+  text += "topic read lg/+/t\ntopic write +/w\ntopic deny lg/secret\n";
+  const AclFile file = parsed(text);
+  const Acl acl = file.compile(std::nullopt, "c");
+  EXPECT_TRUE(acl.mayWrite("other999/x/y"));
+  EXPECT_FALSE(acl.mayWrite("other999/y"));
+  EXPECT_TRUE(acl.mayRead("lg/a/t"));
+  EXPECT_FALSE(acl.mayRead("lg/secret"));
+  EXPECT_TRUE(acl.mayWrite("anything/w"));  // a wildcard first level matches every bucket
+  EXPECT_TRUE(acl.maySubscribe("lg/+/t"));
+  EXPECT_FALSE(acl.maySubscribe("+/+/t"));  // no rule that starts with a wildcard reads it
+  EXPECT_TRUE(acl.maySubscribe("other5/x/+"));
 }
 
 TEST(AclFile, ErrorsNameTheLine) {
