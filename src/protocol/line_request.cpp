@@ -4,7 +4,7 @@
 #include <array>
 #include <cctype>
 
-#include "tern/routing/shared_groups.hpp"
+#include "tern/routing/shared_filter.hpp"
 #include "tern/routing/topic.hpp"
 
 namespace tern::protocol {

@@ -29,8 +29,10 @@
 //     buffer (static storage), and is read byte by byte;
 //   - a PUBLISH topic passes routing::validateTopicName and holds no '@' or '*'; a SUBSCRIBE,
 //     UNSUBSCRIBE or LIST filter passes validateTopicFilter after normalizeFilter, which leaves no
-//     '*' and keeps the size; an accepted CONNECT client id passes isValidClientId; only PUBLISH
-//     carries contents or a retain flag.
+//     '*' and keeps the size, and a SUBSCRIBE/UNSUBSCRIBE filter starting "$share/" is a whole
+//     shared subscription; an accepted CONNECT client id passes isValidClientId, and its
+//     credentials (user, and the password: everything after the third '@') are the frame's own
+//     bytes; only PUBLISH carries contents or a retain flag, only CONNECT credentials.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -170,11 +172,18 @@ bool referenceClientId(std::string_view id) {
   return true;
 }
 
-bool referenceFilterOk(std::string_view filter) {
+// `shareable`: SUBSCRIBE and UNSUBSCRIBE, where "$share/" must start a whole shared subscription:
+// a share name of one or more characters without '/', '+' ('*') or '#', then a filter.
+bool referenceFilterOk(std::string_view filter, bool shareable) {
   std::string plus(filter);
   for (char& c : plus)
     if (c == '*') c = '+';
-  return routing::validateTopicFilter(plus) == routing::TopicStatus::kOk;
+  if (routing::validateTopicFilter(plus) != routing::TopicStatus::kOk) return false;
+  if (!shareable || plus.rfind("$share/", 0) != 0) return true;
+  const std::string rest = plus.substr(7);
+  const std::size_t slash = rest.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == rest.size()) return false;
+  return rest.substr(0, slash).find_first_of("+#") == std::string::npos;
 }
 
 LineParse referenceFail(LineError error) {
@@ -193,7 +202,9 @@ LineParse referenceFilter(LineType type, const std::vector<std::string_view>& fi
                           bool optional) {
   if (fields.size() == 1 && optional) return referenceOk(type);
   if (fields.size() != 2) return referenceFail(LineError::kBadRequest);
-  if (!referenceFilterOk(fields[1])) return referenceFail(LineError::kBadFilter);
+  if (!referenceFilterOk(fields[1], type != LineType::kList)) {
+    return referenceFail(LineError::kBadFilter);
+  }
   LineParse p = referenceOk(type);
   p.request.subject = fields[1];
   p.request.hasSubject = true;
@@ -238,11 +249,19 @@ LineParse reference(std::string_view frame) {
     return fields.size() == 1 ? referenceOk(b.type) : referenceFail(LineError::kBadRequest);
   }
   if (equalsIgnoreCase(type, "CONNECT")) {
+    // CONNECT, CONNECT@<id>, CONNECT@[<id>]@<user>@<password> (the password: all after the
+    // third '@').
     if (fields.size() == 1) return referenceOk(LineType::kConnect);
-    if (fields.size() != 2 || !referenceClientId(fields[1])) {
-      return referenceFail(LineError::kBadRequest);
-    }
+    if (fields.size() == 3) return referenceFail(LineError::kBadRequest);
     LineParse p = referenceOk(LineType::kConnect);
+    if (fields.size() >= 4) {
+      if (fields[2].empty()) return referenceFail(LineError::kBadRequest);
+      p.request.hasCredentials = true;
+      p.request.user = fields[2];
+      p.request.password = frame.substr(static_cast<std::size_t>(fields[3].data() - frame.data()));
+      if (fields[1].empty()) return p;
+    }
+    if (!referenceClientId(fields[1])) return referenceFail(LineError::kBadRequest);
     p.request.subject = fields[1];
     p.request.hasSubject = true;
     return p;
@@ -296,6 +315,15 @@ void checkParse(std::string_view frame, std::string_view buffer) {
   check(sameView(r.contents, w.contents), "contents differ from the reference");
   check(r.retain == w.retain, "retain flag differs from the reference");
   check(r.hasSubject == w.hasSubject, "hasSubject differs from the reference");
+  check(r.hasCredentials == w.hasCredentials, "hasCredentials differs from the reference");
+  check(sameView(r.user, w.user), "user differs from the reference");
+  check(sameView(r.password, w.password), "password differs from the reference");
+  check(inside(r.user, frame) && inside(r.password, frame), "credentials outside the frame");
+  touch(r.user);
+  touch(r.password);
+  if (r.type != LineType::kConnect) {
+    check(!r.hasCredentials && r.user.empty() && r.password.empty(), "credentials outside CONNECT");
+  }
   if (r.type == LineType::kAttach) check(r.role == w.role, "role differs from the reference");
   if (r.type != LineType::kPublish) {
     check(r.contents.empty() && !r.retain, "contents or retain outside PUBLISH");
