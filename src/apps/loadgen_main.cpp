@@ -50,6 +50,12 @@ constexpr const char* kWorkload = R"(Workload:
 Output: one progress line per second on stderr (unless --quiet), a summary on stdout at the end,
   the same as JSON with --json FILE. Ctrl-C ends the load early and still drains and reports;
   a second Ctrl-C exits at once.
+TLS and credentials: --tls encrypts every socket (each of the line protocol's three is its own
+  TLS session) and verifies the broker's certificate against --cafile (or the system's CAs) and
+  --tls-server-name (default --host). --username with --password-file (or --password) puts the
+  credentials in every CONNECT; a refusal (ERROR@not-authorized, CONNACK 5, 0x86, 0x87) or a
+  failed TLS handshake counts as a failed handshake, with the reason in the report.
+
 Exit status: 0 clean run; 1 anything lost, duplicated, reordered, unacknowledged or errored;
   2 bad usage or broker unreachable.)";
 
@@ -121,6 +127,24 @@ int main(int argc, char** argv) {
   app.add_option("--seed", options.seed, "Seed of the Poisson schedule (same seed, same schedule)")
       ->capture_default_str();
   app.add_flag("--quiet", options.quiet, "No progress lines on stderr");
+  app.add_flag("--tls", options.tls,
+               "Connect every socket with TLS (1.2 or 1.3); the broker's certificate is verified");
+  app.add_option("--cafile", options.caFile,
+                 "With --tls: PEM CAs that verify the broker (default: the system's CAs)");
+  app.add_option("--cert", options.certFile,
+                 "With --tls: PEM client certificate (chain) to present; needs --key");
+  app.add_option("--key", options.keyFile, "With --tls: PEM private key of --cert");
+  app.add_option("--tls-server-name", options.tlsServerName,
+                 "With --tls: the name (or IP address) the broker's certificate must carry, also "
+                 "sent as SNI (default: --host)");
+  CLI::Option* usernameOption =
+      app.add_option("--username", options.username, "User name sent in every CONNECT");
+  std::string passwordText;
+  CLI::Option* passwordOption = app.add_option(
+      "--password", passwordText,
+      "Password sent with --username. Visible to every user in ps: prefer --password-file");
+  app.add_option("--password-file", options.passwordFile,
+                 "File whose first line is the password (instead of --password)");
 
   try {
     app.parse(argc, argv);
@@ -155,7 +179,17 @@ int main(int argc, char** argv) {
   const auto arrival = tern::loadgen::parseArrival(arrivalText);
   if (!arrival) return fail("--arrival must be constant or poisson, not '" + arrivalText + "'");
   options.arrival = *arrival;
+  if (usernameOption->count() != 0 && options.username.empty()) {
+    return fail("--username must not be empty");
+  }
+  if (passwordOption->count() != 0) options.password = passwordText;
   if (const std::string error = options.validate(); !error.empty()) return fail(error);
+  if (const std::string error = tern::loadgen::loadPasswordFile(options); !error.empty()) {
+    return fail(error);
+  }
+  if (const std::string error = options.validateSecurity(); !error.empty()) return fail(error);
+  tern::net::TlsContext::Made tls = tern::loadgen::makeTlsContext(options);
+  if (options.tls && !tls.context) return fail("--tls: " + tls.error);
 
   // Fail before a long run, not after it, when the report cannot be written.
   std::ofstream json;
@@ -188,7 +222,8 @@ int main(int argc, char** argv) {
     tern::loadgen::Runner runner(options, broker,
                                  options.protocol != tern::loadgen::Protocol::kLine
                                      ? tern::loadgen::makeMqttSession
-                                     : tern::loadgen::makeLineSession);
+                                     : tern::loadgen::makeLineSession,
+                                 std::move(tls.context));
     report = runner.run(stderr, &g_interrupted);
   } catch (const std::exception& e) {
     return fail(std::string("cannot run: ") + e.what());

@@ -36,4 +36,21 @@ bool parseError(std::string_view frame, std::string_view& code) noexcept {
   return true;
 }
 
+std::string connectFrame(std::string_view clientId, std::string_view username,
+                         const std::optional<std::string>& password) {
+  std::string frame = "CONNECT";
+  if (!clientId.empty() || !username.empty()) {
+    frame += '@';
+    frame += clientId;
+  }
+  if (!username.empty()) {
+    frame += '@';
+    frame += username;
+    frame += '@';
+    if (password) frame += *password;
+  }
+  frame += '\n';
+  return frame;
+}
+
 }  // namespace tern::loadgen

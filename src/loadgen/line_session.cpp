@@ -26,9 +26,7 @@ class LineSession final : public SessionBase {
   void start(std::int64_t /*nowNs*/) override {
     stage_ = Stage::kConnecting;
     if (!openSocket(kControl)) return;
-    queue(kControl, "CONNECT@");
-    queue(kControl, config_.clientId);
-    queue(kControl, "\n");
+    queue(kControl, connectFrame(config_.clientId, config_.username, config_.password));
   }
 
   void subscribe(std::span<const std::string> filters, std::int64_t nowNs) override {
@@ -45,11 +43,10 @@ class LineSession final : public SessionBase {
                std::int64_t intendedNs) noexcept override {
     if (stage_ != Stage::kReady && stage_ != Stage::kConnected) return;
     if (!ending_.empty()) return;  // canPublish() is false: the host does not call this
-    net::EventLoop& loop = host_.loop();
-    const net::SocketId id = sockets_[kPublish].id;
+    SessionSocket& socket = sockets_[kPublish];
     // One reservation for the whole frame: "PUBLISH@" topic "@" payload "\n".
     const std::size_t size = 8 + topic.size() + 1 + payload.size() + 1;
-    net::ByteBuffer& output = loop.output(id);
+    net::ByteBuffer& output = socket.output(host_.loop());
     char* out = output.writable(size).data();
     std::memcpy(out, "PUBLISH@", 8);
     out += 8;
@@ -60,7 +57,7 @@ class LineSession final : public SessionBase {
     out += payload.size();
     *out = '\n';
     output.commit(size);
-    loop.flush(id);
+    socket.flush(host_);
     pendingAcks_.push(intendedNs);
   }
 
@@ -80,12 +77,17 @@ class LineSession final : public SessionBase {
           forEachFrame(data, [&](std::string_view frame) { return onFrame(slot, frame, nowNs); });
       return stage_ == Stage::kFailed ? kParseStopped : consumed;
     };
-    switch (receiveFrames(sockets_[slot], std::string_view(bytes.data(), bytes.size()), parse)) {
+    SessionSocket& socket = sockets_[slot];
+    switch (receiveSessionBytes(socket, host_.loop(), std::string_view(bytes.data(), bytes.size()),
+                                parse)) {
       case ReceiveStatus::kOk:
       case ReceiveStatus::kStopped:
         return;
       case ReceiveStatus::kTooLong:
         fail(SessionFailure::kProtocol, "frame longer than 256 KiB");
+        return;
+      case ReceiveStatus::kTlsFailed:
+        fail(SessionFailure::kConnect, "TLS: " + socket.tls->error());
         return;
     }
   }
@@ -122,7 +124,16 @@ class LineSession final : public SessionBase {
 
   std::size_t queuedBytes() const noexcept override {
     const net::EventLoop& loop = host_.loop();
-    return loop.unsentBytes(sockets_[kControl].id) + loop.unsentBytes(sockets_[kPublish].id);
+    return sockets_[kControl].unsentBytes(loop) + sockets_[kPublish].unsentBytes(loop);
+  }
+
+  void sealOutput() noexcept override {
+    for (SessionSocket& socket : sockets_) {
+      if (!socket.seal(host_.loop())) {
+        fail(SessionFailure::kProtocol, "TLS: " + socket.tls->error());
+        return;
+      }
+    }
   }
   std::uint64_t unacknowledged() const noexcept override { return pendingAcks_.size(); }
 
@@ -134,13 +145,13 @@ class LineSession final : public SessionBase {
 
  private:
   bool openSocket(unsigned slot) {
-    const std::string error = openSessionSocket(sockets_[slot], config_, host_.loop(), slot);
+    const std::string error = openSessionSocket(sockets_[slot], config_, host_, slot);
     if (error.empty()) return true;
     fail(SessionFailure::kConnect, error);
     return false;
   }
 
-  void queue(unsigned slot, std::string_view text) { sockets_[slot].send(host_.loop(), text); }
+  void queue(unsigned slot, std::string_view text) { sockets_[slot].send(host_, text); }
 
   static const char* slotClosedText(unsigned slot) noexcept {
     switch (slot) {

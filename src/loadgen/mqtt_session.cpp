@@ -39,7 +39,7 @@ class MqttSession final : public SessionBase {
   void start(std::int64_t nowNs) override {
     stage_ = Stage::kConnecting;
     lastOutputNs_ = nowNs;
-    const std::string error = openSessionSocket(socket_, config_, host_.loop(), kSlot);
+    const std::string error = openSessionSocket(socket_, config_, host_, kSlot);
     if (!error.empty()) {
       fail(SessionFailure::kConnect, error);
       return;
@@ -49,6 +49,10 @@ class MqttSession final : public SessionBase {
     connect.keepAlive = config_.keepAliveS;
     connect.clientId = config_.clientId;
     connect.protocolLevel = config_.mqttLevel;
+    connect.usernameFlag = !config_.username.empty();
+    connect.username = config_.username;
+    connect.passwordFlag = config_.password.has_value();
+    if (config_.password) connect.password = *config_.password;
     std::string packet;
     mqtt::appendConnect(packet, connect);
     queue(packet);
@@ -97,8 +101,7 @@ class MqttSession final : public SessionBase {
     const std::size_t remaining =
         2 + topic.size() + (qos > 0 ? 2 : 0) + (v5() ? 1 : 0) + payload.size();
     const std::size_t size = mqtt::fixedHeaderSize(remaining) + remaining;
-    net::EventLoop& loop = host_.loop();
-    net::ByteBuffer& output = loop.output(socket_.id);
+    net::ByteBuffer& output = socket_.output(host_.loop());
     char* out = output.writable(size).data();
     *out++ = static_cast<char>(0x30 | (qos << 1));
     out += mqtt::encodeRemainingLength(remaining, out);
@@ -113,7 +116,7 @@ class MqttSession final : public SessionBase {
     if (v5()) *out++ = 0;  // property length
     std::memcpy(out, payload.data(), payload.size());
     output.commit(size);
-    loop.flush(socket_.id);
+    socket_.flush(host_);
     wroteSinceTick_ = true;
   }
 
@@ -129,9 +132,17 @@ class MqttSession final : public SessionBase {
   void onReceive(unsigned slot, std::span<const char> bytes, std::int64_t nowNs) override {
     if (slot != kSlot || !socket_.open()) return;
     const auto parse = [&](std::string_view data) { return parsePackets(data, nowNs); };
-    if (receiveFrames(socket_, std::string_view(bytes.data(), bytes.size()), parse) ==
-        ReceiveStatus::kTooLong) {
-      fail(SessionFailure::kProtocol, "packet longer than 256 KiB");
+    switch (receiveSessionBytes(socket_, host_.loop(), std::string_view(bytes.data(), bytes.size()),
+                                parse)) {
+      case ReceiveStatus::kOk:
+      case ReceiveStatus::kStopped:
+        return;
+      case ReceiveStatus::kTooLong:
+        fail(SessionFailure::kProtocol, "packet longer than 256 KiB");
+        return;
+      case ReceiveStatus::kTlsFailed:
+        fail(SessionFailure::kConnect, "TLS: " + socket_.tls->error());
+        return;
     }
   }
 
@@ -156,7 +167,11 @@ class MqttSession final : public SessionBase {
     }
   }
 
-  std::size_t queuedBytes() const noexcept override { return host_.loop().unsentBytes(socket_.id); }
+  std::size_t queuedBytes() const noexcept override { return socket_.unsentBytes(host_.loop()); }
+  void sealOutput() noexcept override {
+    if (!socket_.seal(host_.loop()))
+      fail(SessionFailure::kProtocol, "TLS: " + socket_.tls->error());
+  }
   bool canPublish() const noexcept override { return !window_.full(); }
   std::uint64_t unacknowledged() const noexcept override { return window_.inFlight(); }
 
@@ -167,7 +182,7 @@ class MqttSession final : public SessionBase {
 
  private:
   void queue(std::string_view bytes) {
-    socket_.send(host_.loop(), bytes);
+    socket_.send(host_, bytes);
     wroteSinceTick_ = true;
   }
 
@@ -260,7 +275,7 @@ class MqttSession final : public SessionBase {
     const unsigned code =
         v5() ? static_cast<unsigned>(connack.reason) : static_cast<unsigned>(connack.returnCode);
     if (code != 0) {
-      fail(SessionFailure::kHandshake, fmt::format("CONNACK return code {}", code));
+      fail(SessionFailure::kHandshake, describeRefusal(code));
       return false;
     }
     stage_ = Stage::kConnected;
@@ -291,6 +306,26 @@ class MqttSession final : public SessionBase {
       host_.onSubscribed(config_.client, nowNs);
     }
     return true;
+  }
+
+  // "CONNACK return code 5 (not authorized: ...)": what a refused CONNECT is reported as.
+  std::string describeRefusal(unsigned code) const {
+    std::string_view why;
+    if (v5()) {
+      why = mqtt::describe(static_cast<mqtt::ReasonCode>(code));
+    } else if (code == 4) {
+      why = "bad user name or password";
+    } else if (code == 5) {
+      why = "not authorized";
+    }
+    std::string text = v5() ? fmt::format("CONNACK reason code {:#04x}", code)
+                            : fmt::format("CONNACK return code {}", code);
+    if (!why.empty()) text += fmt::format(" ({})", why);
+    if (code == 4 || code == 5 || code == 0x86 || code == 0x87) {
+      text += config_.username.empty() ? ": the broker wants credentials (--username, --password)"
+                                       : ": check --username and --password";
+    }
+    return text;
   }
 
   void unexpected(std::string_view what, std::uint16_t id) {

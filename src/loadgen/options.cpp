@@ -3,9 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <utility>
 
 #include "tern/loadgen/payload.hpp"
 
@@ -82,7 +86,63 @@ std::string Options::validate() const {
   }
   if (port == 0) return "--port must be between 1 and 65535";
   if (host.empty()) return "--host must not be empty";
+  return validateSecurity();
+}
+
+std::string Options::validateSecurity() const {
+  if (!tls) {
+    for (const auto& [value, name] : {std::pair{&caFile, "--cafile"},
+                                      {&certFile, "--cert"},
+                                      {&keyFile, "--key"},
+                                      {&tlsServerName, "--tls-server-name"}}) {
+      if (!value->empty()) return fmt::format("{} needs --tls", name);
+    }
+  }
+  if (!certFile.empty() && keyFile.empty()) return "--cert needs --key (the certificate's key)";
+  if (certFile.empty() && !keyFile.empty()) return "--key needs --cert";
+  if (password && !passwordFile.empty()) {
+    return "--password and --password-file exclude each other (prefer --password-file: a "
+           "password on the command line is visible in ps)";
+  }
+  if ((password || !passwordFile.empty()) && username.empty()) {
+    return "--password and --password-file need --username";
+  }
+  if (username.find('\n') != std::string::npos) return "--username must not contain a line feed";
+  if (password && password->find('\n') != std::string::npos) {
+    return "--password must not contain a line feed";
+  }
+  if (protocol == Protocol::kLine && username.find('@') != std::string::npos) {
+    return "--username must not contain '@' under the line protocol (it separates the fields)";
+  }
+  if (username.size() > 65535 || (password && password->size() > 65535)) {
+    return "--username and --password must be at most 65535 bytes";
+  }
   return {};
+}
+
+std::string loadPasswordFile(Options& options) {
+  if (options.passwordFile.empty()) return {};
+  std::ifstream file(options.passwordFile);
+  if (!file) {
+    return fmt::format("cannot read --password-file {}: {}", options.passwordFile,
+                       std::strerror(errno));
+  }
+  std::string line;
+  std::getline(file, line);
+  if (file.bad()) return fmt::format("cannot read --password-file {}", options.passwordFile);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  options.password = std::move(line);
+  options.passwordFile.clear();
+  return {};
+}
+
+net::TlsContext::Made makeTlsContext(const Options& options) {
+  if (!options.tls) return {};
+  net::TlsOptions tls;
+  tls.caFile = options.caFile;
+  tls.certFile = options.certFile;
+  tls.keyFile = options.keyFile;
+  return net::TlsContext::make(net::TlsContext::Side::kClient, tls);
 }
 
 nlohmann::json Options::toJson() const {
@@ -106,6 +166,8 @@ nlohmann::json Options::toJson() const {
       {"threads", effectiveThreads(*this)},
       {"io", std::string(ioChoiceName(io))},
       {"seed", seed},
+      {"tls", tls},
+      {"username", username},  // never the password
   };
 }
 

@@ -145,8 +145,9 @@ std::string raiseDescriptorLimit(std::uint64_t needed) {
       limit.rlim_cur, limit.rlim_max);
 }
 
-Runner::Runner(Options options, BrokerAddress broker, SessionFactory factory)
-    : options_(std::move(options)), broker_(broker), factory_(factory) {}
+Runner::Runner(Options options, BrokerAddress broker, SessionFactory factory,
+               std::shared_ptr<const net::TlsContext> tls)
+    : options_(std::move(options)), broker_(broker), factory_(factory), tls_(std::move(tls)) {}
 
 Report Runner::run(std::FILE* progress, const std::atomic<bool>* interrupt) {
   const auto interrupted = [interrupt] {
@@ -169,6 +170,7 @@ Report Runner::run(std::FILE* progress, const std::atomic<bool>* interrupt) {
       std::uint64_t{options_.socketsPerSession()} * workload.sessions() > kSocketsPerSourceAddress;
   // "lg/0123abcd..." -> "lg-0123abcd...-": client ids are "[A-Za-z0-9_.-]{1,64}".
   plan.clientIdPrefix = "lg-" + prefix.substr(3) + "-";
+  plan.tls = tls_;
 
   RunControl control;
   std::vector<std::unique_ptr<Worker>> workers;

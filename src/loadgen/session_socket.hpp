@@ -4,6 +4,13 @@
 // address), append output and flush it, and hand received bytes to the protocol's parser so that
 // frames are always parsed in one piece.
 //
+// TLS (SessionConfig::tls): each socket is its own net::TlsSession. Received bytes are decrypted
+// into `plainIn` and parsed from there (the handshake records the engine answers with go to the
+// loop's output at once); output() is then `plainOut`, which flush() does not hand to the loop but
+// registers with the host (SessionHost::sealBeforeTurn), so that seal(), called once before the
+// loop's next turn, encrypts all of the turn's frames in one TlsSession::write. Without TLS every
+// call takes the plain path: output() is the loop's own buffer, no copy, no extra call.
+//
 // The functions report failures as values and leave the session to decide what the failure
 // means; none of them calls back into the session except through the `parse` it passes. Owned by
 // one session on the loop's thread. Not thread-safe.
@@ -11,12 +18,14 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "tern/loadgen/session.hpp"
 #include "tern/net/event_loop.hpp"
+#include "tern/net/tls.hpp"
 
 namespace tern::loadgen {
 
@@ -27,29 +36,65 @@ inline constexpr std::size_t kMaxFrameBytes = 256 << 10;
 struct SessionSocket {
   net::SocketId id = 0;  // 0: not open
   bool connecting = false;
-  std::string partial;  // an incomplete frame carried to the next receive
+  std::string partial;       // an incomplete frame carried to the next receive
+  std::uint32_t client = 0;  // the host's index of the session (config.client)
+  // TLS only (null: a plain socket).
+  std::unique_ptr<net::TlsSession> tls;
+  net::ByteBuffer plainIn;   // decrypted bytes of the receive in progress
+  net::ByteBuffer plainOut;  // frames queued this turn, encrypted by seal()
+  bool sealAsked = false;    // sealBeforeTurn() was called for plainOut
 
   bool open() const noexcept { return id != 0; }
   // Closes the socket (its unsent output is dropped; no more callbacks). Never fails.
   void close(net::EventLoop& loop) noexcept;
-  // Appends `bytes` to the socket's output and asks the loop to send it in its next turn.
-  // REQUIRES: open(). Allocates only when the output buffer grows.
-  void send(net::EventLoop& loop, std::string_view bytes);
+  // Where frames are written: the loop's output(id), or with TLS the plaintext buffer. Follow
+  // the writes with flush(). REQUIRES: open().
+  net::ByteBuffer& output(net::EventLoop& loop) noexcept {
+    return tls ? plainOut : loop.output(id);
+  }
+  // Makes what output() holds leave with the loop's next turn: loop.flush(id), or with TLS asks
+  // the host to seal() the socket before that turn (once per turn). Never allocates.
+  void flush(SessionHost& host) noexcept {
+    if (!tls) {
+      host.loop().flush(id);
+    } else if (!sealAsked) {
+      sealAsked = true;
+      host.sealBeforeTurn(client);
+    }
+  }
+  // Appends `bytes` to output() and flushes. REQUIRES: open(). Allocates only when the output
+  // buffer grows.
+  void send(SessionHost& host, std::string_view bytes) {
+    output(host.loop()).append(bytes);
+    flush(host);
+  }
+  // TLS: encrypts plainOut into the loop's output and flushes it. Returns false when the TLS
+  // session failed (tls->error() says why). True and nothing done on a plain or closed socket.
+  bool seal(net::EventLoop& loop) noexcept;
+  // Output not yet handed to the kernel, plaintext waiting for seal() or for the handshake
+  // included.
+  std::size_t unsentBytes(const net::EventLoop& loop) const noexcept {
+    if (!tls) return loop.unsentBytes(id);
+    return loop.unsentBytes(id) + plainOut.size() + tls->pendingBytes();
+  }
 };
 
 // Makes a non-blocking socket towards config.broker (bound to config.source when given) and
 // starts connecting it through loop.connect with the user pointer socketTag(config.client, slot);
-// the session's onConnected(slot, ...) follows. Returns the reason it failed, or "".
-std::string openSessionSocket(SessionSocket& socket, const SessionConfig& config,
-                              net::EventLoop& loop, unsigned slot);
+// the session's onConnected(slot, ...) follows. With config.tls it also makes the socket's
+// TlsSession, whose ClientHello leaves once the connection is made. Returns the reason it
+// failed, or "".
+std::string openSessionSocket(SessionSocket& socket, const SessionConfig& config, SessionHost& host,
+                              unsigned slot);
 
 // What parse() returns when it stopped because the session failed.
 inline constexpr std::size_t kParseStopped = ~std::size_t{0};
 
 enum class ReceiveStatus {
-  kOk,       // every complete frame was parsed; an incomplete rest is carried
-  kStopped,  // parse() returned kParseStopped (the session failed: stop touching it)
-  kTooLong,  // the carried frame grew past kMaxFrameBytes
+  kOk,         // every complete frame was parsed; an incomplete rest is carried
+  kStopped,    // parse() returned kParseStopped (the session failed: stop touching it)
+  kTooLong,    // the carried frame grew past kMaxFrameBytes
+  kTlsFailed,  // the TLS session failed (socket.tls->error() says why)
 };
 
 // Hands received `bytes` to `parse` as whole frames: parse(data) parses every complete frame at
@@ -93,6 +138,27 @@ ReceiveStatus receiveFrames(SessionSocket& socket, std::string_view bytes, Parse
   if (bytes.size() - consumed > kMaxFrameBytes) return ReceiveStatus::kTooLong;
   partial.assign(bytes.substr(consumed));
   return ReceiveStatus::kOk;
+}
+
+// What a session calls with the bytes the loop received on `socket`: receiveFrames() on them, or
+// with TLS on what they decrypt to (the engine's answers, handshake records and alerts, are
+// flushed to the broker). A close_notify is not an error: the end of input follows.
+template <typename Parse>
+ReceiveStatus receiveSessionBytes(SessionSocket& socket, net::EventLoop& loop,
+                                  std::string_view bytes, Parse&& parse) {
+  if (!socket.tls) return receiveFrames(socket, bytes, parse);
+  net::ByteBuffer& wire = loop.output(socket.id);
+  const std::size_t wireBefore = wire.size();
+  const net::TlsSession::Status status =
+      socket.tls->read(std::span<const char>(bytes.data(), bytes.size()), socket.plainIn, wire);
+  if (wire.size() != wireBefore) loop.flush(socket.id);
+  if (status == net::TlsSession::Status::kFailed) return ReceiveStatus::kTlsFailed;
+  if (socket.plainIn.empty()) return ReceiveStatus::kOk;
+  const ReceiveStatus result = receiveFrames(socket, socket.plainIn.view(), parse);
+  // The carried rest, if any, was copied to `partial`; after kStopped the session is closed and
+  // its buffers are no longer read.
+  if (result != ReceiveStatus::kStopped) socket.plainIn.consume(socket.plainIn.size());
+  return result;
 }
 
 }  // namespace tern::loadgen

@@ -84,6 +84,7 @@ Worker::Worker(const WorkerPlan& plan, RunControl& control, std::vector<std::uin
   }
   trackers_.resize(trackers);
   parked_.reserve(clients_.size());
+  if (plan_.tls) toSeal_.reserve(clients_.size() * plan_.options->socketsPerSession());
   heap_.reserve(clients_.size());
   payload_.resize(plan_.options->payloadBytes);
   encodePayload(payload_, PayloadFields{});
@@ -112,6 +113,7 @@ void Worker::run() {
       client.session->close();
     }
   }
+  toSeal_.clear();    // the sessions are closed: nothing more to send
   loop_->runOnce(0);  // hands the closes to the kernel (io_uring queues them)
   countUnsent();
   publishLive(monotonicNanos());
@@ -234,6 +236,10 @@ void Worker::startSession(std::uint32_t local, std::int64_t nowNs) {
   config.qos = plan_.options->qos;
   config.keepAliveS = kKeepAliveS;
   config.mqttLevel = plan_.options->protocol == Protocol::kMqtt5 ? 5 : 4;
+  config.tls = plan_.tls;
+  config.tlsServerName = plan_.options->effectiveTlsServerName();
+  config.username = plan_.options->username;
+  config.password = plan_.options->password;
   client.stage = Stage::kSetup;
   client.startedNs = nowNs;
   client.session = plan_.factory(*this, config);
@@ -440,8 +446,23 @@ void Worker::onBrokerError(std::uint32_t local, std::string_view frame) noexcept
 
 // --- the loop ---------------------------------------------------------------------------------
 
+void Worker::sealBeforeTurn(std::uint32_t client) noexcept {
+  // Reserved for every socket of every session at construction: no allocation here.
+  toSeal_.push_back(client);
+}
+
+void Worker::sealPending() noexcept {
+  // A session sealed here may fail and, through onFailed, touch nothing of this list.
+  for (std::size_t i = 0; i < toSeal_.size(); ++i) {
+    Client& client = clients_[toSeal_[i]];
+    if (client.session && client.stage != Stage::kFailed) client.session->sealOutput();
+  }
+  toSeal_.clear();
+}
+
 std::uint64_t Worker::turn(std::int64_t timeoutNs) {
   const std::uint64_t before = socketEvents_;
+  sealPending();
   loop_->runOnce(timeoutNs);
   return socketEvents_ - before;
 }

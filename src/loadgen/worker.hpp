@@ -49,6 +49,8 @@ struct WorkerPlan {
   // has ephemeral ports).
   bool spreadSources = false;
   std::string clientIdPrefix;  // "lg-<run id>-"
+  // TLS on every socket (--tls; null: plain TCP) and the credentials of every CONNECT.
+  std::shared_ptr<const net::TlsContext> tls;
 };
 
 class Worker final : public SessionHost, private net::EventLoopHandler {
@@ -96,6 +98,7 @@ class Worker final : public SessionHost, private net::EventLoopHandler {
                  std::int64_t nowNs) noexcept override;
   void onBrokerError(std::uint32_t client, std::string_view frame) noexcept override;
   void onFailed(std::uint32_t client, SessionFailure failure, std::string_view detail) override;
+  void sealBeforeTurn(std::uint32_t client) noexcept override;
 
  private:
   enum class Stage : std::uint8_t { kIdle, kSetup, kReady, kFailed };
@@ -128,6 +131,8 @@ class Worker final : public SessionHost, private net::EventLoopHandler {
   bool issueDue(std::int64_t nowNs);
   void issue(Client& client, std::int64_t intendedNs, std::int64_t nowNs) noexcept;
   void unpark();
+  // TLS: has every session that asked encrypt its turn's output (sealBeforeTurn); before runOnce.
+  void sealPending() noexcept;
   // One turn of the loop: sends what is flushed, waits up to `timeoutNs` (0: never blocks) and
   // dispatches what arrived. Returns how many socket events it handed to sessions.
   std::uint64_t turn(std::int64_t timeoutNs);
@@ -156,6 +161,7 @@ class Worker final : public SessionHost, private net::EventLoopHandler {
   std::vector<SequenceTracker> trackers_;
   std::vector<std::uint8_t> readyFlags_;
   std::vector<std::uint32_t> parked_;
+  std::vector<std::uint32_t> toSeal_;  // clients whose TLS output waits for sealPending()
   std::vector<Due> heap_;
   std::vector<std::string> filterScratch_;
   std::vector<char> payload_;

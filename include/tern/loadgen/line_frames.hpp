@@ -2,11 +2,14 @@
 // bytes into frames and reading the broker's replies. loadgen's LineSession uses them; they do no
 // I/O and are unit-tested alone.
 //
-// Pure functions: any thread, never allocate. Views point into the caller's buffer.
+// Pure functions: any thread, never allocate (except connectFrame, once per session). Views point
+// into the caller's buffer.
 #pragma once
 
 #include <cstddef>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace tern::loadgen {
@@ -30,6 +33,13 @@ std::size_t forEachFrame(std::string_view data, OnFrame&& onFrame) {
   }
   return start;
 }
+
+// The CONNECT frame and its LF: "CONNECT@<client-id>", or with a user name
+// "CONNECT@<client-id>@<user>@<password>" (the password may hold '@'; absent, it is sent empty, as
+// the protocol needs the field). An empty client-id asks for one ("CONNECT", "CONNECT@@<user>@...").
+// REQUIRES: no '@' in clientId or username, no LF in any of them (Options::validate()).
+std::string connectFrame(std::string_view clientId, std::string_view username,
+                         const std::optional<std::string>& password);
 
 // "MESSAGE@<topic>@<contents>": true with the two views set; the contents may hold '@'.
 bool parseMessageFrame(std::string_view frame, std::string_view& topic,

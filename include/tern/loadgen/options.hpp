@@ -13,6 +13,7 @@
 
 #include "tern/loadgen/schedule.hpp"
 #include "tern/net/event_loop.hpp"
+#include "tern/net/tls.hpp"
 
 namespace tern::loadgen {
 
@@ -49,8 +50,28 @@ struct Options {
   std::uint64_t seed = 1;                   // Poisson gaps are a function of (seed, client)
   bool quiet = false;                       // no progress lines on stderr
 
+  // TLS on every socket (--tls) and what verifies whom: --cafile (the CAs that verify the broker;
+  // empty: the system's), --cert/--key (a client certificate), --tls-server-name (the name the
+  // broker's certificate must carry; empty: --host).
+  bool tls = false;
+  std::string caFile;
+  std::string certFile;
+  std::string keyFile;
+  std::string tlsServerName;
+  // Credentials of every session's CONNECT (--username, --password or --password-file). After
+  // loadPasswordFile() `password` holds the file's first line.
+  std::string username;
+  std::optional<std::string> password;
+  std::string passwordFile;
+
   // The reason the options cannot run, or an empty string when they can.
   std::string validate() const;
+  // The name checked in the broker's certificate: --tls-server-name, else --host.
+  const std::string& effectiveTlsServerName() const noexcept {
+    return tlsServerName.empty() ? host : tlsServerName;
+  }
+  // The part of validate() about TLS and credentials.
+  std::string validateSecurity() const;
   // Whether the broker acknowledges publishes: always under the line protocol, at QoS 1 and 2
   // under MQTT (PUBACK, PUBCOMP). Without acknowledgements nothing is counted as unacknowledged.
   bool acknowledged() const noexcept { return protocol == Protocol::kLine || qos > 0; }
@@ -59,6 +80,15 @@ struct Options {
   // The options as JSON (part of the report).
   nlohmann::json toJson() const;
 };
+
+// Reads the first line of options.passwordFile (without its line end) into options.password and
+// clears passwordFile; nothing to do without one. Returns "" or why the file cannot be used.
+// Start-up only (file I/O).
+std::string loadPasswordFile(Options& options);
+
+// The client TLS context --tls, --cafile, --cert and --key ask for (null context without --tls);
+// `error` is one line when the files cannot be used. Start-up only.
+net::TlsContext::Made makeTlsContext(const Options& options);
 
 // "auto", "uring" or "epoll", as --io spells them.
 std::string_view ioChoiceName(net::IoChoice choice) noexcept;

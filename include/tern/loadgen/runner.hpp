@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -54,8 +55,10 @@ std::uint64_t descriptorsNeeded(const Options& options) noexcept;
 
 class Runner {
  public:
-  // REQUIRES: options.validate() is empty; broker resolved.
-  Runner(Options options, BrokerAddress broker, SessionFactory factory);
+  // REQUIRES: options.validate() is empty; broker resolved; `tls` made from the options
+  // (makeTlsContext) when options.tls, else null.
+  Runner(Options options, BrokerAddress broker, SessionFactory factory,
+         std::shared_ptr<const net::TlsContext> tls = nullptr);
 
   // Runs to completion. Progress lines go to `progress` unless options.quiet or it is null. When
   // `*interrupt` becomes true (a signal handler may set it), the load ends there and the run
@@ -67,6 +70,7 @@ class Runner {
   Options options_;
   BrokerAddress broker_;
   SessionFactory factory_;
+  std::shared_ptr<const net::TlsContext> tls_;
 };
 
 }  // namespace tern::loadgen

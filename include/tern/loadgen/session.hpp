@@ -14,6 +14,10 @@
 //   - Output is appended to the loop's output(id) and followed by flush(id); the loop writes
 //     every flushed socket once at the start of its next turn, so all the frames of one turn
 //     leave in one send per socket (io_uring: all of them in the turn's one submission).
+//   - TLS (SessionConfig::tls): the frames go to a plaintext buffer instead, the session asks the
+//     host for sealBeforeTurn(), and the host calls its sealOutput() right before the loop's next
+//     turn, which encrypts each socket's frames of that turn at once (one SSL_write per socket
+//     per turn, not per frame) into output(id). Received bytes are decrypted before parsing.
 //   - Input arrives in whatever pieces the kernel made; the session parses complete frames in
 //     place and carries an incomplete one to the next receive (session_socket.hpp).
 //   - Acknowledgements of publishes are reported with the intended time given to publish(), so
@@ -33,11 +37,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "tern/net/event_loop.hpp"
+#include "tern/net/tls.hpp"
 
 namespace tern::loadgen {
 
@@ -78,6 +84,10 @@ class SessionHost {
   // An error reply the session survived (e.g. ERROR@bad-topic@...). `frame` is the whole line.
   virtual void onBrokerError(std::uint32_t client, std::string_view frame) noexcept = 0;
   virtual void onFailed(std::uint32_t client, SessionFailure failure, std::string_view detail) = 0;
+  // TLS sessions: asks for one call of that client's Session::sealOutput() before the loop's
+  // next turn (runOnce). Asked at most once per socket per turn. Never allocates once the
+  // host's list has grown.
+  virtual void sealBeforeTurn(std::uint32_t client) noexcept = 0;
 
  protected:
   ~SessionHost() = default;
@@ -97,6 +107,13 @@ struct SessionConfig {
   std::uint8_t qos = 0;
   std::uint16_t keepAliveS = 60;
   std::uint8_t mqttLevel = 4;  // MQTT only: protocol level 4 (3.1.1) or 5 (5.0)
+  // TLS on every socket of the session when set (shared by all sessions; thread-safe to use).
+  std::shared_ptr<const net::TlsContext> tls;
+  std::string tlsServerName;  // the name the broker's certificate must carry (empty: none)
+  // Credentials of CONNECT: line protocol CONNECT@<id>@<user>@<password> when `username` is set
+  // (an absent password is sent empty); MQTT the user name and password fields, each when set.
+  std::string username;
+  std::optional<std::string> password;
 };
 
 class Session {
@@ -127,6 +144,9 @@ class Session {
   virtual void tick(std::int64_t /*nowNs*/) {}
   // Publishes not yet acknowledged.
   virtual std::uint64_t unacknowledged() const noexcept = 0;
+  // TLS: encrypts what the session's sockets queued since the last call into the loop's output
+  // (after SessionHost::sealBeforeTurn). A TLS failure fails the session. No-op without TLS.
+  virtual void sealOutput() noexcept {}
   // Closes every socket without reporting anything (end of run).
   virtual void close() noexcept = 0;
 };

@@ -64,5 +64,14 @@ TEST(LineFrames, ParsesConnackAndErrors) {
   EXPECT_FALSE(parseError("PUBACK", code));
 }
 
+TEST(LineFrames, ConnectFrameCarriesCredentialsAsTheProtocolSpellsThem) {
+  EXPECT_EQ(connectFrame("lg-1", "", std::nullopt), "CONNECT@lg-1\n");
+  EXPECT_EQ(connectFrame("", "", std::nullopt), "CONNECT\n");
+  EXPECT_EQ(connectFrame("lg-1", "alice", std::string("s3cr@t@")), "CONNECT@lg-1@alice@s3cr@t@\n");
+  // An assigned id with credentials, and a user without a password (the field is still there).
+  EXPECT_EQ(connectFrame("", "alice", std::string("pw")), "CONNECT@@alice@pw\n");
+  EXPECT_EQ(connectFrame("lg-1", "alice", std::nullopt), "CONNECT@lg-1@alice@\n");
+}
+
 }  // namespace
 }  // namespace tern::loadgen

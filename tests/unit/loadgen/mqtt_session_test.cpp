@@ -2,7 +2,8 @@
 // plays the broker's bytes (whole, split at every offset, or one byte at a time), turns the
 // session's event loop itself, and checks what the session reported to its host and what it
 // wrote. Every test runs on both backends of net::EventLoop (io_uring, where the kernel allows it,
-// and epoll). Judged on reported values and decoded packets, never on timing.
+// and epoll). Judged on reported values and decoded packets, never on timing. The TLS tests play
+// the broker's side of the TLS session too (a server net::TlsSession over the accepted socket).
 #include "tern/loadgen/mqtt_session.hpp"
 
 #include <arpa/inet.h>
@@ -12,17 +13,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "support/test_certificates.hpp"
 #include "tern/common/clock.hpp"
 #include "tern/net/event_loop.hpp"
+#include "tern/net/tls.hpp"
 #include "tern/protocol/mqtt_decoder.hpp"
 #include "tern/protocol/mqtt_encoder.hpp"
 
@@ -69,6 +74,14 @@ class RecordingHost final : public SessionHost, private net::EventLoopHandler {
     failures.push_back(failure);
     failureText.assign(detail);
   }
+  void sealBeforeTurn(std::uint32_t) noexcept override { ++sealsAsked_; }
+  // One turn of the loop, as the worker runs it: what TLS sessions queued is sealed first.
+  void turn(std::int64_t timeoutNs) {
+    if (sealsAsked_ != 0 && session_ != nullptr) session_->sealOutput();
+    sealsAsked_ = 0;
+    loop_->runOnce(timeoutNs);
+  }
+  int sealsAsked() const { return sealsAsked_; }
 
   int connected = 0;
   int subscribed = 0;
@@ -98,6 +111,24 @@ class RecordingHost final : public SessionHost, private net::EventLoopHandler {
   std::unique_ptr<net::EventLoop> loop_;
   Session* session_ = nullptr;
   std::uint64_t socketEvents_ = 0;
+  int sealsAsked_ = 0;
+};
+
+// The broker's and the sessions' TLS contexts over a throw-away CA (server certificate for
+// 127.0.0.1).
+struct TlsSetup {
+  tern::testing::TestCertificates certs;
+  std::shared_ptr<net::TlsContext> server;
+  std::shared_ptr<net::TlsContext> client;
+  TlsSetup() {
+    net::TlsOptions serverOptions;
+    serverOptions.certFile = certs.serverCert();
+    serverOptions.keyFile = certs.serverKey();
+    server = net::TlsContext::make(net::TlsContext::Side::kServer, serverOptions).context;
+    net::TlsOptions clientOptions;
+    clientOptions.caFile = certs.caFile();
+    client = net::TlsContext::make(net::TlsContext::Side::kClient, clientOptions).context;
+  }
 };
 
 std::string ioName(const ::testing::TestParamInfo<net::IoChoice>& info) {
@@ -107,7 +138,12 @@ std::string ioName(const ::testing::TestParamInfo<net::IoChoice>& info) {
 // One session connected to a socket the test plays the broker on.
 class ScriptedBroker {
  public:
-  explicit ScriptedBroker(net::IoChoice io, std::uint8_t qos, std::uint16_t keepAliveS = 60)
+  // `configure` may change the session's configuration before it starts; with `tls` the session
+  // connects with TLS (server name 127.0.0.1 unless configure sets another) and the broker side
+  // runs the handshake in the constructor.
+  explicit ScriptedBroker(net::IoChoice io, std::uint8_t qos, std::uint16_t keepAliveS = 60,
+                          const std::function<void(SessionConfig&)>& configure = {},
+                          TlsSetup* tls = nullptr)
       : host(io) {
     if (!host.usable()) return;
     listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -124,21 +160,34 @@ class ScriptedBroker {
     config.clientId = "lg-test-0";
     config.qos = qos;
     config.keepAliveS = keepAliveS;
+    if (tls != nullptr) {
+      config.tls = tls->client;
+      config.tlsServerName = "127.0.0.1";
+      tls_ = std::make_unique<net::TlsSession>(*tls->server);
+    }
+    if (configure) configure(config);
     session_ = makeMqttSession(host, config);
     host.attach(session_.get());
     session_->start(0);
     // The connect leaves with the loop's next turn (io_uring: its submission).
     const std::int64_t deadline = common::monotonicNanos() + std::int64_t{kWaitMs} * 1'000'000;
     while (peer_ < 0 && common::monotonicNanos() < deadline) {
-      host.loop().runOnce(1'000'000);
+      host.turn(1'000'000);
       peer_ = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
     }
     EXPECT_GE(peer_, 0);
     const int one = 1;  // small writes go at once, as a broker's would
     ::setsockopt(peer_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     while (host.socketEvents() == 0 && common::monotonicNanos() < deadline)
-      host.loop().runOnce(1'000'000);  // until the connect completed
-    flush();                           // CONNECT leaves
+      host.turn(1'000'000);  // until the connect completed
+    flush();                 // CONNECT (plain) or the ClientHello leaves
+    // TLS: both sides' handshake, until the broker's side is done (the CONNECT kept meanwhile
+    // follows the client's Finished) or the session failed.
+    while (tls_ && !tls_->handshakeDone() && !tls_->failed() && host.failures.empty() &&
+           common::monotonicNanos() < deadline) {
+      host.turn(1'000'000);
+      receiveCiphertext(0);
+    }
   }
   ~ScriptedBroker() {
     session_.reset();
@@ -155,22 +204,52 @@ class ScriptedBroker {
     const std::uint64_t before = host.socketEvents();
     const std::int64_t deadline = common::monotonicNanos() + std::int64_t{kWaitMs} * 1'000'000;
     while (host.socketEvents() == before && common::monotonicNanos() < deadline)
-      host.loop().runOnce(10'000'000);
+      host.turn(10'000'000);
     ASSERT_NE(host.socketEvents(), before) << "the session's socket never became ready";
     flush();
   }
   // One turn that blocks for nothing: sends whatever the session flushed.
-  void flush() { host.loop().runOnce(0); }
+  void flush() { host.turn(0); }
+  net::TlsSession* tls() { return tls_.get(); }
 
   // The broker writes `bytes`; the session receives them (one receive per `chunk` bytes).
   void play(std::string_view bytes, std::size_t chunk = 0) {
     if (chunk == 0) chunk = bytes.size();
     while (!bytes.empty()) {
       const std::size_t n = std::min(chunk, bytes.size());
-      ASSERT_EQ(::send(peer_, bytes.data(), n, MSG_NOSIGNAL), static_cast<ssize_t>(n));
+      if (tls_) {
+        net::ByteBuffer wire;
+        ASSERT_EQ(tls_->write(bytes.substr(0, n), wire), net::TlsSession::Status::kOk);
+        sendRaw(wire.view());
+      } else {
+        sendRaw(bytes.substr(0, n));
+      }
       bytes.remove_prefix(n);
       pump();
     }
+  }
+  void sendRaw(std::string_view bytes) {
+    ASSERT_EQ(::send(peer_, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+  }
+  // Receives what the session sent within `waitMs` into received_ (decrypted with TLS; the
+  // server's answers sent back). False when nothing came or the connection ended.
+  bool receiveCiphertext(int waitMs) {
+    pollfd p{peer_, POLLIN, 0};
+    if (::poll(&p, 1, waitMs) != 1) return false;
+    char chunk[4096];
+    const ssize_t n = ::recv(peer_, chunk, sizeof chunk, 0);
+    if (n <= 0) return false;
+    if (!tls_) {
+      received_.append(chunk, static_cast<std::size_t>(n));
+      return true;
+    }
+    net::ByteBuffer plain;
+    net::ByteBuffer wire;
+    tls_->read(std::span<const char>(chunk, static_cast<std::size_t>(n)), plain, wire);
+    if (!wire.empty()) sendRaw(wire.view());
+    received_.append(plain.view());
+    return true;
   }
   // The next packet the session wrote, decoded as a broker would.
   std::optional<mqtt::Packet> nextPacket() {
@@ -186,12 +265,7 @@ class ScriptedBroker {
         ADD_FAILURE() << "the session wrote an invalid packet: " << mqtt::describe(result.status);
         return std::nullopt;
       }
-      pollfd p{peer_, POLLIN, 0};
-      if (::poll(&p, 1, kWaitMs) != 1) return std::nullopt;
-      char chunk[4096];
-      const ssize_t n = ::recv(peer_, chunk, sizeof chunk, 0);
-      if (n <= 0) return std::nullopt;
-      received_.append(chunk, static_cast<std::size_t>(n));
+      if (!receiveCiphertext(kWaitMs)) return std::nullopt;
     }
   }
   mqtt::PacketType nextType() {
@@ -234,6 +308,7 @@ class ScriptedBroker {
   int listener_ = -1;
   int peer_ = -1;
   std::unique_ptr<Session> session_;
+  std::unique_ptr<net::TlsSession> tls_;  // the broker's side, with TLS
   const mqtt::Decoder decoder_{mqtt::DecoderConfig{.role = mqtt::Role::kServer}};
   std::string received_;
   std::string lastPacket_;
@@ -508,6 +583,139 @@ TEST_P(MqttSession, PingsAfterHalfTheKeepAliveWithoutOutput) {
   broker.session().tick(16 * kSecond);  // 4 s silent
   broker.flush();
   EXPECT_TRUE(broker.quiet());
+}
+
+TEST_P(MqttSession, ConnectCarriesUserNameAndPasswordInBothVersions) {
+  for (const std::uint8_t level : {mqtt::kProtocolLevel311, mqtt::kProtocolLevel5}) {
+    ScriptedBroker broker(GetParam(), 0, 60, [&](SessionConfig& config) {
+      config.mqttLevel = level;
+      config.username = "alice";
+      config.password = "pa@ss word";
+    });
+    const auto packet = broker.nextPacket();
+    ASSERT_TRUE(packet && mqtt::typeOf(*packet) == mqtt::PacketType::kConnect);
+    const auto& connect = std::get<mqtt::Connect>(*packet);
+    EXPECT_EQ(connect.protocolLevel, level);
+    EXPECT_TRUE(connect.usernameFlag);
+    EXPECT_EQ(connect.username, "alice");
+    EXPECT_TRUE(connect.passwordFlag);
+    EXPECT_EQ(connect.password, "pa@ss word");
+  }
+  // A user name alone sends no password field; no credentials, neither flag.
+  {
+    ScriptedBroker broker(GetParam(), 0, 60,
+                          [](SessionConfig& config) { config.username = "bob"; });
+    const auto packet = broker.nextPacket();
+    ASSERT_TRUE(packet && mqtt::typeOf(*packet) == mqtt::PacketType::kConnect);
+    EXPECT_TRUE(std::get<mqtt::Connect>(*packet).usernameFlag);
+    EXPECT_FALSE(std::get<mqtt::Connect>(*packet).passwordFlag);
+  }
+  {
+    ScriptedBroker broker(GetParam(), 0);
+    const auto packet = broker.nextPacket();
+    ASSERT_TRUE(packet && mqtt::typeOf(*packet) == mqtt::PacketType::kConnect);
+    EXPECT_FALSE(std::get<mqtt::Connect>(*packet).usernameFlag);
+    EXPECT_FALSE(std::get<mqtt::Connect>(*packet).passwordFlag);
+  }
+}
+
+TEST_P(MqttSession, RefusedCredentialsFailTheHandshakeWithTheReason) {
+  {
+    ScriptedBroker broker(GetParam(), 0, 60, [](SessionConfig& config) {
+      config.username = "alice";
+      config.password = "wrong";
+    });
+    ASSERT_EQ(broker.nextType(), mqtt::PacketType::kConnect);
+    std::string bytes;
+    mqtt::appendConnack(bytes, false, mqtt::ConnectReturnCode::kNotAuthorized);
+    broker.play(bytes);
+    EXPECT_EQ(broker.host.failures, (std::vector<SessionFailure>{SessionFailure::kHandshake}));
+    EXPECT_EQ(broker.host.failureText,
+              "CONNACK return code 5 (not authorized): check --username and --password");
+  }
+  for (const auto reason :
+       {mqtt::ReasonCode::kBadUserNameOrPassword, mqtt::ReasonCode::kNotAuthorized}) {
+    ScriptedBroker broker(GetParam(), 0, 60,
+                          [](SessionConfig& config) { config.mqttLevel = mqtt::kProtocolLevel5; });
+    ASSERT_EQ(broker.nextType(), mqtt::PacketType::kConnect);
+    std::string bytes;
+    mqtt::appendConnack5(bytes, false, reason, {});
+    broker.play(bytes);
+    EXPECT_EQ(broker.host.failures, (std::vector<SessionFailure>{SessionFailure::kHandshake}));
+    EXPECT_EQ(broker.host.failureText,
+              fmt::format("CONNACK reason code {:#04x} ({}): the broker wants credentials "
+                          "(--username, --password)",
+                          static_cast<unsigned>(reason), mqtt::describe(reason)));
+  }
+}
+
+TEST_P(MqttSession, TlsCarriesTheWholeConversationAndSealsOncePerTurn) {
+  TlsSetup tls;
+  ASSERT_TRUE(tls.server && tls.client);
+  ScriptedBroker broker(
+      GetParam(), 1, 60,
+      [](SessionConfig& config) {
+        config.username = "alice";
+        config.password = "secret";
+      },
+      &tls);
+  ASSERT_TRUE(broker.host.failures.empty()) << broker.host.failureText;
+  ASSERT_TRUE(broker.tls()->handshakeDone()) << broker.tls()->error();
+  const auto packet = broker.nextPacket();
+  ASSERT_TRUE(packet && mqtt::typeOf(*packet) == mqtt::PacketType::kConnect);
+  EXPECT_EQ(std::get<mqtt::Connect>(*packet).username, "alice");
+  EXPECT_EQ(std::get<mqtt::Connect>(*packet).password, "secret");
+  std::string bytes;
+  mqtt::appendConnack(bytes, false, mqtt::ConnectReturnCode::kAccepted);
+  broker.play(bytes);
+  ASSERT_EQ(broker.host.connected, 1);
+  broker.session().subscribe(std::vector<std::string>{"lg/x/1"}, broker.host.now);
+  broker.flush();
+  const auto subscribe = broker.nextPacket();
+  ASSERT_TRUE(subscribe && mqtt::typeOf(*subscribe) == mqtt::PacketType::kSubscribe);
+  bytes.clear();
+  mqtt::appendSuback(bytes, std::get<mqtt::Subscribe>(*subscribe).packetId,
+                     std::vector<std::uint8_t>{1});
+  broker.play(bytes);
+  ASSERT_EQ(broker.host.subscribed, 1);
+
+  // Three publishes in one turn: queued as plaintext, one seal asked for, counted as queued.
+  broker.session().publish("lg/x/0", "one", 100);
+  broker.session().publish("lg/x/0", "two", 200);
+  broker.session().publish("lg/x/0", "three", 300);
+  EXPECT_EQ(broker.host.sealsAsked(), 1);
+  EXPECT_GT(broker.session().queuedBytes(), 0u);
+  broker.flush();
+  for (const std::string_view expected : {"one", "two", "three"}) {
+    const auto publish = broker.nextPacket();
+    ASSERT_TRUE(publish && mqtt::typeOf(*publish) == mqtt::PacketType::kPublish);
+    EXPECT_EQ(std::get<mqtt::Publish>(*publish).payload, expected);
+  }
+  // Acknowledgements and a delivery from the broker, one byte per receive.
+  bytes.clear();
+  mqtt::appendPuback(bytes, 1);
+  mqtt::appendPuback(bytes, 2);
+  mqtt::appendPuback(bytes, 3);
+  bytes += publishBytes("lg/x/1", "delivered", 1, 7);
+  broker.play(bytes, 1);
+  ASSERT_TRUE(broker.host.failures.empty()) << broker.host.failureText;
+  EXPECT_EQ(broker.host.acks, (std::vector<std::int64_t>{100, 200, 300}));
+  EXPECT_EQ(broker.host.messages, (std::vector<std::string>{"lg/x/1=delivered"}));
+  EXPECT_EQ(broker.nextType(), mqtt::PacketType::kPuback);  // for the delivery, encrypted too
+}
+
+TEST_P(MqttSession, TlsCertificateForAnotherNameIsAConnectFailure) {
+  TlsSetup tls;
+  ScriptedBroker broker(
+      GetParam(), 0, 60, [](SessionConfig& config) { config.tlsServerName = "other.example"; },
+      &tls);
+  for (int i = 0; i < 100 && broker.host.failures.empty(); ++i) {
+    broker.flush();
+    broker.host.turn(10'000'000);
+  }
+  EXPECT_EQ(broker.host.failures, (std::vector<SessionFailure>{SessionFailure::kConnect}));
+  EXPECT_TRUE(broker.host.failureText.starts_with("TLS: ")) << broker.host.failureText;
+  EXPECT_EQ(broker.host.connected, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MqttSession,
