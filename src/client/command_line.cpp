@@ -2,8 +2,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <sstream>
 #include <string_view>
+#include <utility>
 
 namespace tern::client {
 namespace {
@@ -33,11 +37,16 @@ constexpr char kExitCodes[] =
     "  1    the broker answered ERROR to a request, a request came before 'connect', the broker\n"
     "       closed a socket, a reply did not come within --timeout, or stdout failed\n"
     "  2    bad usage, or the broker cannot be reached (name not resolved, connection refused or\n"
-    "       not answered within --timeout)\n"
+    "       not answered within --timeout, TLS handshake failed)\n"
     "  3    sub: -W passed before -C messages arrived (mosquitto_sub uses 27 here)\n"
     "  130  interactive mode ended with ^C";
 
-void addConnectionOptions(CLI::App& app, ConnectionOptions& options) {
+// The text of --password, kept apart so that "given" (even empty) can be told from "not given".
+struct SecretText {
+  std::string password;
+};
+
+void addConnectionOptions(CLI::App& app, ConnectionOptions& options, SecretText& secret) {
   app.add_option("--host", options.host, "Broker host name or address")
       ->type_name("HOST")
       ->capture_default_str();
@@ -51,6 +60,59 @@ void addConnectionOptions(CLI::App& app, ConnectionOptions& options) {
       ->check(CLI::PositiveNumber.description(""))
       ->type_name("SECONDS")
       ->capture_default_str();
+  app.add_flag("--tls", options.tls,
+               "Connect the three sockets with TLS (1.2 or 1.3); the broker's certificate is "
+               "verified");
+  app.add_option("--cafile", options.caFile,
+                 "With --tls: PEM CAs that verify the broker (default: the system's CAs)")
+      ->type_name("FILE");
+  app.add_option("--cert", options.certFile,
+                 "With --tls: PEM client certificate (chain) to present; needs --key")
+      ->type_name("FILE");
+  app.add_option("--key", options.keyFile, "With --tls: PEM private key of --cert")
+      ->type_name("FILE");
+  app.add_option("--tls-server-name", options.tlsServerName,
+                 "With --tls: the name (or IP address) the broker's certificate must carry, also "
+                 "sent as SNI (default: --host)")
+      ->type_name("NAME");
+  app.add_option("-u,--username", options.username,
+                 "User name sent in CONNECT (CONNECT@<id>@<user>@<password>)")
+      ->type_name("NAME");
+  app.add_option("-P,--password", secret.password,
+                 "Password sent with --username. Visible to every user in ps: prefer "
+                 "--password-file")
+      ->type_name("TEXT");
+  app.add_option("--password-file", options.passwordFile,
+                 "File whose first line is the password (instead of --password)")
+      ->type_name("FILE");
+}
+
+// Why the TLS and credential options cannot be used together, or "".
+std::string checkSecurity(const ConnectionOptions& o) {
+  if (!o.tls) {
+    for (const auto& [value, name] : {std::pair{&o.caFile, "--cafile"},
+                                      {&o.certFile, "--cert"},
+                                      {&o.keyFile, "--key"},
+                                      {&o.tlsServerName, "--tls-server-name"}}) {
+      if (!value->empty()) return std::string(name) + " needs --tls";
+    }
+  }
+  if (!o.certFile.empty() && o.keyFile.empty()) return "--cert needs --key (the certificate's key)";
+  if (o.certFile.empty() && !o.keyFile.empty()) return "--key needs --cert";
+  if (o.password && !o.passwordFile.empty()) {
+    return "--password and --password-file exclude each other (prefer --password-file: a "
+           "password on the command line is visible in ps)";
+  }
+  if ((o.password || !o.passwordFile.empty()) && o.username.empty()) {
+    return "--password and --password-file need --username";
+  }
+  if (o.username.find_first_of("@\n") != std::string::npos) {
+    return "--username must not contain '@' or a line feed";
+  }
+  if (o.password && o.password->find('\n') != std::string::npos) {
+    return "--password must not contain a line feed";
+  }
+  return {};
 }
 
 void addClientId(CLI::App& app, std::string& clientId) {
@@ -72,7 +134,8 @@ ParsedCommandLine parseCommandLine(int argc, const char* const* argv) {
   app.get_formatter()->column_width(30);
   app.set_version_flag("--version", TERN_VERSION);
   app.require_subcommand(0, 1);
-  addConnectionOptions(app, line.connection);
+  SecretText secret;
+  addConnectionOptions(app, line.connection, secret);
   app.add_flag("--raw", line.lineMode.raw,
                "Print every frame exactly as the broker sent it (CONNACK@..., ATTACHACK@..., "
                "PUBACK, MESSAGE@t@x, RETAINED@t@x), one per line");
@@ -93,7 +156,7 @@ ParsedCommandLine parseCommandLine(int argc, const char* const* argv) {
       "pub",
       "Publish: connect, send PUBLISH, wait for PUBACK, disconnect. Prints nothing on success; "
       "an ERROR reply goes to stderr (exit 1).");
-  addConnectionOptions(*pub, line.connection);
+  addConnectionOptions(*pub, line.connection, secret);
   pub->add_option("-t,--topic", line.pub.topic, "Topic to publish to (no '@', no wildcards)")
       ->type_name("TOPIC")
       ->required();
@@ -119,7 +182,7 @@ ParsedCommandLine parseCommandLine(int argc, const char* const* argv) {
       "Subscribe: connect, send SUBSCRIBE for each filter (each SUBACK awaited), print the "
       "contents of each pushed message, one per line, until -C, -W, SIGINT or SIGTERM; then "
       "DISCONNECT. Retained messages of a filter are pushed right after its SUBACK.");
-  addConnectionOptions(*sub, line.connection);
+  addConnectionOptions(*sub, line.connection, secret);
   sub->add_option("-t,--topic", line.sub.filters,
                   "Filter to subscribe to; repeat for more. '+' or '*' matches one level, '#' "
                   "any number of levels (last level only)")
@@ -160,6 +223,17 @@ ParsedCommandLine parseCommandLine(int argc, const char* const* argv) {
     return result;
   }
 
+  const auto given = [&](const char* name) {
+    return app.count(name) + pub->count(name) + sub->count(name) > 0;
+  };
+  if (given("--username") && line.connection.username.empty()) {
+    return usageError("--username must not be empty");
+  }
+  if (given("--password")) line.connection.password = secret.password;
+  if (std::string error = checkSecurity(line.connection); !error.empty()) {
+    return usageError(std::move(error));
+  }
+
   if (pub->parsed()) {
     line.verb = Verb::kPub;
     if (fromLines) {
@@ -188,6 +262,34 @@ ParsedCommandLine parseCommandLine(int argc, const char* const* argv) {
   }
   result.commandLine = std::move(line);
   return result;
+}
+
+std::string loadPasswordFile(ConnectionOptions& options) {
+  if (options.passwordFile.empty()) return {};
+  std::ifstream file(options.passwordFile);
+  if (!file) {
+    return "cannot read --password-file " + options.passwordFile + ": " + std::strerror(errno);
+  }
+  std::string line;
+  std::getline(file, line);
+  if (file.bad()) return "cannot read --password-file " + options.passwordFile;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  options.password = std::move(line);
+  options.passwordFile.clear();
+  return {};
+}
+
+std::string makeTlsContext(ConnectionOptions& options) {
+  options.tlsContext.reset();
+  if (!options.tls) return {};
+  net::TlsOptions tls;
+  tls.caFile = options.caFile;
+  tls.certFile = options.certFile;
+  tls.keyFile = options.keyFile;
+  net::TlsContext::Made made = net::TlsContext::make(net::TlsContext::Side::kClient, tls);
+  if (!made.context) return "--tls: " + made.error;
+  options.tlsContext = std::move(made.context);
+  return {};
 }
 
 }  // namespace tern::client

@@ -1,5 +1,7 @@
 #include "tern/client/frames.hpp"
 
+#include <algorithm>
+
 namespace tern::client {
 namespace {
 
@@ -136,6 +138,18 @@ PublishCheck appendPublish(std::string& out, std::string_view topic, std::string
   out.append(contents);
   if (retain) out.append("@retain");
   return PublishCheck::kOk;
+}
+
+std::string connectWithCredentials(std::string_view connect, std::string_view username,
+                                   const std::optional<std::string>& password) {
+  std::string frame(connect);
+  const auto fields = std::count(connect.begin(), connect.end(), '@');
+  if (username.empty() || fields > 1) return frame;
+  frame += fields == 0 ? "@@" : "@";
+  frame += username;
+  frame += '@';
+  if (password) frame += *password;
+  return frame;
 }
 
 }  // namespace tern::client

@@ -104,6 +104,9 @@ void Session::close() noexcept {
     s.reader = LineReader(options_.maxFrameBytes);
     s.out.clear();
     s.written = 0;
+    s.tls.reset();
+    s.wire.consume(s.wire.size());
+    s.plain.consume(s.plain.size());
   }
   pending_.clear();
   state_ = State::kClosed;
@@ -128,7 +131,17 @@ SessionStatus Session::openSocket(SocketRole role, const void* addressList) {
     error.clear();
     const int fd = connectTcp(*a, deadline, error);
     if (fd >= 0) {
-      socket(role).fd = fd;
+      Socket& s = socket(role);
+      s.fd = fd;
+      if (options_.tls) {
+        s.tls = std::make_unique<net::TlsSession>(*options_.tls, options_.tlsServerName);
+        // The ClientHello; what is queued before the handshake ends waits inside the engine.
+        if (s.tls->failed() ||
+            s.tls->read({}, s.plain, s.wire) == net::TlsSession::Status::kFailed) {
+          return fail(SessionStatus::kUnreachable, fmt::format("TLS with {}:{}: {}", options_.host,
+                                                               options_.port, s.tls->error()));
+        }
+      }
       return SessionStatus::kOk;
     }
   }
@@ -154,13 +167,18 @@ SessionStatus Session::awaitHandshakeFrame(SocketRole role, std::string& frame) 
       case LineReader::Result::kNeedMore:
         break;
     }
+    if (ended && !error.empty() && s.tls && s.tls->failed()) {
+      return fail(SessionStatus::kUnreachable,
+                  fmt::format("TLS handshake with {}:{} failed on {}: {}", options_.host,
+                              options_.port, describe(role), error));
+    }
     if (ended) {
       return fail(SessionStatus::kClosed,
                   fmt::format("the broker closed {} during the handshake{}", describe(role),
                               error.empty() ? "" : " (" + error + ")"));
     }
     if (SessionStatus status = flush(role); status != SessionStatus::kOk) return status;
-    pollfd pfd{s.fd, static_cast<short>(POLLIN | (s.out.empty() ? 0 : POLLOUT)), 0};
+    pollfd pfd{s.fd, static_cast<short>(POLLIN | (s.hasOutput() ? POLLOUT : 0)), 0};
     const int ready = ::poll(&pfd, 1, millisecondsUntil(deadline));
     if (ready < 0 && errno != EINTR) {
       return fail(SessionStatus::kClosed, fmt::format("poll: {}", std::strerror(errno)));
@@ -246,6 +264,7 @@ SessionStatus Session::send(std::string_view request) {
 
 Session::ReadResult Session::readSocket(SocketRole role, std::string& error) {
   Socket& s = socket(role);
+  if (s.tls) return readTlsSocket(s, error);
   // A bounded number of reads per round keeps one flooding socket from starving the others.
   for (int round = 0; round < 16; ++round) {
     const std::span<char> space = s.reader.writable(64 * 1024);
@@ -264,8 +283,36 @@ Session::ReadResult Session::readSocket(SocketRole role, std::string& error) {
   return ReadResult::kOk;
 }
 
+Session::ReadResult Session::readTlsSocket(Socket& s, std::string& error) {
+  char cipher[16 * 1024];
+  for (int round = 0; round < 16; ++round) {
+    const ssize_t n = ::recv(s.fd, cipher, sizeof cipher, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return ReadResult::kOk;
+    if (n < 0) {
+      error = std::strerror(errno);
+      return ReadResult::kError;
+    }
+    if (n == 0) return ReadResult::kEof;
+    const net::TlsSession::Status status =
+        s.tls->read(std::span<const char>(cipher, static_cast<std::size_t>(n)), s.plain, s.wire);
+    if (!s.plain.empty()) {
+      s.reader.append(s.plain.view());
+      s.plain.consume(s.plain.size());
+    }
+    if (status == net::TlsSession::Status::kFailed) {
+      error = s.tls->error();
+      return ReadResult::kTlsFailed;
+    }
+    if (status == net::TlsSession::Status::kClosed) return ReadResult::kEof;  // close_notify
+    if (static_cast<std::size_t>(n) < sizeof cipher) return ReadResult::kOk;
+  }
+  return ReadResult::kOk;
+}
+
 SessionStatus Session::flush(SocketRole role) {
   Socket& s = socket(role);
+  if (s.tls) return flushTls(role);
   while (s.written < s.out.size()) {
     const ssize_t n =
         ::send(s.fd, s.out.data() + s.written, s.out.size() - s.written, MSG_NOSIGNAL);
@@ -280,6 +327,31 @@ SessionStatus Session::flush(SocketRole role) {
   }
   s.out.clear();
   s.written = 0;
+  return SessionStatus::kOk;
+}
+
+SessionStatus Session::flushTls(SocketRole role) {
+  Socket& s = socket(role);
+  if (!s.out.empty()) {
+    const net::TlsSession::Status status = s.tls->write(s.out, s.wire);
+    s.out.clear();
+    if (status == net::TlsSession::Status::kFailed) {
+      return fail(SessionStatus::kClosed,
+                  fmt::format("TLS failed on {}: {}", describe(role), s.tls->error()));
+    }
+  }
+  while (!s.wire.empty()) {
+    const std::string_view bytes = s.wire.view();
+    const ssize_t n = ::send(s.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n >= 0) {
+      s.wire.consume(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return SessionStatus::kOk;
+    return fail(SessionStatus::kClosed,
+                fmt::format("cannot write to {}: {}", describe(role), std::strerror(errno)));
+  }
   return SessionStatus::kOk;
 }
 
@@ -377,7 +449,7 @@ SessionStatus Session::poll(int waitMs, std::span<pollfd> extra, SessionListener
   for (std::size_t i = 0; i < kSockets; ++i) {
     const Socket& s = sockets_[i];
     // A closed slot gets fd -1, which poll(2) skips.
-    fds[i] = {s.fd, static_cast<short>(POLLIN | (s.out.empty() ? 0 : POLLOUT)), 0};
+    fds[i] = {s.fd, static_cast<short>(POLLIN | (s.hasOutput() ? POLLOUT : 0)), 0};
   }
   std::copy(extra.begin(), extra.end(), fds + kSockets);
   const int ready = ::poll(fds, kSockets + extra.size(), timeout);
@@ -397,8 +469,16 @@ SessionStatus Session::poll(int waitMs, std::span<pollfd> extra, SessionListener
     if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
     std::string error;
     const ReadResult read = readSocket(role, error);
+    // TLS: what the engine answered (a key update, an alert) leaves now.
+    if (!sockets_[i].wire.empty() && read == ReadResult::kOk) {
+      if (SessionStatus s = flush(role); s != SessionStatus::kOk) return s;
+    }
     // Frames that arrived before the close are handed over before the close is judged.
     if (SessionStatus s = dispatch(role, listener, any); s != SessionStatus::kOk) return s;
+    if (read == ReadResult::kTlsFailed && state_ != State::kClosed) {
+      return fail(SessionStatus::kClosed,
+                  fmt::format("TLS failed on {}: {}", describe(role), error));
+    }
     if (read != ReadResult::kOk && state_ != State::kClosed) {
       if (SessionStatus s = closedByBroker(role, error); s != SessionStatus::kOk) return s;
     }

@@ -1,17 +1,23 @@
 // The command line of the `client` program: its options, verbs and exit codes (docs/client.md).
 //
 //   client [--host H] [--port P] [--timeout S] [--raw] [--wait S] [--request-socket 1|2]
+//          [--tls [--cafile F] [--cert F --key F] [--tls-server-name N]]
+//          [--username U [--password P | --password-file F]]   (also with pub and sub)
 //   client pub -t TOPIC (-m MSG | -l | -n) [-r] [-i ID] [--host H] [--port P] [--timeout S]
 //   client sub -t FILTER [-t FILTER...] [-C COUNT] [-W S] [-v] [-R] [-i ID] [--host H] ...
 //
 // parseCommandLine() is separate from main() so the tests can check what each option means.
-// Pure: no I/O, any thread.
+// Pure: no I/O, any thread. loadPasswordFile() and makeTlsContext() read the files the options
+// name, once, before a mode runs.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "tern/net/tls.hpp"
 
 namespace tern::client {
 
@@ -30,6 +36,24 @@ struct ConnectionOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8000;
   double timeoutSeconds = 5;  // TCP connect, each handshake reply, each request's reply
+  // --tls: every socket over TLS, the broker's certificate verified against --cafile (empty:
+  // the system's CAs) and --tls-server-name (empty: --host); --cert/--key: a client certificate.
+  bool tls = false;
+  std::string caFile;
+  std::string certFile;
+  std::string keyFile;
+  std::string tlsServerName;
+  // --username and --password (or, after loadPasswordFile(), the first line of --password-file):
+  // sent in CONNECT as CONNECT@<client-id>@<user>@<password>.
+  std::string username;
+  std::optional<std::string> password;
+  std::string passwordFile;
+  // Made by makeTlsContext() after parsing (null without --tls); not set by the parser.
+  std::shared_ptr<const net::TlsContext> tlsContext;
+
+  const std::string& effectiveTlsServerName() const noexcept {
+    return tlsServerName.empty() ? host : tlsServerName;
+  }
 };
 
 // Options of the line mode (no verb): interactive on a terminal, else requests from stdin.
@@ -76,5 +100,13 @@ struct ParsedCommandLine {
 };
 
 ParsedCommandLine parseCommandLine(int argc, const char* const* argv);
+
+// Reads the first line of options.passwordFile (without its line end) into options.password and
+// clears passwordFile; nothing to do without one. Returns "" or why the file cannot be used.
+std::string loadPasswordFile(ConnectionOptions& options);
+
+// Sets options.tlsContext from --cafile, --cert and --key when options.tls. Returns "" or why
+// the files cannot be used (one line).
+std::string makeTlsContext(ConnectionOptions& options);
 
 }  // namespace tern::client

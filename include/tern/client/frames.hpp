@@ -38,6 +38,14 @@ struct Input {
 
 Input classifyInput(std::string_view line) noexcept;
 
+// The CONNECT frame to send for `connect` (a kConnect input as typed, or "CONNECT" /
+// "CONNECT@<client-id>") with the credentials of --username/--password added:
+// "CONNECT@<client-id>@<user>@<password>", or "CONNECT@@<user>@<password>" without a client-id
+// (an absent password is sent empty: the protocol needs the field). Without a user name, or when
+// the typed frame already holds credentials (more than one '@'), `connect` as it is.
+std::string connectWithCredentials(std::string_view connect, std::string_view username,
+                                   const std::optional<std::string>& password);
+
 // A pushed frame: MESSAGE@<topic>@<contents> or RETAINED@<topic>@<contents>. The contents are
 // everything after the second '@'. Views into the frame.
 struct Push {

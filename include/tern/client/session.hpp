@@ -22,6 +22,11 @@
 // over-long frame breaks the session. After a break the sockets are closed, state() is kClosed,
 // lastError() says what happened, and connect() may start a new session.
 //
+// TLS (SessionOptions::tls): each of the three sockets is its own net::TlsSession over the same
+// non-blocking socket; frames are queued as plaintext and encrypted when written, received bytes
+// are decrypted into the frame reader. The handshake runs inside connect(): the CONNECT (or
+// ATTACH) frame is kept by the engine and leaves with the client's Finished.
+//
 // One thread. The listener is called only from inside connect() and poll(); it may call send(),
 // never connect() or close().
 #pragma once
@@ -33,11 +38,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "tern/client/line_reader.hpp"
+#include "tern/net/byte_buffer.hpp"
+#include "tern/net/tls.hpp"
 
 namespace tern::client {
 
@@ -48,7 +56,8 @@ std::string_view describe(SocketRole role) noexcept;
 
 enum class SessionStatus {
   kOk,
-  kUnreachable,  // no TCP connection: the host does not resolve, refused, or no answer in time
+  kUnreachable,  // no TCP connection: the host does not resolve, refused, or no answer in time;
+                 // or the TLS handshake failed (the broker's certificate did not verify, ...)
   kRejected,     // the broker answered the handshake with ERROR or something unexpected
   kTimeout,      // a handshake reply or a request's reply did not come within the timeout
   kClosed,       // the broker closed or reset a socket (outside a DISCONNECT)
@@ -77,6 +86,10 @@ struct SessionOptions {
   std::chrono::milliseconds timeout{5000};
   int requestSocket = 1;  // 1 or 2: the socket send() writes to
   std::size_t maxFrameBytes = kDefaultMaxFrameBytes;
+  // TLS on every socket when set (a client context, TlsContext::Side::kClient), checking
+  // `tlsServerName` in the broker's certificate (empty: the certificate is verified, no name).
+  std::shared_ptr<const net::TlsContext> tls;
+  std::string tlsServerName;
 };
 
 class Session {
@@ -131,23 +144,31 @@ class Session {
   struct Socket {
     int fd = -1;
     LineReader reader;
-    std::string out;          // bytes queued for the socket
-    std::size_t written = 0;  // prefix of `out` already written
+    std::string out;          // bytes queued for the socket (plaintext)
+    std::size_t written = 0;  // prefix of `out` already written (without TLS)
+    // TLS only: the session, the ciphertext not yet written, decrypted bytes on their way to
+    // `reader`.
+    std::unique_ptr<net::TlsSession> tls;
+    net::ByteBuffer wire;
+    net::ByteBuffer plain;
     bool open() const noexcept { return fd >= 0; }
+    bool hasOutput() const noexcept { return !out.empty() || !wire.empty(); }
   };
   struct InFlight {
     Clock::time_point deadline;
     bool disconnect = false;
   };
-  enum class ReadResult { kOk, kEof, kError };
+  enum class ReadResult { kOk, kEof, kError, kTlsFailed };
 
   SessionStatus fail(SessionStatus status, std::string text);
   SessionStatus openSocket(SocketRole role, const void* addressList);
   SessionStatus awaitHandshakeFrame(SocketRole role, std::string& frame);
   ReadResult readSocket(SocketRole role, std::string& error);
+  ReadResult readTlsSocket(Socket& s, std::string& error);
   SessionStatus dispatch(SocketRole role, SessionListener& listener, bool& any);
   void deliver(SocketRole role, std::string_view frame, SessionListener& listener);
   SessionStatus flush(SocketRole role);
+  SessionStatus flushTls(SocketRole role);
   SessionStatus closedByBroker(SocketRole role, const std::string& error);
   Socket& socket(SocketRole role) noexcept { return sockets_[static_cast<std::size_t>(role)]; }
   SocketRole requestRole() const noexcept {

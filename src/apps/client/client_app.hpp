@@ -19,8 +19,8 @@ int runSub(const CommandLine& commandLine);
 
 SessionOptions sessionOptions(const CommandLine& commandLine);
 
-// "CONNECT" or "CONNECT@<id>".
-std::string connectFrame(const std::string& clientId);
+// "CONNECT" or "CONNECT@<id>", with the credentials of --username/--password when given.
+std::string connectFrame(const std::string& clientId, const ConnectionOptions& connection);
 
 // kUnreachable -> kUsage (the broker cannot be reached), every other failure -> kFailed.
 ExitCode exitCodeFor(SessionStatus status) noexcept;

@@ -64,6 +64,7 @@ class LineSession final : public SessionListener {
   // `stopOnBreak`: a broken session ends the run (stdin mode) instead of only being reported.
   LineSession(const CommandLine& commandLine, Display& display, bool stopOnBreak)
       : session_(sessionOptions(commandLine)),
+        connection_(commandLine.connection),
         display_(display),
         raw_(commandLine.lineMode.raw),
         stopOnBreak_(stopOnBreak) {}
@@ -153,7 +154,8 @@ class LineSession final : public SessionListener {
 
  private:
   void connect(std::string_view frame) {
-    const SessionStatus status = session_.connect(frame, *this);
+    const SessionStatus status = session_.connect(
+        connectWithCredentials(frame, connection_.username, connection_.password), *this);
     if (status == SessionStatus::kOk) return;
     // A refusal was shown as "server: ERROR@..." already, and the run goes on; a connection that
     // could not be made or broke is a local error.
@@ -175,6 +177,7 @@ class LineSession final : public SessionListener {
   }
 
   Session session_;
+  const ConnectionOptions& connection_;
   Display& display_;
   Outcome outcome_;
   std::string line_;

@@ -25,7 +25,16 @@ int main(int argc, char** argv) {
   // A reader that goes away (`client sub ... | head -1`) is an EPIPE from write(2), handled there.
   std::signal(SIGPIPE, SIG_IGN);
 
-  const tern::client::CommandLine& commandLine = *parsed.commandLine;
+  // The files the options name are read once, before any mode: a bad one is a usage error.
+  tern::client::CommandLine commandLine = *parsed.commandLine;
+  for (const std::string& error : {tern::client::loadPasswordFile(commandLine.connection),
+                                   tern::client::makeTlsContext(commandLine.connection)}) {
+    if (error.empty()) continue;
+    app::Output err(STDERR_FILENO);
+    err.line("error: " + error);
+    err.flush();
+    return static_cast<int>(tern::client::ExitCode::kUsage);
+  }
   switch (commandLine.verb) {
     case Verb::kPub:
       return app::runPub(commandLine);

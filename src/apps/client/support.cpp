@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "client_app.hpp"
+#include "tern/client/frames.hpp"
 
 namespace tern::client::app {
 
@@ -15,11 +16,14 @@ SessionOptions sessionOptions(const CommandLine& commandLine) {
   const double ms = std::ceil(commandLine.connection.timeoutSeconds * 1000.0);
   options.timeout = std::chrono::milliseconds(static_cast<long long>(std::max(ms, 1.0)));
   options.requestSocket = commandLine.lineMode.requestSocket;
+  options.tls = commandLine.connection.tlsContext;
+  if (options.tls) options.tlsServerName = commandLine.connection.effectiveTlsServerName();
   return options;
 }
 
-std::string connectFrame(const std::string& clientId) {
-  return clientId.empty() ? std::string("CONNECT") : "CONNECT@" + clientId;
+std::string connectFrame(const std::string& clientId, const ConnectionOptions& connection) {
+  return connectWithCredentials(clientId.empty() ? std::string("CONNECT") : "CONNECT@" + clientId,
+                                connection.username, connection.password);
 }
 
 ExitCode exitCodeFor(SessionStatus status) noexcept {

@@ -34,8 +34,8 @@ class ReplyKeeper final : public SessionListener {
 
 // Connects, reporting a failure on stderr. Returns kOk or the exit code of the failure.
 ExitCode connectVerb(Session& session, SessionListener& listener, const std::string& clientId,
-                     Output& out) {
-  const SessionStatus status = session.connect(connectFrame(clientId), listener);
+                     const ConnectionOptions& connection, Output& out) {
+  const SessionStatus status = session.connect(connectFrame(clientId, connection), listener);
   if (status == SessionStatus::kOk) return ExitCode::kOk;
   printError(out, "error: " + session.lastError());
   return exitCodeFor(status);
@@ -138,7 +138,8 @@ int runPub(const CommandLine& commandLine) {
 
   Session session(sessionOptions(commandLine));
   ReplyKeeper replies;
-  if (ExitCode code = connectVerb(session, replies, options.clientId, out); code != ExitCode::kOk) {
+  if (ExitCode code = connectVerb(session, replies, options.clientId, commandLine.connection, out);
+      code != ExitCode::kOk) {
     return static_cast<int>(code);
   }
 
@@ -218,7 +219,8 @@ int runSub(const CommandLine& commandLine) {
   Session session(sessionOptions(commandLine));
   SubPrinter printer(options, out);
 
-  if (ExitCode code = connectVerb(session, printer, options.clientId, out); code != ExitCode::kOk) {
+  if (ExitCode code = connectVerb(session, printer, options.clientId, commandLine.connection, out);
+      code != ExitCode::kOk) {
     return static_cast<int>(code);
   }
   std::optional<Clock::time_point> deadline;

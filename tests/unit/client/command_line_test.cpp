@@ -1,10 +1,16 @@
 #include "tern/client/command_line.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+#include <fstream>
+#include <optional>
+#include <utility>
 
 #include <initializer_list>
 #include <string>
 #include <vector>
+
+#include "support/test_certificates.hpp"
 
 namespace tern::client {
 namespace {
@@ -122,6 +128,90 @@ TEST(CommandLine, HelpExplainsEveryOptionAndTheExitCodes) {
                            "-r,--retain", "-i,--id", "--port"}) {
     EXPECT_NE(pub.output.find(text), std::string::npos) << text;
   }
+}
+
+TEST(CommandLine, ReadsTlsAndCredentialsInEveryMode) {
+  for (const char* verb : {"", "pub", "sub"}) {
+    std::vector<const char*> argv{"client"};
+    if (*verb != 0) argv.push_back(verb);
+    for (const char* a : {"--tls", "--cafile", "ca.pem", "--cert", "c.crt", "--key", "c.key",
+                          "--tls-server-name", "broker.example", "-u", "alice", "-P", "p@ss"}) {
+      argv.push_back(a);
+    }
+    if (std::string_view(verb) == "pub") argv.insert(argv.end(), {"-t", "a", "-m", "x"});
+    if (std::string_view(verb) == "sub") argv.insert(argv.end(), {"-t", "a"});
+    const ParsedCommandLine parsed = parseCommandLine(static_cast<int>(argv.size()), argv.data());
+    ASSERT_TRUE(parsed.commandLine) << verb << ": " << parsed.error;
+    const ConnectionOptions& c = parsed.commandLine->connection;
+    EXPECT_TRUE(c.tls);
+    EXPECT_EQ(c.caFile, "ca.pem");
+    EXPECT_EQ(c.certFile, "c.crt");
+    EXPECT_EQ(c.keyFile, "c.key");
+    EXPECT_EQ(c.effectiveTlsServerName(), "broker.example");
+    EXPECT_EQ(c.username, "alice");
+    EXPECT_EQ(c.password, std::optional<std::string>("p@ss"));
+    EXPECT_EQ(c.tlsContext, nullptr);  // made by makeTlsContext(), not by the parser
+  }
+  const ParsedCommandLine plain =
+      parse({"--host", "h.example", "--username", "bob", "--password-file", "pw"});
+  ASSERT_TRUE(plain.commandLine) << plain.error;
+  EXPECT_EQ(plain.commandLine->connection.effectiveTlsServerName(), "h.example");
+  EXPECT_EQ(plain.commandLine->connection.passwordFile, "pw");
+  EXPECT_FALSE(plain.commandLine->connection.password.has_value());
+  // An empty --password is a password.
+  const ParsedCommandLine empty = parse({"-u", "bob", "-P", ""});
+  ASSERT_TRUE(empty.commandLine) << empty.error;
+  EXPECT_EQ(empty.commandLine->connection.password, std::optional<std::string>(""));
+}
+
+TEST(CommandLine, RefusesBadTlsAndCredentialCombinations) {
+  const std::vector<std::pair<std::vector<const char*>, std::string>> cases{
+      {{"--cafile", "ca.pem"}, "--cafile needs --tls"},
+      {{"--tls-server-name", "x"}, "--tls-server-name needs --tls"},
+      {{"--tls", "--cert", "c.crt"}, "--cert needs --key"},
+      {{"--tls", "--key", "c.key"}, "--key needs --cert"},
+      {{"-u", "a", "-P", "x", "--password-file", "f"}, "exclude each other"},
+      {{"-P", "x"}, "need --username"},
+      {{"--password-file", "f"}, "need --username"},
+      {{"-u", "a@b"}, "--username must not contain '@'"},
+      {{"-u", ""}, "--username must not be empty"},
+  };
+  for (const auto& [args, expected] : cases) {
+    std::vector<const char*> argv{"client"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const ParsedCommandLine parsed = parseCommandLine(static_cast<int>(argv.size()), argv.data());
+    EXPECT_FALSE(parsed.commandLine) << expected;
+    EXPECT_EQ(parsed.exitCode, ExitCode::kUsage) << expected;
+    EXPECT_NE(parsed.error.find(expected), std::string::npos) << parsed.error;
+  }
+}
+
+TEST(CommandLine, PasswordFileAndTlsFilesAreReadOnce) {
+  char path[] = "/tmp/tern-client-password-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  std::ofstream(path) << "first@line\nsecond\n";
+  ConnectionOptions options;
+  options.username = "alice";
+  options.passwordFile = path;
+  EXPECT_EQ(loadPasswordFile(options), "");
+  EXPECT_EQ(options.password, std::optional<std::string>("first@line"));
+  EXPECT_TRUE(options.passwordFile.empty());
+  ::unlink(path);
+  options.passwordFile = "/nonexistent/pw";
+  EXPECT_EQ(loadPasswordFile(options).find("cannot read --password-file /nonexistent/pw"), 0u);
+
+  EXPECT_EQ(makeTlsContext(options), "");  // no --tls: nothing to make
+  EXPECT_EQ(options.tlsContext, nullptr);
+  tern::testing::TestCertificates certs;
+  options.tls = true;
+  options.caFile = certs.caFile();
+  EXPECT_EQ(makeTlsContext(options), "");
+  EXPECT_NE(options.tlsContext, nullptr);
+  options.caFile = certs.dir() + "/missing.pem";
+  EXPECT_NE(makeTlsContext(options).find("missing.pem"), std::string::npos);
+  EXPECT_EQ(options.tlsContext, nullptr);
 }
 
 }  // namespace

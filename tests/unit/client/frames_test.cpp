@@ -116,5 +116,16 @@ TEST(Frames, RefusesPublishFramesThatWouldMeanSomethingElse) {
   EXPECT_EQ(appendPublish(out, "t", "x\r", true), PublishCheck::kOk);  // "@retain" follows the CR
 }
 
+TEST(Frames, ConnectGetsTheCredentialsOfTheCommandLine) {
+  const std::optional<std::string> pw("s3cr@t");
+  EXPECT_EQ(connectWithCredentials("CONNECT", "", pw), "CONNECT");  // no user: as it is
+  EXPECT_EQ(connectWithCredentials("CONNECT@alice", "", std::nullopt), "CONNECT@alice");
+  EXPECT_EQ(connectWithCredentials("CONNECT@alice", "bob", pw), "CONNECT@alice@bob@s3cr@t");
+  EXPECT_EQ(connectWithCredentials("connect", "bob", pw), "connect@@bob@s3cr@t");  // assigned id
+  EXPECT_EQ(connectWithCredentials("CONNECT@alice", "bob", std::nullopt), "CONNECT@alice@bob@");
+  // Typed with credentials already: sent as typed.
+  EXPECT_EQ(connectWithCredentials("connect@a@u@p", "bob", pw), "connect@a@u@p");
+}
+
 }  // namespace
 }  // namespace tern::client

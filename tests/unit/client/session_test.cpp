@@ -13,11 +13,15 @@
 
 #include <array>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "support/test_certificates.hpp"
+#include "tern/net/tls.hpp"
 
 namespace tern::client {
 namespace {
@@ -383,6 +387,131 @@ TEST(Session, PollWatchesTheCallersDescriptorsToo) {
   EXPECT_NE(extra.revents & POLLIN, 0);
   ::close(pipeFds[0]);
   ::close(pipeFds[1]);
+}
+
+// The broker's side of one TLS session over an accepted (blocking) socket, for the TLS tests.
+class TlsPeer {
+ public:
+  TlsPeer(int fd, const net::TlsContext& context) : fd_(fd), tls_(context) {}
+  // The next plaintext line without its LF; nullopt at EOF, on a TLS failure or after the wait.
+  std::optional<std::string> readLine() {
+    for (;;) {
+      const std::string_view buffered = plain_.view();
+      if (const std::size_t lf = buffered.find('\n'); lf != std::string_view::npos) {
+        std::string line(buffered.substr(0, lf));
+        plain_.consume(lf + 1);
+        return line;
+      }
+      pollfd ready{fd_, POLLIN, 0};
+      if (::poll(&ready, 1, kBrokerWaitMs) != 1) return std::nullopt;
+      char cipher[4096];
+      const ssize_t n = ::recv(fd_, cipher, sizeof cipher, 0);
+      if (n <= 0) return std::nullopt;
+      net::ByteBuffer wire;
+      const auto status =
+          tls_.read(std::span<const char>(cipher, static_cast<std::size_t>(n)), plain_, wire);
+      if (!wire.empty()) FakeBroker::send(fd_, wire.view());
+      if (status != net::TlsSession::Status::kOk) return std::nullopt;
+    }
+  }
+  void send(std::string_view text) {
+    net::ByteBuffer wire;
+    EXPECT_EQ(tls_.write(text, wire), net::TlsSession::Status::kOk);
+    FakeBroker::send(fd_, wire.view());
+  }
+  bool failed() const { return tls_.failed(); }
+
+ private:
+  int fd_;
+  net::TlsSession tls_;
+  net::ByteBuffer plain_;
+};
+
+struct TlsContexts {
+  tern::testing::TestCertificates certs;
+  std::shared_ptr<net::TlsContext> server;
+  std::shared_ptr<net::TlsContext> client;
+  TlsContexts() {
+    net::TlsOptions serverOptions;
+    serverOptions.certFile = certs.serverCert();
+    serverOptions.keyFile = certs.serverKey();
+    server = net::TlsContext::make(net::TlsContext::Side::kServer, serverOptions).context;
+    net::TlsOptions clientOptions;
+    clientOptions.caFile = certs.caFile();
+    client = net::TlsContext::make(net::TlsContext::Side::kClient, clientOptions).context;
+  }
+};
+
+TEST(Session, RunsEachSocketOverItsOwnTlsSession) {
+  TlsContexts tls;
+  ASSERT_TRUE(tls.server && tls.client);
+  FakeBroker broker;
+  broker.run([&](FakeBroker& b) {
+    TlsPeer first(b.accept(), *tls.server);
+    EXPECT_EQ(first.readLine(), "CONNECT@alice@bob@pa@ss");
+    first.send("CONNACK@alice@00ff\n");
+    // The attach sockets' handshakes run at once (the session waits on one, then the other).
+    const int a = b.accept();
+    const int c = b.accept();
+    std::vector<std::thread> attaches;
+    std::array<std::optional<std::string>, 2> got;
+    std::array<std::unique_ptr<TlsPeer>, 2> peers{std::make_unique<TlsPeer>(a, *tls.server),
+                                                  std::make_unique<TlsPeer>(c, *tls.server)};
+    for (int i = 0; i < 2; ++i) {
+      attaches.emplace_back([&, i] {
+        got[i] = peers[i]->readLine();
+        peers[i]->send(got[i] == "ATTACH@00ff@push" ? "ATTACHACK@push\n" : "ATTACHACK@request\n");
+      });
+    }
+    for (std::thread& t : attaches)
+      t.join();
+    TlsPeer& pushPeer = *peers[got[0] == "ATTACH@00ff@push" ? 0 : 1];
+    EXPECT_EQ(first.readLine(), "PUBLISH@t@x");
+    pushPeer.send("MESSAGE@t@x\n");
+    first.send("PUBACK\n");
+    EXPECT_EQ(first.readLine(), "DISCONNECT");
+    first.send("DISCONNACK\n");
+    b.close(a);
+    b.close(c);
+  });
+  SessionOptions options = optionsFor(broker);
+  options.tls = tls.client;
+  options.tlsServerName = "127.0.0.1";
+  Session session(options);
+  Recorder recorder;
+  ASSERT_EQ(session.connect("CONNECT@alice@bob@pa@ss", recorder), SessionStatus::kOk)
+      << session.lastError();
+  ASSERT_EQ(session.send("PUBLISH@t@x"), SessionStatus::kOk);
+  ASSERT_EQ(
+      pollUntil(
+          session, recorder,
+          [&] { return session.pendingReplies() == 0 && !recorder.of(FrameKind::kPush).empty(); }),
+      SessionStatus::kOk);
+  ASSERT_EQ(session.send("DISCONNECT"), SessionStatus::kOk);
+  ASSERT_EQ(pollUntil(session, recorder, [&] { return session.pendingReplies() == 0; }),
+            SessionStatus::kOk);
+  session.close();
+  broker.join();
+  EXPECT_EQ(recorder.of(FrameKind::kReply), (Strings{"PUBACK", "DISCONNACK"}));
+  EXPECT_EQ(recorder.of(FrameKind::kPush), Strings{"MESSAGE@t@x"});
+}
+
+TEST(Session, IsUnreachableWhenTheBrokersCertificateDoesNotVerify) {
+  TlsContexts tls;
+  FakeBroker broker;
+  broker.run([&](FakeBroker& b) {
+    TlsPeer first(b.accept(), *tls.server);
+    EXPECT_EQ(first.readLine(), std::nullopt);  // the client gives up in the handshake
+  });
+  SessionOptions options = optionsFor(broker);
+  options.tls = tls.client;
+  options.tlsServerName = "other.example";
+  Session session(options);
+  Recorder recorder;
+  EXPECT_EQ(session.connect("CONNECT@alice", recorder), SessionStatus::kUnreachable);
+  EXPECT_EQ(session.lastError().find("TLS handshake with 127.0.0.1:"), 0u) << session.lastError();
+  EXPECT_NE(session.lastError().find("request socket 1"), std::string::npos);
+  broker.join();
 }
 
 }  // namespace
