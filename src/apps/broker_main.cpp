@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "tern/auth/passwd_command.hpp"
@@ -27,6 +28,20 @@ int fail(const std::string& message) {
   return kUsageError;
 }
 
+// A port option: a number, "0"/"off" (-1: no listener) or "auto" (0: a free port).
+std::optional<int> parsePort(const std::string& text) {
+  if (text == "0" || text == "off") return -1;
+  if (text == "auto") return 0;
+  try {
+    std::size_t used = 0;
+    const int port = std::stoi(text, &used);
+    if (used != text.size() || port < 1 || port > 65535) return std::nullopt;
+    return port;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -37,7 +52,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "tern broker: a lock-free publish/subscribe broker speaking the three-socket line protocol\n"
       "(docs/protocol.md) and MQTT 5.0 and 3.1.1 (docs/mqtt.md) over one topic space.\n"
-      "Stops cleanly on SIGINT or SIGTERM; SIGHUP reads --password-file and --acl-file again.",
+      "Stops cleanly on SIGINT or SIGTERM; SIGHUP reads --password-file, --acl-file and the TLS "
+      "certificate and key again.",
       "broker"};
   app.set_version_flag("--version", std::string("tern broker ") + TERN_VERSION);
   app.set_config("--config", "",
@@ -51,8 +67,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
   app.add_option("--bind", config.bind, "Address to listen on")->capture_default_str();
-  app.add_option("--port", config.port,
-                 "Line-protocol port; 0 picks a free port (printed at start-up)")
+  std::string linePort = std::to_string(config.port);
+  app.add_option("--port", linePort,
+                 "Line-protocol port; 0 or auto picks a free port (printed at start-up), off "
+                 "turns the plain line-protocol listener off")
       ->capture_default_str();
   std::string mqttPort = std::to_string(config.mqttPort);
   app.add_option("--mqtt-port", mqttPort,
@@ -146,6 +164,30 @@ int main(int argc, char** argv) {
   app.add_option("--acl-file", config.aclFile,
                  "Who may publish and subscribe where, in Mosquitto's acl_file format (topic, "
                  "user, pattern lines); what it does not grant is denied");
+  app.add_option("--tls-cert", config.tlsCert,
+                 "PEM certificate chain of the broker: turns on MQTT over TLS (--mqtt-tls-port) "
+                 "and the line protocol over TLS (--tls-port); TLS 1.2 and 1.3 only. SIGHUP reads "
+                 "it again");
+  app.add_option("--tls-key", config.tlsKey, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", config.tlsCa,
+                 "PEM CAs that sign client certificates: TLS clients are asked for one, and one "
+                 "they send must verify");
+  app.add_flag("--require-client-cert", config.requireClientCert,
+               "A TLS client without a certificate signed by --tls-ca fails the handshake");
+  app.add_flag("--use-identity-as-username", config.useIdentityAsUsername,
+               "On the TLS listeners the client certificate's common name is the user name (for "
+               "--acl-file) and the certificate is the credential: no password is checked; a "
+               "TLS client without a certificate is refused");
+  std::string mqttTlsPort = "8883";
+  app.add_option("--mqtt-tls-port", mqttTlsPort,
+                 "MQTT over TLS port (with --tls-cert); 0 or off turns it off, auto picks a free "
+                 "port")
+      ->capture_default_str();
+  std::string tlsPort = "8001";
+  app.add_option("--tls-port", tlsPort,
+                 "Line protocol over TLS port (with --tls-cert; each of a session's three sockets "
+                 "is its own TLS connection); 0 or off turns it off, auto picks a free port")
+      ->capture_default_str();
   std::string allowAnonymous;
   app.add_option("--allow-anonymous", allowAnonymous,
                  "true or false: accept clients that give no user name (default: false with "
@@ -181,21 +223,19 @@ int main(int argc, char** argv) {
   if (passwdCommand->parsed()) return tern::auth::runPasswd(passwd, stdin, stderr);
 
   if (!allowAnonymous.empty()) config.allowAnonymous = allowAnonymous == "true";
-  if (mqttPort == "0" || mqttPort == "off") {
-    config.mqttPort = -1;
-  } else if (mqttPort == "auto") {
-    config.mqttPort = 0;
-  } else {
-    try {
-      std::size_t used = 0;
-      config.mqttPort = std::stoi(mqttPort, &used);
-      if (used != mqttPort.size() || config.mqttPort < 1 || config.mqttPort > 65535) {
-        return fail("--mqtt-port must be a port number, 0/off or auto");
-      }
-    } catch (const std::exception&) {
-      return fail("--mqtt-port must be a port number, 0/off or auto");
-    }
-  }
+  // The line port keeps 0 = a free port (as it always had); the others take 0 as off.
+  const std::optional<int> line = parsePort(linePort == "0" ? "auto" : linePort);
+  const std::optional<int> mqtt = parsePort(mqttPort);
+  const std::optional<int> mqttTls = parsePort(mqttTlsPort);
+  const std::optional<int> lineTls = parsePort(tlsPort);
+  if (!line) return fail("--port must be a port number, 0/auto or off");
+  if (!mqtt) return fail("--mqtt-port must be a port number, 0/off or auto");
+  if (!mqttTls) return fail("--mqtt-tls-port must be a port number, 0/off or auto");
+  if (!lineTls) return fail("--tls-port must be a port number, 0/off or auto");
+  config.port = *line;
+  config.mqttPort = *mqtt;
+  config.mqttTlsPort = *mqttTls;
+  config.tlsPort = *lineTls;
   const auto ioChoice = tern::net::parseIoChoice(io);
   if (!ioChoice) return fail("--io must be auto, uring or epoll");
   config.io = *ioChoice;
@@ -230,9 +270,9 @@ int main(int argc, char** argv) {
     return fail(e.what());
   }
   tern::broker::Broker& broker = *owned;
-  std::printf("tern broker listening on %s (line protocol)\n", broker.lineEndpoint().c_str());
-  if (!broker.mqttEndpoint().empty()) {
-    std::printf("tern broker listening on %s (mqtt)\n", broker.mqttEndpoint().c_str());
+  for (const tern::broker::Broker::Listener& listener : broker.listeners()) {
+    std::printf("tern broker listening on %s (%s)\n", listener.endpoint.c_str(),
+                listener.name.c_str());
   }
   std::fflush(stdout);
 #ifdef TERN_WITH_MIMALLOC
@@ -253,7 +293,7 @@ int main(int argc, char** argv) {
   for (;;) {
     sigwait(&stopSignals, &received);
     if (received != SIGHUP) break;
-    TERN_LOG_INFO("SIGHUP received: reloading the password and ACL files");
+    TERN_LOG_INFO("SIGHUP received: reloading the password and ACL files and the TLS certificate");
     broker.reload();
   }
   TERN_LOG_INFO("{} received: shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");

@@ -18,6 +18,21 @@
 #include "worker.hpp"
 
 namespace tern::broker {
+namespace {
+
+// Listener tags: the protocol, and whether the listener speaks TLS.
+constexpr int kTlsTag = 2;
+
+net::TlsContext::Made makeTlsContext(const Config& config) {
+  net::TlsOptions options;
+  options.certFile = config.tlsCert;
+  options.keyFile = config.tlsKey;
+  options.caFile = config.tlsCa;
+  options.requireClientCert = config.requireClientCert;
+  return net::TlsContext::make(net::TlsContext::Side::kServer, options);
+}
+
+}  // namespace
 
 Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(config)) {
   if (!config.passwordFile.empty()) {
@@ -34,6 +49,11 @@ Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(
                   loaded.file->users(), config.aclFile);
     context_->acl.store(new auth::AclFile(std::move(*loaded.file)), std::memory_order_release);
   }
+  if (config.tlsEnabled()) {
+    net::TlsContext::Made made = makeTlsContext(config);
+    if (!made.context) throw std::runtime_error(made.error);
+    context_->replaceTlsContext(std::move(made.context));
+  }
   for (unsigned i = 0; i < config.workers; ++i) {
     context_->workers.push_back(std::make_unique<Worker>(*context_, i));
   }
@@ -49,9 +69,20 @@ net::IoBackend Broker::ioBackend() const noexcept {
 
 void Broker::reload() {
   const Config& config = context_->config;
-  if (config.passwordFile.empty() && config.aclFile.empty()) {
-    TERN_LOG_INFO("reload: nothing to read again (no --password-file, no --acl-file)");
+  if (config.passwordFile.empty() && config.aclFile.empty() && !config.tlsEnabled()) {
+    TERN_LOG_INFO("reload: nothing to read again (no --password-file, --acl-file, --tls-cert)");
     return;
+  }
+  if (config.tlsEnabled()) {
+    net::TlsContext::Made made = makeTlsContext(config);
+    if (!made.context) {
+      TERN_LOG_ERROR("reload: the TLS certificate and key are kept as they were: {}", made.error);
+    } else {
+      TERN_LOG_INFO(
+          "reload: TLS certificate {} and key {} read again; new TLS connections use them",
+          config.tlsCert, config.tlsKey);
+      context_->replaceTlsContext(std::move(made.context));
+    }
   }
   if (!config.passwordFile.empty()) {
     auth::PasswordFile::Loaded loaded = auth::PasswordFile::load(config.passwordFile);
@@ -79,29 +110,43 @@ void Broker::reload() {
 
 void Broker::start() {
   const Config& config = context_->config;
-  net::ListenResult line = net::listenTcp(config.bind, config.port, 4096);
-  if (line.fd < 0) throw std::runtime_error(line.error);
-  lineEndpoint_ = net::localEndpoint(line.fd);
-  std::vector<net::ListenSocket> listeners{{line.fd, static_cast<int>(Protocol::kLine)}};
-  if (config.mqttPort >= 0) {
-    net::ListenResult mqtt =
-        net::listenTcp(config.bind, static_cast<std::uint16_t>(config.mqttPort), 4096);
-    if (mqtt.fd < 0) {
-      ::close(line.fd);
-      throw std::runtime_error(mqtt.error + " (--mqtt-port 0 turns MQTT off)");
+  struct Wanted {
+    int port;  // -1: off
+    Protocol protocol;
+    bool tls;
+    const char* name;
+    const char* option;
+  };
+  const bool tls = config.tlsEnabled();
+  const Wanted wanted[] = {
+      {config.port, Protocol::kLine, false, "line protocol", "--port off"},
+      {config.mqttPort, Protocol::kMqtt, false, "mqtt", "--mqtt-port 0"},
+      {tls ? config.tlsPort : -1, Protocol::kLine, true, "line protocol+tls", "--tls-port 0"},
+      {tls ? config.mqttTlsPort : -1, Protocol::kMqtt, true, "mqtt+tls", "--mqtt-tls-port 0"},
+  };
+  std::vector<net::ListenSocket> listeners;
+  for (const Wanted& w : wanted) {
+    if (w.port < 0) continue;
+    net::ListenResult bound = net::listenTcp(config.bind, static_cast<std::uint16_t>(w.port), 4096);
+    if (bound.fd < 0) {
+      for (const net::ListenSocket& open : listeners)
+        ::close(open.fd);
+      throw std::runtime_error(bound.error + " (" + w.option + " turns it off)");
     }
-    mqttEndpoint_ = net::localEndpoint(mqtt.fd);
-    listeners.push_back({mqtt.fd, static_cast<int>(Protocol::kMqtt)});
+    listeners_.push_back({net::localEndpoint(bound.fd), w.name});
+    listeners.push_back({bound.fd, static_cast<int>(w.protocol) | (w.tls ? kTlsTag : 0)});
   }
 
   // Round robin over the workers; relaxed is enough: the counter only spreads load.
   auto next = std::make_shared<std::atomic<std::uint64_t>>(0);
   acceptor_ = std::make_unique<net::Acceptor>(
       std::move(listeners), [this, next](int fd, int kind, const net::PeerAddress& peer) {
-        if (!admit(fd, static_cast<Protocol>(kind), peer)) return;
+        const auto protocol = static_cast<Protocol>(kind & ~kTlsTag);
+        const bool tls = (kind & kTlsTag) != 0;
+        if (!admit(fd, protocol, tls, peer)) return;
         const std::size_t n = context_->workers.size();
         const std::uint64_t i = next->fetch_add(1, std::memory_order_relaxed) % n;
-        context_->workers[i]->adopt(fd, static_cast<Protocol>(kind), peer);
+        context_->workers[i]->adopt(fd, protocol, tls, peer);
       });
   context_->acceptor = acceptor_.get();
   for (auto& worker : context_->workers)
@@ -110,7 +155,7 @@ void Broker::start() {
   started_ = true;
 }
 
-bool Broker::admit(int fd, Protocol protocol, const net::PeerAddress& peer) {
+bool Broker::admit(int fd, Protocol protocol, bool tls, const net::PeerAddress& peer) {
   const net::Admission admission = context_->connections.tryAdmit(peer);
   if (admission == net::Admission::kAdmitted) return true;
   const bool total = admission == net::Admission::kTooMany;
@@ -120,7 +165,7 @@ bool Broker::admit(int fd, Protocol protocol, const net::PeerAddress& peer) {
     TERN_LOG_WARN("refused {} connection(s) (last from {}): {}", times, net::toString(peer),
                   total ? "--max-connections reached" : "--max-connections-per-address reached");
   }
-  if (protocol == Protocol::kLine) {
+  if (protocol == Protocol::kLine && !tls) {
     // A clear answer before the close; best effort, the socket is fresh so its buffer is empty.
     const std::string_view refusal =
         total ? "ERROR@server-busy@too many connections (--max-connections)\n"

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "tern/auth/acl_file.hpp"
@@ -18,6 +19,7 @@
 #include "tern/common/cache_line.hpp"
 #include "tern/common/log_limiter.hpp"
 #include "tern/net/connection_limiter.hpp"
+#include "tern/net/tls.hpp"
 #include "tern/routing/retained_store.hpp"
 #include "tern/routing/shared_groups.hpp"
 #include "tern/routing/subscription_trie.hpp"
@@ -53,6 +55,19 @@ struct BrokerContext {
   // Bumped (release) after each store of `acl`; a session whose rules are of an older generation
   // compiles them again at its next check (acquire: it then loads the new file).
   std::atomic<std::uint64_t> aclGeneration{1};
+  // --tls-cert: the TLS listeners' context, replaced whole by a reload. A worker takes it once
+  // per accepted TLS connection (tlsContext()), never per message; the mutex guards only the
+  // pointer (held for a copy), and each session keeps the context it was made from alive.
+  std::shared_ptr<const net::TlsContext> tlsContext() const {
+    std::lock_guard lock(tlsMutex);
+    return tls;
+  }
+  void replaceTlsContext(std::shared_ptr<const net::TlsContext> fresh) {
+    std::lock_guard lock(tlsMutex);
+    tls.swap(fresh);
+  }
+  mutable std::mutex tlsMutex;
+  std::shared_ptr<const net::TlsContext> tls;  // null without --tls-cert
   // The acceptor (for its counters); set before the workers start, constant afterwards.
   const net::Acceptor* acceptor = nullptr;
 

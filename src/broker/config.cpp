@@ -16,11 +16,31 @@ bool loopback(const std::string& address) {
 }  // namespace
 
 std::string Config::validate() const {
-  if (!loopback(bind) && passwordFile.empty() && allowAnonymous != true) {
+  // Client certificates authenticate only on the TLS listeners: they count when no plain
+  // listener is open.
+  const bool certificatesOnly = requireClientCert && port < 0 && mqttPort < 0;
+  if (!loopback(bind) && passwordFile.empty() && !certificatesOnly && allowAnonymous != true) {
     return fmt::format(
-        "refusing to listen on {} without authentication: give --password-file FILE, or "
+        "refusing to listen on {} without authentication: give --password-file FILE (or "
+        "--require-client-cert with the plain listeners off: --port off --mqtt-port off), or "
         "--allow-anonymous true to let anyone who reaches it in",
         bind);
+  }
+  if (tlsCert.empty() != tlsKey.empty()) return "--tls-cert and --tls-key go together";
+  if (!tlsEnabled() && (!tlsCa.empty() || requireClientCert || useIdentityAsUsername)) {
+    return "--tls-ca, --require-client-cert and --use-identity-as-username need --tls-cert and "
+           "--tls-key";
+  }
+  if ((requireClientCert || useIdentityAsUsername) && tlsCa.empty()) {
+    return "--require-client-cert and --use-identity-as-username need --tls-ca (the CAs that "
+           "sign client certificates)";
+  }
+  if (port < -1 || port > 65535 || mqttTlsPort < -1 || mqttTlsPort > 65535 || tlsPort < -1 ||
+      tlsPort > 65535) {
+    return "ports must be between 0 and 65535";
+  }
+  if (port < 0 && mqttPort < 0 && (!tlsEnabled() || (mqttTlsPort < 0 && tlsPort < 0))) {
+    return "every listener is off: nothing to serve";
   }
   if (workers < 1 || workers > routing::SubscriberId::kMaxWorkers) {
     return fmt::format("--workers must be between 1 and {}", routing::SubscriberId::kMaxWorkers);

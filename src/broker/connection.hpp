@@ -15,6 +15,7 @@
 #include "tern/net/byte_buffer.hpp"
 #include "tern/net/connection_limiter.hpp"
 #include "tern/net/event_loop.hpp"
+#include "tern/net/tls.hpp"
 #include "tern/sync/thread_owner.hpp"
 
 namespace tern::broker {
@@ -41,6 +42,19 @@ struct Connection {
   net::ByteBuffer carried;
   unsigned moveTo = 0;  // the worker a hand-over in progress goes to
   bool moving = false;  // detached from the old loop, not yet in the new one
+
+  // TLS listeners only (null on plain ones): the connection's TLS session. Input is decrypted
+  // before anything else sees it; the protocols write plaintext to `tlsOut`, which the worker
+  // encrypts into the socket's output once per turn (Worker::encryptPending). Both move with the
+  // connection between workers.
+  std::unique_ptr<net::TlsSession> tls;
+  net::ByteBuffer tlsOut;
+  bool tlsQueued = false;  // listed for this turn's encryption
+  // The verified client certificate's common name (empty: none, or a plain connection).
+  const std::string& identity() const noexcept {
+    static const std::string kNone;
+    return tls != nullptr ? tls->peerIdentity() : kNone;
+  }
 
   net::ByteBuffer in;     // input not handled yet: an incomplete frame, or what arrived held
   net::PeerAddress peer;  // counted against --max-connections-per-address until closed

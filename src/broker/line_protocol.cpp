@@ -85,15 +85,19 @@ LineProtocol::Outcome LineProtocol::onUnboundFrame(Connection& c, std::string_vi
 LineProtocol::Outcome LineProtocol::onConnect(Connection& c, const LineRequest& request) {
   // --password-file: checked off the loop, then this CONNECT is handled again with the verdict
   // (before the hand-over, which carries an accepted verdict along).
-  switch (core_.authenticate(c, request.hasCredentials, request.user, request.password)) {
+  const WorkerCore::Credentials who =
+      core_.credentials(c, request.hasCredentials, request.user, request.password);
+  switch (core_.authenticate(c, who)) {
     case WorkerCore::AuthResult::kPending:
       return Outcome::kHeld;
     case WorkerCore::AuthResult::kRefused:
       // The socket stays open and unbound: the client may try again (after a growing delay).
       replyError(c, LineError::kNotAuthorized,
-                 request.hasCredentials ? "bad user or password"
-                                        : "a user and password are required "
-                                          "(CONNECT@<client-id>@<user>@<password>)");
+                 who.byCertificate        ? "a client certificate is required "
+                                            "(--use-identity-as-username)"
+                 : request.hasCredentials ? "bad user or password"
+                                          : "a user and password are required "
+                                            "(CONNECT@<client-id>@<user>@<password>)");
       return Outcome::kDone;
     case WorkerCore::AuthResult::kAccepted:
       break;
@@ -117,8 +121,8 @@ LineProtocol::Outcome LineProtocol::onConnect(Connection& c, const LineRequest& 
     replyError(c, LineError::kServerBusy, "too many sessions (--max-sessions)");
     return Outcome::kDone;
   }
-  core_.setAcl(
-      *s, request.hasCredentials ? std::optional<std::string_view>(request.user) : std::nullopt);
+  core_.setAcl(*s, who.user);
+  s->identity = c.identity();
   s->request[0] = &c;
   c.role = SocketRole::kRequest;
   c.session = s;
@@ -146,6 +150,15 @@ LineProtocol::Outcome LineProtocol::onAttach(Connection& c, const LineRequest& r
     return Outcome::kDone;
   }
   Session& s = *found;
+  if (!s.identity.empty() && c.identity() != s.identity) {
+    // The session's CONNECT socket presented a client certificate: a socket that joins it must
+    // present one with the same name. Unbound and open, like a refused CONNECT.
+    WorkerStats::add(core_.stats.refusedAuth, std::uint64_t{1});
+    replyError(c, LineError::kNotAuthorized,
+               "this session's sockets must present the client certificate of its CONNECT "
+               "socket");
+    return Outcome::kDone;
+  }
   if (request.role == protocol::AttachRole::kRequest) {
     Connection** slot = s.request[0] == nullptr   ? &s.request[0]
                         : s.request[1] == nullptr ? &s.request[1]
@@ -343,7 +356,9 @@ void LineProtocol::onStats(Connection& c) {
       sum(&WorkerStats::closedFrameTimeout), sum(&WorkerStats::closedKeepAlive),
       sum(&WorkerStats::closedAwaitingRelease), sum(&WorkerStats::expiredSessions),
       sum(&WorkerStats::refusedAuth), sum(&WorkerStats::refusedAcl));
-  fmt::format_to(std::back_inserter(core_.scratch), "\"workers\":[{}]}}", perWorker);
+  fmt::format_to(std::back_inserter(core_.scratch),
+                 "\"tls\":{{\"handshakes\":{},\"failures\":{}}},\"workers\":[{}]}}",
+                 sum(&WorkerStats::tlsHandshakes), sum(&WorkerStats::tlsFailures), perWorker);
   reply(c, core_.scratch);
 }
 

@@ -173,22 +173,23 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
   }
   // --password-file: checked off the loop, then this CONNECT is handled again with the verdict
   // (before the hand-over, which carries an accepted verdict along).
-  switch (core_.authenticate(c, connect.usernameFlag, connect.username, connect.password)) {
+  const WorkerCore::Credentials who =
+      core_.credentials(c, connect.usernameFlag, connect.username, connect.password);
+  switch (core_.authenticate(c, who)) {
     case WorkerCore::AuthResult::kPending:
       return Outcome::kHeld;
     case WorkerCore::AuthResult::kRefused:
       return refuse(mqtt::ConnectReturnCode::kNotAuthorized,
-                    connect.usernameFlag ? mqtt::ReasonCode::kBadUserNameOrPassword
-                                         : mqtt::ReasonCode::kNotAuthorized);
+                    connect.usernameFlag && !who.byCertificate
+                        ? mqtt::ReasonCode::kBadUserNameOrPassword
+                        : mqtt::ReasonCode::kNotAuthorized);
     case WorkerCore::AuthResult::kAccepted:
       break;
   }
   // --acl-file: a will goes only where its owner may publish (else the CONNECT is refused, as
   // Mosquitto does). The rules are compiled again below for the session.
   if (connect.willFlag) {
-    const std::unique_ptr<const auth::Acl> acl = core_.aclFor(
-        connect.usernameFlag ? std::optional<std::string_view>(connect.username) : std::nullopt,
-        connect.clientId);
+    const std::unique_ptr<const auth::Acl> acl = core_.aclFor(who.user, connect.clientId);
     if (acl != nullptr && !acl->mayWrite(connect.willTopic)) {
       WorkerStats::add(core_.stats.refusedAcl, std::uint64_t{1});
       return refuse(mqtt::ConnectReturnCode::kNotAuthorized, mqtt::ReasonCode::kNotAuthorized);
@@ -249,8 +250,7 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
   if (s == nullptr) {
     return refuse(mqtt::ConnectReturnCode::kServerUnavailable, mqtt::ReasonCode::kServerBusy);
   }
-  core_.setAcl(
-      *s, connect.usernameFlag ? std::optional<std::string_view>(connect.username) : std::nullopt);
+  core_.setAcl(*s, who.user);
   MqttState& m = *s->mqtt;
   m.expiresAt = 0;  // online again
   m.cleanSession = cleanSession;

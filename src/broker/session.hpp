@@ -118,6 +118,9 @@ struct Session {
 
   // Line protocol.
   std::string token;
+  // The client certificate name its CONNECT socket presented (empty: none); an ATTACHing socket
+  // must present the same, so that a stolen token alone does not take over a certified session.
+  std::string identity;
   Connection* request[2] = {nullptr, nullptr};
   Connection* push = nullptr;
   // Pushes queued while no push socket is attached (bounded like a socket's output).

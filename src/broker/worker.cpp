@@ -135,6 +135,7 @@ void Worker::loopTurn(std::int64_t timeoutNanos) {
   sweep();
   core_.jobs.runAll();
   core_.fanout.flush();
+  encryptPending();
   reapClosed();
   publishMemory();
   reader_->quiescent();
@@ -175,6 +176,10 @@ Connection* Worker::attach(std::unique_ptr<Connection> owned) {
   // receive. (The output is the loop's, charged to the same account.)
   c->in.setAccount(&core_.memory);
   c->in.setGrowthLimit(std::max(config_.maxLine, config_.maxPacketSize) + kInputSlack);
+  if (c->tls != nullptr) {
+    c->tlsOut.setAccount(&core_.memory);
+    c->tlsOut.setGrowthLimit(config_.maxQueuedBytes);
+  }
   c->index = static_cast<std::uint32_t>(connections_.size());
   connections_.push_back(c);
   c->socket = loop_->add(c->fd, c, c->carried.empty() ? nullptr : &c->carried);
@@ -197,11 +202,48 @@ void Worker::forget(Connection& c) noexcept {
                          throttledList_.end());
     c.throttled = false;
   }
+  if (c.tlsQueued) {
+    tlsQueue_.erase(std::remove(tlsQueue_.begin(), tlsQueue_.end(), &c), tlsQueue_.end());
+    c.tlsQueued = false;
+  }
 }
 
 void Worker::onReceive(net::SocketId, void* user, std::span<const char> bytes) {
   Connection& c = *static_cast<Connection*>(user);
   if (c.closed || c.closing) return;
+  if (c.tls != nullptr) {
+    receiveTls(c, bytes);
+    return;
+  }
+  handleReceived(c, bytes);
+}
+
+void Worker::receiveTls(Connection& c, std::span<const char> ciphertext) {
+  const bool wasDone = c.tls->handshakeDone();
+  tlsPlain_.consume(tlsPlain_.size());
+  net::ByteBuffer& wire = loop_->output(c.socket);
+  const net::TlsSession::Status status = c.tls->read(ciphertext, tlsPlain_, wire);
+  if (!wire.empty()) loop_->flush(c.socket);  // handshake records, alerts
+  if (!wasDone && c.tls->handshakeDone()) {
+    WorkerStats::add(core_.stats.tlsHandshakes, std::uint64_t{1});
+    TERN_LOG_DEBUG("TLS from {}: {}{}", net::toString(c.peer), c.tls->describe(),
+                   c.identity().empty() ? "" : ", certificate of " + c.identity());
+  }
+  if (status == net::TlsSession::Status::kFailed) {
+    WorkerStats::add(core_.stats.tlsFailures, std::uint64_t{1});
+    if (const std::uint64_t times = tlsFailureLog_.admit(common::monotonicNanos())) {
+      TERN_LOG_WARN("closed {} TLS connection(s) (last from {}): {}", times, net::toString(c.peer),
+                    c.tls->error());
+    }
+    closeAfterFlush(c);  // the alert, if OpenSSL made one
+    return;
+  }
+  if (!tlsPlain_.empty() && !handleReceived(c, tlsPlain_.view())) return;  // handed over
+  if (status == net::TlsSession::Status::kClosed && !c.closed) closeAfterFlush(c);
+}
+
+bool Worker::handleReceived(Connection& c, std::span<const char> bytes) {
+  if (c.closed || c.closing) return true;
   if (c.inputHeld() || throttled_ || !core_.reading) {
     // Not handled now: kept, and the socket stops receiving until the input is released (what the
     // kernel had already received may still arrive: at most the socket's receive buffer).
@@ -211,7 +253,7 @@ void Worker::onReceive(net::SocketId, void* user, std::span<const char> bytes) {
       c.throttled = true;
       throttledList_.push_back(&c);
     }
-    return;
+    return true;
   }
   const std::uint64_t framesBefore = framesHandled_;
   InputState state;
@@ -227,8 +269,35 @@ void Worker::onReceive(net::SocketId, void* user, std::span<const char> bytes) {
     c.in.append({bytes.data(), bytes.size()});
     state = processInput(c, searched);
   }
-  if (state == InputState::kGone) return;  // handed over: `c` is another worker's now
+  if (state == InputState::kGone) return false;  // handed over: `c` is another worker's now
   noteFrameProgress(c, framesHandled_ != framesBefore);
+  return true;
+}
+
+void Worker::send(Connection& c) {
+  if (c.tls == nullptr) {
+    loop_->flush(c.socket);
+  } else if (!c.tlsQueued) {
+    // Encrypted once per turn, however many messages this turn wrote (Worker::encryptPending).
+    c.tlsQueued = true;
+    tlsQueue_.push_back(&c);
+  }
+}
+
+void Worker::encryptNow(Connection& c) {
+  if (c.tlsOut.empty()) return;
+  net::ByteBuffer& wire = loop_->output(c.socket);
+  c.tls->write(c.tlsOut.view(), wire);  // a failed session writes nothing; its input ends it
+  c.tlsOut.consume(c.tlsOut.size());
+  loop_->flush(c.socket);
+}
+
+void Worker::encryptPending() {
+  for (Connection* c : tlsQueue_) {
+    c->tlsQueued = false;
+    if (!c->closed) encryptNow(*c);
+  }
+  tlsQueue_.clear();
 }
 
 void Worker::holdReceive(Connection& c) {
@@ -323,10 +392,14 @@ void Worker::closeAfterFlush(Connection& c) {
   holdReceive(c);  // nothing it sends from now on is handled
   c.deadline = common::monotonicNanos() + secondsToNanos(config_.closeLingerSeconds);
   deadlines_.push({c.deadline, c.socket});
+  if (c.tls != nullptr) {
+    encryptNow(c);
+    c.tls->shutdown(loop_->output(c.socket));  // close_notify, after the last replies
+  }
   loop_->flush(c.socket);
   loop_->notifyWhenDrained(c.socket);
   // Nothing to send: close at the end of this turn (not here, inside a handler's frame loop).
-  if (loop_->unsentBytes(c.socket) == 0) deadlines_.push({0, c.socket});
+  if (unsent(c) == 0) deadlines_.push({0, c.socket});
 }
 
 void Worker::closeNow(Connection& c) {
@@ -344,6 +417,9 @@ void Worker::closeNow(Connection& c) {
 void Worker::handOver(Connection& c, unsigned worker) {
   // The socket leaves this worker's loop; onDetached (at once with epoll, once the kernel is done
   // with it with io_uring) sends it on. Nothing here touches `c` afterwards.
+  // TLS: what the protocols wrote this turn is encrypted now, so that it leaves with the socket's
+  // unsent output, in order.
+  if (c.tls != nullptr) encryptNow(c);
   forget(c);
   WorkerStats::add(core_.stats.sockets, std::int64_t{-1});
   c.moveTo = worker;
@@ -356,10 +432,17 @@ void Worker::onDetached(net::SocketId, void* user, int fd, net::ByteBuffer& unse
   Connection& c = *static_cast<Connection*>(user);
   c.fd = fd;
   c.carried.takeFrom(unsent);
-  c.in.append(received.view());  // after what was buffered: the order the client sent
+  // After what was buffered: the order the client sent. Through TLS, decrypted (what the session
+  // answers, if anything, follows the unsent output).
+  if (c.tls != nullptr) {
+    c.tls->read({received.view().data(), received.size()}, c.in, c.carried);
+  } else {
+    c.in.append(received.view());
+  }
   received.consume(received.size());
   c.in.setAccount(nullptr);  // the new owner charges it to itself
   c.carried.setAccount(nullptr);
+  c.tlsOut.setAccount(nullptr);
   InboxItem item;
   item.kind = InboxItem::Kind::kHandover;
   item.connection = &c;
@@ -395,8 +478,9 @@ void Worker::sweep() {
       continue;
     }
     c->in.releaseIfIdle(0);
+    c->tlsOut.releaseIfIdle(0);
     loop_->releaseIdleBuffers(c->socket);
-    held += c->in.capacity() + loop_->unsentBytes(c->socket);
+    held += c->in.capacity() + c->tlsOut.capacity() + loop_->unsentBytes(c->socket);
     if (c->session != nullptr && c->session->mqtt != nullptr) {
       c->session->mqtt->awaitingRelease.releaseIfEmpty();
       c->session->mqtt->outboundIds.releaseIfEmpty();
@@ -429,7 +513,7 @@ void Worker::checkDeadlines() {
     if (c == nullptr || c->closed || c->moving) continue;  // closed or leaving since
     if (c->closing) {
       // The peer does not read its last bytes in time, or there was nothing left to send.
-      if (c->deadline <= now || loop_->unsentBytes(c->socket) == 0) closeNow(*c);
+      if (c->deadline <= now || unsent(*c) == 0) closeNow(*c);
     } else if (c->role == SocketRole::kUnbound) {
       if (c->deadline <= now) {
         TERN_LOG_DEBUG(
@@ -476,6 +560,20 @@ void Worker::drainInbox() {
           c->protocol = item.protocol;
           c->peer = item.peer;
           c->deadline = common::monotonicNanos() + secondsToNanos(config_.handshakeTimeoutSeconds);
+          if (item.tls) {
+            // The handshake is part of the handshake timeout (a client that stops in the middle
+            // of it is closed like one that never sends CONNECT).
+            if (std::shared_ptr<const net::TlsContext> tls = context_.tlsContext()) {
+              c->tls = std::make_unique<net::TlsSession>(*tls);
+            }
+            if (c->tls == nullptr || c->tls->failed()) {
+              TERN_LOG_ERROR("cannot start TLS for a connection from {}: {}",
+                             net::toString(c->peer), c->tls ? c->tls->error() : "no context");
+              ::close(c->fd);
+              context_.connections.release(c->peer);
+              break;
+            }
+          }
           attach(std::move(c));
           break;
         }
@@ -536,7 +634,7 @@ void Worker::shutdown() {
   for (;;) {
     bool pending = inbox_.sizeApprox() != 0;
     for (Connection* c : connections_) {
-      if (!c->closed && loop_->unsentBytes(c->socket) != 0) pending = true;
+      if (!c->closed && unsent(*c) != 0) pending = true;
     }
     if (!pending || common::monotonicNanos() >= giveUp) break;
     loopTurn(10'000'000);

@@ -53,6 +53,7 @@ struct InboxItem {
   enum class Kind : std::uint8_t { kAccepted, kHandover, kDeliveries, kAuthVerdict };
   Kind kind = Kind::kAccepted;
   Protocol protocol = Protocol::kLine;  // kAccepted
+  bool tls = false;                     // kAccepted: from a TLS listener
   int fd = -1;                          // kAccepted
   net::PeerAddress peer;                // kAccepted
   Connection* connection = nullptr;     // kHandover (ownership moves with the item)
@@ -76,11 +77,12 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
 
   // Hands a freshly accepted socket, already admitted by the connection limiter, to this worker.
   // Any thread.
-  void adopt(int fd, Protocol protocol, const net::PeerAddress& peer) {
+  void adopt(int fd, Protocol protocol, bool tls, const net::PeerAddress& peer) {
     InboxItem item;
     item.kind = InboxItem::Kind::kAccepted;
     item.fd = fd;
     item.protocol = protocol;
+    item.tls = tls;
     item.peer = peer;
     inbox_.push(std::move(item));
   }
@@ -116,6 +118,15 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   // c's input may be handled again: receive, and handle what is buffered.
   void resumeInput(Connection& c);
   void holdReceive(Connection& c);
+  // Received bytes (plaintext) of `c`: handled, or kept while its input is held. False when `c`
+  // was handed to another worker (not to be touched again).
+  bool handleReceived(Connection& c, std::span<const char> bytes);
+  // TLS: decrypts what arrived (sending what the handshake answers) and handles the plaintext.
+  void receiveTls(Connection& c, std::span<const char> ciphertext);
+  // TLS: encrypts what c.tlsOut holds into the socket's output and flushes it.
+  void encryptNow(Connection& c);
+  // At the end of each turn: encrypts the output of every TLS connection written this turn.
+  void encryptPending();
   void reapClosed();
   void checkDeadlines();
   // Connections held back while another worker was overloaded: receive and handle them again.
@@ -133,10 +144,13 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   void drainInbox();
 
   // ConnectionIo.
-  net::ByteBuffer& output(Connection& c) noexcept override { return loop_->output(c.socket); }
-  void send(Connection& c) override { loop_->flush(c.socket); }
+  // TLS connections are written in plaintext to Connection::tlsOut, encrypted once per turn.
+  net::ByteBuffer& output(Connection& c) noexcept override {
+    return c.tls != nullptr ? c.tlsOut : loop_->output(c.socket);
+  }
+  void send(Connection& c) override;
   std::size_t unsent(const Connection& c) const noexcept override {
-    return loop_->unsentBytes(c.socket);
+    return loop_->unsentBytes(c.socket) + c.tlsOut.size();
   }
   void closeAfterFlush(Connection& c) override;
   void closeNow(Connection& c) override;
@@ -171,6 +185,8 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   std::vector<Connection*> connections_;    // every connection this worker owns (Connection::index)
   std::vector<Connection*> graveyard_;      // closed this turn, freed at the end of it
   std::vector<Connection*> throttledList_;  // held back while another worker is overloaded
+  std::vector<Connection*> tlsQueue_;       // TLS connections written this turn (tlsQueued)
+  net::ByteBuffer tlsPlain_;                // one receive's decrypted bytes
 
   // Deadlines (handshake, close linger, keep-alive): (when, socket); a min-heap, lazily pruned (a
   // closed socket's id is stale: the loop no longer knows it).
@@ -185,6 +201,7 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   bool throttled_ = false;           // another worker's backlog is too long: input is not handled
   std::uint64_t framesHandled_ = 0;  // frames and packets handled so far (to see progress)
   common::LogLimiter frameTimeoutLog_;
+  common::LogLimiter tlsFailureLog_;
 };
 
 }  // namespace tern::broker

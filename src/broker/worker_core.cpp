@@ -136,9 +136,17 @@ void WorkerCore::countDrop(Session& s, std::atomic<std::uint64_t>& reason) {
   }
 }
 
-WorkerCore::AuthResult WorkerCore::authenticate(Connection& c, bool hasUser, std::string_view user,
-                                                std::string_view password) {
+WorkerCore::AuthResult WorkerCore::authenticate(Connection& c, const Credentials& who) {
+  if (who.byCertificate) {
+    // The TLS handshake verified the certificate against --tls-ca; its name is the user.
+    if (who.user) return AuthResult::kAccepted;
+    WorkerStats::add(stats.refusedAuth, std::uint64_t{1});
+    return AuthResult::kRefused;
+  }
   if (context.auth == nullptr) return AuthResult::kAccepted;  // no --password-file
+  const bool hasUser = who.user.has_value();
+  const std::string_view user = who.user.value_or(std::string_view{});
+  const std::string_view password = who.password;
   switch (c.auth) {
     case Connection::Auth::kAccepted:
       return AuthResult::kAccepted;

@@ -75,13 +75,29 @@ class WorkerCore {
     countDrop(s, stats.droppedExpired);
     return true;
   }
-  // Whether the CONNECT at the front of c's input may go on, by its credentials (`hasUser`:
-  // whether it named a user). kPending: the Authenticator has them and c's input is held; the
-  // CONNECT is handled again when the verdict arrives (authVerdict). Without --password-file,
-  // always kAccepted.
+  // Who a CONNECT says it is: the user and password it gives, or, with
+  // --use-identity-as-username on a TLS connection, the name in its verified client certificate
+  // (the certificate is the credential: no password is checked; no certificate, no user).
+  struct Credentials {
+    std::optional<std::string_view> user;  // nullopt: anonymous
+    std::string_view password;
+    bool byCertificate = false;
+  };
+  Credentials credentials(const Connection& c, bool hasUser, std::string_view user,
+                          std::string_view password) const noexcept {
+    if (config.useIdentityAsUsername && c.tls != nullptr) {
+      const std::string& identity = c.identity();
+      return {
+          identity.empty() ? std::nullopt : std::optional<std::string_view>(identity), {}, true};
+    }
+    return {hasUser ? std::optional<std::string_view>(user) : std::nullopt, password, false};
+  }
+  // Whether the CONNECT at the front of c's input may go on, by its credentials. kPending: the
+  // Authenticator has them and c's input is held; the CONNECT is handled again when the verdict
+  // arrives (authVerdict). Without --password-file, always kAccepted, except a certificate
+  // identity that is missing (refused).
   enum class AuthResult { kAccepted, kRefused, kPending };
-  AuthResult authenticate(Connection& c, bool hasUser, std::string_view user,
-                          std::string_view password);
+  AuthResult authenticate(Connection& c, const Credentials& who);
   // The verdict of c's pending check: c's input is released (the caller handles it again).
   // False when it is stale (c is no longer waiting for attempt `attempt`).
   bool authVerdict(Connection& c, std::uint32_t attempt, bool accepted);

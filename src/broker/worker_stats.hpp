@@ -41,6 +41,8 @@ struct alignas(common::kCacheLine) WorkerStats {
   std::atomic<std::uint64_t> refusedSubscriptions{0};  // --max-subscriptions
   // CONNECTs refused by --password-file / --allow-anonymous.
   std::atomic<std::uint64_t> refusedAuth{0};
+  std::atomic<std::uint64_t> tlsHandshakes{0};  // TLS handshakes completed
+  std::atomic<std::uint64_t> tlsFailures{0};    // TLS connections closed by a TLS error
   // Publishes, subscriptions and wills refused by --acl-file.
   std::atomic<std::uint64_t> refusedAcl{0};
   std::atomic<std::uint64_t> closedFrameTimeout{0};     // --frame-timeout

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tern/broker/config.hpp"
 #include "tern/net/event_loop.hpp"
@@ -38,27 +39,30 @@ class Broker {
 
   void start();
   void stop();
-  // SIGHUP: reads the password file and the ACL file again. A file that does not parse leaves
+  // SIGHUP: reads the password file, the ACL file and the TLS certificate and key again (new TLS
+  // connections use the new ones; open ones keep theirs). A file that does not parse leaves
   // the rules in force as they were (never open) and logs the line that is wrong. Connections
   // stay; sessions follow the new ACL from their next check on. Any thread but a worker's.
   void reload();
 
-  // "address:port" of the line-protocol listener once started (useful with port 0).
-  const std::string& lineEndpoint() const noexcept { return lineEndpoint_; }
-  // "address:port" of the MQTT listener, empty when MQTT is off.
-  const std::string& mqttEndpoint() const noexcept { return mqttEndpoint_; }
+  // The listeners once started: "address:port" (useful with port 0) and what it serves: "line
+  // protocol", "mqtt", "line protocol+tls", "mqtt+tls".
+  struct Listener {
+    std::string endpoint;
+    std::string name;
+  };
+  const std::vector<Listener>& listeners() const noexcept { return listeners_; }
   // The I/O backend the workers' event loops use (the same for all).
   net::IoBackend ioBackend() const noexcept;
 
  private:
   // Counts an accepted socket against the connection limits; at a limit it answers (line protocol)
   // and closes the socket and returns false. Acceptor threads.
-  bool admit(int fd, Protocol protocol, const net::PeerAddress& peer);
+  bool admit(int fd, Protocol protocol, bool tls, const net::PeerAddress& peer);
 
   std::unique_ptr<BrokerContext> context_;
   std::unique_ptr<net::Acceptor> acceptor_;
-  std::string lineEndpoint_;
-  std::string mqttEndpoint_;
+  std::vector<Listener> listeners_;
   bool started_ = false;
   bool stopped_ = false;
 };

@@ -21,8 +21,8 @@ struct Config {
   unsigned acceptors = 1;
   // Address of both listeners. Loopback by default: exposing a broker is a deliberate choice.
   std::string bind = "127.0.0.1";
-  // Line-protocol port (0 picks a free port, printed at start-up).
-  std::uint16_t port = 8000;
+  // Line-protocol port (0 picks a free port, printed at start-up; -1: no plain line listener).
+  int port = 8000;
   // MQTT 3.1.1 port; -1 turns MQTT off (--mqtt-port 0 on the command line), 0 picks a free port.
   int mqttPort = 1883;
   // Largest MQTT packet accepted (fixed header included); a larger one closes the connection.
@@ -73,6 +73,22 @@ struct Config {
   // empty: everyone may do anything.
   std::string aclFile;
   bool anonymousAllowed() const noexcept { return allowAnonymous.value_or(passwordFile.empty()); }
+
+  // TLS (docs/security.md). --tls-cert/--tls-key: the server's PEM certificate chain and key;
+  // with them, MQTT over TLS listens on mqttTlsPort (8883 unless told) and the line protocol over
+  // TLS on tlsPort (8001 unless told). -1: off; 0: a free port (printed at start-up).
+  std::string tlsCert;
+  std::string tlsKey;
+  // --tls-ca: the CAs that sign client certificates; with it clients are asked for one.
+  std::string tlsCa;
+  // A TLS client without a certificate signed by --tls-ca fails the handshake.
+  bool requireClientCert = false;
+  // On the TLS listeners, the client certificate's common name is the user (for --acl-file), and
+  // the certificate is the credential (no password is checked); a client without one is refused.
+  bool useIdentityAsUsername = false;
+  int mqttTlsPort = 8883;
+  int tlsPort = 8001;
+  bool tlsEnabled() const noexcept { return !tlsCert.empty(); }
   // Inbound MQTT QoS 2 packet ids received and not yet released (PUBREL) per connection; a client
   // that goes past it is disconnected.
   std::size_t maxAwaitingRelease = 10'000;
