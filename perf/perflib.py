@@ -257,8 +257,11 @@ class Broker(SampledProcess):
     name = "tern"
 
     def __init__(self, workers, extra_args=(), log_path=None, mqtt=False):
+        # loadgen opens every connection from 127.0.0.1 at once (up to 10^4 and more): not the
+        # one-address attack --max-unauthenticated-per-address is there for.
         command = [os.path.join(BUILD, "broker"), "--port", "0", "--workers", str(workers),
-                   "--mqtt-port", "auto" if mqtt else "0", *extra_args]
+                   "--mqtt-port", "auto" if mqtt else "0",
+                   "--max-unauthenticated-per-address", "1000000", *extra_args]
         self.workers = workers
         self._log = open(log_path or os.devnull, "w")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log,

@@ -111,6 +111,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-connections-per-address", config.maxConnectionsPerAddress,
                  "Open client sockets from one source address (default: half of "
                  "--max-connections)");
+  app.add_option("--max-unauthenticated-per-address", config.maxUnauthenticatedPerAddress,
+                 "Open client sockets from one source address that have not authenticated yet "
+                 "(no CONNECT/ATTACH accepted; TLS handshakes and password checks included); past "
+                 "it a new connection from that address is refused like at "
+                 "--max-connections-per-address")
+      ->capture_default_str();
   app.add_option("--max-sessions", config.maxSessions,
                  "Live sessions, both protocols; past it CONNECT is refused (ERROR@server-busy, "
                  "MQTT CONNACK 3)")

@@ -158,21 +158,34 @@ void Broker::start() {
 bool Broker::admit(int fd, Protocol protocol, bool tls, const net::PeerAddress& peer) {
   const net::Admission admission = context_->connections.tryAdmit(peer);
   if (admission == net::Admission::kAdmitted) return true;
-  const bool total = admission == net::Admission::kTooMany;
-  (total ? context_->refusedConnections : context_->refusedConnectionsPerAddress)
-      .fetch_add(1, std::memory_order_relaxed);
+  struct Refusal {
+    std::atomic<std::uint64_t>* counter;
+    const char* why;     // for the log
+    const char* answer;  // the line protocol's, before the close
+  };
+  const Refusal refusal =
+      admission == net::Admission::kTooMany
+          ? Refusal{&context_->refusedConnections, "--max-connections reached",
+                    "ERROR@server-busy@too many connections (--max-connections)\n"}
+      : admission == net::Admission::kTooManyFromAddress
+          ? Refusal{&context_->refusedConnectionsPerAddress,
+                    "--max-connections-per-address reached",
+                    "ERROR@server-busy@too many connections from your address "
+                    "(--max-connections-per-address)\n"}
+          : Refusal{&context_->refusedConnectionsUnauthenticated,
+                    "--max-unauthenticated-per-address reached",
+                    "ERROR@server-busy@too many connections from your address without CONNECT "
+                    "(--max-unauthenticated-per-address)\n"};
+  refusal.counter->fetch_add(1, std::memory_order_relaxed);
   if (const std::uint64_t times = context_->connectionRefusals.admit(common::monotonicNanos())) {
     TERN_LOG_WARN("refused {} connection(s) (last from {}): {}", times, net::toString(peer),
-                  total ? "--max-connections reached" : "--max-connections-per-address reached");
+                  refusal.why);
   }
   if (protocol == Protocol::kLine && !tls) {
     // A clear answer before the close; best effort, the socket is fresh so its buffer is empty.
-    const std::string_view refusal =
-        total ? "ERROR@server-busy@too many connections (--max-connections)\n"
-              : "ERROR@server-busy@too many connections from your address "
-                "(--max-connections-per-address)\n";
+    const std::string_view answer = refusal.answer;
     [[maybe_unused]] ssize_t n =
-        ::send(fd, refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   }
   // MQTT has no answer before CONNECT: the connection is closed, as Mosquitto does.
   ::close(fd);

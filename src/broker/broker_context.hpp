@@ -77,7 +77,8 @@ struct BrokerContext {
   std::atomic<unsigned> stoppedReading{0};
 
   // Open client sockets, in all and per address (--max-connections[-per-address]).
-  net::ConnectionLimiter connections{config.maxConnections, config.maxConnectionsPerAddress};
+  net::ConnectionLimiter connections{config.maxConnections, config.maxConnectionsPerAddress,
+                                     config.maxUnauthenticatedPerAddress};
   // Live sessions of every worker (--max-sessions). A worker adds one before it creates a session
   // and takes it back when the limit was passed or the session ends; relaxed is enough: the
   // read-modify-write itself keeps the count exact, and nothing else is published through it.
@@ -88,6 +89,7 @@ struct BrokerContext {
   // Connections the acceptor refused at a limit (statistics: relaxed).
   std::atomic<std::uint64_t> refusedConnections{0};
   std::atomic<std::uint64_t> refusedConnectionsPerAddress{0};
+  std::atomic<std::uint64_t> refusedConnectionsUnauthenticated{0};
   common::LogLimiter connectionRefusals;
 };
 

@@ -62,6 +62,8 @@ std::string Config::validate() const {
   if (maxQueuedMessages < 1) return "--max-queued-messages must be at least 1";
   if (maxConnections < 1) return "--max-connections must be at least 1";
   if (maxConnectionsPerAddress < 1) return "--max-connections-per-address must be at least 1";
+  if (maxUnauthenticatedPerAddress < 1)
+    return "--max-unauthenticated-per-address must be at least 1";
   if (maxSessions < 1) return "--max-sessions must be at least 1";
   if (maxSessions > std::size_t{workers} * routing::SubscriberId::kMaxSlots) {
     return fmt::format("--max-sessions must be at most {} per worker",

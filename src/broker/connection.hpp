@@ -58,6 +58,9 @@ struct Connection {
 
   net::ByteBuffer in;     // input not handled yet: an incomplete frame, or what arrived held
   net::PeerAddress peer;  // counted against --max-connections-per-address until closed
+  // Counted against --max-unauthenticated-per-address: until the socket binds (Worker notes it
+  // after the input that bound it) or closes.
+  bool unauthenticated = true;
 
   // Monotonic ns when the incomplete frame at the end of `in` started to arrive (0: none); the
   // connection is closed once it is older than --frame-timeout.

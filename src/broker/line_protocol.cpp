@@ -342,6 +342,7 @@ void LineProtocol::onStats(Connection& c) {
       "\"memory_bytes\":{},\"drops\":{{\"queue_full\":{},\"unframable\":{},\"memory_limit\":{},"
       "\"expired\":{},\"too_large\":{}}},"
       "\"limits\":{{\"max_connections\":{},\"max_connections_per_address\":{},"
+      "\"max_unauthenticated_per_address\":{},"
       "\"out_of_descriptors\":{},\"max_sessions\":{},\"max_subscriptions\":{},"
       "\"max_retained\":{},\"sys_topic\":{},\"frame_timeout\":{},\"keep_alive\":{},"
       "\"max_awaiting_rel\":{},\"session_expiry\":{},\"not_authorized\":{},\"acl\":{}}},",
@@ -350,6 +351,7 @@ void LineProtocol::onStats(Connection& c) {
       sum(&WorkerStats::droppedExpired), sum(&WorkerStats::droppedTooLarge),
       relaxed(core_.context.refusedConnections),
       relaxed(core_.context.refusedConnectionsPerAddress),
+      relaxed(core_.context.refusedConnectionsUnauthenticated),
       core_.context.acceptor != nullptr ? core_.context.acceptor->shed() : 0,
       sum(&WorkerStats::refusedSessions), sum(&WorkerStats::refusedSubscriptions),
       sum(&WorkerStats::refusedRetained), sum(&WorkerStats::refusedSysTopic),

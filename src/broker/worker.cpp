@@ -68,11 +68,12 @@ Worker::~Worker() {
     for (std::size_t k = 0; k < n; ++k) {
       if (items[k].kind == InboxItem::Kind::kAccepted) {
         ::close(items[k].fd);
-        context_.connections.release(items[k].peer);
+        context_.connections.release(items[k].peer, true);
       }
       if (items[k].connection != nullptr) {
         ::close(items[k].connection->fd);
-        context_.connections.release(items[k].connection->peer);
+        context_.connections.release(items[k].connection->peer,
+                                     items[k].connection->unauthenticated);
         delete items[k].connection;
       }
       delete items[k].batch;
@@ -406,7 +407,7 @@ void Worker::closeNow(Connection& c) {
   if (c.closed) return;
   c.closed = true;
   loop_->close(c.socket);
-  context_.connections.release(c.peer);
+  context_.connections.release(c.peer, c.unauthenticated);
   if (c.jobs) core_.jobs.drop(c);
   WorkerStats::add(core_.stats.sockets, std::int64_t{-1});
   forget(c);
@@ -496,6 +497,10 @@ void Worker::sweep() {
 }
 
 void Worker::noteFrameProgress(Connection& c, bool completedFrame) noexcept {
+  if (c.unauthenticated && c.role != SocketRole::kUnbound) {
+    c.unauthenticated = false;  // bound by what was just handled
+    context_.connections.authenticated(c.peer);
+  }
   if (!completedFrame && (c.in.empty() || c.frameStarted != 0)) return;  // the common cases
   const std::int64_t now = common::monotonicNanos();
   // A complete MQTT packet is what keeps the connection alive, not bytes [MQTT-3.1.2-24].
@@ -570,7 +575,7 @@ void Worker::drainInbox() {
               TERN_LOG_ERROR("cannot start TLS for a connection from {}: {}",
                              net::toString(c->peer), c->tls ? c->tls->error() : "no context");
               ::close(c->fd);
-              context_.connections.release(c->peer);
+              context_.connections.release(c->peer, true);
               break;
             }
           }

@@ -42,19 +42,28 @@ std::size_t ConnectionLimiter::Hash::operator()(const PeerAddress& a) const noex
 Admission ConnectionLimiter::tryAdmit(const PeerAddress& address) {
   std::lock_guard lock(mutex_);
   if (open_ >= maxTotal_) return Admission::kTooMany;
-  std::size_t& count = perAddress_[address];
-  if (count >= maxPerAddress_) return Admission::kTooManyFromAddress;
-  ++count;
+  Counts& counts = perAddress_[address];
+  if (counts.open >= maxPerAddress_) return Admission::kTooManyFromAddress;
+  if (counts.unauthenticated >= maxUnauthenticated_) return Admission::kTooManyUnauthenticated;
+  ++counts.open;
+  ++counts.unauthenticated;
   ++open_;
   return Admission::kAdmitted;
 }
 
-void ConnectionLimiter::release(const PeerAddress& address) {
+void ConnectionLimiter::authenticated(const PeerAddress& address) {
+  std::lock_guard lock(mutex_);
+  const auto it = perAddress_.find(address);
+  if (it != perAddress_.end() && it->second.unauthenticated > 0) --it->second.unauthenticated;
+}
+
+void ConnectionLimiter::release(const PeerAddress& address, bool unauthenticated) {
   std::lock_guard lock(mutex_);
   const auto it = perAddress_.find(address);
   if (it == perAddress_.end()) return;
   --open_;
-  if (--it->second == 0) perAddress_.erase(it);
+  if (unauthenticated && it->second.unauthenticated > 0) --it->second.unauthenticated;
+  if (--it->second.open == 0) perAddress_.erase(it);
 }
 
 std::size_t ConnectionLimiter::open() const {

@@ -91,6 +91,49 @@ TEST(Limits, MaxSessionsRefusesNewSessionsAndRecovers) {
   EXPECT_TRUE(eventually([&] { return startsWith(refused.request("CONNECT@s-d"), "CONNACK@"); }));
 }
 
+TEST(Limits, UnauthenticatedSocketsPerAddressAreCapped) {
+  BrokerProcess broker({"--max-unauthenticated-per-address", "3"});
+  const auto admitted = [](LineSocket& s) {
+    return s.request("PING").substr(0, 20) == "ERROR@not-connected@";
+  };
+  std::vector<LineSocket> idle;  // connected, never CONNECTed
+  for (int i = 0; i < 3; ++i) {
+    idle.emplace_back(broker.port());
+    EXPECT_TRUE(admitted(idle.back()));
+  }
+  LineSocket fourth(broker.port());
+  EXPECT_TRUE(startsWith(fourth.readLine().value_or("<none>"),
+                         "ERROR@server-busy@too many connections from your address without "
+                         "CONNECT (--max-unauthenticated-per-address)"));
+  EXPECT_TRUE(fourth.closedByPeer());
+  // Another address has its own count.
+  LineSocket other(broker.port(), "127.0.0.2");
+  EXPECT_TRUE(admitted(other));
+  // A socket that authenticates (CONNECT accepted) no longer counts: room for one more, and
+  // sessions themselves are not limited by it.
+  EXPECT_TRUE(startsWith(idle[0].request("CONNECT@u-1"), "CONNACK@"));
+  EXPECT_TRUE(eventually([&] {
+    LineSocket next(broker.port());
+    return admitted(next);
+  }));
+  // Once the idle sockets are gone, whole sessions (three sockets each, CONNECTed one after the
+  // other) come in one after another without reaching the cap.
+  idle.clear();
+  std::vector<std::unique_ptr<LineClient>> sessions;
+  ASSERT_TRUE(eventually([&] {
+    try {
+      sessions.push_back(std::make_unique<LineClient>(broker.port(), "u-s0"));
+      return true;
+    } catch (const std::exception&) {
+      return false;  // the closed idle sockets are not all released yet
+    }
+  }));
+  for (int i = 1; i < 5; ++i)
+    sessions.push_back(std::make_unique<LineClient>(broker.port(), "u-s" + std::to_string(i)));
+  EXPECT_EQ(sessions.back()->request.request("PING"), "PONG");
+  EXPECT_GE(stats(sessions.back()->request)["limits"]["max_unauthenticated_per_address"], 1);
+}
+
 TEST(Limits, MaxConnectionsAndPerAddressRefuseWithAnAnswer) {
   BrokerProcess broker({"--max-connections", "5", "--max-connections-per-address", "3"});
   const auto admitted = [](LineSocket& s) {

@@ -51,6 +51,11 @@ struct Config {
   // Open client sockets from one source address. 0: half of maxConnections, so one address can
   // never take every socket.
   std::size_t maxConnectionsPerAddress = 0;
+  // Open client sockets from one source address that have not authenticated yet (no CONNECT or
+  // ATTACH accepted: a TLS handshake, a password check or nothing at all in progress), so that
+  // one address cannot hold many descriptors without credentials. A socket counts until it binds
+  // or closes (at the latest at --handshake-timeout).
+  std::size_t maxUnauthenticatedPerAddress = 1024;
   // Live sessions, both protocols together (a session costs about 1 KiB at rest).
   std::size_t maxSessions = 1'000'000;
   // Filters one session may hold.
