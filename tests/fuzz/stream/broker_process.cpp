@@ -23,6 +23,10 @@ namespace {
 // Linux, and the handler only reads it.
 volatile std::sig_atomic_t g_brokerPid = 0;
 
+// Paths for the interrupt handler to remove, written before the handlers can run on them.
+char g_cleanup[16][256];
+volatile std::sig_atomic_t g_cleanupCount = 0;
+
 void writeStderr(const char* text) noexcept {
   const std::size_t length = std::strlen(text);
   [[maybe_unused]] const ssize_t n = ::write(2, text, length);
@@ -47,6 +51,9 @@ void onInterrupt(int) {
       ::waitpid(pid, &status, 0);
     }
   }
+  for (int i = 0; i < g_cleanupCount; ++i) {
+    if (::unlink(g_cleanup[i]) != 0) ::rmdir(g_cleanup[i]);
+  }
   writeStderr("stream_fuzz: interrupted; the broker was stopped\n");
   ::_exit(130);
 }
@@ -63,6 +70,13 @@ std::uint16_t portOf(std::string_view line) {
 
 }  // namespace
 
+void removeOnInterrupt(const std::string& path) {
+  const int n = g_cleanupCount;
+  if (n >= 16 || path.size() >= sizeof g_cleanup[0]) return;
+  std::memcpy(g_cleanup[n], path.c_str(), path.size() + 1);
+  g_cleanupCount = n + 1;
+}
+
 void installInterruptHandlers() {
   struct sigaction action {};
   action.sa_handler = onInterrupt;
@@ -72,7 +86,7 @@ void installInterruptHandlers() {
 }
 
 std::unique_ptr<BrokerProcess> BrokerProcess::start(const std::string& path,
-                                                    const std::vector<std::string>& args,
+                                                    const std::vector<std::string>& args, bool tls,
                                                     Millis timeout, std::string& error) {
   std::unique_ptr<BrokerProcess> broker(new BrokerProcess());
   int out[2];
@@ -123,16 +137,23 @@ std::unique_ptr<BrokerProcess> BrokerProcess::start(const std::string& path,
   broker->pid_ = pid;
   g_brokerPid = pid;
 
-  // Read the start-up lines until both ports are known.
+  // Read the start-up lines until every port is known.
   const Clock::time_point deadline = Clock::now() + timeout;
   LineReader reader(broker->stdout_);
   std::string line;
-  while ((broker->linePort_ == 0 || broker->mqttPort_ == 0) && reader.next(line, deadline)) {
+  const auto known = [&] {
+    return broker->linePort_ != 0 && broker->mqttPort_ != 0 &&
+           (!tls || (broker->lineTlsPort_ != 0 && broker->mqttTlsPort_ != 0));
+  };
+  while (!known() && reader.next(line, deadline)) {
     if (line.find("(line protocol)") != std::string::npos) broker->linePort_ = portOf(line);
     if (line.find("(mqtt)") != std::string::npos) broker->mqttPort_ = portOf(line);
+    if (line.find("(line protocol+tls)") != std::string::npos) broker->lineTlsPort_ = portOf(line);
+    if (line.find("(mqtt+tls)") != std::string::npos) broker->mqttTlsPort_ = portOf(line);
   }
-  if (broker->linePort_ == 0 || broker->mqttPort_ == 0) {
-    error = "the broker did not report both ports (line and MQTT)";
+  if (!known()) {
+    error = tls ? "the broker did not report all four ports (line, MQTT, line+TLS, MQTT+TLS)"
+                : "the broker did not report both ports (line and MQTT)";
     if (!broker->alive()) error += "; it exited with " + describeStatus(*broker->status_);
     error += "; stderr:\n" + broker->stderrText();
     return nullptr;

@@ -24,10 +24,11 @@ namespace tern::fuzz {
 class BrokerProcess {
  public:
   // Starts `path` with `args` and waits up to `timeout` for its "listening on ... (line
-  // protocol)" and "... (mqtt)" lines. Null (with `error` set) if it does not get there.
+  // protocol)" and "... (mqtt)" lines, and with `tls` also "(line protocol+tls)" and
+  // "(mqtt+tls)". Null (with `error` set) if it does not get there.
   static std::unique_ptr<BrokerProcess> start(const std::string& path,
-                                              const std::vector<std::string>& args, Millis timeout,
-                                              std::string& error);
+                                              const std::vector<std::string>& args, bool tls,
+                                              Millis timeout, std::string& error);
   BrokerProcess(const BrokerProcess&) = delete;
   BrokerProcess& operator=(const BrokerProcess&) = delete;
   // SIGKILLs and reaps the broker if it still runs.
@@ -36,6 +37,8 @@ class BrokerProcess {
   pid_t pid() const noexcept { return pid_; }
   std::uint16_t linePort() const noexcept { return linePort_; }
   std::uint16_t mqttPort() const noexcept { return mqttPort_; }
+  std::uint16_t lineTlsPort() const noexcept { return lineTlsPort_; }  // 0 without TLS
+  std::uint16_t mqttTlsPort() const noexcept { return mqttTlsPort_; }
 
   // waitpid(WNOHANG): true while the broker runs. Once it has exited, exitStatus() has the status.
   bool alive();
@@ -54,14 +57,20 @@ class BrokerProcess {
   int stderr_ = -1;
   std::uint16_t linePort_ = 0;
   std::uint16_t mqttPort_ = 0;
+  std::uint16_t lineTlsPort_ = 0;
+  std::uint16_t mqttTlsPort_ = 0;
   std::optional<int> status_;
 };
 
 // "exit code 0", "killed by signal 11 (Segmentation fault)", ...
 std::string describeStatus(int status);
 
-// SIGINT, SIGTERM, SIGHUP: stop the registered broker (SIGTERM, then SIGKILL after 3 s), say so
-// on stderr and _exit(130). Async-signal-safe. Call once, before start().
+// SIGINT, SIGTERM, SIGHUP: stop the registered broker (SIGTERM, then SIGKILL after 3 s), remove
+// the paths given to removeOnInterrupt(), say so on stderr and _exit(130). Async-signal-safe.
+// Call once, before start().
 void installInterruptHandlers();
+// A file or empty directory the interrupt handler removes (in the order given: files first,
+// then their directory). Up to 16 paths of up to 255 bytes; others are ignored.
+void removeOnInterrupt(const std::string& path);
 
 }  // namespace tern::fuzz

@@ -120,7 +120,12 @@ void normalize(Case& c) {
       a.splitEveryByte = false;
     }
     if (a.kind != Action::Kind::kRead) a.tokenSlot = -1;
-    if (a.kind != Action::Kind::kOpen) a.port = Port::kLine;
+    if (a.kind != Action::Kind::kOpen) {
+      a.port = Port::kLine;
+      a.transport = Transport::kPlain;
+    }
+    if (a.kind != Action::Kind::kSend) a.raw = a.wire = false;
+    if (a.raw) a.wire = false;  // raw bytes are not encrypted, so there is no ciphertext to cut
     if (a.kind != Action::Kind::kPause && a.kind != Action::Kind::kRead &&
         a.kind != Action::Kind::kSend)
       a.millis = 0;

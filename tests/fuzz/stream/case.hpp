@@ -1,7 +1,8 @@
 // The stream fuzzer's test case: a small program of socket actions, and its text form.
 //
 // A Case is a list of Actions over up to kMaxConnections client connections to the broker's line
-// or MQTT port. The executor (executor.hpp) runs it; the generator (generator.hpp) makes and
+// or MQTT port, plain or TLS (the client end of a TLS connection runs a tern::net::TlsSession, or
+// sends raw bytes to the TLS port). The executor (executor.hpp) runs it; the generator (generator.hpp) makes and
 // mutates it; this file defines it, its limits, and the readable text format that seeds and
 // reproducers are written in (one action per line; README.md has the grammar):
 //
@@ -42,7 +43,26 @@ inline constexpr std::size_t kMaxSplits = 1024;
 inline constexpr std::size_t kMaxCaseBytes = 512 * 1024;  // resolved bytes of all sends
 inline constexpr std::size_t kTokenSize = 36;             // 32 random hex digits + 4 for the worker
 
-enum class Port : std::uint8_t { kLine, kMqtt };
+enum class Port : std::uint8_t { kLine, kMqtt, kLineTls, kMqttTls };
+
+constexpr bool isTlsPort(Port port) noexcept {
+  return port == Port::kLineTls || port == Port::kMqttTls;
+}
+constexpr bool isLinePort(Port port) noexcept {
+  return port == Port::kLine || port == Port::kLineTls;
+}
+
+// What the client end of a connection speaks. The default is kTls on a TLS port and kPlain on a
+// plain one; the text form names only the other choices (`raw`, `tls`, `cert`).
+enum class Transport : std::uint8_t {
+  kPlain,    // bytes as they are: on a TLS port, raw bytes the broker's handshake must refuse
+  kTls,      // a client TLS session without a certificate (ClientHello sent at open)
+  kTlsCert,  // a client TLS session with a certificate the broker's --tls-ca trusts
+};
+
+constexpr Transport defaultTransport(Port port) noexcept {
+  return isTlsPort(port) ? Transport::kTls : Transport::kPlain;
+}
 
 // A stretch of the bytes to send.
 struct Piece {
@@ -78,15 +98,22 @@ struct Action {
     kShutdown,  // shutdown(SHUT_WR): half-close
     kReset,     // SO_LINGER {1, 0} then close: the peer sees an RST
     kClose,     // close normally
+    kNotify,    // TLS connections: send a close_notify alert (nothing on a plain one)
   };
   Kind kind = Kind::kPause;
   std::uint8_t conn = 0;  // < kMaxConnections
   Port port = Port::kLine;
+  Transport transport = Transport::kPlain;  // kOpen
   std::vector<Piece> pieces;
   std::vector<std::uint32_t> splits;  // ascending offsets into the resolved bytes
   bool splitEveryByte = false;        // send one byte per send() (overrides `splits`)
   std::uint32_t millis = 0;
   int tokenSlot = -1;
+  // kSend on a TLS connection: `raw` sends the bytes past the session (as if they were
+  // ciphertext); `wire` encrypts all the bytes at once and cuts the ciphertext at `splits`
+  // (without it each chunk is encrypted on its own, so records end where chunks do).
+  bool raw = false;
+  bool wire = false;
 
   bool operator==(const Action&) const = default;
 };

@@ -26,7 +26,23 @@ const char* kindName(Action::Kind kind) noexcept {
       return "reset";
     case Action::Kind::kClose:
       return "close";
+    case Action::Kind::kNotify:
+      return "notify";
   }
+  return "?";
+}
+
+constexpr struct {
+  Port port;
+  std::string_view name;
+} kPortNames[] = {{Port::kLine, "line"},
+                  {Port::kMqtt, "mqtt"},
+                  {Port::kLineTls, "line+tls"},
+                  {Port::kMqttTls, "mqtt+tls"}};
+
+std::string_view portName(Port port) noexcept {
+  for (const auto& p : kPortNames)
+    if (p.port == port) return p.name;
   return "?";
 }
 
@@ -243,10 +259,22 @@ bool parseMillis(std::string_view word, std::uint32_t max, std::uint32_t& millis
 
 bool parseSend(const std::vector<std::string_view>& words, Action& a, std::string& error) {
   std::size_t i = 2;
-  for (; i < words.size() && words[i] != "split" && words[i] != "gap"; ++i) {
+  const auto keyword = [](std::string_view w) {
+    return w == "split" || w == "gap" || w == "raw" || w == "wire";
+  };
+  for (; i < words.size() && !keyword(words[i]); ++i) {
     if (!parsePiece(words[i], a.pieces, error)) return false;
   }
   while (i < words.size()) {
+    if (words[i] == "raw" || words[i] == "wire") {
+      (words[i] == "raw" ? a.raw : a.wire) = true;
+      ++i;
+      continue;
+    }
+    if (!keyword(words[i])) {
+      error = "unexpected '" + std::string(words[i]) + "' after split, gap, raw or wire";
+      return false;
+    }
     if (i + 1 >= words.size()) {
       error = std::string(words[i]) + " needs a value";
       return false;
@@ -280,7 +308,7 @@ bool parseSend(const std::vector<std::string_view>& words, Action& a, std::strin
 bool parseAction(const std::vector<std::string_view>& words, Action& a, std::string& error) {
   static constexpr Action::Kind kKinds[] = {
       Action::Kind::kOpen,     Action::Kind::kSend,  Action::Kind::kPause, Action::Kind::kRead,
-      Action::Kind::kShutdown, Action::Kind::kReset, Action::Kind::kClose};
+      Action::Kind::kShutdown, Action::Kind::kReset, Action::Kind::kClose, Action::Kind::kNotify};
   const auto* kind = std::find_if(std::begin(kKinds), std::end(kKinds),
                                   [&](Action::Kind k) { return words[0] == kindName(k); });
   if (kind == std::end(kKinds)) {
@@ -300,13 +328,31 @@ bool parseAction(const std::vector<std::string_view>& words, Action& a, std::str
     return false;
   }
   switch (a.kind) {
-    case Action::Kind::kOpen:
-      if (words.size() != 3 || (words[2] != "line" && words[2] != "mqtt")) {
-        error = "open C line|mqtt";
+    case Action::Kind::kOpen: {
+      const auto* port = words.size() < 3
+                             ? std::end(kPortNames)
+                             : std::find_if(std::begin(kPortNames), std::end(kPortNames),
+                                            [&](const auto& p) { return words[2] == p.name; });
+      if (port == std::end(kPortNames) || words.size() > 4) {
+        error = "open C line|mqtt|line+tls|mqtt+tls [raw|tls|cert]";
         return false;
       }
-      a.port = words[2] == "line" ? Port::kLine : Port::kMqtt;
+      a.port = port->port;
+      a.transport = defaultTransport(a.port);
+      if (words.size() == 4) {
+        if (words[3] == "raw") {
+          a.transport = Transport::kPlain;
+        } else if (words[3] == "tls") {
+          a.transport = Transport::kTls;
+        } else if (words[3] == "cert") {
+          a.transport = Transport::kTlsCert;
+        } else {
+          error = "open C PORT [raw|tls|cert]";
+          return false;
+        }
+      }
       return true;
+    }
     case Action::Kind::kSend:
       return parseSend(words, a, error);
     case Action::Kind::kRead: {
@@ -344,7 +390,13 @@ std::string serialize(const Case& c) {
     if (a.kind != Action::Kind::kPause) out += " " + std::to_string(a.conn);
     switch (a.kind) {
       case Action::Kind::kOpen:
-        out += a.port == Port::kLine ? " line" : " mqtt";
+        out += ' ';
+        out += portName(a.port);
+        if (a.transport == Transport::kTlsCert) {
+          out += " cert";
+        } else if (a.transport != defaultTransport(a.port)) {
+          out += a.transport == Transport::kPlain ? " raw" : " tls";
+        }
         break;
       case Action::Kind::kPause:
         out += " " + std::to_string(a.millis);
@@ -380,6 +432,8 @@ std::string serialize(const Case& c) {
             out += (i == 0 ? "" : ",") + std::to_string(a.splits[i]);
         }
         if (a.millis != 0) out += " gap " + std::to_string(a.millis);
+        if (a.raw) out += " raw";
+        if (a.wire) out += " wire";
         break;
       default:
         break;

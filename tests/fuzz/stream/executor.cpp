@@ -31,7 +31,7 @@ void Executor::run(const Case& c) {
     }
     switch (a.kind) {
       case Action::Kind::kOpen:
-        open(conn, a.port, deadline);
+        open(conn, a, deadline);
         break;
       case Action::Kind::kSend:
         send(conn, a, deadline);
@@ -43,12 +43,15 @@ void Executor::run(const Case& c) {
         read(conn, a, deadline);
         break;
       case Action::Kind::kShutdown:
-        if (conn.socket.valid()) ::shutdown(conn.socket.fd(), SHUT_WR);
+        if (conn.stream.valid()) ::shutdown(conn.stream.fd(), SHUT_WR);
         conn.writable = false;
         break;
       case Action::Kind::kReset:
-        if (conn.socket.valid()) closeWithReset(conn.socket.release());
+        if (conn.stream.valid()) closeWithReset(conn.stream.socket().release());
         conn = Connection{};
+        break;
+      case Action::Kind::kNotify:
+        if (conn.stream.valid() && conn.writable) conn.stream.notify(deadline, stats_.bytesSent);
         break;
       case Action::Kind::kClose:
         conn = Connection{};
@@ -59,24 +62,52 @@ void Executor::run(const Case& c) {
     conn = Connection{};
 }
 
-void Executor::open(Connection& conn, Port port, Clock::time_point deadline) {
+void Executor::open(Connection& conn, const Action& a, Clock::time_point deadline) {
   conn = Connection{};
-  const std::uint16_t number = port == Port::kLine ? endpoints_.linePort : endpoints_.mqttPort;
-  const int fd = connectLoopback(number, std::min(deadline, Clock::now() + kConnectTimeout));
+  const std::uint16_t number = endpoints_.port(a.port);
+  const net::TlsContext* context = a.transport == Transport::kTls       ? endpoints_.tls.get()
+                                   : a.transport == Transport::kTlsCert ? endpoints_.tlsCert.get()
+                                                                        : nullptr;
+  const int fd = number == 0 || (a.transport != Transport::kPlain && context == nullptr)
+                     ? -1
+                     : connectLoopback(number, std::min(deadline, Clock::now() + kConnectTimeout));
   if (fd < 0) {
     ++stats_.connectFailures;
     return;
   }
   ++stats_.connections;
-  conn.socket.reset(fd);
-  conn.port = port;
+  if (context != nullptr) {
+    ++stats_.tlsConnections;
+    conn.stream = ClientStream(Socket(fd), *context, deadline);
+  } else {
+    conn.stream = ClientStream(Socket(fd));
+  }
+  conn.port = a.port;
   conn.writable = true;
   conn.readable = true;
 }
 
+void Executor::handshake(Connection& conn, Clock::time_point deadline) {
+  if (!conn.stream.tls() || conn.handshakeCounted) return;
+  // What arrives before the handshake is done is handshake records (or garbage): no CONNACK.
+  if (conn.stream.handshake(std::min(deadline, Clock::now() + handshakeWait_))) {
+    conn.handshakeCounted = true;
+    ++stats_.tlsHandshakes;
+  } else if (conn.stream.sessionOver()) {
+    conn.readable = false;
+  }
+}
+
 void Executor::send(Connection& conn, const Action& a, Clock::time_point deadline) {
-  if (!conn.socket.valid() || !conn.writable) return;
-  const std::string bytes = resolve(a.pieces, tokens_);
+  if (!conn.stream.valid() || !conn.writable) return;
+  std::string bytes = resolve(a.pieces, tokens_);
+  // TLS chunks are encrypted one by one (records end where chunks do), unless `wire` encrypts
+  // all at once and the ciphertext is cut instead, or `raw` goes past the session.
+  const bool encryptChunks = conn.stream.tls() && !a.raw && !a.wire;
+  if (conn.stream.tls() && !a.raw) {
+    handshake(conn, deadline);
+    if (a.wire) bytes = conn.stream.encrypt(bytes);
+  }
   std::size_t from = 0;
   std::size_t split = 0;
   while (from < bytes.size()) {
@@ -86,11 +117,10 @@ void Executor::send(Connection& conn, const Action& a, Clock::time_point deadlin
     } else if (split < a.splits.size()) {
       to = std::clamp<std::size_t>(a.splits[split++], from + 1, bytes.size());
     }
-    bool failed = false;
     const std::string_view chunk(bytes.data() + from, to - from);
-    const std::size_t sent = sendAll(conn.socket.fd(), chunk, deadline, failed);
-    stats_.bytesSent += sent;
-    if (failed || sent < chunk.size()) {
+    const bool ok = encryptChunks ? conn.stream.send(chunk, deadline, stats_.bytesSent)
+                                  : conn.stream.sendRaw(chunk, deadline, stats_.bytesSent);
+    if (!ok) {
       conn.writable = false;
       return;
     }
@@ -100,10 +130,10 @@ void Executor::send(Connection& conn, const Action& a, Clock::time_point deadlin
 }
 
 void Executor::read(Connection& conn, const Action& a, Clock::time_point deadline) {
-  if (!conn.socket.valid() || !conn.readable) return;
+  if (!conn.stream.valid() || !conn.readable) return;
   const Clock::time_point until =
       std::min(deadline, Clock::now() + Millis(std::min(a.millis, kMaxReadWaitMillis)));
-  const bool wantToken = a.tokenSlot >= 0 && conn.port == Port::kLine;
+  const bool wantToken = a.tokenSlot >= 0 && isLinePort(conn.port);
   // A token read waits for the CONNACK (or the time); a plain read takes what came first.
   do {
     if (wantToken && !conn.token.empty()) break;
@@ -114,10 +144,12 @@ void Executor::read(Connection& conn, const Action& a, Clock::time_point deadlin
 
 void Executor::readOnce(Connection& conn, Clock::time_point until) {
   std::string input;
-  if (readAvailable(conn.socket.fd(), input, until, kReadCap) == ReadStatus::kClosed) {
-    conn.readable = false;
+  if (conn.stream.read(input, until, kReadCap) == ReadStatus::kClosed) conn.readable = false;
+  if (conn.stream.handshakeDone() && !conn.handshakeCounted) {
+    conn.handshakeCounted = true;
+    ++stats_.tlsHandshakes;
   }
-  if (conn.port != Port::kLine || input.empty()) return;
+  if (!isLinePort(conn.port) || input.empty()) return;
   conn.partial += input;
   std::size_t start = 0;
   for (std::size_t lf; (lf = conn.partial.find('\n', start)) != std::string::npos; start = lf + 1) {

@@ -8,23 +8,50 @@
 //     by the case deadline (kCaseBudget times the timeout scale), after which the remaining
 //     actions are skipped;
 //   - token:K pieces replaced by the token the case captured in slot K (a CONNACK read by a
-//     `read ... token K` action), or by a forged token while the slot is empty.
+//     `read ... token K` action), or by a forged token while the slot is empty;
+//   - TLS connections (client_stream.hpp): a send first completes the handshake (at most
+//     kHandshakeWait, within the case deadline), then encrypts each chunk on its own, or (`wire`)
+//     encrypts all and cuts the ciphertext at the split points, or (`raw`) sends the bytes past
+//     the session; reads decrypt, so CONNACK tokens are captured through TLS too; `notify` sends
+//     a close_notify.
 //
 // Single-threaded; one Executor per broker.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "case.hpp"
+#include "client_stream.hpp"
 #include "socket_io.hpp"
+#include "tern/net/tls.hpp"
 
 namespace tern::fuzz {
 
 struct Endpoints {
   std::uint16_t linePort = 0;
   std::uint16_t mqttPort = 0;
+  std::uint16_t lineTlsPort = 0;  // 0: the broker has no TLS listeners (TLS opens fail)
+  std::uint16_t mqttTlsPort = 0;
+  // Client contexts that trust the broker's certificate: without and with a client certificate.
+  std::shared_ptr<const net::TlsContext> tls;
+  std::shared_ptr<const net::TlsContext> tlsCert;
+
+  std::uint16_t port(Port p) const noexcept {
+    switch (p) {
+      case Port::kLine:
+        return linePort;
+      case Port::kMqtt:
+        return mqttPort;
+      case Port::kLineTls:
+        return lineTlsPort;
+      case Port::kMqttTls:
+        return mqttTlsPort;
+    }
+    return 0;
+  }
 };
 
 struct ExecutorStats {
@@ -33,16 +60,21 @@ struct ExecutorStats {
   std::uint64_t connectFailures = 0;  // refused or timed out
   std::uint64_t bytesSent = 0;
   std::uint64_t actionsSkipped = 0;  // skipped because the case ran out of time
+  std::uint64_t tlsConnections = 0;  // of `connections`, those with a client TLS session
+  std::uint64_t tlsHandshakes = 0;   // client TLS sessions whose handshake completed
 };
 
 class Executor {
  public:
   // Upper bound on one case's running time, before the timeout scale.
   static constexpr Millis kCaseBudget{3000};
+  // Upper bound on completing a TLS handshake before a send, before the timeout scale.
+  static constexpr Millis kHandshakeWait{500};
 
   Executor(Endpoints endpoints, double timeoutScale) noexcept
-      : endpoints_(endpoints),
-        budget_(static_cast<Millis::rep>(kCaseBudget.count() * timeoutScale)) {}
+      : endpoints_(std::move(endpoints)),
+        budget_(static_cast<Millis::rep>(kCaseBudget.count() * timeoutScale)),
+        handshakeWait_(static_cast<Millis::rep>(kHandshakeWait.count() * timeoutScale)) {}
 
   // Plays `c` and closes every socket it opened.
   void run(const Case& c);
@@ -51,15 +83,18 @@ class Executor {
 
  private:
   struct Connection {
-    Socket socket;
+    ClientStream stream;
     Port port = Port::kLine;
+    bool handshakeCounted = false;
     bool writable = false;  // not half-closed, no send error
     bool readable = false;  // no EOF or error seen
     std::string partial;    // line connections: the bytes after the last LF read (bounded)
     std::string token;      // line connections: the token of the last CONNACK read
   };
 
-  void open(Connection& conn, Port port, Clock::time_point deadline);
+  void open(Connection& conn, const Action& a, Clock::time_point deadline);
+  // TLS: completes the handshake if it is not yet (bounded); counts it once.
+  void handshake(Connection& conn, Clock::time_point deadline);
   void send(Connection& conn, const Action& a, Clock::time_point deadline);
   void read(Connection& conn, const Action& a, Clock::time_point deadline);
   // Reads once (waiting until `until`) and scans the line connection's input for CONNACK.
@@ -68,6 +103,7 @@ class Executor {
 
   Endpoints endpoints_;
   Millis budget_;
+  Millis handshakeWait_;
   ExecutorStats stats_;
   std::array<Connection, kMaxConnections> connections_;
   std::string tokens_[kTokenSlots];

@@ -29,7 +29,9 @@
 #include "executor.hpp"
 #include "generator.hpp"
 #include "probe.hpp"
+#include "support/test_certificates.hpp"
 #include "tern/auth/password_file.hpp"
+#include "tern/net/tls.hpp"
 
 namespace fs = std::filesystem;
 using namespace tern::fuzz;
@@ -64,6 +66,8 @@ struct RunPasswordFile {
     if (::mkdtemp(pattern) == nullptr) return;
     dir = pattern;
     path = dir + "/passwords";
+    removeOnInterrupt(path);
+    removeOnInterrupt(dir);
     tern::auth::PasswordFile file;
     file.set("user", tern::auth::PasswordHash::make("secret"));
     if (!file.save(path).empty()) path.clear();
@@ -76,13 +80,56 @@ struct RunPasswordFile {
   std::string path;
 };
 
-// The broker's command line: the fuzzer's defaults (free ports on loopback, 3 workers, small
+// The run's TLS material, made at start-up in a fresh directory under /tmp (removed at exit, and
+// by the interrupt handler): a CA, the broker's certificate for 127.0.0.1, one client certificate
+// the CA signed, and the client contexts the executor and the probe use.
+struct RunCertificates {
+  explicit RunCertificates(std::string& error) {
+    try {
+      certificates = std::make_unique<tern::testing::TestCertificates>();
+      clientBase = certificates->makeClient("stream-fuzz-client");
+    } catch (const std::exception& e) {
+      error = e.what();
+      return;
+    }
+    for (const std::string& path :
+         {certificates->caFile(), certificates->serverCert(), certificates->serverKey(),
+          clientBase + ".crt", clientBase + ".key", certificates->dir()}) {
+      removeOnInterrupt(path);
+    }
+    tern::net::TlsOptions options;
+    options.caFile = certificates->caFile();
+    auto made = tern::net::TlsContext::make(tern::net::TlsContext::Side::kClient, options);
+    options.certFile = clientBase + ".crt";
+    options.keyFile = clientBase + ".key";
+    auto madeCert = tern::net::TlsContext::make(tern::net::TlsContext::Side::kClient, options);
+    if (!made.context || !madeCert.context) {
+      error = made.error.empty() ? madeCert.error : made.error;
+      return;
+    }
+    client = std::move(made.context);
+    clientWithCert = std::move(madeCert.context);
+  }
+  std::unique_ptr<tern::testing::TestCertificates> certificates;
+  std::string clientBase;
+  std::shared_ptr<const tern::net::TlsContext> client;
+  std::shared_ptr<const tern::net::TlsContext> clientWithCert;
+};
+
+// The broker's command line: the fuzzer's defaults (free ports on loopback, TLS listeners of
+// both protocols that ask for a client certificate but do not require one, 3 workers, small
 // limits so that fuzz cases reach them, passwords checked for CONNECTs that give a user while
 // anonymous ones are let in), each dropped when --broker-arg names the same option.
 std::vector<std::string> brokerArguments(const std::vector<std::string>& extra,
-                                         const std::string& passwordFile) {
+                                         const std::string& passwordFile,
+                                         const tern::testing::TestCertificates& certificates) {
   const std::vector<std::pair<std::string, std::string>> kDefaults = {
       {"--password-file", passwordFile},
+      {"--tls-cert", certificates.serverCert()},
+      {"--tls-key", certificates.serverKey()},
+      {"--tls-ca", certificates.caFile()},
+      {"--tls-port", "auto"},
+      {"--mqtt-tls-port", "auto"},
       {"--allow-anonymous", "true"},
       {"--port", "0"},
       {"--mqtt-port", "auto"},
@@ -239,12 +286,13 @@ int dumpCases(const std::vector<Case>& fileCases, bool replaying, const Options&
 
 class Campaign {
  public:
-  Campaign(const Options& options, BrokerProcess& broker, unsigned workers, double scale)
+  Campaign(const Options& options, BrokerProcess& broker, const RunCertificates& certificates,
+           unsigned workers, double scale)
       : options_(options),
         broker_(broker),
         scale_(scale),
-        executor_({broker.linePort(), broker.mqttPort()}, scale),
-        probe_({broker.linePort(), broker.mqttPort()}, workers,
+        executor_(endpoints(broker, certificates), scale),
+        probe_(endpoints(broker, certificates), workers,
                Millis(static_cast<Millis::rep>(options.probeSeconds * 1000 * scale))) {}
 
   // Runs one case and checks the broker; false once a failure has been reported.
@@ -276,6 +324,9 @@ class Campaign {
   void printSummary(std::uint64_t fromFiles, double seconds, bool progress = false) const {
     const ExecutorStats& s = executor_.stats();
     const char* prefix = progress ? "... " : "";
+    std::printf("stream_fuzz: %s%llu TLS connections opened, %llu handshakes completed\n", prefix,
+                static_cast<unsigned long long>(s.tlsConnections),
+                static_cast<unsigned long long>(s.tlsHandshakes));
     if (s.connectFailures != 0 || s.actionsSkipped != 0) {
       std::printf("stream_fuzz: %s%llu connects failed, %llu actions skipped (case time limit)\n",
                   prefix, static_cast<unsigned long long>(s.connectFailures),
@@ -295,6 +346,11 @@ class Campaign {
   const ExecutorStats& stats() const noexcept { return executor_.stats(); }
 
  private:
+  static Endpoints endpoints(const BrokerProcess& broker, const RunCertificates& certificates) {
+    return {broker.linePort(),    broker.mqttPort(),   broker.lineTlsPort(),
+            broker.mqttTlsPort(), certificates.client, certificates.clientWithCert};
+  }
+
   // After a failed probe: a broker that crashed may still be writing its sanitizer report.
   bool exitsSoon() {
     const Clock::time_point until = Clock::now() + Millis(static_cast<Millis::rep>(2000 * scale_));
@@ -389,12 +445,6 @@ int main(int argc, char** argv) {
     for (std::string w; words >> w;)
       extra.push_back(w);
   }
-  const RunPasswordFile passwords;
-  if (passwords.path.empty()) {
-    std::cerr << "stream_fuzz: could not write a password file under /tmp\n";
-    return kUsage;
-  }
-  const std::vector<std::string> args = brokerArguments(extra, passwords.path);
   const double scale = timeoutScale();
 
   std::vector<Case> fileCases;
@@ -413,8 +463,23 @@ int main(int argc, char** argv) {
   }
 
   installInterruptHandlers();
+  const RunPasswordFile passwords;
+  if (passwords.path.empty()) {
+    std::cerr << "stream_fuzz: could not write a password file under /tmp\n";
+    return kUsage;
+  }
   std::string error;
-  auto broker = BrokerProcess::start(options.broker, args,
+  const RunCertificates certificates(error);
+  if (!certificates.client) {
+    std::cerr << "stream_fuzz: could not make the TLS certificates: " << error << "\n";
+    return kUsage;
+  }
+  const std::vector<std::string> args =
+      brokerArguments(extra, passwords.path, *certificates.certificates);
+  const bool tls = std::find(args.begin(), args.end(), "--tls-cert") != args.end() ||
+                   std::any_of(args.begin(), args.end(),
+                               [](const std::string& a) { return a.starts_with("--tls-cert="); });
+  auto broker = BrokerProcess::start(options.broker, args, tls,
                                      Millis(static_cast<Millis::rep>(15000 * scale)), error);
   if (!broker) {
     std::cerr << "stream_fuzz: cannot start " << options.broker << ": " << error << "\n";
@@ -433,7 +498,7 @@ int main(int argc, char** argv) {
   const auto elapsed = [&] {
     return std::chrono::duration<double>(Clock::now() - started).count();
   };
-  Campaign campaign(options, *broker, workersOf(args), scale);
+  Campaign campaign(options, *broker, certificates, workersOf(args), scale);
   bool ok = true;
   for (const Case& c : fileCases) {
     if (!(ok = campaign.run(c))) break;

@@ -37,11 +37,11 @@ std::string printable(std::string_view text) {
 }
 
 // Sends `request` and reads the next line; empty on success, else why not.
-std::string exchange(int fd, LineReader& reader, const std::string& request,
+std::string exchange(ClientStream& stream, StreamLineReader& reader, const std::string& request,
                      std::string_view expectPrefix, Clock::time_point deadline,
                      std::string* reply = nullptr) {
-  bool failed = false;
-  if (sendAll(fd, request, deadline, failed) != request.size()) {
+  std::uint64_t sent = 0;
+  if (!stream.send(request, deadline, sent)) {
     return "sending " + printable(request) + " failed";
   }
   std::string line;
@@ -59,7 +59,7 @@ std::string exchange(int fd, LineReader& reader, const std::string& request,
 // An MQTT connection's input, decoded one packet at a time.
 class PacketReader {
  public:
-  explicit PacketReader(int fd) noexcept : fd_(fd) {}
+  explicit PacketReader(ClientStream& stream) noexcept : stream_(stream) {}
   // The next packet's bytes, or false on timeout, EOF or a packet the decoder refuses.
   bool next(std::string& packet, Clock::time_point deadline) {
     const mqtt::Decoder decoder({mqtt::kMaxPacketSize, mqtt::Role::kClient});
@@ -78,7 +78,7 @@ class PacketReader {
         why_ = "timed out";
         return false;
       }
-      if (readAvailable(fd_, buffer_, deadline, 1 << 20) == ReadStatus::kClosed) {
+      if (stream_.read(buffer_, deadline, 1 << 20) == ReadStatus::kClosed) {
         why_ = "connection closed";
         return false;
       }
@@ -87,7 +87,7 @@ class PacketReader {
   const std::string& why() const noexcept { return why_; }
 
  private:
-  int fd_;
+  ClientStream& stream_;
   std::string buffer_;
   std::string why_;
 };
@@ -113,46 +113,79 @@ std::string Probe::check() {
   const std::string unique = std::to_string(number_);
   for (unsigned home = 0; home < workers_; ++home) {
     const std::string id = homedId("probe", home);
-    if (std::string why = checkLine(unique + "-" + std::to_string(home), id); !why.empty()) {
+    if (std::string why = checkLine(unique + "-" + std::to_string(home), id, false); !why.empty()) {
       return "line probe (" + id + ", worker " + std::to_string(home) + "): " + why;
     }
   }
   const auto home = static_cast<unsigned>(number_ % workers_);
   const std::string id = homedId("pm", home);
-  if (std::string why = checkMqtt(unique, id); !why.empty()) {
+  if (std::string why = checkMqtt(unique, id, false); !why.empty()) {
     return "mqtt probe (" + id + ", worker " + std::to_string(home) + "): " + why;
+  }
+  if (number_ % 2 == 1 && endpoints_.lineTlsPort != 0 && endpoints_.tls) {
+    const unsigned tlsHome = static_cast<unsigned>((number_ / 2) % workers_);
+    const std::string tlsId = homedId("probe-tls", tlsHome);
+    if (std::string why = checkLine(unique + "-tls", tlsId, true); !why.empty()) {
+      return "line+tls probe (" + tlsId + ", worker " + std::to_string(tlsHome) + "): " + why;
+    }
+  } else if (number_ % 2 == 0 && endpoints_.mqttTlsPort != 0 && endpoints_.tlsCert) {
+    const unsigned tlsHome = static_cast<unsigned>((number_ / 2) % workers_);
+    const std::string tlsId = homedId("pt", tlsHome);
+    if (std::string why = checkMqtt(unique + "t", tlsId, true); !why.empty()) {
+      return "mqtt+tls probe (" + tlsId + ", worker " + std::to_string(tlsHome) + "): " + why;
+    }
   }
   return {};
 }
 
-std::string Probe::checkLine(const std::string& unique, const std::string& clientId) {
+ClientStream Probe::connect(bool line, bool tls, Clock::time_point deadline, std::string& why) {
+  const std::uint16_t port = tls ? (line ? endpoints_.lineTlsPort : endpoints_.mqttTlsPort)
+                                 : (line ? endpoints_.linePort : endpoints_.mqttPort);
+  Socket socket(connectLoopback(port, deadline));
+  if (!socket.valid()) {
+    why = std::string("cannot connect to the ") + (line ? "line" : "MQTT") + (tls ? "+TLS" : "") +
+          " port";
+    return {};
+  }
+  if (!tls) return ClientStream(std::move(socket));
+  ClientStream stream(std::move(socket), line ? *endpoints_.tls : *endpoints_.tlsCert, deadline);
+  if (!stream.handshake(deadline)) {
+    why = std::string("TLS handshake ") +
+          (stream.sessionOver() ? "failed: " + stream.error() : std::string("timed out"));
+    return {};
+  }
+  return stream;
+}
+
+std::string Probe::checkLine(const std::string& unique, const std::string& clientId, bool tls) {
   const Clock::time_point deadline = Clock::now() + deadline_;
-  Socket request(connectLoopback(endpoints_.linePort, deadline));
-  if (!request.valid()) return "cannot connect to the line port";
-  LineReader requestReader(request.fd());
+  std::string failure;
+  ClientStream request = connect(true, tls, deadline, failure);
+  if (!request.valid()) return failure;
+  StreamLineReader requestReader(request);
   std::string connack;
-  if (std::string why = exchange(request.fd(), requestReader, "CONNECT@" + clientId + "\n",
+  if (std::string why = exchange(request, requestReader, "CONNECT@" + clientId + "\n",
                                  "CONNACK@" + clientId + "@", deadline, &connack);
       !why.empty()) {
     return "CONNECT: " + why;
   }
   const std::string token = connack.substr(connack.rfind('@') + 1);
-  Socket push(connectLoopback(endpoints_.linePort, deadline));
-  if (!push.valid()) return "cannot connect the push socket";
-  LineReader pushReader(push.fd());
-  if (std::string why = exchange(push.fd(), pushReader, "ATTACH@" + token + "@push\n",
-                                 "ATTACHACK@push", deadline);
+  ClientStream push = connect(true, tls, deadline, failure);
+  if (!push.valid()) return "push socket: " + failure;
+  StreamLineReader pushReader(push);
+  if (std::string why =
+          exchange(push, pushReader, "ATTACH@" + token + "@push\n", "ATTACHACK@push", deadline);
       !why.empty()) {
     return "ATTACH: " + why;
   }
   const std::string topic = "probe/" + unique;
   if (std::string why =
-          exchange(request.fd(), requestReader, "SUBSCRIBE@" + topic + "\n", "SUBACK", deadline);
+          exchange(request, requestReader, "SUBSCRIBE@" + topic + "\n", "SUBACK", deadline);
       !why.empty()) {
     return "SUBSCRIBE: " + why;
   }
   if (std::string why =
-          exchange(request.fd(), requestReader, "PUBLISH@" + topic + "@x\n", "PUBACK", deadline);
+          exchange(request, requestReader, "PUBLISH@" + topic + "@x\n", "PUBACK", deadline);
       !why.empty()) {
     return "PUBLISH: " + why;
   }
@@ -164,16 +197,17 @@ std::string Probe::checkLine(const std::string& unique, const std::string& clien
     }
     if (line == expected) break;
   }
-  bool failed = false;
-  sendAll(request.fd(), "DISCONNECT\n", deadline, failed);
+  std::uint64_t sent = 0;
+  request.send("DISCONNECT\n", deadline, sent);
   return {};
 }
 
-std::string Probe::checkMqtt(const std::string& unique, const std::string& clientId) {
+std::string Probe::checkMqtt(const std::string& unique, const std::string& clientId, bool tls) {
   const Clock::time_point deadline = Clock::now() + deadline_;
-  Socket socket(connectLoopback(endpoints_.mqttPort, deadline));
-  if (!socket.valid()) return "cannot connect to the MQTT port";
-  PacketReader reader(socket.fd());
+  std::string failure;
+  ClientStream socket = connect(false, tls, deadline, failure);
+  if (!socket.valid()) return failure;
+  PacketReader reader(socket);
   const std::string topic = "probe/m" + unique;
   std::string out;
   mqtt::Connect connect;
@@ -188,8 +222,8 @@ std::string Probe::checkMqtt(const std::string& unique, const std::string& clien
   publish.packetId = 2;
   publish.payload = "x";
   mqtt::appendPublish(out, publish);
-  bool failed = false;
-  if (sendAll(socket.fd(), out, deadline, failed) != out.size()) return "sending failed";
+  std::uint64_t sent = 0;
+  if (!socket.send(out, deadline, sent)) return "sending failed";
 
   bool connacked = false, subacked = false, pubacked = false, delivered = false;
   while (!(connacked && subacked && pubacked && delivered)) {
@@ -216,13 +250,13 @@ std::string Probe::checkMqtt(const std::string& unique, const std::string& clien
         std::string ack;
         if (p->qos == 1) mqtt::appendPuback(ack, p->packetId);
         if (p->qos == 2) mqtt::appendPubrec(ack, p->packetId);
-        sendAll(socket.fd(), ack, deadline, failed);
+        socket.send(ack, deadline, sent);
       }
     }
   }
   out.clear();
   mqtt::appendDisconnect(out);
-  sendAll(socket.fd(), out, deadline, failed);
+  socket.send(out, deadline, sent);
   return {};
 }
 

@@ -5,7 +5,9 @@
 // PUBLISH@probe/<unique>@x (PUBACK), and the push MESSAGE@probe/<unique>@x. The MQTT probe
 // connects (CONNACK 0), subscribes to probe/m<unique> at QoS 1 (SUBACK granting 1), publishes
 // QoS 1 there and expects its PUBACK and the PUBLISH back. Each probe must finish within one
-// deadline.
+// deadline. When the broker has TLS listeners, one more client goes over TLS (handshake
+// included in its deadline), alternating: odd probes a line session whose two sockets are TLS
+// (no client certificate), even ones an MQTT client with a client certificate.
 //
 // The probe's client ids are chosen by their FNV-1a hash (the broker's home-worker rule,
 // docs/architecture.md): there is one line session homed on each worker, so a worker that hangs
@@ -27,14 +29,18 @@ namespace tern::fuzz {
 class Probe {
  public:
   Probe(Endpoints endpoints, unsigned workers, Millis deadline) noexcept
-      : endpoints_(endpoints), workers_(workers == 0 ? 1 : workers), deadline_(deadline) {}
+      : endpoints_(std::move(endpoints)),
+        workers_(workers == 0 ? 1 : workers),
+        deadline_(deadline) {}
 
   // Runs both probes. Empty on success, else what failed ("line probe: PUBLISH: got '...'").
   std::string check();
 
  private:
-  std::string checkLine(const std::string& unique, const std::string& clientId);
-  std::string checkMqtt(const std::string& unique, const std::string& clientId);
+  std::string checkLine(const std::string& unique, const std::string& clientId, bool tls);
+  std::string checkMqtt(const std::string& unique, const std::string& clientId, bool tls);
+  // A connected stream (TLS: handshake done), or an invalid one with `why` set.
+  ClientStream connect(bool line, bool tls, Clock::time_point deadline, std::string& why);
   // A client id "<prefix>-<n>-<k>" homed on worker `home`.
   std::string homedId(const std::string& prefix, unsigned home) const;
 
