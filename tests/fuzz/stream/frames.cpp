@@ -482,6 +482,151 @@ void mutatePacket(Rng& rng, std::string& packet) {
   }
 }
 
+namespace {
+
+void appendU16(std::string& out, std::size_t value) {
+  out += static_cast<char>((value >> 8) & 0xff);
+  out += static_cast<char>(value & 0xff);
+}
+
+void appendU24(std::string& out, std::size_t value) {
+  out += static_cast<char>((value >> 16) & 0xff);
+  appendU16(out, value & 0xffff);
+}
+
+std::string tlsExtension(std::uint16_t type, std::string_view body) {
+  std::string out;
+  appendU16(out, type);
+  appendU16(out, body.size());
+  out += body;
+  return out;
+}
+
+std::string tlsRecord(std::uint8_t type, std::string_view body, std::uint16_t version = 0x0303) {
+  std::string out(1, static_cast<char>(type));
+  appendU16(out, version);
+  appendU16(out, body.size());
+  out += body;
+  return out;
+}
+
+}  // namespace
+
+std::string tlsClientHello(Rng& rng) {
+  const bool tls13 = rng.chance(80);
+  std::string body("\x03\x03", 2);  // legacy_version TLS 1.2
+  body += randomBytes(rng, 32);     // random
+  const std::size_t sessionId = rng.chance(70) ? 32 : 0;
+  body += static_cast<char>(sessionId);
+  body += randomBytes(rng, sessionId);
+  std::string suites;
+  if (tls13) suites += std::string("\x13\x01\x13\x02\x13\x03", 6);
+  suites += std::string("\xc0\x2b\xc0\x2f\xc0\x2c\xc0\x30\xcc\xa9\xcc\xa8", 12);
+  appendU16(body, suites.size());
+  body += suites;
+  body += std::string("\x01\x00", 2);  // compression: null only
+  std::string extensions;
+  if (rng.chance(50)) {
+    std::string name("\x00", 1);
+    appendU16(name, 9);
+    name += "localhost";
+    std::string list;
+    appendU16(list, name.size());
+    extensions += tlsExtension(0x0000, list + name);
+  }
+  extensions += tlsExtension(0x000a, std::string("\x00\x06\x00\x1d\x00\x17\x00\x18", 8));
+  extensions += tlsExtension(0x000b, std::string("\x01\x00", 2));
+  extensions += tlsExtension(0x000d, std::string("\x00\x10\x04\x03\x08\x04\x04\x01\x05\x03"
+                                                 "\x08\x05\x05\x01\x08\x06\x06\x01",
+                                                 18));
+  extensions += tlsExtension(0x0017, {});  // extended master secret
+  extensions += tlsExtension(0x0023, {});  // session ticket
+  if (tls13) {
+    extensions += tlsExtension(0x002b, std::string("\x04\x03\x04\x03\x03", 5));
+    extensions += tlsExtension(0x002d, std::string("\x01\x01", 2));
+    std::string share("\x00\x1d\x00\x20", 4);
+    share += randomBytes(rng, 32);
+    std::string shares;
+    appendU16(shares, share.size());
+    extensions += tlsExtension(0x0033, shares + share);
+  }
+  appendU16(body, extensions.size());
+  body += extensions;
+  std::string handshake("\x01", 1);
+  appendU24(handshake, body.size());
+  handshake += body;
+  return tlsRecord(0x16, handshake, 0x0301);
+}
+
+void mutateTlsRecords(Rng& rng, std::string& records) {
+  if (records.size() < 10) records = tlsClientHello(rng);
+  switch (rng.below(9)) {
+    case 0:
+      records[rng.below(records.size())] ^= static_cast<char>(1u << rng.below(8));
+      break;
+    case 1:  // truncated: the broker waits for the rest (until its handshake timeout)
+      records.resize(rng.range(1, records.size() - 1));
+      break;
+    case 2:  // record length
+      records[3 + rng.below(2)] = static_cast<char>(rng.below(256));
+      break;
+    case 3:  // handshake length
+      records[6 + rng.below(3)] = static_cast<char>(rng.below(256));
+      break;
+    case 4:  // a length somewhere in the body (session id, suites, extensions)
+      records[9 + rng.below(records.size() - 9)] = static_cast<char>(rng.chance(50) ? 0xff : 0);
+      break;
+    case 5:  // content type or record version
+      if (rng.chance(50)) {
+        records[0] = static_cast<char>(rng.chance(50) ? rng.range(20, 24) : rng.below(256));
+      } else {
+        records[1 + rng.below(2)] = static_cast<char>(rng.below(256));
+      }
+      break;
+    case 6: {  // one handshake message in several records: valid, and reassembled by the server
+      if (records[0] != 0x16) break;
+      const std::string_view body = std::string_view(records).substr(5);
+      std::string out;
+      for (std::size_t at = 0; at < body.size();) {
+        const std::size_t n = std::min<std::size_t>(body.size() - at, rng.range(1, 64));
+        out += tlsRecord(0x16, body.substr(at, n), 0x0301);
+        at += n;
+      }
+      records = std::move(out);
+      break;
+    }
+    case 7:  // a second ClientHello, or an empty record, after the first
+      records += rng.chance(50) ? tlsClientHello(rng) : tlsRecord(0x16, {});
+      break;
+    default:
+      records += randomBytes(rng, rng.range(1, 64));
+      break;
+  }
+}
+
+std::string tlsRecordNoise(Rng& rng) {
+  switch (rng.below(7)) {
+    case 0:  // application data that fails to decrypt
+      return tlsRecord(0x17, randomBytes(rng, rng.range(1, 300)));
+    case 1:  // an alert, plain text (after the handshake it should be encrypted)
+      return tlsRecord(0x15, std::string(1, static_cast<char>(rng.chance(50) ? 1 : 2)) +
+                                 static_cast<char>(rng.below(256)));
+    case 2:  // ChangeCipherSpec
+      return tlsRecord(0x14, std::string("\x01", 1));
+    case 3:  // heartbeat request announcing more than it carries
+      return tlsRecord(0x18, std::string("\x01\x40\x00xyz", 6));
+    case 4:  // renegotiation: another ClientHello, in clear
+      return tlsClientHello(rng);
+    case 5: {  // a record longer than TLS allows (2^14 + 2048)
+      std::string out("\x17\x03\x03\xff\xff", 5);
+      out += randomBytes(rng, rng.range(0, 200));
+      return out;
+    }
+    default:
+      return randomBytes(rng, rng.range(1, 64));
+  }
+}
+
 void mutateBytes(Rng& rng, std::string& bytes) {
   if (bytes.empty()) {
     bytes = randomBytes(rng, rng.range(1, 8));

@@ -54,6 +54,21 @@ std::string mqttPacket(Rng& rng, std::uint8_t level = 4);
 // length, changed fixed-header flags, or appended garbage.
 void mutatePacket(Rng& rng, std::string& packet);
 
+// ---- TLS (the broker's handshake path) -------------------------------------------------------
+
+// A ClientHello record the broker's TLS listener accepts (it answers with its ServerHello):
+// TLS 1.3 and 1.2 suites, an x25519 key share of random bytes, sometimes SNI, sometimes only
+// TLS 1.2. Built from the Rng, so a case's bytes do not depend on OpenSSL's randomness.
+std::string tlsClientHello(Rng& rng);
+// One mutation of TLS records: a bit flip, truncation, a wrong record, handshake or extension
+// length, another content type or version, the record cut into several valid fragments,
+// appended garbage.
+void mutateTlsRecords(Rng& rng, std::string& records);
+// Bytes that look like a TLS record after a handshake: application data with a bad MAC, an
+// alert, a ChangeCipherSpec, a heartbeat, a handshake message (renegotiation), or an
+// over-long record.
+std::string tlsRecordNoise(Rng& rng);
+
 // ---- Any bytes ---------------------------------------------------------------------------------
 
 // One byte-level mutation: flip a bit, set a byte, insert or delete bytes, insert a LF or CR.

@@ -13,11 +13,15 @@ namespace {
 
 using Block = std::vector<Action>;
 
+// The share of generated cases (and of inserted blocks) that are TLS cases.
+constexpr unsigned kTlsPercent = 28;
+
 Action open(std::uint8_t conn, Port port) {
   Action a;
   a.kind = Action::Kind::kOpen;
   a.conn = conn;
   a.port = port;
+  a.transport = defaultTransport(port);
   return a;
 }
 
@@ -83,11 +87,56 @@ Port portAt(const Case& c, std::size_t at, std::uint8_t conn) {
   return Port::kLine;
 }
 
+Port tlsPortOf(Port port) noexcept {
+  return isLinePort(port) ? Port::kLineTls : Port::kMqttTls;
+}
+
+Port plainPortOf(Port port) noexcept {
+  return isLinePort(port) ? Port::kLine : Port::kMqtt;
+}
+
+// Moves a block to TLS: its opens go to the TLS ports with a client session (sometimes one with
+// a certificate), and some of its sends cut the ciphertext instead of the plaintext.
+void overTls(Rng& rng, Block& b) {
+  for (Action& a : b) {
+    if (a.kind == Action::Kind::kOpen) {
+      a.port = tlsPortOf(a.port);
+      a.transport = rng.chance(15) ? Transport::kTlsCert : Transport::kTls;
+    } else if (a.kind == Action::Kind::kSend && rng.chance(35)) {
+      a.wire = true;
+    }
+  }
+}
+
 class CaseBuilder {
  public:
-  explicit CaseBuilder(Rng& rng) noexcept : rng_(rng) {}
+  // `tls`: a TLS case, whose blocks mostly go over TLS and include the TLS-only ones.
+  CaseBuilder(Rng& rng, bool tls) noexcept : rng_(rng), tls_(tls) {}
 
   Block makeBlock() {
+    if (tls_) {
+      static constexpr unsigned kTlsWeights[] = {70, 10, 5, 7, 8};
+      switch (rng_.weighted(kTlsWeights)) {
+        case 0: {
+          Block b = plainBlock();
+          if (rng_.chance(85)) overTls(rng_, b);
+          return b;
+        }
+        case 1:
+          return tlsGarbage();
+        case 2:
+          return tlsStalled();
+        case 3:
+          return tlsOnPlainPort();
+        default:
+          return tlsInjected();
+      }
+    }
+    return plainBlock();
+  }
+
+ private:
+  Block plainBlock() {
     static constexpr unsigned kWeights[] = {30, 22, 6, 8, 25, 7, 4};
     switch (rng_.weighted(kWeights)) {
       case 0:
@@ -107,7 +156,118 @@ class CaseBuilder {
     }
   }
 
- private:
+  Port anyTlsPort() { return rng_.chance(50) ? Port::kLineTls : Port::kMqttTls; }
+
+  Action rawOpen(std::uint8_t conn, Port port) {
+    Action a = open(conn, port);
+    a.transport = Transport::kPlain;
+    return a;
+  }
+
+  // Raw bytes on a TLS port: what the broker's handshake must refuse, or wait for and time out.
+  Block tlsGarbage() {
+    Block b;
+    const std::uint8_t conn = newConn();
+    const Port port = anyTlsPort();
+    b.push_back(rawOpen(conn, port));
+    std::string bytes;
+    switch (rng_.below(6)) {
+      case 0:
+      case 1: {  // a ClientHello, mutated one or more times
+        bytes = frames::tlsClientHello(rng_);
+        for (std::size_t n = 1 + rng_.skewed(2); n > 0; --n)
+          frames::mutateTlsRecords(rng_, bytes);
+        break;
+      }
+      case 2:  // the plain protocol on the TLS port
+        bytes = isLinePort(port) ? "CONNECT@" + frames::lineClientId(rng_) + "\n" +
+                                       frames::lineRequest(rng_) + "\n"
+                                 : frames::mqttConnect(rng_);
+        break;
+      case 3:
+        bytes = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        break;
+      case 4:  // an SSLv2-style hello header, then noise
+        bytes = std::string("\x80\x2e\x01\x00\x02", 5) + frames::lineNoise(rng_);
+        break;
+      default:
+        bytes = frames::tlsRecordNoise(rng_);
+        break;
+    }
+    b.push_back(send(rng_, conn, std::move(bytes)));
+    maybeRead(b, conn, 60);
+    if (rng_.chance(20)) b.push_back(send(rng_, conn, frames::tlsRecordNoise(rng_)));
+    end(b, conn);
+    return b;
+  }
+
+  // A handshake that stops half-way: nothing, part of a ClientHello, or a whole one whose server
+  // flight is never answered; reads keep the case going towards the broker's
+  // --handshake-timeout 2 (bounded by the case's time limit), so the broker's timer closes it.
+  Block tlsStalled() {
+    Block b;
+    const std::uint8_t conn = newConn();
+    const Port port = anyTlsPort();
+    if (rng_.chance(25)) {
+      // A client session: its ClientHello goes out at open, the server's answer is never read.
+      b.push_back(open(conn, port));
+      b.push_back(pause(static_cast<std::uint32_t>(rng_.range(0, kMaxPauseMillis))));
+    } else {
+      b.push_back(rawOpen(conn, port));
+      std::string hello = frames::tlsClientHello(rng_);
+      const std::uint64_t how = rng_.below(3);
+      if (how == 1) hello.resize(rng_.range(1, hello.size() - 1));
+      if (how != 0 || rng_.chance(70)) b.push_back(send(rng_, conn, std::move(hello)));
+      const std::size_t reads = rng_.chance(20) ? rng_.range(8, 14) : rng_.range(0, 3);
+      for (std::size_t i = 0; i < reads; ++i)
+        b.push_back(read(conn, kMaxReadWaitMillis));
+    }
+    end(b, conn);
+    return b;
+  }
+
+  // A TLS client on a plain port: the ClientHello is what the line or MQTT parser gets.
+  Block tlsOnPlainPort() {
+    Block b;
+    const std::uint8_t conn = newConn();
+    const bool line = rng_.chance(50);
+    Action o = open(conn, line ? Port::kLine : Port::kMqtt);
+    o.transport = rng_.chance(20) ? Transport::kTlsCert : Transport::kTls;
+    b.push_back(o);
+    maybeRead(b, conn, 60);
+    b.push_back(
+        send(rng_, conn,
+             line ? "CONNECT@" + frames::lineClientId(rng_) + "\n" : frames::mqttConnect(rng_)));
+    maybeRead(b, conn, 50);
+    end(b, conn);
+    return b;
+  }
+
+  // A TLS session that works, then raw records past it (bad MAC, alerts in clear, renegotiation,
+  // over-long records), or data after close_notify.
+  Block tlsInjected() {
+    Block b;
+    const std::uint8_t conn = newConn();
+    const Port port = anyTlsPort();
+    b.push_back(open(conn, port));
+    b.push_back(send(rng_, conn,
+                     isLinePort(port) ? "CONNECT@" + frames::lineClientId(rng_) + "\n"
+                                      : frames::mqttConnect(rng_)));
+    maybeRead(b, conn, 60);
+    if (rng_.chance(30)) b.push_back(ending(conn, Action::Kind::kNotify));
+    Action noise = send(rng_, conn, frames::tlsRecordNoise(rng_));
+    noise.raw = rng_.chance(80);
+    b.push_back(std::move(noise));
+    if (rng_.chance(40)) {
+      b.push_back(
+          send(rng_, conn,
+               isLinePort(port) ? frames::lineRequest(rng_) + "\n" : frames::mqttPacket(rng_)));
+    }
+    maybeRead(b, conn, 50);
+    end(b, conn);
+    return b;
+  }
+
   std::uint8_t newConn() { return static_cast<std::uint8_t>(nextConn_++ % kMaxConnections); }
   std::uint8_t newSlot() { return static_cast<std::uint8_t>(nextSlot_++ % kTokenSlots); }
 
@@ -121,6 +281,8 @@ class CaseBuilder {
   void end(Block& b, std::uint8_t conn) {
     static constexpr Action::Kind kEndings[] = {Action::Kind::kClose, Action::Kind::kReset,
                                                 Action::Kind::kShutdown};
+    // A close_notify first, sometimes (only TLS connections send one).
+    if (tls_ && rng_.chance(20)) b.push_back(ending(conn, Action::Kind::kNotify));
     if (rng_.chance(55)) b.push_back(ending(conn, rng_.pick(kEndings)));
   }
 
@@ -326,6 +488,7 @@ class CaseBuilder {
   }
 
   Rng& rng_;
+  bool tls_;
   unsigned nextConn_ = 0;
   unsigned nextSlot_ = 0;
 };
@@ -362,7 +525,7 @@ Action* randomSend(Rng& rng, Case& c) {
 void mutateOnce(Rng& rng, Case& c, const Case& other) {
   auto& actions = c.actions;
   const auto at = [&rng](std::size_t n) { return static_cast<std::ptrdiff_t>(rng.below(n)); };
-  switch (rng.below(12)) {
+  switch (rng.below(14)) {
     case 0: {  // splice: a prefix of this case, a suffix of the other
       const std::size_t cut = rng.below(actions.size() + 1);
       const std::size_t from = rng.below(other.actions.size() + 1);
@@ -372,7 +535,7 @@ void mutateOnce(Rng& rng, Case& c, const Case& other) {
       break;
     }
     case 1: {  // insert a freshly generated block
-      CaseBuilder builder(rng);
+      CaseBuilder builder(rng, rng.chance(kTlsPercent));
       Block b = builder.makeBlock();
       const std::uint8_t shift = static_cast<std::uint8_t>(rng.below(kMaxConnections));
       for (Action& a : b)
@@ -406,7 +569,11 @@ void mutateOnce(Rng& rng, Case& c, const Case& other) {
         const std::size_t index = static_cast<std::size_t>(s - actions.data());
         Piece& p = s->pieces[rng.below(s->pieces.size())];
         if (p.kind == Piece::Kind::kBytes) {
-          if (portAt(c, index, s->conn) == Port::kMqtt && rng.chance(50)) {
+          const Port port = portAt(c, index, s->conn);
+          if (isTlsPort(port) && p.bytes.size() > 5 && p.bytes[0] >= 20 && p.bytes[0] <= 24 &&
+              rng.chance(60)) {
+            frames::mutateTlsRecords(rng, p.bytes);  // raw TLS records
+          } else if (!isLinePort(port) && rng.chance(50)) {
             frames::mutatePacket(rng, p.bytes);
           } else {
             for (std::size_t n = 1 + rng.skewed(2); n > 0; --n)
@@ -444,6 +611,39 @@ void mutateOnce(Rng& rng, Case& c, const Case& other) {
         actions.insert(actions.begin() + at(actions.size() + 1), ending(conn, rng.pick(kEndings)));
       }
       break;
+    case 12: {  // another transport for a connection: plain, TLS, raw bytes on a TLS port
+      std::vector<Action*> opens;
+      for (Action& a : actions)
+        if (a.kind == Action::Kind::kOpen) opens.push_back(&a);
+      if (opens.empty()) break;
+      Action& o = *opens[rng.below(opens.size())];
+      switch (rng.below(4)) {
+        case 0:
+          o.port = plainPortOf(o.port);
+          o.transport = Transport::kPlain;
+          break;
+        case 1:
+          o.port = tlsPortOf(o.port);
+          o.transport = rng.chance(20) ? Transport::kTlsCert : Transport::kTls;
+          break;
+        case 2:
+          o.port = tlsPortOf(o.port);
+          o.transport = Transport::kPlain;
+          break;
+        default:
+          o.port = plainPortOf(o.port);
+          o.transport = Transport::kTls;
+          break;
+      }
+      break;
+    }
+    case 13:  // a send that cuts the ciphertext, goes past the session, or neither
+      if (Action* s = randomSend(rng, c)) {
+        const std::uint64_t how = rng.below(3);
+        s->wire = how == 0;
+        s->raw = how == 1;
+      }
+      break;
     default:  // a token where there was none, or a read that captures one
       if (Action* s = randomSend(rng, c)) {
         s->pieces.insert(s->pieces.begin() + at(s->pieces.size() + 1),
@@ -459,7 +659,7 @@ void mutateOnce(Rng& rng, Case& c, const Case& other) {
 }  // namespace
 
 Case Generator::generate(std::string name) {
-  CaseBuilder builder(rng_);
+  CaseBuilder builder(rng_, rng_.chance(kTlsPercent));
   std::vector<Block> blocks;
   for (std::size_t n = rng_.range(1, 4); n > 0; --n)
     blocks.push_back(builder.makeBlock());

@@ -11,10 +11,16 @@
 //     remaining length), some dropped, duplicated or reordered;
 //   - one protocol's bytes on the other's port;
 //   - endings: half-close, RST, close.
+// About 28% of cases are TLS cases: their blocks mostly run over TLS (client sessions, sometimes
+// with a certificate; some sends cut the ciphertext rather than the plaintext), and they add
+// TLS-only blocks: raw garbage and mutated ClientHellos on the TLS ports, stalled handshakes,
+// TLS clients on the plain ports, raw records injected after a handshake, close_notify.
 // Sends are split at random offsets, or byte by byte, sometimes with small gaps.
 //
 // mutate() changes a case: splice with another case, insert a block, delete, duplicate or swap
-// actions, move split points, flip bytes, change pauses, connections and tokens.
+// actions, move split points, flip bytes (TLS records with TLS-aware mutations), change pauses,
+// connections, tokens, a connection's transport (plain, TLS, raw on a TLS port) and a send's
+// mode (per-chunk records, cut ciphertext, raw).
 //
 // Every result is normalized (case.hpp). Deterministic: the same seed and calls give the same
 // cases. Single-threaded.
