@@ -302,6 +302,43 @@ class Tls(unittest.TestCase):
         self.assertTrue(reply.startswith("ERROR@too-long@"), reply)
         sock.close()
 
+    def test_terns_own_client_and_loadgen_over_tls_with_credentials(self):
+        passwords = os.path.join(self.dir, "passwords-tools")
+        r = run("mosquitto_passwd", "-c", "-b", passwords, "alice", "wonderland")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        password_file = os.path.join(self.dir, "alice-password")
+        with open(password_file, "w") as f:
+            f.write("wonderland\n")
+        b = self.broker("--password-file", passwords)
+        tools = os.path.dirname(h.BROKER)
+        common = ["--host", "127.0.0.1", "--tls", "--cafile", self.certs.ca, "--username",
+                  "alice", "--password-file", password_file]
+        sub = subprocess.Popen(
+            [os.path.join(tools, "client"), "sub", "-t", "tools/#", "-C", "1", "-W",
+             str(int(h.TIMEOUT)), "-v", "-p", str(b.tls_line_port), *common],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Retained, so that the subscriber gets it whenever its subscription lands.
+        wait_until(lambda: self.pub(b.tls_mqtt_port, "tools/ping", "p", "--cafile",
+                                    self.certs.ca, "-u", "alice", "-P", "wonderland",
+                                    "-r").returncode == 0, "a retained ping")
+        out, err = sub.communicate(timeout=h.TIMEOUT)
+        self.assertEqual(sub.returncode, 0, err)
+        self.assertEqual(out.strip(), "tools/ping p")
+        r = run(os.path.join(tools, "client"), "pub", "-t", "tools/x", "-m", "bad", "-p",
+                str(b.tls_line_port), "--host", "127.0.0.1", "--tls", "--cafile", self.certs.ca,
+                "--username", "alice", "--password", "nope")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not-authorized", r.stderr + r.stdout)
+        for protocol, port in (("line", b.tls_line_port), ("mqtt", b.tls_mqtt_port),
+                               ("mqtt5", b.tls_mqtt_port)):
+            r = subprocess.run(
+                [os.path.join(tools, "loadgen"), "--protocol", protocol, "--port", str(port),
+                 *common, "--clients", "10", "--fanout", "2", "--rate", "500", "--duration",
+                 "1", "--warmup", "0.2", "--qos", "0" if protocol == "line" else "1",
+                 "--quiet"], capture_output=True, text=True, timeout=6 * h.TIMEOUT)
+            self.assertEqual(r.returncode, 0, protocol + ": " + r.stdout + r.stderr)
+            self.assertIn("lost 0", r.stdout, protocol)
+
     def test_client_certificates_required(self):
         b = self.broker("--tls-ca", self.certs.ca, "--require-client-cert")
         ca = ["--cafile", self.certs.ca]
