@@ -89,30 +89,9 @@ void addConnectionOptions(CLI::App& app, ConnectionOptions& options, SecretText&
 
 // Why the TLS and credential options cannot be used together, or "".
 std::string checkSecurity(const ConnectionOptions& o) {
-  if (!o.tls) {
-    for (const auto& [value, name] : {std::pair{&o.caFile, "--cafile"},
-                                      {&o.certFile, "--cert"},
-                                      {&o.keyFile, "--key"},
-                                      {&o.tlsServerName, "--tls-server-name"}}) {
-      if (!value->empty()) return std::string(name) + " needs --tls";
-    }
-  }
-  if (!o.certFile.empty() && o.keyFile.empty()) return "--cert needs --key (the certificate's key)";
-  if (o.certFile.empty() && !o.keyFile.empty()) return "--key needs --cert";
-  if (o.password && !o.passwordFile.empty()) {
-    return "--password and --password-file exclude each other (prefer --password-file: a "
-           "password on the command line is visible in ps)";
-  }
-  if ((o.password || !o.passwordFile.empty()) && o.username.empty()) {
-    return "--password and --password-file need --username";
-  }
-  if (o.username.find_first_of("@\n") != std::string::npos) {
-    return "--username must not contain '@' or a line feed";
-  }
-  if (o.password && o.password->find('\n') != std::string::npos) {
-    return "--password must not contain a line feed";
-  }
-  return {};
+  // '@' separates CONNECT's fields.
+  if (o.username.find('@') != std::string::npos) return "--username must not contain '@'";
+  return o.check();
 }
 
 void addClientId(CLI::App& app, std::string& clientId) {
@@ -265,28 +244,13 @@ ParsedCommandLine parseCommandLine(int argc, const char* const* argv) {
 }
 
 std::string loadPasswordFile(ConnectionOptions& options) {
-  if (options.passwordFile.empty()) return {};
-  std::ifstream file(options.passwordFile);
-  if (!file) {
-    return "cannot read --password-file " + options.passwordFile + ": " + std::strerror(errno);
-  }
-  std::string line;
-  std::getline(file, line);
-  if (file.bad()) return "cannot read --password-file " + options.passwordFile;
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  options.password = std::move(line);
-  options.passwordFile.clear();
-  return {};
+  return options.loadPasswordFile();
 }
 
 std::string makeTlsContext(ConnectionOptions& options) {
   options.tlsContext.reset();
   if (!options.tls) return {};
-  net::TlsOptions tls;
-  tls.caFile = options.caFile;
-  tls.certFile = options.certFile;
-  tls.keyFile = options.keyFile;
-  net::TlsContext::Made made = net::TlsContext::make(net::TlsContext::Side::kClient, tls);
+  net::TlsContext::Made made = options.makeTlsContext();
   if (!made.context) return "--tls: " + made.error;
   options.tlsContext = std::move(made.context);
   return {};

@@ -90,59 +90,18 @@ std::string Options::validate() const {
 }
 
 std::string Options::validateSecurity() const {
-  if (!tls) {
-    for (const auto& [value, name] : {std::pair{&caFile, "--cafile"},
-                                      {&certFile, "--cert"},
-                                      {&keyFile, "--key"},
-                                      {&tlsServerName, "--tls-server-name"}}) {
-      if (!value->empty()) return fmt::format("{} needs --tls", name);
-    }
-  }
-  if (!certFile.empty() && keyFile.empty()) return "--cert needs --key (the certificate's key)";
-  if (certFile.empty() && !keyFile.empty()) return "--key needs --cert";
-  if (password && !passwordFile.empty()) {
-    return "--password and --password-file exclude each other (prefer --password-file: a "
-           "password on the command line is visible in ps)";
-  }
-  if ((password || !passwordFile.empty()) && username.empty()) {
-    return "--password and --password-file need --username";
-  }
-  if (username.find('\n') != std::string::npos) return "--username must not contain a line feed";
-  if (password && password->find('\n') != std::string::npos) {
-    return "--password must not contain a line feed";
-  }
   if (protocol == Protocol::kLine && username.find('@') != std::string::npos) {
     return "--username must not contain '@' under the line protocol (it separates the fields)";
   }
-  if (username.size() > 65535 || (password && password->size() > 65535)) {
-    return "--username and --password must be at most 65535 bytes";
-  }
-  return {};
+  return check();
 }
 
 std::string loadPasswordFile(Options& options) {
-  if (options.passwordFile.empty()) return {};
-  std::ifstream file(options.passwordFile);
-  if (!file) {
-    return fmt::format("cannot read --password-file {}: {}", options.passwordFile,
-                       std::strerror(errno));
-  }
-  std::string line;
-  std::getline(file, line);
-  if (file.bad()) return fmt::format("cannot read --password-file {}", options.passwordFile);
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  options.password = std::move(line);
-  options.passwordFile.clear();
-  return {};
+  return options.loadPasswordFile();
 }
 
 net::TlsContext::Made makeTlsContext(const Options& options) {
-  if (!options.tls) return {};
-  net::TlsOptions tls;
-  tls.caFile = options.caFile;
-  tls.certFile = options.certFile;
-  tls.keyFile = options.keyFile;
-  return net::TlsContext::make(net::TlsContext::Side::kClient, tls);
+  return options.makeTlsContext();
 }
 
 nlohmann::json Options::toJson() const {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tern/net/client_security.hpp"
 #include "tern/net/tls.hpp"
 
 namespace tern::client {
@@ -32,22 +33,12 @@ enum class ExitCode : int {
   kInterrupted = 130  // interactive mode ended by ^C (128 + SIGINT, as a shell reports it)
 };
 
-struct ConnectionOptions {
+// TLS and credentials (net::ClientSecurity): the credentials go in CONNECT as
+// CONNECT@<client-id>@<user>@<password>.
+struct ConnectionOptions : net::ClientSecurity {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8000;
   double timeoutSeconds = 5;  // TCP connect, each handshake reply, each request's reply
-  // --tls: every socket over TLS, the broker's certificate verified against --cafile (empty:
-  // the system's CAs) and --tls-server-name (empty: --host); --cert/--key: a client certificate.
-  bool tls = false;
-  std::string caFile;
-  std::string certFile;
-  std::string keyFile;
-  std::string tlsServerName;
-  // --username and --password (or, after loadPasswordFile(), the first line of --password-file):
-  // sent in CONNECT as CONNECT@<client-id>@<user>@<password>.
-  std::string username;
-  std::optional<std::string> password;
-  std::string passwordFile;
   // Made by makeTlsContext() after parsing (null without --tls); not set by the parser.
   std::shared_ptr<const net::TlsContext> tlsContext;
 

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "tern/loadgen/schedule.hpp"
+#include "tern/net/client_security.hpp"
 #include "tern/net/event_loop.hpp"
 #include "tern/net/tls.hpp"
 
@@ -27,7 +28,8 @@ std::string_view protocolName(Protocol protocol) noexcept;
 // The broker port a protocol is served on by default: 8000 (line), 1883 (MQTT).
 std::uint16_t defaultPort(Protocol protocol) noexcept;
 
-struct Options {
+// TLS on every socket and the credentials of every CONNECT: net::ClientSecurity.
+struct Options : net::ClientSecurity {
   Protocol protocol = Protocol::kLine;
   std::uint8_t qos = 0;  // MQTT: QoS of every publish and subscription (0, 1 or 2)
   std::string host = "127.0.0.1";
@@ -49,20 +51,6 @@ struct Options {
   std::string jsonPath;                     // where to write the JSON report; empty: none
   std::uint64_t seed = 1;                   // Poisson gaps are a function of (seed, client)
   bool quiet = false;                       // no progress lines on stderr
-
-  // TLS on every socket (--tls) and what verifies whom: --cafile (the CAs that verify the broker;
-  // empty: the system's), --cert/--key (a client certificate), --tls-server-name (the name the
-  // broker's certificate must carry; empty: --host).
-  bool tls = false;
-  std::string caFile;
-  std::string certFile;
-  std::string keyFile;
-  std::string tlsServerName;
-  // Credentials of every session's CONNECT (--username, --password or --password-file). After
-  // loadPasswordFile() `password` holds the file's first line.
-  std::string username;
-  std::optional<std::string> password;
-  std::string passwordFile;
 
   // The reason the options cannot run, or an empty string when they can.
   std::string validate() const;
