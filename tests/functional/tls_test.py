@@ -407,6 +407,28 @@ class Tls(unittest.TestCase):
         for s in (first, same, anon, plain):
             s.close()
 
+    def test_start_up_refusals(self):
+        certs = ["--tls-cert", self.certs.server_cert, "--tls-key", self.certs.server_key]
+        cases = [
+            (["--tls-cert", self.certs.server_cert], "--tls-cert and --tls-key go together"),
+            (["--require-client-cert"], "need --tls-cert"),
+            ([*certs, "--require-client-cert"], "need --tls-ca"),
+            ([*certs, "--use-identity-as-username"], "need --tls-ca"),
+            ([*certs, "--mqtt-tls-port", "x"], "--mqtt-tls-port must be"),
+            # Client certificates authenticate only the TLS listeners: beyond loopback the plain
+            # ones must be off too (the refusal comes before anything is bound).
+            (["--bind", "0.0.0.0", *certs, "--tls-ca", self.certs.ca, "--require-client-cert"],
+             "refusing to listen on 0.0.0.0 without authentication"),
+            (["--tls-cert", "/nonexistent.pem", "--tls-key", self.certs.server_key],
+             "/nonexistent.pem"),
+        ]
+        for args, expected in cases:
+            # Refused before any listener is bound (the TLS ports' defaults are never opened).
+            r = run(h.BROKER, "--port", "0", "--mqtt-port", "0", *args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(expected, r.stderr, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
     def test_bad_input_on_the_tls_ports(self):
         b = self.broker("--handshake-timeout", "1")
         cases = [
