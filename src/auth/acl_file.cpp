@@ -10,20 +10,6 @@
 namespace tern::auth {
 namespace {
 
-// The next '/'-separated level of `rest` into `level`; false when there is none left.
-bool nextLevel(std::string_view& rest, bool& done, std::string_view& level) {
-  if (done) return false;
-  const std::size_t slash = rest.find('/');
-  if (slash == std::string_view::npos) {
-    level = rest;
-    done = true;
-  } else {
-    level = rest.substr(0, slash);
-    rest.remove_prefix(slash + 1);
-  }
-  return true;
-}
-
 bool startsWithWildcard(std::string_view filter) {
   return !filter.empty() && (filter[0] == '+' || filter[0] == '#') &&
          (filter.size() == 1 || filter[1] == '/');
@@ -70,14 +56,14 @@ std::optional<std::string> substitute(std::string_view pattern,
 
 bool filterCovers(std::string_view outer, std::string_view inner) noexcept {
   if (!inner.empty() && inner[0] == '$' && startsWithWildcard(outer)) return false;
-  bool outerDone = false;
-  bool innerDone = false;
+  routing::LevelCursor outerLevels(outer);
+  routing::LevelCursor innerLevels(inner);
   std::string_view o;
   std::string_view i;
   for (;;) {
-    const bool hasOuter = nextLevel(outer, outerDone, o);
+    const bool hasOuter = outerLevels.next(o);
     if (hasOuter && o == "#") return true;  // the rest, including nothing
-    const bool hasInner = nextLevel(inner, innerDone, i);
+    const bool hasInner = innerLevels.next(i);
     if (!hasOuter || !hasInner) return hasOuter == hasInner;
     if (i == "#") return false;  // any depth, where outer is bounded
     if (o == "+") continue;      // any one level: a literal or '+'
@@ -221,13 +207,9 @@ AclFile::Loaded AclFile::parse(std::string_view contents, std::string_view name)
 }
 
 AclFile::Loaded AclFile::load(const std::string& path) {
-  std::string contents;
-  if (std::string error = detail::readTextFile(path, contents); !error.empty()) {
-    Loaded failed;
-    failed.error = std::move(error);
-    return failed;
-  }
-  return parse(contents, path);
+  return detail::loadTextFile<Loaded>(
+      path,
+      [](const std::string& contents, const std::string& name) { return parse(contents, name); });
 }
 
 Acl AclFile::compile(std::optional<std::string_view> user, std::string_view clientId) const {

@@ -181,13 +181,9 @@ PasswordFile::Loaded PasswordFile::parse(std::string_view contents, std::string_
 }
 
 PasswordFile::Loaded PasswordFile::load(const std::string& path) {
-  std::string contents;
-  if (std::string error = detail::readTextFile(path, contents); !error.empty()) {
-    Loaded failed;
-    failed.error = std::move(error);
-    return failed;
-  }
-  return parse(contents, path);
+  return detail::loadTextFile<Loaded>(
+      path,
+      [](const std::string& contents, const std::string& name) { return parse(contents, name); });
 }
 
 const PasswordHash* PasswordFile::find(std::string_view user) const noexcept {

@@ -1,10 +1,12 @@
-// readTextFile: the whole of a small configuration file (password file, ACL file), or why not.
+// readTextFile: the whole of a small configuration file (password file, ACL file), or why not;
+// loadTextFile: that file parsed, or why it could not be read.
 #pragma once
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace tern::auth::detail {
 
@@ -20,6 +22,19 @@ inline std::string readTextFile(const std::string& path, std::string& contents) 
   const bool failed = std::ferror(f) != 0;
   std::fclose(f);
   return failed ? path + ": read error" : std::string();
+}
+
+// Reads `path` and returns parse(contents, path); a file that cannot be read is a Loaded with
+// only `error` set. Loaded is the parser's result (a `file` and an `error`).
+template <class Loaded, class Parse>
+Loaded loadTextFile(const std::string& path, Parse parse) {
+  std::string contents;
+  if (std::string error = readTextFile(path, contents); !error.empty()) {
+    Loaded failed;
+    failed.error = std::move(error);
+    return failed;
+  }
+  return parse(contents, path);
 }
 
 }  // namespace tern::auth::detail
