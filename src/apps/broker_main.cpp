@@ -3,11 +3,15 @@
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "tern/auth/passwd_command.hpp"
 #include "tern/broker/broker.hpp"
@@ -58,7 +62,20 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("tern broker ") + TERN_VERSION);
   app.set_config("--config", "",
                  "Read options from a TOML/INI file (keys are the long option "
-                 "names, e.g. port = 9000); command-line options win");
+                 "names, e.g. port = 9000; dist/tern.conf lists them all); command-line options "
+                 "win");
+  // A key that names no option is an error, not ignored: a misspelt setting must not pass.
+  app.allow_config_extras(false);
+  // --check-config FILE is --config FILE that stops after checking: argv is rewritten before
+  // parsing (below), so the file is read by the very parser a start would use. Listed here for
+  // --help; CLI11 then refuses it given twice, or beside --config.
+  std::string checkConfigFile;
+  app.add_option("--check-config", checkConfigFile,
+                 "Read options from FILE as --config does, check them and the files they name "
+                 "(password, ACL, TLS certificate and key) without opening a socket, print the "
+                 "verdict and exit: 0 when a start would accept them, 2 with the first problem "
+                 "otherwise")
+      ->type_name("FILE");
   app.add_option("--workers", config.workers,
                  "Worker event loops that own connections and sessions (default: one per core)")
       ->check(CLI::Range(1u, 256u));
@@ -215,8 +232,23 @@ int main(int argc, char** argv) {
       ->add_option("--iterations", passwd.iterations, "PBKDF2-SHA512 iterations of the new hash")
       ->capture_default_str()
       ->check(CLI::Range(1u, tern::auth::PasswordHash::kMaxIterations));
+  std::vector<std::string> args(argv + 1, argv + argc);
+  bool checkOnly = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--") break;
+    if (args[i] == "--check-config" && i + 1 < args.size()) {
+      args[i] = "--config";
+      checkConfigFile = args[i + 1];
+      checkOnly = true;
+    } else if (args[i].starts_with("--check-config=")) {
+      checkConfigFile = args[i].substr(std::string_view("--check-config=").size());
+      args[i] = "--config=" + checkConfigFile;
+      checkOnly = true;
+    }
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -257,6 +289,13 @@ int main(int argc, char** argv) {
                                                              static_cast<std::uint64_t>(pageSize)
                                                        : 0);
   if (std::string problem = config.validate(); !problem.empty()) return fail(problem);
+  if (checkOnly) {
+    if (std::string problem = tern::broker::Broker::checkFiles(config); !problem.empty()) {
+      return fail(checkConfigFile + ": " + problem);
+    }
+    std::printf("broker: %s: the configuration is valid\n", checkConfigFile.c_str());
+    return 0;
+  }
 
   // Signals: SIGINT/SIGTERM are taken by sigwait() below, never by a worker; a peer that closes
   // early must not kill the process with SIGPIPE.

@@ -59,6 +59,24 @@ Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(
   }
 }
 
+std::string Broker::checkFiles(const Config& config) {
+  if (!config.passwordFile.empty()) {
+    if (auth::PasswordFile::Loaded loaded = auth::PasswordFile::load(config.passwordFile);
+        !loaded.file) {
+      return "--password-file: " + loaded.error;
+    }
+  }
+  if (!config.aclFile.empty()) {
+    if (auth::AclFile::Loaded loaded = auth::AclFile::load(config.aclFile); !loaded.file) {
+      return "--acl-file: " + loaded.error;
+    }
+  }
+  if (config.tlsEnabled()) {
+    if (net::TlsContext::Made made = makeTlsContext(config); !made.context) return made.error;
+  }
+  return {};
+}
+
 Broker::~Broker() {
   stop();
 }

@@ -37,6 +37,11 @@ class Broker {
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
+  // What the constructor would refuse in the files `config` names (--password-file,
+  // --acl-file, the TLS certificate, key and CA): the first problem, or empty when each reads.
+  // Opens no socket, starts no thread (broker --check-config). Any thread.
+  static std::string checkFiles(const Config& config);
+
   void start();
   void stop();
   // SIGHUP: reads the password file, the ACL file and the TLS certificate and key again (new TLS
