@@ -34,7 +34,7 @@ BUILD = os.environ.get("TERN_BUILD_DIR") or os.path.join(ROOT, "build", "release
 RESULTS = os.path.join(ROOT, "perf", "results")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
-LISTENING = re.compile(r"tern broker listening on ([0-9.]+):(\d+) \((line protocol|mqtt)\)")
+LISTENING = re.compile(r"tern broker listening on ([0-9.]+):(\d+) \((line protocol|mqtt|metrics)\)")
 # Descriptors for the broker and loadgen: 10k three-socket sessions need 30k on each side.
 NOFILE = 1 << 17
 # loadgen threads by default: half the cores. The broker and loadgen share this machine; loadgen
@@ -252,7 +252,8 @@ class SampledProcess:
 
 class Broker(SampledProcess):
     """A tern broker of our own on free loopback ports; with mqtt=True MQTT is served too
-    (self.mqtt_port), otherwise it is off."""
+    (self.mqtt_port), otherwise it is off; with --metrics-port among extra_args, its port is
+    self.metrics_port."""
 
     name = "tern"
 
@@ -268,18 +269,23 @@ class Broker(SampledProcess):
                                         text=True, preexec_fn=_raise_nofile)
         self.port = None
         self.mqtt_port = None
+        self.metrics_port = None
+        metrics = "--metrics-port" in extra_args
+        missing = lambda: (self.port is None or (mqtt and self.mqtt_port is None) or
+                           (metrics and self.metrics_port is None))
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (self.port is None or
-                                               (mqtt and self.mqtt_port is None)):
+        while time.monotonic() < deadline and missing():
             line = self.process.stdout.readline()
             if not line:
                 break
             match = LISTENING.search(line)
             if match and match.group(3) == "mqtt":
                 self.mqtt_port = int(match.group(2))
+            elif match and match.group(3) == "metrics":
+                self.metrics_port = int(match.group(2))
             elif match:
                 self.port = int(match.group(2))
-        if self.port is None or (mqtt and self.mqtt_port is None):
+        if missing():
             self.stop()
             raise RuntimeError(f"the broker did not report its ports: {' '.join(command)}")
         # Keep reading stdout so that the broker never blocks on a full pipe.

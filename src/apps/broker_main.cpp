@@ -211,6 +211,11 @@ int main(int argc, char** argv) {
                  "Line protocol over TLS port (with --tls-cert; each of a session's three sockets "
                  "is its own TLS connection); 0 or off turns it off, auto picks a free port")
       ->capture_default_str();
+  std::string metricsPort = "off";
+  app.add_option("--metrics-port", metricsPort,
+                 "HTTP port of the Prometheus endpoint, GET /metrics on --bind (docs/operations.md "
+                 "lists the metrics); off turns it off, auto picks a free port")
+      ->capture_default_str();
   std::string allowAnonymous;
   app.add_option("--allow-anonymous", allowAnonymous,
                  "true or false: accept clients that give no user name (default: false with "
@@ -266,14 +271,17 @@ int main(int argc, char** argv) {
   const std::optional<int> mqtt = parsePort(mqttPort);
   const std::optional<int> mqttTls = parsePort(mqttTlsPort);
   const std::optional<int> lineTls = parsePort(tlsPort);
+  const std::optional<int> metrics = parsePort(metricsPort);
   if (!line) return fail("--port must be a port number, 0/auto or off");
   if (!mqtt) return fail("--mqtt-port must be a port number, 0/off or auto");
   if (!mqttTls) return fail("--mqtt-tls-port must be a port number, 0/off or auto");
   if (!lineTls) return fail("--tls-port must be a port number, 0/off or auto");
+  if (!metrics) return fail("--metrics-port must be a port number, 0/off or auto");
   config.port = *line;
   config.mqttPort = *mqtt;
   config.mqttTlsPort = *mqttTls;
   config.tlsPort = *lineTls;
+  config.metricsPort = *metrics;
   const auto ioChoice = tern::net::parseIoChoice(io);
   if (!ioChoice) return fail("--io must be auto, uring or epoll");
   config.io = *ioChoice;

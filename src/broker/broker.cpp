@@ -10,6 +10,7 @@
 
 #include "authenticator.hpp"
 #include "broker_context.hpp"
+#include "metrics_server.hpp"
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
 #include "tern/net/acceptor.hpp"
@@ -154,6 +155,25 @@ void Broker::start() {
     listeners_.push_back({net::localEndpoint(bound.fd), w.name});
     listeners.push_back({bound.fd, static_cast<int>(w.protocol) | (w.tls ? kTlsTag : 0)});
   }
+  if (config.metricsPort >= 0) {
+    net::ListenResult bound =
+        net::listenTcp(config.bind, static_cast<std::uint16_t>(config.metricsPort), 64);
+    if (bound.fd < 0) {
+      for (const net::ListenSocket& open : listeners)
+        ::close(open.fd);
+      throw std::runtime_error(bound.error + " (--metrics-port off turns it off)");
+    }
+    listeners_.push_back({net::localEndpoint(bound.fd), "metrics"});
+    const double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    try {
+      metrics_ = std::make_unique<MetricsServer>(*context_, bound.fd, now);
+    } catch (const std::exception&) {
+      for (const net::ListenSocket& open : listeners)
+        ::close(open.fd);
+      throw;
+    }
+  }
 
   // Round robin over the workers; relaxed is enough: the counter only spreads load.
   auto next = std::make_shared<std::atomic<std::uint64_t>>(0);
@@ -214,6 +234,7 @@ void Broker::stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
   acceptor_->stop();  // no new connections; listeners closed
+  metrics_.reset();
   // Two-phase stop so that nothing routed between workers is lost: first every worker stops
   // reading and posts what it routed; once all have, each delivers what it received and flushes.
   context_->stopStage.store(1, std::memory_order_release);

@@ -55,6 +55,7 @@ std::string Config::validate() const {
   if (maxQueuedBytes < 1024) return "--max-queued-bytes must be at least 1024";
   if (bind.empty()) return "--bind must not be empty";
   if (mqttPort < -1 || mqttPort > 65535) return "--mqtt-port must be between 0 and 65535";
+  if (metricsPort < -1 || metricsPort > 65535) return "--metrics-port must be between 0 and 65535";
   if (maxPacketSize < 64 || maxPacketSize > 268'435'460) {
     return "--max-packet-size must be between 64 and 268435460 bytes";
   }

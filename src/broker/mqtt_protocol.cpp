@@ -489,6 +489,7 @@ bool MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
   }
   m.queue.push_back({common::MessageRef::share(&message), qos, retained, route});
   m.queuedBytes += footprint;
+  WorkerStats::add(core_.stats.queuedMessages, std::int64_t{1});
   core_.memory.bytes += static_cast<std::int64_t>(footprint);
   return true;
 }
@@ -540,6 +541,7 @@ void MqttProtocol::pump(Session& s) {
   while (m.connection != nullptr && !m.queue.empty() && m.inflight.size() < inflightLimit(m)) {
     MqttState::Queued next = std::move(m.queue.front());
     m.queue.pop_front();
+    WorkerStats::add(core_.stats.queuedMessages, std::int64_t{-1});
     m.queuedBytes -= next.message->footprint();
     core_.memory.bytes -= static_cast<std::int64_t>(next.message->footprint());
     // What expired while it waited is not delivered.
@@ -608,6 +610,7 @@ void MqttProtocol::sessionEnding(Session& s, Connection* (&sockets)[3]) {
   // A delayed will is due when the session ends, if that comes first [MQTT-3.1.3-9].
   if (m.willAt != 0 && m.hasWill && core_.reading) publishWill(m);
   sockets[0] = std::exchange(m.connection, nullptr);
+  WorkerStats::add(core_.stats.queuedMessages, -static_cast<std::int64_t>(m.queue.size()));
   // What the session got for a shared subscription and never acknowledged goes to another member
   // of its group (4.8.2): the session left its groups already. A QoS 2 message whose PUBREC came
   // is the client's.

@@ -59,6 +59,7 @@ Session* SessionTable::create(std::string clientId, Protocol protocol) {
     byToken_.emplace(raw->token, raw);
   }
   WorkerStats::add(stats_.sessions, std::int64_t{1});
+  if (protocol == Protocol::kMqtt) WorkerStats::add(stats_.mqttSessions, std::int64_t{1});
   return raw;
 }
 
@@ -74,6 +75,7 @@ void SessionTable::remove(Session& s) {
   freeSlots_.push_back(slot);
   removed_.push_back(std::move(sessions_[slot]));
   WorkerStats::add(stats_.sessions, std::int64_t{-1});
+  if (s.protocol == Protocol::kMqtt) WorkerStats::add(stats_.mqttSessions, std::int64_t{-1});
   context_.sessions.fetch_sub(1, std::memory_order_relaxed);
 }
 

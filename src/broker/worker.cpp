@@ -96,6 +96,7 @@ void Worker::run() {
   owner_.bind();
   tThreadLoop = loop_.get();
   reader_ = std::make_unique<sync::QsbrDomain::Reader>(sync::QsbrDomain::global());
+  core_.stats.startedAt.store(common::monotonicNanos(), std::memory_order_relaxed);
   while (context_.stopStage.load(std::memory_order_acquire) == 0) {
     loopTurn(core_.jobs.runnable() ? 0 : nextTimeoutNanos());
   }
@@ -152,10 +153,12 @@ bool Worker::beforeBlock() {
   // Asleep, the worker is between turns: it publishes what it holds now (the loop has just
   // released the buffers of the sockets closed last turn) and claims no more.
   publishMemory();
+  core_.stats.startSleep(common::monotonicNanos());
   return true;
 }
 
 void Worker::afterBlock() {
+  core_.stats.endSleep(common::monotonicNanos());
   core_.memoryBudget.startTurn(core_.memory.bytes);
   reader_->online();
   inbox_.finishSleep();
@@ -163,6 +166,7 @@ void Worker::afterBlock() {
 
 void Worker::publishMemory() noexcept {
   core_.stats.memoryBytes.store(core_.memory.bytes, std::memory_order_relaxed);
+  core_.stats.bytesSent.store(loop_->counters().bytesSent, std::memory_order_relaxed);
   core_.memoryBudget.endTurn(core_.memory.bytes);
 }
 
@@ -188,6 +192,7 @@ Connection* Worker::attach(std::unique_ptr<Connection> owned) {
   c->receivePaused = false;
   c->moving = false;
   WorkerStats::add(core_.stats.sockets, std::int64_t{1});
+  if (c->protocol == Protocol::kMqtt) WorkerStats::add(core_.stats.mqttSockets, std::int64_t{1});
   WorkerStats::add(core_.stats.connections, std::uint64_t{1});
   if (c->role == SocketRole::kUnbound) deadlines_.push({c->deadline, c->socket});
   return c;
@@ -211,6 +216,7 @@ void Worker::forget(Connection& c) noexcept {
 
 void Worker::onReceive(net::SocketId, void* user, std::span<const char> bytes) {
   Connection& c = *static_cast<Connection*>(user);
+  WorkerStats::add(core_.stats.bytesReceived, static_cast<std::uint64_t>(bytes.size()));
   if (c.closed || c.closing) return;
   if (c.tls != nullptr) {
     receiveTls(c, bytes);
@@ -410,6 +416,7 @@ void Worker::closeNow(Connection& c) {
   context_.connections.release(c.peer, c.unauthenticated);
   if (c.jobs) core_.jobs.drop(c);
   WorkerStats::add(core_.stats.sockets, std::int64_t{-1});
+  if (c.protocol == Protocol::kMqtt) WorkerStats::add(core_.stats.mqttSockets, std::int64_t{-1});
   forget(c);
   core_.connectionGone(c);
   graveyard_.push_back(&c);
@@ -423,6 +430,7 @@ void Worker::handOver(Connection& c, unsigned worker) {
   if (c.tls != nullptr) encryptNow(c);
   forget(c);
   WorkerStats::add(core_.stats.sockets, std::int64_t{-1});
+  if (c.protocol == Protocol::kMqtt) WorkerStats::add(core_.stats.mqttSockets, std::int64_t{-1});
   c.moveTo = worker;
   c.moving = true;
   loop_->detach(c.socket);

@@ -15,8 +15,8 @@
 //
 // Ownership: created and owned by the Broker (through BrokerContext::workers). Threads:
 //   - start(), join(): the Broker's thread.
-//   - adopt(), post(), wake(), stats(), index(), fanout().backlog()/giveBack(): any thread
-//     (lock-free: the inbox is a moodycamel ConcurrentQueue; its wake-up is the loop's).
+//   - adopt(), post(), wake(), stats(), inboxBacklog(), index(), fanout().backlog()/giveBack():
+//     any thread (lock-free: the inbox is a moodycamel ConcurrentQueue; its wake-up is the loop's).
 //   - everything else: the worker's own thread only (checked by TERN_ASSERT_OWNER in debug builds).
 //
 // One loop turn (net::EventLoop::runOnce, then the rest here): send what the last turn queued and
@@ -91,6 +91,8 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
 
   unsigned index() const noexcept { return index_; }
   const WorkerStats& stats() const noexcept { return core_.stats; }
+  // Items waiting in the inbox (approximate while producers push). Any thread.
+  std::size_t inboxBacklog() const noexcept { return inbox_.sizeApprox(); }
   Fanout& fanout() noexcept { return core_.fanout; }
   const Fanout& fanout() const noexcept { return core_.fanout; }
   net::IoBackend backend() const noexcept { return loop_->backend(); }

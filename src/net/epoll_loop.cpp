@@ -265,7 +265,10 @@ void EpollLoop::sendNow(std::uint32_t index) {
     ++counters_.sends;
     ++counters_.syscalls;
   } while (n < 0 && errno == EINTR);
-  if (n > 0) s.output.consume(static_cast<std::size_t>(n));
+  if (n > 0) {
+    s.output.consume(static_cast<std::size_t>(n));
+    counters_.bytesSent += static_cast<std::uint64_t>(n);
+  }
   if (n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
     // A partial send means the socket buffer is full: EPOLLOUT says when there is room.
     s.sendBlocked = !s.output.empty();

@@ -411,6 +411,7 @@ void UringLoop::endInput(Slot& s, int error) {
 void UringLoop::onSend(std::uint32_t index, std::int32_t res) {
   Slot& s = slots_[index];
   s.sendInFlight = false;
+  if (res > 0) counters_.bytesSent += static_cast<std::uint64_t>(res);
   if (res > 0 && s.state != State::kClosing) s.inflight.consume(static_cast<std::size_t>(res));
   if (s.state != State::kOpen) {
     if (!s.busy()) settle(index);

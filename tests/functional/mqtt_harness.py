@@ -20,7 +20,9 @@ TIMEOUT = 10.0
 
 
 class Broker:
-    def __init__(self, *extra):
+    def __init__(self, *extra, listeners=()):
+        """Starts a broker on free ports; waits for its line and MQTT listeners and for the other
+        `listeners` it names ("metrics", "mqtt+tls", ...), whose ports land in self.ports."""
         # stderr goes to a file, not a pipe: a broker that logs a lot must never block on it.
         self.log = tempfile.TemporaryFile(mode="w+")
         # The I/O backend under test, as the C++ harness takes it (tools/test runs both).
@@ -29,18 +31,19 @@ class Broker:
             [BROKER, "--port", "0", "--mqtt-port", "auto", "--workers", "2", "--log-level", "warn",
              *io, *extra],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
-        self.line_port = self.mqtt_port = None
+        self.ports = {}
+        wanted = {"line protocol", "mqtt", *listeners}
         deadline = time.time() + TIMEOUT
-        while (self.line_port is None or self.mqtt_port is None) and time.time() < deadline:
+        while not wanted <= self.ports.keys() and time.time() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 break
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+) \((line protocol|mqtt)\)", line)
-            if m and m.group(2) == "mqtt":
-                self.mqtt_port = int(m.group(1))
-            elif m:
-                self.line_port = int(m.group(1))
-        if self.line_port is None or self.mqtt_port is None:
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+) \(([^)]+)\)", line)
+            if m:
+                self.ports[m.group(2)] = int(m.group(1))
+        self.line_port = self.ports.get("line protocol")
+        self.mqtt_port = self.ports.get("mqtt")
+        if not wanted <= self.ports.keys():
             self.proc.kill()
             self.log.seek(0)
             raise RuntimeError("broker did not start: " + self.log.read())

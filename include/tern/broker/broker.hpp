@@ -28,6 +28,8 @@ namespace tern::broker {
 enum class Protocol : std::uint8_t;
 struct BrokerContext;
 
+class MetricsServer;
+
 class Broker {
  public:
   // REQUIRES: config.validate() is empty. Makes the workers and their event loops; throws
@@ -51,7 +53,7 @@ class Broker {
   void reload();
 
   // The listeners once started: "address:port" (useful with port 0) and what it serves: "line
-  // protocol", "mqtt", "line protocol+tls", "mqtt+tls".
+  // protocol", "mqtt", "line protocol+tls", "mqtt+tls", "metrics" (HTTP, /metrics).
   struct Listener {
     std::string endpoint;
     std::string name;
@@ -67,6 +69,8 @@ class Broker {
 
   std::unique_ptr<BrokerContext> context_;
   std::unique_ptr<net::Acceptor> acceptor_;
+  // --metrics-port; declared after context_ so that it stops before the workers go.
+  std::unique_ptr<MetricsServer> metrics_;
   std::vector<Listener> listeners_;
   bool started_ = false;
   bool stopped_ = false;

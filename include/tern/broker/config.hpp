@@ -93,6 +93,9 @@ struct Config {
   bool useIdentityAsUsername = false;
   int mqttTlsPort = 8883;
   int tlsPort = 8001;
+  // --metrics-port: HTTP port of the Prometheus endpoint (/metrics) on `bind`; -1: off (the
+  // default); 0: a free port (printed at start-up).
+  int metricsPort = -1;
   bool tlsEnabled() const noexcept { return !tlsCert.empty(); }
   // Inbound MQTT QoS 2 packet ids received and not yet released (PUBREL) per connection; a client
   // that goes past it is disconnected.

@@ -224,6 +224,7 @@ class EventLoop {
     // Every system call the owner thread made for the loop: the above (uring: enters, not its
     // reads and sends) plus eventfd reads, accept4, getpeername, setsockopt, connect, close.
     std::uint64_t syscalls = 0;
+    std::uint64_t bytesSent = 0;  // bytes the kernel took from the sockets' output
   };
   virtual Counters counters() const noexcept = 0;
 
