@@ -163,6 +163,11 @@ int main(int argc, char** argv) {
                  "Seconds a frame or MQTT packet may take to arrive once it started; a slower "
                  "connection is closed")
       ->capture_default_str();
+  app.add_option("--sys-interval", config.sysIntervalSeconds,
+                 "Seconds between updates of the $SYS topics (retained, Mosquitto's names: "
+                 "$SYS/broker/clients/connected, .../load/messages/received/1min, ...; "
+                 "docs/operations.md); 0 turns them off")
+      ->capture_default_str();
   app.add_option("--memory-limit", config.memoryLimit,
                  "Bytes of buffered, queued and pending data broker-wide; past it deliveries "
                  "to sessions that hold 64 KiB or more are dropped and counted (accepts k/M/G "

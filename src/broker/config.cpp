@@ -81,6 +81,9 @@ std::string Config::validate() const {
     return "--frame-timeout must be a positive number of seconds (at most 86400)";
   }
   if (memoryLimit < (std::size_t{16} << 20)) return "--memory-limit must be at least 16M";
+  if (!(sysIntervalSeconds >= 0) || sysIntervalSeconds > 86400) {
+    return "--sys-interval must be between 0 (off) and 86400 seconds";
+  }
   return {};
 }
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <stdexcept>
 
 #include "tern/common/clock.hpp"
@@ -57,6 +58,8 @@ Worker::Worker(BrokerContext& context, unsigned index)
   if (!loop_) throw std::runtime_error("cannot start an event loop: " + why);
   if (index == 0 && !why.empty()) TERN_LOG_INFO("{}", why);
   inbox_.setWaker([this] { wakeLoop(); });
+  if (index == 0 && config_.sysIntervalSeconds > 0)
+    sys_ = std::make_unique<SysTopics>(TERN_VERSION);
 }
 
 Worker::~Worker() {
@@ -117,9 +120,11 @@ std::int64_t Worker::nextTimeoutNanos() const {
   if (throttled_) return kThrottleCheckNanos;
   const bool sweep =
       !connections_.empty() || core_.sessions.expiriesPending() || mqtt_.timersPending();
-  if (deadlines_.empty() && !sweep) return -1;
-  std::int64_t when = deadlines_.empty() ? nextSweep_ : deadlines_.top().when;
+  if (deadlines_.empty() && !sweep && !sys_) return -1;
+  std::int64_t when =
+      deadlines_.empty() ? std::numeric_limits<std::int64_t>::max() : deadlines_.top().when;
   if (sweep) when = std::min(when, nextSweep_);
+  if (sys_) when = std::min(when, nextSys_);
   return std::max<std::int64_t>(0, when - common::monotonicNanos());
 }
 
@@ -135,6 +140,7 @@ void Worker::loopTurn(std::int64_t timeoutNanos) {
   drainInbox();
   checkDeadlines();
   sweep();
+  publishSys();
   core_.jobs.runAll();
   core_.fanout.flush();
   encryptPending();
@@ -501,6 +507,18 @@ void Worker::sweep() {
                   config_.sessionExpirySeconds);
     WorkerStats::add(core_.stats.expiredSessions, std::uint64_t{1});
     core_.endSession(expired);
+  });
+}
+
+void Worker::publishSys() {
+  if (!sys_ || !core_.reading) return;
+  const std::int64_t now = common::monotonicNanos();
+  if (now < nextSys_) return;
+  nextSys_ = now + secondsToNanos(config_.sysIntervalSeconds);
+  const std::int64_t started = core_.stats.startedAt.load(std::memory_order_relaxed);
+  const SysFigures figures = SysFigures::gather(context_, (now - started) / 1'000'000'000);
+  sys_->update(now, figures, [this](std::string_view topic, std::string_view payload) {
+    core_.publishOwn(common::Message::make(topic, payload, true));
   });
 }
 

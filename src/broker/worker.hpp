@@ -40,6 +40,7 @@
 #include "delivery_batch.hpp"
 #include "line_protocol.hpp"
 #include "mqtt_protocol.hpp"
+#include "sys_topics.hpp"
 #include "tern/net/event_loop.hpp"
 #include "tern/sync/inbox.hpp"
 #include "tern/sync/qsbr.hpp"
@@ -130,6 +131,8 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   // At the end of each turn: encrypts the output of every TLS connection written this turn.
   void encryptPending();
   void reapClosed();
+  // Worker 0: publishes the $SYS topics that changed, once per --sys-interval.
+  void publishSys();
   void checkDeadlines();
   // Connections held back while another worker was overloaded: receive and handle them again.
   void releaseThrottled();
@@ -199,6 +202,9 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   };
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::int64_t nextSweep_ = 0;  // monotonic ns
+  // Worker 0 with --sys-interval: the $SYS topics, next due then (monotonic ns).
+  std::unique_ptr<SysTopics> sys_;
+  std::int64_t nextSys_ = 0;
 
   bool throttled_ = false;           // another worker's backlog is too long: input is not handled
   std::uint64_t framesHandled_ = 0;  // frames and packets handled so far (to see progress)

@@ -45,6 +45,11 @@ bool WorkerCore::publish(common::MessageRef message, Protocol from) {
   return true;
 }
 
+void WorkerCore::publishOwn(common::MessageRef message) {
+  context.retained.set(common::MessageRef::share(message.get()));
+  route(*message);
+}
+
 void WorkerCore::route(const common::Message& message) {
   fanout.route(message, [this](routing::SubscriberId id, const common::Message& m, SharedRoute r) {
     deliverTo(id, m, r);

@@ -46,6 +46,9 @@ class WorkerCore {
   // retained store refused it (--max-retained-*): line-protocol messages are then not delivered,
   // MQTT ones are, without being retained.
   bool publish(common::MessageRef message, Protocol from);
+  // A message of the broker's own ($SYS): retained (when the store takes it) and routed, not
+  // counted as received from a client.
+  void publishOwn(common::MessageRef message);
   // Routes `message` to every subscriber (this worker's at once, the others' batched).
   void route(const common::Message& message);
   // Delivers to the session `id` names, if it is still there. A shared-subscription delivery

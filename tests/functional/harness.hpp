@@ -255,6 +255,11 @@ class BrokerProcess {
     if (std::find(extra.begin(), extra.end(), "--mqtt-port") == extra.end()) {
       argv.insert(argv.end(), {"--mqtt-port", "0"});
     }
+    // The $SYS topics are off unless the test asks for them: the retained messages, LISTs and
+    // message counts a test sees are then its own.
+    if (std::find(extra.begin(), extra.end(), "--sys-interval") == extra.end()) {
+      argv.insert(argv.end(), {"--sys-interval", "0"});
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     process_ = Process(argv);
     // The start-up line: "tern broker listening on 127.0.0.1:<port> (line protocol)".

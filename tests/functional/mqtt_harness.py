@@ -27,9 +27,12 @@ class Broker:
         self.log = tempfile.TemporaryFile(mode="w+")
         # The I/O backend under test, as the C++ harness takes it (tools/test runs both).
         io = ["--io", os.environ["TERN_TEST_IO"]] if os.environ.get("TERN_TEST_IO") else []
+        # The $SYS topics are off unless the test asks for them: the retained messages and
+        # counts a test sees are then its own.
+        sys_topics = [] if "--sys-interval" in extra else ["--sys-interval", "0"]
         self.proc = subprocess.Popen(
             [BROKER, "--port", "0", "--mqtt-port", "auto", "--workers", "2", "--log-level", "warn",
-             *io, *extra],
+             *io, *sys_topics, *extra],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.ports = {}
         wanted = {"line protocol", "mqtt", *listeners}

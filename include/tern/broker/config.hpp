@@ -103,6 +103,9 @@ struct Config {
   // Seconds a frame (line or MQTT packet) may take to arrive once its first byte did; a slower
   // one closes the connection (it pins a buffer meanwhile).
   double frameTimeoutSeconds = 60.0;
+  // Seconds between updates of the retained $SYS topics (Mosquitto's names; docs/operations.md);
+  // 0: no $SYS topics.
+  double sysIntervalSeconds = 10.0;
   // Bytes of buffered input and output, queued MQTT messages and sliced work (retained replay,
   // LIST) broker-wide. Past it, deliveries to sessions that already hold 64 KiB or more (slow
   // consumers, offline MQTT queues) are dropped and counted, so that memory stops growing while
