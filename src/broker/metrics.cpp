@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,7 +57,13 @@ ProcessFigures readProcess() {
       p.residentBytes = static_cast<std::uint64_t>(rss) * static_cast<std::uint64_t>(page);
     }
   }
-  if (DIR* d = ::opendir("/proc/self/fd")) {
+  // Since Linux 6.2 the size of /proc/self/fd is the number of open descriptors: one stat()
+  // instead of a listing, which costs about 1.3 us per descriptor here (13 ms at 10k
+  // connections, perf/metrics). Older kernels report 0 there and get the listing.
+  struct stat fds {};
+  if (::stat("/proc/self/fd", &fds) == 0 && fds.st_size > 0) {
+    p.openFds = static_cast<std::int64_t>(fds.st_size);
+  } else if (DIR* d = ::opendir("/proc/self/fd")) {
     std::int64_t count = 0;
     while (const dirent* e = ::readdir(d)) {
       if (e->d_name[0] != '.') ++count;
