@@ -8,6 +8,7 @@
 #include "tern/protocol/json_writer.hpp"
 #include "tern/protocol/line_framing.hpp"
 #include "worker.hpp"
+#include "worker_totals.hpp"
 
 namespace tern::broker {
 
@@ -321,10 +322,7 @@ void LineProtocol::onStats(Connection& c) {
                    load(st.delivered), load(st.dropped), load(st.bufferBytes));
   }
   const auto sum = [this](const auto WorkerStats::*counter) {
-    std::int64_t total = 0;
-    for (const auto& w : core_.context.workers)
-      total += static_cast<std::int64_t>((w->stats().*counter).load(std::memory_order_relaxed));
-    return total;
+    return sumWorkers(core_.context, counter);
   };
   const auto relaxed = [](const auto& counter) { return counter.load(std::memory_order_relaxed); };
   core_.scratch.clear();
