@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -33,49 +35,67 @@ net::TlsContext::Made makeTlsContext(const Config& config) {
   return net::TlsContext::make(net::TlsContext::Side::kServer, options);
 }
 
-}  // namespace
+// The files a start reads (--password-file, --acl-file, the TLS certificate, key and CA), each
+// loaded once: by the constructor, which keeps them, and by checkFiles, which only reports.
+struct StartupFiles {
+  std::optional<auth::PasswordFile> passwords;
+  std::optional<auth::AclFile> acl;
+  std::shared_ptr<net::TlsContext> tls;
+  std::string problem;  // the first file that does not load; empty when all did
+};
 
-Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(config)) {
+StartupFiles loadStartupFiles(const Config& config) {
+  StartupFiles files;
   if (!config.passwordFile.empty()) {
     auth::PasswordFile::Loaded loaded = auth::PasswordFile::load(config.passwordFile);
-    if (!loaded.file) throw std::runtime_error("--password-file: " + loaded.error);
-    TERN_LOG_INFO("{} user(s) in {}; anonymous clients {}", loaded.file->entries().size(),
-                  config.passwordFile, config.anonymousAllowed() ? "accepted" : "refused");
-    context_->auth = std::make_unique<Authenticator>(*context_, std::move(*loaded.file));
+    if (!loaded.file) {
+      files.problem = "--password-file: " + loaded.error;
+      return files;
+    }
+    files.passwords = std::move(loaded.file);
   }
   if (!config.aclFile.empty()) {
     auth::AclFile::Loaded loaded = auth::AclFile::load(config.aclFile);
-    if (!loaded.file) throw std::runtime_error("--acl-file: " + loaded.error);
-    TERN_LOG_INFO("ACL rules for {} user(s) in {}; what they do not grant is denied",
-                  loaded.file->users(), config.aclFile);
-    context_->acl.store(new auth::AclFile(std::move(*loaded.file)), std::memory_order_release);
+    if (!loaded.file) {
+      files.problem = "--acl-file: " + loaded.error;
+      return files;
+    }
+    files.acl = std::move(loaded.file);
   }
   if (config.tlsEnabled()) {
     net::TlsContext::Made made = makeTlsContext(config);
-    if (!made.context) throw std::runtime_error(made.error);
-    context_->replaceTlsContext(std::move(made.context));
+    if (!made.context) {
+      files.problem = made.error;
+      return files;
+    }
+    files.tls = std::move(made.context);
   }
+  return files;
+}
+
+}  // namespace
+
+Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(config)) {
+  StartupFiles files = loadStartupFiles(config);
+  if (!files.problem.empty()) throw std::runtime_error(files.problem);
+  if (files.passwords) {
+    TERN_LOG_INFO("{} user(s) in {}; anonymous clients {}", files.passwords->entries().size(),
+                  config.passwordFile, config.anonymousAllowed() ? "accepted" : "refused");
+    context_->auth = std::make_unique<Authenticator>(*context_, std::move(*files.passwords));
+  }
+  if (files.acl) {
+    TERN_LOG_INFO("ACL rules for {} user(s) in {}; what they do not grant is denied",
+                  files.acl->users(), config.aclFile);
+    context_->acl.store(new auth::AclFile(std::move(*files.acl)), std::memory_order_release);
+  }
+  if (files.tls) context_->replaceTlsContext(std::move(files.tls));
   for (unsigned i = 0; i < config.workers; ++i) {
     context_->workers.push_back(std::make_unique<Worker>(*context_, i));
   }
 }
 
 std::string Broker::checkFiles(const Config& config) {
-  if (!config.passwordFile.empty()) {
-    if (auth::PasswordFile::Loaded loaded = auth::PasswordFile::load(config.passwordFile);
-        !loaded.file) {
-      return "--password-file: " + loaded.error;
-    }
-  }
-  if (!config.aclFile.empty()) {
-    if (auth::AclFile::Loaded loaded = auth::AclFile::load(config.aclFile); !loaded.file) {
-      return "--acl-file: " + loaded.error;
-    }
-  }
-  if (config.tlsEnabled()) {
-    if (net::TlsContext::Made made = makeTlsContext(config); !made.context) return made.error;
-  }
-  return {};
+  return loadStartupFiles(config).problem;
 }
 
 Broker::~Broker() {
