@@ -221,6 +221,20 @@ int main(int argc, char** argv) {
                  "HTTP port of the Prometheus endpoint, GET /metrics on --bind (docs/operations.md "
                  "lists the metrics); off turns it off, auto picks a free port")
       ->capture_default_str();
+  std::string wsPort = "off";
+  app.add_option("--ws-port", wsPort,
+                 "MQTT over WebSockets port, for browsers (subprotocol mqtt, binary frames; "
+                 "docs/operations.md); off turns it off, auto picks a free port")
+      ->capture_default_str();
+  std::string wssPort = "off";
+  app.add_option("--wss-port", wssPort,
+                 "MQTT over WebSockets over TLS port (with --tls-cert); off turns it off, auto "
+                 "picks a free port")
+      ->capture_default_str();
+  app.add_option("--ws-origin", config.wsOrigins,
+                 "An Origin (scheme://host[:port]) whose pages may connect over WebSockets; "
+                 "repeat for more. Others get HTTP 403. Default: any")
+      ->take_all();
   std::string allowAnonymous;
   app.add_option("--allow-anonymous", allowAnonymous,
                  "true or false: accept clients that give no user name (default: false with "
@@ -277,16 +291,22 @@ int main(int argc, char** argv) {
   const std::optional<int> mqttTls = parsePort(mqttTlsPort);
   const std::optional<int> lineTls = parsePort(tlsPort);
   const std::optional<int> metrics = parsePort(metricsPort);
+  const std::optional<int> ws = parsePort(wsPort);
+  const std::optional<int> wss = parsePort(wssPort);
   if (!line) return fail("--port must be a port number, 0/auto or off");
   if (!mqtt) return fail("--mqtt-port must be a port number, 0/off or auto");
   if (!mqttTls) return fail("--mqtt-tls-port must be a port number, 0/off or auto");
   if (!lineTls) return fail("--tls-port must be a port number, 0/off or auto");
   if (!metrics) return fail("--metrics-port must be a port number, 0/off or auto");
+  if (!ws) return fail("--ws-port must be a port number, 0/off or auto");
+  if (!wss) return fail("--wss-port must be a port number, 0/off or auto");
   config.port = *line;
   config.mqttPort = *mqtt;
   config.mqttTlsPort = *mqttTls;
   config.tlsPort = *lineTls;
   config.metricsPort = *metrics;
+  config.wsPort = *ws;
+  config.wssPort = *wss;
   const auto ioChoice = tern::net::parseIoChoice(io);
   if (!ioChoice) return fail("--io must be auto, uring or epoll");
   config.io = *ioChoice;

@@ -23,8 +23,9 @@
 namespace tern::broker {
 namespace {
 
-// Listener tags: the protocol, and whether the listener speaks TLS.
+// Listener tags: the protocol, and whether the listener speaks TLS and WebSockets.
 constexpr int kTlsTag = 2;
+constexpr int kWsTag = 4;
 
 net::TlsContext::Made makeTlsContext(const Config& config) {
   net::TlsOptions options;
@@ -153,15 +154,20 @@ void Broker::start() {
     int port;  // -1: off
     Protocol protocol;
     bool tls;
+    bool ws;
     const char* name;
     const char* option;
   };
   const bool tls = config.tlsEnabled();
   const Wanted wanted[] = {
-      {config.port, Protocol::kLine, false, "line protocol", "--port off"},
-      {config.mqttPort, Protocol::kMqtt, false, "mqtt", "--mqtt-port 0"},
-      {tls ? config.tlsPort : -1, Protocol::kLine, true, "line protocol+tls", "--tls-port 0"},
-      {tls ? config.mqttTlsPort : -1, Protocol::kMqtt, true, "mqtt+tls", "--mqtt-tls-port 0"},
+      {config.port, Protocol::kLine, false, false, "line protocol", "--port off"},
+      {config.mqttPort, Protocol::kMqtt, false, false, "mqtt", "--mqtt-port 0"},
+      {tls ? config.tlsPort : -1, Protocol::kLine, true, false, "line protocol+tls",
+       "--tls-port 0"},
+      {tls ? config.mqttTlsPort : -1, Protocol::kMqtt, true, false, "mqtt+tls",
+       "--mqtt-tls-port 0"},
+      {config.wsPort, Protocol::kMqtt, false, true, "mqtt+ws", "--ws-port off"},
+      {tls ? config.wssPort : -1, Protocol::kMqtt, true, true, "mqtt+wss", "--wss-port off"},
   };
   std::vector<net::ListenSocket> listeners;
   for (const Wanted& w : wanted) {
@@ -173,7 +179,8 @@ void Broker::start() {
       throw std::runtime_error(bound.error + " (" + w.option + " turns it off)");
     }
     listeners_.push_back({net::localEndpoint(bound.fd), w.name});
-    listeners.push_back({bound.fd, static_cast<int>(w.protocol) | (w.tls ? kTlsTag : 0)});
+    listeners.push_back(
+        {bound.fd, static_cast<int>(w.protocol) | (w.tls ? kTlsTag : 0) | (w.ws ? kWsTag : 0)});
   }
   if (config.metricsPort >= 0) {
     net::ListenResult bound =
@@ -199,12 +206,13 @@ void Broker::start() {
   auto next = std::make_shared<std::atomic<std::uint64_t>>(0);
   acceptor_ = std::make_unique<net::Acceptor>(
       std::move(listeners), [this, next](int fd, int kind, const net::PeerAddress& peer) {
-        const auto protocol = static_cast<Protocol>(kind & ~kTlsTag);
+        const auto protocol = static_cast<Protocol>(kind & ~(kTlsTag | kWsTag));
         const bool tls = (kind & kTlsTag) != 0;
+        const bool ws = (kind & kWsTag) != 0;
         if (!admit(fd, protocol, tls, peer)) return;
         const std::size_t n = context_->workers.size();
         const std::uint64_t i = next->fetch_add(1, std::memory_order_relaxed) % n;
-        context_->workers[i]->adopt(fd, protocol, tls, peer);
+        context_->workers[i]->adopt(fd, protocol, tls, ws, peer);
       });
   context_->acceptor = acceptor_.get();
   for (auto& worker : context_->workers)

@@ -39,7 +39,17 @@ std::string Config::validate() const {
       tlsPort > 65535) {
     return "ports must be between 0 and 65535";
   }
-  if (port < 0 && mqttPort < 0 && (!tlsEnabled() || (mqttTlsPort < 0 && tlsPort < 0))) {
+  if (wsPort < -1 || wsPort > 65535 || wssPort < -1 || wssPort > 65535) {
+    return "--ws-port and --wss-port must be between 0 and 65535";
+  }
+  if (wssPort >= 0 && !tlsEnabled()) return "--wss-port needs --tls-cert and --tls-key";
+  for (const std::string& origin : wsOrigins) {
+    if (origin.empty() || origin.find_first_of(" \t\r\n,") != std::string::npos) {
+      return "--ws-origin takes one Origin each, such as https://example.com (no spaces or commas)";
+    }
+  }
+  if (port < 0 && mqttPort < 0 && wsPort < 0 && wssPort < 0 &&
+      (!tlsEnabled() || (mqttTlsPort < 0 && tlsPort < 0))) {
     return "every listener is off: nothing to serve";
   }
   if (workers < 1 || workers > routing::SubscriberId::kMaxWorkers) {

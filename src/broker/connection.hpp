@@ -16,6 +16,7 @@
 #include "tern/net/connection_limiter.hpp"
 #include "tern/net/event_loop.hpp"
 #include "tern/net/tls.hpp"
+#include "tern/protocol/ws_stream.hpp"
 #include "tern/sync/thread_owner.hpp"
 
 namespace tern::broker {
@@ -45,11 +46,25 @@ struct Connection {
 
   // TLS listeners only (null on plain ones): the connection's TLS session. Input is decrypted
   // before anything else sees it; the protocols write plaintext to `tlsOut`, which the worker
-  // encrypts into the socket's output once per turn (Worker::encryptPending). Both move with the
+  // encrypts into the socket's output once per turn (Worker::sealPending). Both move with the
   // connection between workers.
   std::unique_ptr<net::TlsSession> tls;
   net::ByteBuffer tlsOut;
-  bool tlsQueued = false;  // listed for this turn's encryption
+
+  // WebSocket listeners only (null on the others): MQTT over WebSockets. Input (after TLS) is
+  // the HTTP upgrade until it is decided, then frames, decoded before the protocol sees them;
+  // the protocol writes MQTT bytes to `wsOut`, which the worker puts in one binary frame per
+  // turn (Worker::sealPending) into the TLS or socket output. Both move with the connection.
+  struct WebSocket {
+    explicit WebSocket(std::size_t maxFramePayload) : stream(maxFramePayload) {}
+    std::string request;  // the upgrade request so far (bounded), until `open`
+    bool open = false;    // the handshake was accepted: frames follow
+    protocol::WsStream stream;
+  };
+  std::unique_ptr<WebSocket> ws;
+  net::ByteBuffer wsOut;
+
+  bool sealQueued = false;  // TLS or WebSocket: listed for this turn's framing and encryption
   // The verified client certificate's common name (empty: none, or a plain connection).
   const std::string& identity() const noexcept {
     static const std::string kNone;

@@ -129,6 +129,11 @@ std::string renderMetrics(const BrokerContext& context, double startedAtSeconds,
            total(&WorkerStats::tlsHandshakes));
   m.single("tern_tls_failures_total", kCounter, "TLS connections closed by a TLS error",
            total(&WorkerStats::tlsFailures));
+  m.single("tern_websocket_handshakes_total", kCounter,
+           "WebSocket upgrades accepted (MQTT over WebSockets)", total(&WorkerStats::wsHandshakes));
+  m.single("tern_websocket_refused_total", kCounter,
+           "WebSocket upgrades refused with an HTTP error (bad request, Origin not allowed, ...)",
+           total(&WorkerStats::wsRefused));
   m.family("tern_refusals_total", kCounter,
            "Requests refused at a limit or by a rule, each counted once per refusal");
   m.sample({{"reason", "max_sessions"}}, total(&WorkerStats::refusedSessions));

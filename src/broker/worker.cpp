@@ -143,7 +143,7 @@ void Worker::loopTurn(std::int64_t timeoutNanos) {
   publishSys();
   core_.jobs.runAll();
   core_.fanout.flush();
-  encryptPending();
+  sealPending();
   reapClosed();
   publishMemory();
   reader_->quiescent();
@@ -191,6 +191,10 @@ Connection* Worker::attach(std::unique_ptr<Connection> owned) {
     c->tlsOut.setAccount(&core_.memory);
     c->tlsOut.setGrowthLimit(config_.maxQueuedBytes);
   }
+  if (c->ws != nullptr) {
+    c->wsOut.setAccount(&core_.memory);
+    c->wsOut.setGrowthLimit(config_.maxQueuedBytes);
+  }
   c->index = static_cast<std::uint32_t>(connections_.size());
   connections_.push_back(c);
   c->socket = loop_->add(c->fd, c, c->carried.empty() ? nullptr : &c->carried);
@@ -214,9 +218,9 @@ void Worker::forget(Connection& c) noexcept {
                          throttledList_.end());
     c.throttled = false;
   }
-  if (c.tlsQueued) {
-    tlsQueue_.erase(std::remove(tlsQueue_.begin(), tlsQueue_.end(), &c), tlsQueue_.end());
-    c.tlsQueued = false;
+  if (c.sealQueued) {
+    sealQueue_.erase(std::remove(sealQueue_.begin(), sealQueue_.end(), &c), sealQueue_.end());
+    c.sealQueued = false;
   }
 }
 
@@ -228,31 +232,7 @@ void Worker::onReceive(net::SocketId, void* user, std::span<const char> bytes) {
     receiveTls(c, bytes);
     return;
   }
-  handleReceived(c, bytes);
-}
-
-void Worker::receiveTls(Connection& c, std::span<const char> ciphertext) {
-  const bool wasDone = c.tls->handshakeDone();
-  tlsPlain_.consume(tlsPlain_.size());
-  net::ByteBuffer& wire = loop_->output(c.socket);
-  const net::TlsSession::Status status = c.tls->read(ciphertext, tlsPlain_, wire);
-  if (!wire.empty()) loop_->flush(c.socket);  // handshake records, alerts
-  if (!wasDone && c.tls->handshakeDone()) {
-    WorkerStats::add(core_.stats.tlsHandshakes, std::uint64_t{1});
-    TERN_LOG_DEBUG("TLS from {}: {}{}", net::toString(c.peer), c.tls->describe(),
-                   c.identity().empty() ? "" : ", certificate of " + c.identity());
-  }
-  if (status == net::TlsSession::Status::kFailed) {
-    WorkerStats::add(core_.stats.tlsFailures, std::uint64_t{1});
-    if (const std::uint64_t times = tlsFailureLog_.admit(common::monotonicNanos())) {
-      TERN_LOG_WARN("closed {} TLS connection(s) (last from {}): {}", times, net::toString(c.peer),
-                    c.tls->error());
-    }
-    closeAfterFlush(c);  // the alert, if OpenSSL made one
-    return;
-  }
-  if (!tlsPlain_.empty() && !handleReceived(c, tlsPlain_.view())) return;  // handed over
-  if (status == net::TlsSession::Status::kClosed && !c.closed) closeAfterFlush(c);
+  receivePlain(c, bytes);
 }
 
 bool Worker::handleReceived(Connection& c, std::span<const char> bytes) {
@@ -285,32 +265,6 @@ bool Worker::handleReceived(Connection& c, std::span<const char> bytes) {
   if (state == InputState::kGone) return false;  // handed over: `c` is another worker's now
   noteFrameProgress(c, framesHandled_ != framesBefore);
   return true;
-}
-
-void Worker::send(Connection& c) {
-  if (c.tls == nullptr) {
-    loop_->flush(c.socket);
-  } else if (!c.tlsQueued) {
-    // Encrypted once per turn, however many messages this turn wrote (Worker::encryptPending).
-    c.tlsQueued = true;
-    tlsQueue_.push_back(&c);
-  }
-}
-
-void Worker::encryptNow(Connection& c) {
-  if (c.tlsOut.empty()) return;
-  net::ByteBuffer& wire = loop_->output(c.socket);
-  c.tls->write(c.tlsOut.view(), wire);  // a failed session writes nothing; its input ends it
-  c.tlsOut.consume(c.tlsOut.size());
-  loop_->flush(c.socket);
-}
-
-void Worker::encryptPending() {
-  for (Connection* c : tlsQueue_) {
-    c->tlsQueued = false;
-    if (!c->closed) encryptNow(*c);
-  }
-  tlsQueue_.clear();
 }
 
 void Worker::holdReceive(Connection& c) {
@@ -405,8 +359,16 @@ void Worker::closeAfterFlush(Connection& c) {
   holdReceive(c);  // nothing it sends from now on is handled
   c.deadline = common::monotonicNanos() + secondsToNanos(config_.closeLingerSeconds);
   deadlines_.push({c.deadline, c.socket});
+  if (c.ws != nullptr && c.ws->open) {
+    // The close handshake (RFC 6455 5.5.1), after the last replies; the client answers it or
+    // the linger ends the connection.
+    frameWs(c);
+    wsControl_.clear();
+    c.ws->stream.close(1000, wsControl_);
+    belowWs(c).append(wsControl_);
+  }
   if (c.tls != nullptr) {
-    encryptNow(c);
+    sealNow(c);
     c.tls->shutdown(loop_->output(c.socket));  // close_notify, after the last replies
   }
   loop_->flush(c.socket);
@@ -431,9 +393,9 @@ void Worker::closeNow(Connection& c) {
 void Worker::handOver(Connection& c, unsigned worker) {
   // The socket leaves this worker's loop; onDetached (at once with epoll, once the kernel is done
   // with it with io_uring) sends it on. Nothing here touches `c` afterwards.
-  // TLS: what the protocols wrote this turn is encrypted now, so that it leaves with the socket's
-  // unsent output, in order.
-  if (c.tls != nullptr) encryptNow(c);
+  // TLS, WebSocket: what the protocols wrote this turn is framed and encrypted now, so that it
+  // leaves with the socket's unsent output, in order.
+  if (c.tls != nullptr || c.ws != nullptr) sealNow(c);
   forget(c);
   WorkerStats::add(core_.stats.sockets, std::int64_t{-1});
   if (c.protocol == Protocol::kMqtt) WorkerStats::add(core_.stats.mqttSockets, std::int64_t{-1});
@@ -447,17 +409,13 @@ void Worker::onDetached(net::SocketId, void* user, int fd, net::ByteBuffer& unse
   Connection& c = *static_cast<Connection*>(user);
   c.fd = fd;
   c.carried.takeFrom(unsent);
-  // After what was buffered: the order the client sent. Through TLS, decrypted (what the session
-  // answers, if anything, follows the unsent output).
-  if (c.tls != nullptr) {
-    c.tls->read({received.view().data(), received.size()}, c.in, c.carried);
-  } else {
-    c.in.append(received.view());
-  }
+  // After what was buffered: the order the client sent.
+  decodeDetached(c, received);
   received.consume(received.size());
   c.in.setAccount(nullptr);  // the new owner charges it to itself
   c.carried.setAccount(nullptr);
   c.tlsOut.setAccount(nullptr);
+  c.wsOut.setAccount(nullptr);
   InboxItem item;
   item.kind = InboxItem::Kind::kHandover;
   item.connection = &c;
@@ -494,8 +452,10 @@ void Worker::sweep() {
     }
     c->in.releaseIfIdle(0);
     c->tlsOut.releaseIfIdle(0);
+    c->wsOut.releaseIfIdle(0);
     loop_->releaseIdleBuffers(c->socket);
-    held += c->in.capacity() + c->tlsOut.capacity() + loop_->unsentBytes(c->socket);
+    held += c->in.capacity() + c->tlsOut.capacity() + c->wsOut.capacity() +
+            loop_->unsentBytes(c->socket);
     if (c->session != nullptr && c->session->mqtt != nullptr) {
       c->session->mqtt->awaitingRelease.releaseIfEmpty();
       c->session->mqtt->outboundIds.releaseIfEmpty();
@@ -605,6 +565,9 @@ void Worker::drainInbox() {
               break;
             }
           }
+          if (item.ws) {
+            c->ws = std::make_unique<Connection::WebSocket>(wsMaxFrame());
+          }
           attach(std::move(c));
           break;
         }
@@ -613,9 +576,12 @@ void Worker::drainInbox() {
           // The CONNECT/ATTACH that sent it here is still buffered (and maybe more after it).
           if (core_.reading) {
             const std::uint64_t framesBefore = framesHandled_;
-            if (processInput(*c) != InputState::kGone) {
-              noteFrameProgress(*c, framesHandled_ != framesBefore);
-            }
+            if (processInput(*c) == InputState::kGone) break;
+            noteFrameProgress(*c, framesHandled_ != framesBefore);
+          }
+          // WebSocket: a close that arrived during the move (decodeDetached) is answered now.
+          if (c->ws != nullptr && c->ws->stream.state() != protocol::WsStream::State::kOpen) {
+            closeAfterFlush(*c);
           }
           break;
         }

@@ -55,6 +55,7 @@ struct InboxItem {
   Kind kind = Kind::kAccepted;
   Protocol protocol = Protocol::kLine;  // kAccepted
   bool tls = false;                     // kAccepted: from a TLS listener
+  bool ws = false;                      // kAccepted: from a WebSocket listener
   int fd = -1;                          // kAccepted
   net::PeerAddress peer;                // kAccepted
   Connection* connection = nullptr;     // kHandover (ownership moves with the item)
@@ -78,12 +79,13 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
 
   // Hands a freshly accepted socket, already admitted by the connection limiter, to this worker.
   // Any thread.
-  void adopt(int fd, Protocol protocol, bool tls, const net::PeerAddress& peer) {
+  void adopt(int fd, Protocol protocol, bool tls, bool ws, const net::PeerAddress& peer) {
     InboxItem item;
     item.kind = InboxItem::Kind::kAccepted;
     item.fd = fd;
     item.protocol = protocol;
     item.tls = tls;
+    item.ws = ws;
     item.peer = peer;
     inbox_.push(std::move(item));
   }
@@ -124,12 +126,33 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   // Received bytes (plaintext) of `c`: handled, or kept while its input is held. False when `c`
   // was handed to another worker (not to be touched again).
   bool handleReceived(Connection& c, std::span<const char> bytes);
-  // TLS: decrypts what arrived (sending what the handshake answers) and handles the plaintext.
+  // Transports (worker_transport.cpp): what lies between the socket and the protocols.
+  // TLS: decrypts what arrived (sending what the handshake answers) and goes on with the
+  // plaintext (receivePlain).
   void receiveTls(Connection& c, std::span<const char> ciphertext);
-  // TLS: encrypts what c.tlsOut holds into the socket's output and flushes it.
-  void encryptNow(Connection& c);
-  // At the end of each turn: encrypts the output of every TLS connection written this turn.
-  void encryptPending();
+  // Plaintext: through the WebSocket layer if `c` has one, then handleReceived. False when `c`
+  // was handed to another worker.
+  bool receivePlain(Connection& c, std::span<const char> bytes);
+  // WebSocket: the upgrade request until it is decided, then frames, whose payload is handled.
+  bool receiveWs(Connection& c, std::span<const char> bytes);
+  // Decodes frames into wsPayload_, writing what the stream answers (pong, close) below it.
+  void decodeWs(Connection& c, std::string_view frames);
+  // The buffer below the WebSocket layer: TLS plaintext or the socket's output.
+  net::ByteBuffer& belowWs(Connection& c) noexcept {
+    return c.tls != nullptr ? c.tlsOut : loop_->output(c.socket);
+  }
+  // The largest WebSocket frame a client may send: the largest MQTT packet and a receive more
+  // (unbuffered, so this bounds nothing held; a larger frame closes with 1009).
+  std::size_t wsMaxFrame() const noexcept;
+  // WebSocket: puts what c.wsOut holds into one binary frame below it.
+  void frameWs(Connection& c);
+  // Frames (WebSocket) and encrypts (TLS) what the protocols wrote, and flushes the socket.
+  void sealNow(Connection& c);
+  // At the end of each turn: seals every TLS or WebSocket connection written this turn.
+  void sealPending();
+  // The connection's input after a detach (onDetached), decrypted and decoded into c.in; what
+  // the layers answer goes after c.carried.
+  void decodeDetached(Connection& c, net::ByteBuffer& received);
   void reapClosed();
   // Worker 0: publishes the $SYS topics that changed, once per --sys-interval.
   void publishSys();
@@ -149,13 +172,14 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   void drainInbox();
 
   // ConnectionIo.
-  // TLS connections are written in plaintext to Connection::tlsOut, encrypted once per turn.
+  // TLS and WebSocket connections are written to Connection::wsOut (MQTT bytes) or tlsOut
+  // (plaintext), framed and encrypted once per turn.
   net::ByteBuffer& output(Connection& c) noexcept override {
-    return c.tls != nullptr ? c.tlsOut : loop_->output(c.socket);
+    return c.ws != nullptr ? c.wsOut : belowWs(c);
   }
   void send(Connection& c) override;
   std::size_t unsent(const Connection& c) const noexcept override {
-    return loop_->unsentBytes(c.socket) + c.tlsOut.size();
+    return loop_->unsentBytes(c.socket) + c.tlsOut.size() + c.wsOut.size();
   }
   void closeAfterFlush(Connection& c) override;
   void closeNow(Connection& c) override;
@@ -190,8 +214,10 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   std::vector<Connection*> connections_;    // every connection this worker owns (Connection::index)
   std::vector<Connection*> graveyard_;      // closed this turn, freed at the end of it
   std::vector<Connection*> throttledList_;  // held back while another worker is overloaded
-  std::vector<Connection*> tlsQueue_;       // TLS connections written this turn (tlsQueued)
+  std::vector<Connection*> sealQueue_;      // TLS/WebSocket connections written this turn
   net::ByteBuffer tlsPlain_;                // one receive's decrypted bytes
+  std::string wsPayload_;                   // one receive's WebSocket payload (MQTT bytes)
+  std::string wsControl_;                   // what a WebSocket stream answers (pong, close)
 
   // Deadlines (handshake, close linger, keep-alive): (when, socket); a min-heap, lazily pruned (a
   // closed socket's id is stale: the loop no longer knows it).
@@ -210,6 +236,7 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   std::uint64_t framesHandled_ = 0;  // frames and packets handled so far (to see progress)
   common::LogLimiter frameTimeoutLog_;
   common::LogLimiter tlsFailureLog_;
+  common::LogLimiter wsRefusalLog_;
 };
 
 }  // namespace tern::broker

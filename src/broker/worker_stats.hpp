@@ -59,6 +59,8 @@ struct alignas(common::kCacheLine) WorkerStats {
   std::atomic<std::uint64_t> refusedAuth{0};
   std::atomic<std::uint64_t> tlsHandshakes{0};  // TLS handshakes completed
   std::atomic<std::uint64_t> tlsFailures{0};    // TLS connections closed by a TLS error
+  std::atomic<std::uint64_t> wsHandshakes{0};   // WebSocket upgrades accepted
+  std::atomic<std::uint64_t> wsRefused{0};      // WebSocket upgrades refused (an HTTP 4xx)
   // Publishes, subscriptions and wills refused by --acl-file.
   std::atomic<std::uint64_t> refusedAcl{0};
   std::atomic<std::uint64_t> closedFrameTimeout{0};     // --frame-timeout

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tern/common/log.hpp"
 #include "tern/net/event_loop.hpp"
@@ -96,6 +97,13 @@ struct Config {
   // --metrics-port: HTTP port of the Prometheus endpoint (/metrics) on `bind`; -1: off (the
   // default); 0: a free port (printed at start-up).
   int metricsPort = -1;
+  // --ws-port: MQTT over WebSockets (RFC 6455, subprotocol "mqtt") on `bind`, for browsers;
+  // --wss-port: the same over TLS (with --tls-cert). -1: off (the default); 0: a free port.
+  int wsPort = -1;
+  int wssPort = -1;
+  // --ws-origin: the Origins (scheme://host[:port], compared exactly) whose pages may open a
+  // WebSocket; any other gets 403. Empty: any page, and clients that send no Origin.
+  std::vector<std::string> wsOrigins;
   bool tlsEnabled() const noexcept { return !tlsCert.empty(); }
   // Inbound MQTT QoS 2 packet ids received and not yet released (PUBREL) per connection; a client
   // that goes past it is disconnected.
