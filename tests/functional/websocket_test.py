@@ -10,12 +10,16 @@ unmasked frame, 1003 for a text frame [MQTT-6.0.0-1], 1009 for a frame over the 
 answered with pong, a close with a close, a request that never ends is closed at
 --handshake-timeout; the broker serves on after all of it.
 
-Run by ctest as WebSocket.Stock and WebSocket.BadInput (tests/CMakeLists.txt).
+Secure: the Stock tests again over `--wss-port` (TLS under the WebSocket layer; certificates
+made at test time by openssl, as tls_test.py does).
+
+Run by ctest as WebSocket.Stock, WebSocket.Secure and WebSocket.BadInput (tests/CMakeLists.txt).
 """
 import base64
 import os
 import socket
 import struct
+import tempfile
 import threading
 import time
 import unittest
@@ -24,6 +28,7 @@ import paho.mqtt.client as paho
 
 import mqtt_harness as h
 from mqtt_harness import TIMEOUT, run
+from tls_test import Certificates
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 
@@ -89,8 +94,12 @@ class Stock(unittest.TestCase):
     def tearDown(self):
         self.assertEqual(self.broker.stop(), 0)
 
+    ca = None  # Secure: the CA of the broker's certificate
+
     def client(self, name, protocol=paho.MQTTv311):
         c = paho.Client(client_id=name, transport="websockets", protocol=protocol)
+        if self.ca:
+            c.tls_set(ca_certs=self.ca)
         got = []
         arrived = threading.Condition()
 
@@ -143,6 +152,18 @@ class Stock(unittest.TestCase):
             sender.publish("big/%d" % i, p, qos=1).wait_for_publish(TIMEOUT)
         self.wait_for(got, arrived, 2)
         self.assertEqual(sorted(got), [("big/%d" % i, p) for i, p in enumerate(payloads)])
+
+
+class Secure(Stock):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        certs = Certificates(self.dir.name)
+        self.ca = certs.ca
+        self.broker = h.Broker("--tls-cert", certs.server_cert, "--tls-key", certs.server_key,
+                               "--tls-port", "off", "--mqtt-tls-port", "off", "--wss-port", "auto",
+                               listeners=("mqtt+wss",))
+        self.port = self.broker.ports["mqtt+wss"]
 
 
 class BadInput(unittest.TestCase):
