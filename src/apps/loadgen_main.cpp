@@ -55,6 +55,10 @@ TLS and credentials: --tls encrypts every socket (each of the line protocol's th
   --tls-server-name (default --host). --username with --password-file (or --password) puts the
   credentials in every CONNECT; a refusal (ERROR@not-authorized, CONNACK 5, 0x86, 0x87) or a
   failed TLS handshake counts as a failed handshake, with the reason in the report.
+WebSocket: --websocket (MQTT only) sends the HTTP upgrade request and the framed CONNECT in one
+  write, checks the broker's 101 and Sec-WebSocket-Accept, then frames each turn's MQTT bytes of a
+  socket as one binary frame; with --tls the frames travel inside TLS (the broker's --wss-port).
+  A refused upgrade is a failed handshake; a close frame from the broker, a disconnect.
 
 Exit status: 0 clean run; 1 anything lost, duplicated, reordered, unacknowledged or errored;
   2 bad usage or broker unreachable.)";
@@ -82,7 +86,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--host", options.host, "Broker host name or address")->capture_default_str();
   CLI::Option* portOption =
-      app.add_option("--port", options.port, "Broker port (default 8000 line, 1883 mqtt)");
+      app.add_option("--port", options.port,
+                     "Broker port (default 8000 line, 1883 mqtt; required with --websocket)");
   app.add_option("--clients", options.clients, "Simulated publishing clients (sessions)")
       ->required();
   app.add_option("--rate", rateText,
@@ -127,6 +132,13 @@ int main(int argc, char** argv) {
   app.add_option("--seed", options.seed, "Seed of the Poisson schedule (same seed, same schedule)")
       ->capture_default_str();
   app.add_flag("--quiet", options.quiet, "No progress lines on stderr");
+  app.add_flag("--websocket", options.websocket,
+               "MQTT over WebSockets (RFC 6455): each connection upgrades with GET --ws-path and "
+               "carries MQTT in binary frames, one masked frame per socket per loop turn; point "
+               "--port at the broker's --ws-port (with --tls: its --wss-port)");
+  CLI::Option* wsPathOption = app.add_option("--ws-path", options.wsPath,
+                                             "With --websocket: the path of the upgrade request")
+                                  ->capture_default_str();
   app.add_flag("--tls", options.tls,
                "Connect every socket with TLS (1.2 or 1.3); the broker's certificate is verified");
   app.add_option("--cafile", options.caFile,
@@ -164,6 +176,10 @@ int main(int argc, char** argv) {
   const auto protocol = tern::loadgen::parseProtocol(protocolText);
   if (!protocol) return fail("--protocol must be line or mqtt, not '" + protocolText + "'");
   options.protocol = *protocol;
+  if (options.websocket && portOption->count() == 0 &&
+      options.protocol != tern::loadgen::Protocol::kLine) {
+    return fail("--websocket needs --port: the broker's --ws-port (or --wss-port) has no default");
+  }
   if (portOption->count() == 0) options.port = tern::loadgen::defaultPort(options.protocol);
   if (qos > 2) return fail("--qos must be 0, 1 or 2");
   options.qos = static_cast<std::uint8_t>(qos);
@@ -179,6 +195,7 @@ int main(int argc, char** argv) {
   const auto arrival = tern::loadgen::parseArrival(arrivalText);
   if (!arrival) return fail("--arrival must be constant or poisson, not '" + arrivalText + "'");
   options.arrival = *arrival;
+  if (wsPathOption->count() != 0 && !options.websocket) return fail("--ws-path needs --websocket");
   if (usernameOption->count() != 0 && options.username.empty()) {
     return fail("--username must not be empty");
   }

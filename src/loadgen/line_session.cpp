@@ -78,8 +78,8 @@ class LineSession final : public SessionBase {
       return stage_ == Stage::kFailed ? kParseStopped : consumed;
     };
     SessionSocket& socket = sockets_[slot];
-    switch (receiveSessionBytes(socket, host_.loop(), std::string_view(bytes.data(), bytes.size()),
-                                parse)) {
+    switch (
+        receiveSessionBytes(socket, host_, std::string_view(bytes.data(), bytes.size()), parse)) {
       case ReceiveStatus::kOk:
       case ReceiveStatus::kStopped:
         return;
@@ -88,6 +88,15 @@ class LineSession final : public SessionBase {
         return;
       case ReceiveStatus::kTlsFailed:
         fail(SessionFailure::kConnect, "TLS: " + socket.tls->error());
+        return;
+      case ReceiveStatus::kWsRefused:
+        fail(SessionFailure::kHandshake, socket.ws.problem);
+        return;
+      case ReceiveStatus::kWsClosed:
+        fail(SessionFailure::kDisconnected, socket.ws.problem);
+        return;
+      case ReceiveStatus::kWsProtocol:
+        fail(SessionFailure::kProtocol, socket.ws.problem);
         return;
     }
   }

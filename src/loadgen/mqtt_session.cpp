@@ -132,8 +132,8 @@ class MqttSession final : public SessionBase {
   void onReceive(unsigned slot, std::span<const char> bytes, std::int64_t nowNs) override {
     if (slot != kSlot || !socket_.open()) return;
     const auto parse = [&](std::string_view data) { return parsePackets(data, nowNs); };
-    switch (receiveSessionBytes(socket_, host_.loop(), std::string_view(bytes.data(), bytes.size()),
-                                parse)) {
+    switch (
+        receiveSessionBytes(socket_, host_, std::string_view(bytes.data(), bytes.size()), parse)) {
       case ReceiveStatus::kOk:
       case ReceiveStatus::kStopped:
         return;
@@ -142,6 +142,15 @@ class MqttSession final : public SessionBase {
         return;
       case ReceiveStatus::kTlsFailed:
         fail(SessionFailure::kConnect, "TLS: " + socket_.tls->error());
+        return;
+      case ReceiveStatus::kWsRefused:
+        fail(SessionFailure::kHandshake, socket_.ws.problem);
+        return;
+      case ReceiveStatus::kWsClosed:
+        fail(SessionFailure::kDisconnected, socket_.ws.problem);
+        return;
+      case ReceiveStatus::kWsProtocol:
+        fail(SessionFailure::kProtocol, socket_.ws.problem);
         return;
     }
   }

@@ -84,6 +84,16 @@ std::string Options::validate() const {
     return "--qos applies to --protocol mqtt and mqtt5 only (line-protocol publishes are always "
            "acknowledged)";
   }
+  if (websocket && protocol == Protocol::kLine) {
+    return "--websocket applies to --protocol mqtt and mqtt5 only (the broker serves MQTT over "
+           "WebSockets, not the line protocol)";
+  }
+  if (wsPath.empty() || wsPath.front() != '/' ||
+      std::any_of(wsPath.begin(), wsPath.end(), [](char ch) {
+        return static_cast<unsigned char>(ch) <= 32 || static_cast<unsigned char>(ch) == 127;
+      })) {
+    return "--ws-path must start with '/' and hold no spaces or control characters";
+  }
   if (port == 0) return "--port must be between 1 and 65535";
   if (host.empty()) return "--host must not be empty";
   return validateSecurity();
@@ -126,6 +136,8 @@ nlohmann::json Options::toJson() const {
       {"io", std::string(ioChoiceName(io))},
       {"seed", seed},
       {"tls", tls},
+      {"websocket", websocket},
+      {"ws_path", wsPath},
       {"username", username},  // never the password
   };
 }

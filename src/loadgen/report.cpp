@@ -137,9 +137,10 @@ std::string Report::toHuman() const {
        fmt::format("{} clients + {} wildcard subscribers, fanout {}, {}, {}/s {}, {}-byte "
                    "payloads, {} s measured after {} s warm-up, {} threads on {}, topics {}/...",
                    o.value("clients", 0), o.value("wildcard_subscribers", 0), o.value("fanout", 0),
-                   protocol == "mqtt"    ? fmt::format("MQTT QoS {}", o.value("qos", 0))
-                   : protocol == "mqtt5" ? fmt::format("MQTT 5.0 QoS {}", o.value("qos", 0))
-                                         : std::string("line protocol"),
+                   (protocol == "mqtt"    ? fmt::format("MQTT QoS {}", o.value("qos", 0))
+                    : protocol == "mqtt5" ? fmt::format("MQTT 5.0 QoS {}", o.value("qos", 0))
+                                          : std::string("line protocol")) +
+                       (o.value("websocket", false) ? " over WebSocket" : ""),
                    formatRate(targetRate), o.value("arrival", std::string()), o.value("payload", 0),
                    o.value("duration_s", 0.0), o.value("warmup_s", 0.0), threads,
                    io.empty() ? std::string("-") : io, runPrefix));

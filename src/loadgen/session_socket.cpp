@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <fmt/format.h>
+
 namespace tern::loadgen {
 
 void SessionSocket::close(net::EventLoop& loop) noexcept {
@@ -18,15 +20,79 @@ void SessionSocket::close(net::EventLoop& loop) noexcept {
   tls.reset();
   plainOut.consume(plainOut.size());
   sealAsked = false;
+  // ws.in, like plainIn, stays readable until the socket is opened again.
+  ws.framed.consume(ws.framed.size());
 }
 
 bool SessionSocket::seal(net::EventLoop& loop) noexcept {
   sealAsked = false;
-  if (!tls || id == 0 || plainOut.empty()) return true;
+  if (id == 0) return true;
+  if (ws.on) {
+    // The turn's bytes as one frame, behind what is waiting (the upgrade request, pongs).
+    net::ByteBuffer& wire = loop.output(id);
+    net::ByteBuffer& framed = tls ? ws.framed : wire;
+    if (!tls && !ws.framed.empty()) {
+      wire.append(ws.framed.view());
+      ws.framed.consume(ws.framed.size());
+    }
+    if (!plainOut.empty()) {
+      ws::appendFrame(framed, ws::Opcode::kBinary, plainOut.view(), ws.masks.next());
+      plainOut.consume(plainOut.size());
+    }
+    if (!tls) {
+      loop.flush(id);
+      return true;
+    }
+    if (ws.framed.empty()) return true;
+    const net::TlsSession::Status status = tls->write(ws.framed.view(), wire);
+    ws.framed.consume(ws.framed.size());
+    loop.flush(id);
+    return status != net::TlsSession::Status::kFailed;
+  }
+  if (!tls || plainOut.empty()) return true;
   const net::TlsSession::Status status = tls->write(plainOut.view(), loop.output(id));
   plainOut.consume(plainOut.size());
   loop.flush(id);
   return status != net::TlsSession::Status::kFailed;
+}
+
+ReceiveStatus receiveWebSocket(SessionSocket& socket, SessionHost& host, std::string_view bytes) {
+  WsLayer& ws = socket.ws;
+  if (!ws.upgraded) {
+    // The 101 answer, which may come in pieces and have frames behind it in the same read. It
+    // is copied only as far as its end (a short string: the copy costs once per connection).
+    const std::size_t before = ws.response.size();
+    ws.response.append(bytes.substr(0, ws::kMaxResponseBytes));
+    const ws::UpgradeResponse answer = ws::parseUpgradeResponse(ws.response, ws.key);
+    switch (answer.status) {
+      case ws::UpgradeResponse::Status::kIncomplete:
+        return ReceiveStatus::kOk;
+      case ws::UpgradeResponse::Status::kRefused:
+        ws.problem = answer.problem;
+        return ReceiveStatus::kWsRefused;
+      case ws::UpgradeResponse::Status::kAccepted:
+        break;
+    }
+    ws.upgraded = true;
+    bytes.remove_prefix(answer.consumed - before);
+    ws.response.clear();
+    ws.response.shrink_to_fit();
+  }
+  const std::size_t repliesBefore = ws.framed.size();
+  const ws::FrameDecoder::Result result = ws.decoder.decode(bytes, ws.in, ws.framed, ws.masks);
+  if (ws.framed.size() != repliesBefore) socket.flush(host);
+  switch (result.status) {
+    case ws::FrameDecoder::Status::kOk:
+      return ReceiveStatus::kOk;
+    case ws::FrameDecoder::Status::kClosed:
+      ws.problem = fmt::format("the broker closed the WebSocket with code {}", result.closeCode);
+      if (!result.reason.empty()) ws.problem += fmt::format(" ({})", result.reason);
+      return ReceiveStatus::kWsClosed;
+    case ws::FrameDecoder::Status::kProtocol:
+      ws.problem = result.problem;
+      return ReceiveStatus::kWsProtocol;
+  }
+  return ReceiveStatus::kOk;
 }
 
 std::string openSessionSocket(SessionSocket& socket, const SessionConfig& config, SessionHost& host,
@@ -56,6 +122,20 @@ std::string openSessionSocket(SessionSocket& socket, const SessionConfig& config
   socket.plainOut.consume(socket.plainOut.size());
   socket.sealAsked = false;
   socket.tls.reset();
+  WsLayer& ws = socket.ws;
+  ws.on = config.websocket;
+  ws.upgraded = false;
+  ws.response.clear();
+  ws.problem.clear();
+  ws.decoder.reset();
+  ws.framed.consume(ws.framed.size());
+  ws.in.consume(ws.in.size());
+  if (ws.on) {
+    // The upgrade request goes first, in the same write as the first frames (seal()).
+    ws.key = ws::makeKey();
+    ws.masks = ws::MaskKeys::fromRandom();
+    ws.framed.append(ws::upgradeRequest(config.wsHost, config.wsPath, ws.key));
+  }
   if (config.tls) {
     socket.tls = std::make_unique<net::TlsSession>(*config.tls, config.tlsServerName);
     if (socket.tls->failed()) return socket.tls->error();

@@ -238,6 +238,14 @@ void Worker::startSession(std::uint32_t local, std::int64_t nowNs) {
   config.mqttLevel = plan_.options->protocol == Protocol::kMqtt5 ? 5 : 4;
   config.tls = plan_.tls;
   config.tlsServerName = plan_.options->effectiveTlsServerName();
+  config.websocket = plan_.options->websocket;
+  if (config.websocket) {
+    config.wsPath = plan_.options->wsPath;
+    const std::string& host = plan_.options->host;
+    // An IPv6 address in the Host header is bracketed (RFC 3986 section 3.2.2).
+    config.wsHost = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                    std::to_string(plan_.options->port);
+  }
   config.username = plan_.options->username;
   config.password = plan_.options->password;
   client.stage = Stage::kSetup;

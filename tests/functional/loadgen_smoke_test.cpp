@@ -1,4 +1,5 @@
-// loadgen against the real broker binary, over the line protocol and over MQTT at QoS 0, 1 and 2:
+// loadgen against the real broker binary, over the line protocol and over MQTT at QoS 0, 1 and 2
+// (over TCP and over WebSockets):
 // a clean short run accounts for every message, a broker stopped halfway makes loadgen report the
 // loss and exit 1, and usage errors and an unreachable broker exit 2. Judged on loadgen's exit
 // status and its JSON counts, never on timing. TERN_TEST_IO (uring or epoll) chooses the backend
@@ -131,6 +132,52 @@ TEST(LoadgenMqttSmoke, CleanRunAtEveryQosAccountsForEveryMessage) {
   }
 }
 
+// MQTT over WebSockets (--websocket against the broker's --ws-port): the same accounting as over
+// TCP, at QoS 0 and 1, in 3.1.1 and 5.0.
+TEST(LoadgenMqttSmoke, WebSocketRunAccountsForEveryMessage) {
+  BrokerProcess broker({"--workers", "2", "--ws-port", "auto"});
+  // The harness reads the line-protocol port; the WebSocket listener's line follows it.
+  int wsPort = 0;
+  for (int i = 0; i < 4 && wsPort == 0; ++i) {
+    const auto line = broker.process().readStdoutLine(scaled(Millis(10000)));
+    if (!line) break;
+    const std::string key = "listening on 127.0.0.1:";
+    const std::size_t at = line->find(key);
+    if (at != std::string::npos && line->find("(mqtt+ws)") != std::string::npos) {
+      wsPort = std::stoi(line->substr(at + key.size()));
+    }
+  }
+  ASSERT_NE(wsPort, 0) << "the broker did not report its WebSocket port";
+  for (const auto& [protocol, qos] :
+       std::vector<std::pair<std::string, int>>{{"mqtt", 0}, {"mqtt", 1}, {"mqtt5", 1}}) {
+    SCOPED_TRACE(protocol + " QoS " + std::to_string(qos));
+    TempJson json;
+    const RunResult run = runProcess(
+        loadgen(static_cast<std::uint16_t>(wsPort),
+                {"--protocol", protocol, "--websocket", "--qos", std::to_string(qos), "--clients",
+                 "30", "--fanout", "2", "--wildcard-subscribers", "2", "--rate", "2k", "--duration",
+                 "1.5", "--warmup", "0.5", "--json", json.path()}),
+        {}, Millis(60000));
+    ASSERT_EQ(run.exitCode, 0) << run.out << run.err;
+    const nlohmann::json report = json.read();
+    ASSERT_TRUE(report.is_object()) << "no JSON report";
+    EXPECT_EQ(report["ready"], 32);
+    EXPECT_EQ(report["failed_handshakes"], 0);
+    EXPECT_EQ(report["options"]["websocket"], true);
+    const auto sent = report["sent"].get<std::uint64_t>();
+    EXPECT_GT(sent, 0u);
+    EXPECT_EQ(report["acked"].get<std::uint64_t>(), qos > 0 ? sent : 0u);
+    EXPECT_EQ(report["expected"].get<std::uint64_t>(), 4 * sent);
+    EXPECT_EQ(report["delivered"], report["expected"]);
+    EXPECT_EQ(report["lost"], 0);
+    EXPECT_EQ(report["duplicated"], 0);
+    EXPECT_EQ(report["reordered"], 0);
+    EXPECT_EQ(report["errors"]["total"], 0);
+    EXPECT_TRUE(report["drained"].get<bool>());
+    EXPECT_NE(run.out.find("over WebSocket"), std::string::npos) << run.out;
+  }
+}
+
 TEST(LoadgenMqttSmoke, BrokerStoppedHalfwayIsReportedAsLoss) {
   BrokerProcess broker({"--workers", "2", "--mqtt-port", "auto"});
   TempJson json;
@@ -211,7 +258,13 @@ TEST(LoadgenSmoke, BadUsageExitsTwo) {
            {"--clients", "10", "--rate", "10", "--protocol", "amqp"},  // unknown protocol
            {"--clients", "10", "--rate", "10", "--qos", "1"},          // QoS without MQTT
            {"--clients", "10", "--rate", "10", "--io", "kqueue"},      // unknown backend
-           {"--clients", "10", "--rate", "10", "--protocol", "mqtt", "--qos", "3"}}) {
+           {"--clients", "10", "--rate", "10", "--protocol", "mqtt", "--qos", "3"},
+           {"--clients", "10", "--rate", "10", "--port", "1", "--websocket"},  // line protocol
+           {"--clients", "10", "--rate", "10", "--protocol", "mqtt", "--websocket"},  // no --port
+           {"--clients", "10", "--rate", "10", "--protocol", "mqtt", "--port", "1", "--ws-path",
+            "/mqtt"},  // --ws-path without --websocket
+           {"--clients", "10", "--rate", "10", "--protocol", "mqtt", "--port", "1", "--websocket",
+            "--ws-path", "mqtt"}}) {  // not a path
     std::vector<std::string> argv{TERN_LOADGEN_BIN};
     argv.insert(argv.end(), args.begin(), args.end());
     const RunResult run = runProcess(argv);
@@ -222,14 +275,14 @@ TEST(LoadgenSmoke, BadUsageExitsTwo) {
 TEST(LoadgenSmoke, HelpDocumentsEveryOptionAndTheWorkload) {
   const RunResult run = runProcess({TERN_LOADGEN_BIN, "--help"});
   EXPECT_EQ(run.exitCode, 0);
-  for (const char* option : {"--host",     "--port",         "--clients",
-                             "--rate",     "--duration",     "--warmup",
-                             "--payload",  "--fanout",       "--wildcard-subscribers",
-                             "--arrival",  "--connect-rate", "--threads",
-                             "--json",     "--seed",         "--quiet",
-                             "--drain",    "--idle",         "--protocol",
-                             "--qos",      "--io",           "Workload:",
-                             "Exit status"}) {
+  for (const char* option : {"--host",    "--port",         "--clients",
+                             "--rate",    "--duration",     "--warmup",
+                             "--payload", "--fanout",       "--wildcard-subscribers",
+                             "--arrival", "--connect-rate", "--threads",
+                             "--json",    "--seed",         "--quiet",
+                             "--drain",   "--idle",         "--protocol",
+                             "--qos",     "--io",           "--websocket",
+                             "--ws-path", "Workload:",      "Exit status"}) {
     EXPECT_NE(run.out.find(option), std::string::npos) << option;
   }
 }

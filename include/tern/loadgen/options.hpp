@@ -51,6 +51,10 @@ struct Options : net::ClientSecurity {
   std::string jsonPath;                     // where to write the JSON report; empty: none
   std::uint64_t seed = 1;                   // Poisson gaps are a function of (seed, client)
   bool quiet = false;                       // no progress lines on stderr
+  // MQTT over WebSockets (the broker's --ws-port, or with --tls its --wss-port): every session
+  // upgrades its connection with a GET of `wsPath`, then sends MQTT in binary frames.
+  bool websocket = false;
+  std::string wsPath = "/mqtt";
 
   // The reason the options cannot run, or an empty string when they can.
   std::string validate() const;

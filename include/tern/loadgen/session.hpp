@@ -18,6 +18,9 @@
 //     host for sealBeforeTurn(), and the host calls its sealOutput() right before the loop's next
 //     turn, which encrypts each socket's frames of that turn at once (one SSL_write per socket
 //     per turn, not per frame) into output(id). Received bytes are decrypted before parsing.
+//   - WebSocket (SessionConfig::websocket, MQTT): the same plaintext buffer and seal, which frames
+//     a socket's turn as one masked binary frame (then TLS-encrypts it with TLS); received bytes
+//     are decoded from their frames before parsing (session_socket.hpp, ws_client.hpp).
 //   - Input arrives in whatever pieces the kernel made; the session parses complete frames in
 //     place and carries an incomplete one to the next receive (session_socket.hpp).
 //   - Acknowledgements of publishes are reported with the intended time given to publish(), so
@@ -110,6 +113,11 @@ struct SessionConfig {
   // TLS on every socket of the session when set (shared by all sessions; thread-safe to use).
   std::shared_ptr<const net::TlsContext> tls;
   std::string tlsServerName;  // the name the broker's certificate must carry (empty: none)
+  // MQTT only: MQTT over WebSockets (RFC 6455; inside TLS with `tls`): the upgrade request asks
+  // for `wsPath` with the Host header `wsHost` (host:port).
+  bool websocket = false;
+  std::string wsPath = "/mqtt";
+  std::string wsHost;
   // Credentials of CONNECT: line protocol CONNECT@<id>@<user>@<password> when `username` is set
   // (an absent password is sent empty); MQTT the user name and password fields, each when set.
   std::string username;

@@ -30,6 +30,8 @@
 #include "tern/net/tls.hpp"
 #include "tern/protocol/mqtt_decoder.hpp"
 #include "tern/protocol/mqtt_encoder.hpp"
+#include "tern/protocol/ws_handshake.hpp"
+#include "tern/protocol/ws_stream.hpp"
 
 namespace tern::loadgen {
 namespace {
@@ -267,6 +269,15 @@ class ScriptedBroker {
       }
       if (!receiveCiphertext(kWaitMs)) return std::nullopt;
     }
+  }
+  // Every raw byte the session sent (no TLS) within `waitMs`, and what follows at once.
+  std::string takeRaw(int waitMs = kWaitMs) {
+    receiveCiphertext(waitMs);
+    while (receiveCiphertext(50)) {
+    }
+    std::string out;
+    out.swap(received_);
+    return out;
   }
   mqtt::PacketType nextType() {
     const auto packet = nextPacket();
@@ -716,6 +727,157 @@ TEST_P(MqttSession, TlsCertificateForAnotherNameIsAConnectFailure) {
   EXPECT_EQ(broker.host.failures, (std::vector<SessionFailure>{SessionFailure::kConnect}));
   EXPECT_TRUE(broker.host.failureText.starts_with("TLS: ")) << broker.host.failureText;
   EXPECT_EQ(broker.host.connected, 0);
+}
+
+// A server frame (unmasked, FIN) of `opcode` carrying `payload`.
+std::string wsServerFrame(unsigned opcode, std::string_view payload) {
+  char header[10];
+  const std::size_t n = protocol::WsStream::writeHeader(payload.size(), header);
+  header[0] = static_cast<char>(0x80 | opcode);
+  return std::string(header, n) + std::string(payload);
+}
+
+// The client frames in `raw`: (first byte, unmasked payload) each; fails on a truncated frame.
+std::vector<std::pair<unsigned, std::string>> wsClientFrames(std::string_view raw) {
+  std::vector<std::pair<unsigned, std::string>> frames;
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(raw[i]); };
+  while (!raw.empty()) {
+    EXPECT_GE(raw.size(), 6u);
+    EXPECT_EQ(byte(1) & 0x80, 0x80u) << "a client frame must be masked";
+    std::uint64_t length = byte(1) & 0x7f;
+    std::size_t at = 2;
+    if (length >= 126) {
+      const std::size_t bytes = length == 126 ? 2 : 8;
+      length = 0;
+      for (std::size_t i = 0; i < bytes; ++i)
+        length = (length << 8) | byte(2 + i);
+      at += bytes;
+    }
+    const unsigned char key[4] = {byte(at), byte(at + 1), byte(at + 2), byte(at + 3)};
+    at += 4;
+    if (raw.size() < at + length) {
+      ADD_FAILURE() << "a truncated frame";
+      break;
+    }
+    std::string payload(raw.substr(at, length));
+    for (std::size_t i = 0; i < payload.size(); ++i)
+      payload[i] = static_cast<char>(payload[i] ^ key[i % 4]);
+    frames.emplace_back(byte(0), std::move(payload));
+    raw.remove_prefix(at + length);
+  }
+  return frames;
+}
+
+TEST_P(MqttSession, WebSocketUpgradesFramesEachTurnOnceAnswersPingsAndReportsAClose) {
+  ScriptedBroker broker(GetParam(), 1, 60, [](SessionConfig& config) {
+    config.websocket = true;
+    config.wsPath = "/mqtt";
+    config.wsHost = "127.0.0.1:9001";
+  });
+  ASSERT_TRUE(broker.host.failures.empty()) << broker.host.failureText;
+  // The upgrade request and the framed CONNECT, without waiting for the 101; the broker's own
+  // parser accepts the request and its libwslay decoder the frame.
+  std::string raw = broker.takeRaw();
+  const protocol::WsHandshake upgrade = protocol::parseWsHandshake(raw, {});
+  ASSERT_EQ(upgrade.status, protocol::WsHandshake::Status::kAccepted) << upgrade.problem;
+  EXPECT_TRUE(raw.starts_with("GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:9001\r\n")) << raw;
+  protocol::WsStream server(1 << 20);
+  std::string payload;
+  std::string answers;
+  EXPECT_EQ(server.receive(std::string_view(raw).substr(upgrade.consumed), payload, answers),
+            protocol::WsStream::State::kOpen);
+  const mqtt::Decoder decoder{mqtt::DecoderConfig{.role = mqtt::Role::kServer}};
+  const mqtt::DecodeResult connect = decoder.decode(payload);
+  ASSERT_EQ(connect.status, mqtt::DecodeStatus::kPacket);
+  EXPECT_EQ(mqtt::typeOf(connect.packet), mqtt::PacketType::kConnect);
+  EXPECT_EQ(connect.consumed, payload.size());
+
+  // The 101, a CONNACK frame and a ping in one write, cut inside the 101: connected, pong sent.
+  std::string connack;
+  mqtt::appendConnack(connack, false, mqtt::ConnectReturnCode::kAccepted);
+  const std::string reply =
+      upgrade.response + wsServerFrame(0x2, connack) + wsServerFrame(0x9, "are you there");
+  broker.sendRaw(std::string_view(reply).substr(0, 20));
+  broker.pump();
+  broker.sendRaw(std::string_view(reply).substr(20));
+  broker.pump();
+  ASSERT_TRUE(broker.host.failures.empty()) << broker.host.failureText;
+  ASSERT_EQ(broker.host.connected, 1);
+  auto frames = wsClientFrames(broker.takeRaw());
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].first, 0x8au);
+  EXPECT_EQ(frames[0].second, "are you there");
+
+  // Subscribe, then three publishes in one turn: one seal, one binary frame carrying all three.
+  broker.session().subscribe(std::vector<std::string>{"lg/x/1"}, broker.host.now);
+  broker.flush();
+  frames = wsClientFrames(broker.takeRaw());
+  ASSERT_EQ(frames.size(), 1u);
+  const mqtt::DecodeResult subscribe = decoder.decode(frames[0].second);
+  ASSERT_EQ(subscribe.status, mqtt::DecodeStatus::kPacket);
+  std::string suback;
+  mqtt::appendSuback(suback, std::get<mqtt::Subscribe>(subscribe.packet).packetId,
+                     std::vector<std::uint8_t>{1});
+  broker.sendRaw(wsServerFrame(0x2, suback));
+  broker.pump();
+  ASSERT_EQ(broker.host.subscribed, 1);
+  broker.flush();
+  broker.session().publish("lg/x/0", "one", 100);
+  broker.session().publish("lg/x/0", "two", 200);
+  broker.session().publish("lg/x/0", "three", 300);
+  EXPECT_EQ(broker.host.sealsAsked(), 1);
+  EXPECT_GT(broker.session().queuedBytes(), 0u);
+  broker.flush();
+  frames = wsClientFrames(broker.takeRaw());
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].first, 0x82u);
+  std::string_view packets = frames[0].second;
+  for (const std::string_view expected : {"one", "two", "three"}) {
+    const mqtt::DecodeResult publish = decoder.decode(packets);
+    ASSERT_EQ(publish.status, mqtt::DecodeStatus::kPacket);
+    EXPECT_EQ(std::get<mqtt::Publish>(publish.packet).payload, expected);
+    packets.remove_prefix(publish.consumed);
+  }
+  EXPECT_TRUE(packets.empty());
+
+  // PUBACKs split across two frames (a message in fragments), then a close with code 1001.
+  std::string acks;
+  mqtt::appendPuback(acks, 1);
+  mqtt::appendPuback(acks, 2);
+  mqtt::appendPuback(acks, 3);
+  std::string fragments = wsServerFrame(0x2, acks.substr(0, 5));
+  fragments[0] = 0x02;  // FIN clear
+  fragments += wsServerFrame(0x0, acks.substr(5));
+  broker.sendRaw(fragments);
+  broker.pump();
+  ASSERT_TRUE(broker.host.failures.empty()) << broker.host.failureText;
+  EXPECT_EQ(broker.host.acks, (std::vector<std::int64_t>{100, 200, 300}));
+  broker.sendRaw(wsServerFrame(0x8, std::string("\x03\xe9", 2) + "going away"));
+  broker.pump();
+  EXPECT_EQ(broker.host.failures, (std::vector<SessionFailure>{SessionFailure::kDisconnected}));
+  EXPECT_EQ(broker.host.failureText, "the broker closed the WebSocket with code 1001 (going away)");
+}
+
+TEST_P(MqttSession, WebSocketRefusalOrTextFrameFailsTheSession) {
+  {
+    ScriptedBroker broker(GetParam(), 0, 60,
+                          [](SessionConfig& config) { config.websocket = true; });
+    broker.takeRaw();
+    broker.sendRaw("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    broker.pump();
+    EXPECT_EQ(broker.host.failures, (std::vector<SessionFailure>{SessionFailure::kHandshake}));
+    EXPECT_NE(broker.host.failureText.find("404 Not Found"), std::string::npos)
+        << broker.host.failureText;
+  }
+  ScriptedBroker broker(GetParam(), 0, 60, [](SessionConfig& config) { config.websocket = true; });
+  const std::string raw = broker.takeRaw();
+  const protocol::WsHandshake upgrade = protocol::parseWsHandshake(raw, {});
+  ASSERT_EQ(upgrade.status, protocol::WsHandshake::Status::kAccepted) << upgrade.problem;
+  broker.sendRaw(upgrade.response + wsServerFrame(0x1, "text"));
+  broker.pump();
+  EXPECT_EQ(broker.host.failures, (std::vector<SessionFailure>{SessionFailure::kProtocol}));
+  EXPECT_NE(broker.host.failureText.find("text frame"), std::string::npos)
+      << broker.host.failureText;
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MqttSession,
