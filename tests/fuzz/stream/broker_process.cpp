@@ -86,8 +86,9 @@ void installInterruptHandlers() {
 }
 
 std::unique_ptr<BrokerProcess> BrokerProcess::start(const std::string& path,
-                                                    const std::vector<std::string>& args, bool tls,
-                                                    Millis timeout, std::string& error) {
+                                                    const std::vector<std::string>& args,
+                                                    Listeners listeners, Millis timeout,
+                                                    std::string& error) {
   std::unique_ptr<BrokerProcess> broker(new BrokerProcess());
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) {
@@ -143,17 +144,24 @@ std::unique_ptr<BrokerProcess> BrokerProcess::start(const std::string& path,
   std::string line;
   const auto known = [&] {
     return broker->linePort_ != 0 && broker->mqttPort_ != 0 &&
-           (!tls || (broker->lineTlsPort_ != 0 && broker->mqttTlsPort_ != 0));
+           (!listeners.tls || (broker->lineTlsPort_ != 0 && broker->mqttTlsPort_ != 0)) &&
+           (!listeners.ws || broker->mqttWsPort_ != 0) &&
+           (!listeners.wss || broker->mqttWssPort_ != 0);
   };
   while (!known() && reader.next(line, deadline)) {
     if (line.find("(line protocol)") != std::string::npos) broker->linePort_ = portOf(line);
     if (line.find("(mqtt)") != std::string::npos) broker->mqttPort_ = portOf(line);
     if (line.find("(line protocol+tls)") != std::string::npos) broker->lineTlsPort_ = portOf(line);
     if (line.find("(mqtt+tls)") != std::string::npos) broker->mqttTlsPort_ = portOf(line);
+    if (line.find("(mqtt+ws)") != std::string::npos) broker->mqttWsPort_ = portOf(line);
+    if (line.find("(mqtt+wss)") != std::string::npos) broker->mqttWssPort_ = portOf(line);
   }
   if (!known()) {
-    error = tls ? "the broker did not report all four ports (line, MQTT, line+TLS, MQTT+TLS)"
-                : "the broker did not report both ports (line and MQTT)";
+    error = "the broker did not report all its ports (line, MQTT";
+    error += listeners.tls ? ", line+TLS, MQTT+TLS" : "";
+    error += listeners.ws ? ", MQTT+WS" : "";
+    error += listeners.wss ? ", MQTT+WSS" : "";
+    error += ")";
     if (!broker->alive()) error += "; it exited with " + describeStatus(*broker->status_);
     error += "; stderr:\n" + broker->stderrText();
     return nullptr;

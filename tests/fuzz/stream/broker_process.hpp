@@ -23,12 +23,19 @@ namespace tern::fuzz {
 
 class BrokerProcess {
  public:
+  // Which start-up lines to wait for besides "(line protocol)" and "(mqtt)".
+  struct Listeners {
+    bool tls = false;  // "(line protocol+tls)" and "(mqtt+tls)"
+    bool ws = false;   // "(mqtt+ws)"
+    bool wss = false;  // "(mqtt+wss)"
+  };
   // Starts `path` with `args` and waits up to `timeout` for its "listening on ... (line
-  // protocol)" and "... (mqtt)" lines, and with `tls` also "(line protocol+tls)" and
-  // "(mqtt+tls)". Null (with `error` set) if it does not get there.
+  // protocol)" and "... (mqtt)" lines and those `listeners` asks for. Null (with `error` set) if
+  // it does not get there.
   static std::unique_ptr<BrokerProcess> start(const std::string& path,
-                                              const std::vector<std::string>& args, bool tls,
-                                              Millis timeout, std::string& error);
+                                              const std::vector<std::string>& args,
+                                              Listeners listeners, Millis timeout,
+                                              std::string& error);
   BrokerProcess(const BrokerProcess&) = delete;
   BrokerProcess& operator=(const BrokerProcess&) = delete;
   // SIGKILLs and reaps the broker if it still runs.
@@ -39,6 +46,8 @@ class BrokerProcess {
   std::uint16_t mqttPort() const noexcept { return mqttPort_; }
   std::uint16_t lineTlsPort() const noexcept { return lineTlsPort_; }  // 0 without TLS
   std::uint16_t mqttTlsPort() const noexcept { return mqttTlsPort_; }
+  std::uint16_t mqttWsPort() const noexcept { return mqttWsPort_; }  // 0 without --ws-port
+  std::uint16_t mqttWssPort() const noexcept { return mqttWssPort_; }
 
   // waitpid(WNOHANG): true while the broker runs. Once it has exited, exitStatus() has the status.
   bool alive();
@@ -59,6 +68,8 @@ class BrokerProcess {
   std::uint16_t mqttPort_ = 0;
   std::uint16_t lineTlsPort_ = 0;
   std::uint16_t mqttTlsPort_ = 0;
+  std::uint16_t mqttWsPort_ = 0;
+  std::uint16_t mqttWssPort_ = 0;
   std::optional<int> status_;
 };
 

@@ -123,9 +123,13 @@ void normalize(Case& c) {
     if (a.kind != Action::Kind::kOpen) {
       a.port = Port::kLine;
       a.transport = Transport::kPlain;
+      a.ws = WsLayer::kNone;
     }
-    if (a.kind != Action::Kind::kSend) a.raw = a.wire = false;
+    if (a.kind != Action::Kind::kSend) a.raw = a.wire = a.frag = a.ping = a.closeFrame = false;
     if (a.raw) a.wire = false;  // raw bytes are not encrypted, so there is no ciphertext to cut
+    // Raw bytes are not framed; one frame (`wire`) is not a fragmented message.
+    if (a.raw || a.wire) a.frag = false;
+    if (a.raw) a.ping = a.closeFrame = false;
     if (a.kind != Action::Kind::kPause && a.kind != Action::Kind::kRead &&
         a.kind != Action::Kind::kSend)
       a.millis = 0;

@@ -2,7 +2,8 @@
 //
 // A Case is a list of Actions over up to kMaxConnections client connections to the broker's line
 // or MQTT port, plain or TLS (the client end of a TLS connection runs a tern::net::TlsSession, or
-// sends raw bytes to the TLS port). The executor (executor.hpp) runs it; the generator (generator.hpp) makes and
+// sends raw bytes to the TLS port), or its MQTT-over-WebSocket ports (mqtt+ws, mqtt+wss: the
+// client end sends an HTTP upgrade and frames what it sends, ws_client.hpp). The executor (executor.hpp) runs it; the generator (generator.hpp) makes and
 // mutates it; this file defines it, its limits, and the readable text format that seeds and
 // reproducers are written in (one action per line; README.md has the grammar):
 //
@@ -43,10 +44,14 @@ inline constexpr std::size_t kMaxSplits = 1024;
 inline constexpr std::size_t kMaxCaseBytes = 512 * 1024;  // resolved bytes of all sends
 inline constexpr std::size_t kTokenSize = 36;             // 32 random hex digits + 4 for the worker
 
-enum class Port : std::uint8_t { kLine, kMqtt, kLineTls, kMqttTls };
+enum class Port : std::uint8_t { kLine, kMqtt, kLineTls, kMqttTls, kMqttWs, kMqttWss };
 
 constexpr bool isTlsPort(Port port) noexcept {
-  return port == Port::kLineTls || port == Port::kMqttTls;
+  return port == Port::kLineTls || port == Port::kMqttTls || port == Port::kMqttWss;
+}
+// The broker's MQTT-over-WebSocket listeners (--ws-port, and --wss-port under TLS).
+constexpr bool isWsPort(Port port) noexcept {
+  return port == Port::kMqttWs || port == Port::kMqttWss;
 }
 constexpr bool isLinePort(Port port) noexcept {
   return port == Port::kLine || port == Port::kLineTls;
@@ -62,6 +67,20 @@ enum class Transport : std::uint8_t {
 
 constexpr Transport defaultTransport(Port port) noexcept {
   return isTlsPort(port) ? Transport::kTls : Transport::kPlain;
+}
+
+// The WebSocket client layer over a connection's transport (ws_client.hpp). The default is
+// kUpgrade on a WebSocket port and kNone elsewhere; the text form names the other choices (`ws`,
+// `noupgrade`, `nows`; `raw` on a WebSocket port also means kNone).
+enum class WsLayer : std::uint8_t {
+  kNone,       // bytes go to the transport as they are
+  kUpgrade,    // an HTTP upgrade request at open, then sends are masked frames, reads decoded
+  kNoUpgrade,  // sends framed and reads decoded as kUpgrade, but no request at open: the case
+               // sends its own (`send ... raw`)
+};
+
+constexpr WsLayer defaultWsLayer(Port port) noexcept {
+  return isWsPort(port) ? WsLayer::kUpgrade : WsLayer::kNone;
 }
 
 // A stretch of the bytes to send.
@@ -104,6 +123,7 @@ struct Action {
   std::uint8_t conn = 0;  // < kMaxConnections
   Port port = Port::kLine;
   Transport transport = Transport::kPlain;  // kOpen
+  WsLayer ws = WsLayer::kNone;              // kOpen
   std::vector<Piece> pieces;
   std::vector<std::uint32_t> splits;  // ascending offsets into the resolved bytes
   bool splitEveryByte = false;        // send one byte per send() (overrides `splits`)
@@ -114,6 +134,15 @@ struct Action {
   // (without it each chunk is encrypted on its own, so records end where chunks do).
   bool raw = false;
   bool wire = false;
+  // kSend on a WebSocket connection (one with a WsLayer): `raw` sends the bytes past the
+  // WebSocket layer (still through TLS on mqtt+wss); `wire` sends them in one binary frame whose
+  // bytes are cut at `splits` (without it each chunk is a frame of its own); `frag` sends the
+  // chunks as one fragmented message (binary, then continuations, the last one final); `ping`
+  // follows each data frame with a ping; `close` ends the send with a close frame (1000).
+  // Ignored on other connections.
+  bool frag = false;
+  bool ping = false;
+  bool closeFrame = false;
 
   bool operator==(const Action&) const = default;
 };

@@ -35,10 +35,21 @@ const char* kindName(Action::Kind kind) noexcept {
 constexpr struct {
   Port port;
   std::string_view name;
-} kPortNames[] = {{Port::kLine, "line"},
-                  {Port::kMqtt, "mqtt"},
-                  {Port::kLineTls, "line+tls"},
-                  {Port::kMqttTls, "mqtt+tls"}};
+} kPortNames[] = {{Port::kLine, "line"},        {Port::kMqtt, "mqtt"},
+                  {Port::kLineTls, "line+tls"}, {Port::kMqttTls, "mqtt+tls"},
+                  {Port::kMqttWs, "mqtt+ws"},   {Port::kMqttWss, "mqtt+wss"}};
+
+constexpr struct {
+  WsLayer ws;
+  std::string_view name;
+} kWsNames[] = {
+    {WsLayer::kNone, "nows"}, {WsLayer::kUpgrade, "ws"}, {WsLayer::kNoUpgrade, "noupgrade"}};
+
+// The WebSocket layer an open has when its text names none after the transport word: `raw` on
+// a WebSocket port means bytes as they are, so no layer either.
+WsLayer impliedWsLayer(Port port, bool rawWord) noexcept {
+  return rawWord && isWsPort(port) ? WsLayer::kNone : defaultWsLayer(port);
+}
 
 std::string_view portName(Port port) noexcept {
   for (const auto& p : kPortNames)
@@ -260,19 +271,26 @@ bool parseMillis(std::string_view word, std::uint32_t max, std::uint32_t& millis
 bool parseSend(const std::vector<std::string_view>& words, Action& a, std::string& error) {
   std::size_t i = 2;
   const auto keyword = [](std::string_view w) {
-    return w == "split" || w == "gap" || w == "raw" || w == "wire";
+    return w == "split" || w == "gap" || w == "raw" || w == "wire" || w == "frag" || w == "ping" ||
+           w == "close";
   };
   for (; i < words.size() && !keyword(words[i]); ++i) {
     if (!parsePiece(words[i], a.pieces, error)) return false;
   }
   while (i < words.size()) {
-    if (words[i] == "raw" || words[i] == "wire") {
-      (words[i] == "raw" ? a.raw : a.wire) = true;
+    if (words[i] == "raw" || words[i] == "wire" || words[i] == "frag" || words[i] == "ping" ||
+        words[i] == "close") {
+      (words[i] == "raw"    ? a.raw
+       : words[i] == "wire" ? a.wire
+       : words[i] == "frag" ? a.frag
+       : words[i] == "ping" ? a.ping
+                            : a.closeFrame) = true;
       ++i;
       continue;
     }
     if (!keyword(words[i])) {
-      error = "unexpected '" + std::string(words[i]) + "' after split, gap, raw or wire";
+      error = "unexpected '" + std::string(words[i]) +
+              "' after split, gap, raw, wire, frag, ping or close";
       return false;
     }
     if (i + 1 >= words.size()) {
@@ -333,23 +351,43 @@ bool parseAction(const std::vector<std::string_view>& words, Action& a, std::str
                              ? std::end(kPortNames)
                              : std::find_if(std::begin(kPortNames), std::end(kPortNames),
                                             [&](const auto& p) { return words[2] == p.name; });
-      if (port == std::end(kPortNames) || words.size() > 4) {
-        error = "open C line|mqtt|line+tls|mqtt+tls [raw|tls|cert]";
+      if (port == std::end(kPortNames) || words.size() > 5) {
+        error =
+            "open C line|mqtt|line+tls|mqtt+tls|mqtt+ws|mqtt+wss [raw|tls|cert] "
+            "[ws|noupgrade|nows]";
         return false;
       }
       a.port = port->port;
       a.transport = defaultTransport(a.port);
-      if (words.size() == 4) {
-        if (words[3] == "raw") {
+      std::size_t i = 3;
+      bool rawWord = false;
+      if (i < words.size()) {
+        if (words[i] == "raw") {
           a.transport = Transport::kPlain;
-        } else if (words[3] == "tls") {
+          rawWord = true;
+          ++i;
+        } else if (words[i] == "tls") {
           a.transport = Transport::kTls;
-        } else if (words[3] == "cert") {
+          ++i;
+        } else if (words[i] == "cert") {
           a.transport = Transport::kTlsCert;
-        } else {
-          error = "open C PORT [raw|tls|cert]";
+          ++i;
+        }
+      }
+      a.ws = impliedWsLayer(a.port, rawWord);
+      if (i < words.size()) {
+        const auto* ws = std::find_if(std::begin(kWsNames), std::end(kWsNames),
+                                      [&](const auto& w) { return words[i] == w.name; });
+        if (ws == std::end(kWsNames)) {
+          error = "open C PORT [raw|tls|cert] [ws|noupgrade|nows]";
           return false;
         }
+        a.ws = ws->ws;
+        ++i;
+      }
+      if (i != words.size()) {
+        error = "open C PORT [raw|tls|cert] [ws|noupgrade|nows]";
+        return false;
       }
       return true;
     }
@@ -392,10 +430,22 @@ std::string serialize(const Case& c) {
       case Action::Kind::kOpen:
         out += ' ';
         out += portName(a.port);
-        if (a.transport == Transport::kTlsCert) {
-          out += " cert";
-        } else if (a.transport != defaultTransport(a.port)) {
-          out += a.transport == Transport::kPlain ? " raw" : " tls";
+        {
+          bool rawWord = false;
+          if (a.transport == Transport::kTlsCert) {
+            out += " cert";
+          } else if (a.transport != defaultTransport(a.port)) {
+            rawWord = a.transport == Transport::kPlain;
+            out += rawWord ? " raw" : " tls";
+          } else if (isWsPort(a.port) && a.transport == Transport::kPlain &&
+                     a.ws == WsLayer::kNone) {
+            rawWord = true;  // mqtt+ws raw: a plain socket without the WebSocket layer
+            out += " raw";
+          }
+          if (a.ws != impliedWsLayer(a.port, rawWord)) {
+            for (const auto& w : kWsNames)
+              if (w.ws == a.ws) out += " " + std::string(w.name);
+          }
         }
         break;
       case Action::Kind::kPause:
@@ -434,6 +484,9 @@ std::string serialize(const Case& c) {
         if (a.millis != 0) out += " gap " + std::to_string(a.millis);
         if (a.raw) out += " raw";
         if (a.wire) out += " wire";
+        if (a.frag) out += " frag";
+        if (a.ping) out += " ping";
+        if (a.closeFrame) out += " close";
         break;
       default:
         break;

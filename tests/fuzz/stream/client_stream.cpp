@@ -1,4 +1,4 @@
-// Plain and TLS client connections. See client_stream.hpp.
+// Plain, TLS and WebSocket client connections. See client_stream.hpp.
 #include "client_stream.hpp"
 
 #include <algorithm>
@@ -54,10 +54,25 @@ std::string ClientStream::encrypt(std::string_view plain) {
   return std::string(wire.view());
 }
 
+bool ClientStream::startWs(bool upgrade, std::uint16_t port, std::uint64_t maskSeed,
+                           Clock::time_point deadline, std::uint64_t& wireBytes) {
+  ws_ = std::make_unique<ws::Decoder>();
+  maskState_ = maskSeed;
+  if (!upgrade) return true;
+  return sendBelowWs(ws::upgradeRequest(port, maskState_), deadline, wireBytes);
+}
+
 bool ClientStream::send(std::string_view plain, Clock::time_point deadline,
                         std::uint64_t& wireBytes) {
-  if (session_ == nullptr) return sendRaw(plain, deadline, wireBytes);
-  const std::string ciphertext = encrypt(plain);
+  if (ws_ == nullptr) return sendBelowWs(plain, deadline, wireBytes);
+  return sendBelowWs(ws::frame(ws::firstByte(true, ws::kBinary), plain, maskState_), deadline,
+                     wireBytes);
+}
+
+bool ClientStream::sendBelowWs(std::string_view bytes, Clock::time_point deadline,
+                               std::uint64_t& wireBytes) {
+  if (session_ == nullptr) return sendRaw(bytes, deadline, wireBytes);
+  const std::string ciphertext = encrypt(bytes);
   return sendRaw(ciphertext, deadline, wireBytes);
 }
 
@@ -79,6 +94,23 @@ void ClientStream::notify(Clock::time_point deadline, std::uint64_t& wireBytes) 
 }
 
 ReadStatus ClientStream::read(std::string& into, Clock::time_point deadline, std::size_t cap) {
+  if (ws_ == nullptr) return readBelowWs(into, deadline, cap);
+  const std::size_t before = into.size();
+  // Until MQTT bytes arrive: the HTTP answer, pongs and empty frames carry none. Each pass waits
+  // for input until `deadline`, so this ends by then.
+  for (;;) {
+    if (ws_->over()) return into.size() != before ? ReadStatus::kData : ReadStatus::kClosed;
+    std::string below;
+    const ReadStatus status = readBelowWs(below, deadline, cap);
+    ws_->feed(below, into);
+    if (into.size() != before) return ReadStatus::kData;
+    if (status == ReadStatus::kClosed || ws_->over()) return ReadStatus::kClosed;
+    if (Clock::now() >= deadline) return ReadStatus::kTimeout;
+  }
+}
+
+ReadStatus ClientStream::readBelowWs(std::string& into, Clock::time_point deadline,
+                                     std::size_t cap) {
   if (!plain_.empty()) {
     into += plain_;
     plain_.clear();

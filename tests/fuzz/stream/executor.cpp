@@ -5,6 +5,10 @@
 
 #include <algorithm>
 #include <thread>
+#include <vector>
+
+#include "rng.hpp"
+#include "ws_client.hpp"
 
 namespace tern::fuzz {
 
@@ -13,12 +17,18 @@ namespace {
 constexpr Millis kConnectTimeout{1000};
 constexpr std::size_t kReadCap = 1 << 20;     // bytes taken by one read action
 constexpr std::size_t kPartialCap = 8 << 10;  // a longer line is no CONNACK: dropped
+// Where each case's WebSocket keys start: any constant does; the same for every case so that a
+// case file replays its own bytes.
+constexpr std::uint64_t kMaskSeed = 0x7465726e2d7773ULL;
+// A ping's payload (`ping`): a few bytes the broker's pong echoes.
+constexpr std::string_view kPingPayload = "tern";
 
 }  // namespace
 
 void Executor::run(const Case& c) {
   const Clock::time_point deadline = Clock::now() + budget_;
   pausedMillis_ = 0;
+  maskState_ = kMaskSeed;
   for (std::string& token : tokens_)
     token.clear();
   ++stats_.cases;
@@ -85,6 +95,14 @@ void Executor::open(Connection& conn, const Action& a, Clock::time_point deadlin
   conn.port = a.port;
   conn.writable = true;
   conn.readable = true;
+  if (a.ws != WsLayer::kNone) {
+    ++stats_.wsConnections;
+    // Host names the port the socket went to; the key is the case's, like the masks.
+    if (!conn.stream.startWs(a.ws == WsLayer::kUpgrade, number, splitMix64(maskState_), deadline,
+                             stats_.bytesSent)) {
+      conn.writable = false;
+    }
+  }
 }
 
 void Executor::handshake(Connection& conn, Clock::time_point deadline) {
@@ -101,6 +119,10 @@ void Executor::handshake(Connection& conn, Clock::time_point deadline) {
 void Executor::send(Connection& conn, const Action& a, Clock::time_point deadline) {
   if (!conn.stream.valid() || !conn.writable) return;
   std::string bytes = resolve(a.pieces, tokens_);
+  if (conn.stream.ws()) {
+    sendWs(conn, a, bytes, deadline);
+    return;
+  }
   // TLS chunks are encrypted one by one (records end where chunks do), unless `wire` encrypts
   // all at once and the ciphertext is cut instead, or `raw` goes past the session.
   const bool encryptChunks = conn.stream.tls() && !a.raw && !a.wire;
@@ -129,6 +151,52 @@ void Executor::send(Connection& conn, const Action& a, Clock::time_point deadlin
   }
 }
 
+void Executor::sendWs(Connection& conn, const Action& a, const std::string& bytes,
+                      Clock::time_point deadline) {
+  if (conn.stream.tls()) handshake(conn, deadline);
+  // The bytes cut at the split points: chunks of the payload, or (`wire`) of the one frame.
+  const std::string wire =
+      a.wire ? ws::frame(ws::firstByte(true, ws::kBinary), bytes, maskState_) : std::string();
+  const std::string_view cut = a.wire ? std::string_view(wire) : std::string_view(bytes);
+  std::vector<std::string_view> chunks;
+  std::size_t from = 0;
+  std::size_t split = 0;
+  while (from < cut.size()) {
+    std::size_t to = cut.size();
+    if (a.splitEveryByte) {
+      to = from + 1;
+    } else if (split < a.splits.size()) {
+      to = std::clamp<std::size_t>(a.splits[split++], from + 1, cut.size());
+    }
+    chunks.push_back(cut.substr(from, to - from));
+    from = to;
+  }
+  // A fragmented message of one chunk still has two frames: the start and a final continuation.
+  const bool oneFragment = a.frag && !a.raw && chunks.size() == 1;
+  if (oneFragment) chunks.push_back({});
+  const auto put = [&](std::string_view frameBytes) {
+    if (!conn.writable) return;
+    if (!conn.stream.sendBelowWs(frameBytes, deadline, stats_.bytesSent)) conn.writable = false;
+  };
+  for (std::size_t i = 0; i < chunks.size() && conn.writable; ++i) {
+    if (i != 0 && a.millis != 0) sleepFor(a.millis, deadline);
+    if (a.raw || a.wire) {
+      put(chunks[i]);
+    } else {
+      const bool fin = !a.frag || i + 1 == chunks.size();
+      const std::uint8_t opcode = a.frag && i != 0 ? ws::kContinuation : ws::kBinary;
+      put(ws::frame(ws::firstByte(fin, opcode), chunks[i], maskState_));
+    }
+    // With `wire`, one ping after the whole frame rather than inside it.
+    if (a.ping && (!a.wire || i + 1 == chunks.size())) {
+      put(ws::frame(ws::firstByte(true, ws::kPing), kPingPayload, maskState_));
+    }
+  }
+  if (a.closeFrame) {
+    put(ws::frame(ws::firstByte(true, ws::kClose), ws::closePayload(1000), maskState_));
+  }
+}
+
 void Executor::read(Connection& conn, const Action& a, Clock::time_point deadline) {
   if (!conn.stream.valid() || !conn.readable) return;
   const Clock::time_point until =
@@ -148,6 +216,11 @@ void Executor::readOnce(Connection& conn, Clock::time_point until) {
   if (conn.stream.handshakeDone() && !conn.handshakeCounted) {
     conn.handshakeCounted = true;
     ++stats_.tlsHandshakes;
+  }
+  if (const ws::Decoder* d = conn.stream.wsDecoder();
+      d != nullptr && d->upgraded() && !conn.upgradeCounted) {
+    conn.upgradeCounted = true;
+    ++stats_.wsUpgrades;
   }
   if (!isLinePort(conn.port) || input.empty()) return;
   conn.partial += input;

@@ -13,7 +13,15 @@
 //     kHandshakeWait, within the case deadline), then encrypts each chunk on its own, or (`wire`)
 //     encrypts all and cuts the ciphertext at the split points, or (`raw`) sends the bytes past
 //     the session; reads decrypt, so CONNACK tokens are captured through TLS too; `notify` sends
-//     a close_notify.
+//     a close_notify;
+//   - WebSocket connections (ws_client.hpp; a WsLayer at open): the upgrade request at open
+//     (unless `noupgrade`), then each chunk of a send in one masked binary frame, or (`wire`) all
+//     the bytes in one frame cut at the split points, or (`frag`) the chunks as the frames of one
+//     fragmented message, each data frame followed by a ping with `ping`, a close frame (1000) at
+//     the end with `close`; `raw` sends the chunks past the WebSocket layer (through TLS on
+//     mqtt+wss). Frames below the layer go through TLS one frame piece per write, so records end
+//     where frame pieces do. Masking keys and upgrade keys come from a SplitMix64 state reset at
+//     each case, so a case's bytes depend on the case alone. Reads decode the broker's frames.
 //
 // Single-threaded; one Executor per broker.
 #pragma once
@@ -35,6 +43,8 @@ struct Endpoints {
   std::uint16_t mqttPort = 0;
   std::uint16_t lineTlsPort = 0;  // 0: the broker has no TLS listeners (TLS opens fail)
   std::uint16_t mqttTlsPort = 0;
+  std::uint16_t mqttWsPort = 0;   // 0: no --ws-port (opens fail)
+  std::uint16_t mqttWssPort = 0;  // 0: no --wss-port
   // Client contexts that trust the broker's certificate: without and with a client certificate.
   std::shared_ptr<const net::TlsContext> tls;
   std::shared_ptr<const net::TlsContext> tlsCert;
@@ -49,6 +59,10 @@ struct Endpoints {
         return lineTlsPort;
       case Port::kMqttTls:
         return mqttTlsPort;
+      case Port::kMqttWs:
+        return mqttWsPort;
+      case Port::kMqttWss:
+        return mqttWssPort;
     }
     return 0;
   }
@@ -62,6 +76,8 @@ struct ExecutorStats {
   std::uint64_t actionsSkipped = 0;  // skipped because the case ran out of time
   std::uint64_t tlsConnections = 0;  // of `connections`, those with a client TLS session
   std::uint64_t tlsHandshakes = 0;   // client TLS sessions whose handshake completed
+  std::uint64_t wsConnections = 0;   // of `connections`, those with the WebSocket layer
+  std::uint64_t wsUpgrades = 0;      // of those, the ones the broker answered with 101
 };
 
 class Executor {
@@ -86,6 +102,7 @@ class Executor {
     ClientStream stream;
     Port port = Port::kLine;
     bool handshakeCounted = false;
+    bool upgradeCounted = false;
     bool writable = false;  // not half-closed, no send error
     bool readable = false;  // no EOF or error seen
     std::string partial;    // line connections: the bytes after the last LF read (bounded)
@@ -96,6 +113,9 @@ class Executor {
   // TLS: completes the handshake if it is not yet (bounded); counts it once.
   void handshake(Connection& conn, Clock::time_point deadline);
   void send(Connection& conn, const Action& a, Clock::time_point deadline);
+  // send() on a WebSocket connection: the bytes framed as the action's flags say.
+  void sendWs(Connection& conn, const Action& a, const std::string& bytes,
+              Clock::time_point deadline);
   void read(Connection& conn, const Action& a, Clock::time_point deadline);
   // Reads once (waiting until `until`) and scans the line connection's input for CONNACK.
   void readOnce(Connection& conn, Clock::time_point until);
@@ -108,6 +128,7 @@ class Executor {
   std::array<Connection, kMaxConnections> connections_;
   std::string tokens_[kTokenSlots];
   std::uint32_t pausedMillis_ = 0;  // this case's pauses and gaps so far
+  std::uint64_t maskState_ = 0;     // SplitMix64 state of this case's WebSocket keys
 };
 
 }  // namespace tern::fuzz

@@ -10,7 +10,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "rng.hpp"
 
@@ -68,6 +70,32 @@ void mutateTlsRecords(Rng& rng, std::string& records);
 // alert, a ChangeCipherSpec, a heartbeat, a handshake message (renegotiation), or an
 // over-long record.
 std::string tlsRecordNoise(Rng& rng);
+
+// ---- WebSockets (the broker's --ws-port and --wss-port; ws_frames.cpp) --------------------------
+
+// An upgrade request the broker accepts (answers 101): Host, Upgrade, Connection, a random key,
+// version 13, subprotocol "mqtt" (sometimes in a list, sometimes without the header), in varied
+// header order and case, sometimes with extra headers (Origin, User-Agent, extensions).
+std::string wsUpgrade(Rng& rng);
+// One the broker refuses, or waits on: a missing or duplicated Host, Upgrade, Connection or key,
+// a bad key, another version (426), no "mqtt" subprotocol, another method (405), HTTP/1.0, a line
+// that is no header, bare LFs, headers past 8 KiB (431), NULs, garbage, or a mutated valid one.
+std::string wsHostileUpgrade(Rng& rng);
+// A frame with first header byte `first` (ws::firstByte), the payload masked with a key from
+// the Rng (unmasked with !masked).
+std::string wsFrame(Rng& rng, std::uint8_t first, std::string_view payload, bool masked = true);
+// MQTT bytes framed as a client may: one binary frame, or a fragmented message, with pings and
+// pongs between the frames sometimes, and sometimes empty frames.
+std::string wsDataFrames(Rng& rng, std::string_view payload);
+// A frame the broker refuses or must answer: unmasked, reserved bits, unknown opcodes, a 64-bit
+// length with its top bit set, longer than the broker's frame limit, text, close frames with
+// codes the RFC forbids, bad UTF-8 reasons or a 1-byte payload, control frames over 125 bytes or
+// fragmented, continuations without a start, a new message inside a fragmented one, pongs no ping
+// asked for, non-minimal length encodings; and sometimes a valid close or ping.
+std::string wsHostileFrame(Rng& rng);
+// One mutation of frame bytes: FIN, a reserved bit, the opcode, the mask bit or the length of
+// the first frame's header changed, or a byte-level mutation.
+void mutateWsFrames(Rng& rng, std::string& frames);
 
 // ---- Any bytes ---------------------------------------------------------------------------------
 

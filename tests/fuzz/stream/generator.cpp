@@ -13,8 +13,19 @@ namespace {
 
 using Block = std::vector<Action>;
 
-// The share of generated cases (and of inserted blocks) that are TLS cases.
+// The shares of generated cases (and of inserted blocks) that are TLS cases and WebSocket
+// cases; the rest are plain.
 constexpr unsigned kTlsPercent = 28;
+constexpr unsigned kWsPercent = 17;
+
+enum class Mode : std::uint8_t { kPlain, kTls, kWs };
+
+Mode chooseMode(Rng& rng) {
+  const std::uint64_t draw = rng.below(100);
+  return draw < kWsPercent                 ? Mode::kWs
+         : draw < kWsPercent + kTlsPercent ? Mode::kTls
+                                           : Mode::kPlain;
+}
 
 Action open(std::uint8_t conn, Port port) {
   Action a;
@@ -88,11 +99,40 @@ Port portAt(const Case& c, std::size_t at, std::uint8_t conn) {
 }
 
 Port tlsPortOf(Port port) noexcept {
-  return isLinePort(port) ? Port::kLineTls : Port::kMqttTls;
+  return isWsPort(port) ? Port::kMqttWss : isLinePort(port) ? Port::kLineTls : Port::kMqttTls;
 }
 
 Port plainPortOf(Port port) noexcept {
-  return isLinePort(port) ? Port::kLine : Port::kMqtt;
+  return isWsPort(port) ? Port::kMqttWs : isLinePort(port) ? Port::kLine : Port::kMqtt;
+}
+
+// A send's WebSocket mode: one frame per chunk (the default), one frame cut at the split points,
+// a fragmented message; sometimes with pings after the frames.
+void chooseWsMode(Rng& rng, Action& a) {
+  a.wire = a.frag = a.ping = a.closeFrame = a.raw = false;
+  const std::uint64_t how = rng.below(100);
+  if (how < 25) {
+    a.wire = true;
+  } else if (how < 50) {
+    a.frag = true;
+  }
+  a.ping = rng.chance(12);
+}
+
+// Moves an MQTT block to the WebSocket ports (mqtt+wss sometimes, with a certificate now and
+// then), with its sends in varied WebSocket modes.
+void overWs(Rng& rng, Block& b) {
+  const bool wss = rng.chance(35);
+  const bool cert = wss && rng.chance(15);
+  for (Action& a : b) {
+    if (a.kind == Action::Kind::kOpen) {
+      a.port = wss ? Port::kMqttWss : Port::kMqttWs;
+      a.transport = cert ? Transport::kTlsCert : defaultTransport(a.port);
+      a.ws = WsLayer::kUpgrade;
+    } else if (a.kind == Action::Kind::kSend) {
+      chooseWsMode(rng, a);
+    }
+  }
 }
 
 // Moves a block to TLS: its opens go to the TLS ports with a client session (sometimes one with
@@ -110,10 +150,34 @@ void overTls(Rng& rng, Block& b) {
 
 class CaseBuilder {
  public:
-  // `tls`: a TLS case, whose blocks mostly go over TLS and include the TLS-only ones.
-  CaseBuilder(Rng& rng, bool tls) noexcept : rng_(rng), tls_(tls) {}
+  // kTls: a TLS case, whose blocks mostly go over TLS and include the TLS-only ones; kWs: a
+  // WebSocket case, whose blocks mostly go to the WebSocket ports.
+  CaseBuilder(Rng& rng, Mode mode) noexcept
+      : rng_(rng), tls_(mode == Mode::kTls), ws_(mode == Mode::kWs) {}
 
   Block makeBlock() {
+    if (ws_) {
+      static constexpr unsigned kWsWeights[] = {40, 12, 14, 18, 6, 6, 4};
+      switch (rng_.weighted(kWsWeights)) {
+        case 0: {
+          Block b = mqttClient();
+          overWs(rng_, b);
+          return b;
+        }
+        case 1:
+          return wsHandOver();
+        case 2:
+          return wsHostileUpgrade();
+        case 3:
+          return wsHostileFrames();
+        case 4:
+          return wsOnOtherPort();
+        case 5:
+          return otherOnWsPort();
+        default:
+          return plainBlock();
+      }
+    }
     if (tls_) {
       static constexpr unsigned kTlsWeights[] = {70, 10, 5, 7, 8};
       switch (rng_.weighted(kTlsWeights)) {
@@ -487,8 +551,172 @@ class CaseBuilder {
     return b;
   }
 
+  // ---- WebSocket blocks ----
+
+  Port anyWsPort() { return rng_.chance(35) ? Port::kMqttWss : Port::kMqttWs; }
+
+  // An open on a WebSocket port with the WebSocket layer; `upgrade` or not (the case sends its
+  // own request raw).
+  Action wsOpen(std::uint8_t conn, Port port, bool upgrade) {
+    Action a = open(conn, port);
+    a.ws = upgrade ? WsLayer::kUpgrade : WsLayer::kNoUpgrade;
+    if (port == Port::kMqttWss && rng_.chance(10)) a.transport = Transport::kTlsCert;
+    return a;
+  }
+
+  Action rawSend(std::uint8_t conn, std::string bytes) {
+    Action a = send(rng_, conn, std::move(bytes));
+    a.raw = true;
+    return a;
+  }
+
+  // A CONNECT, then packets whose frames arrive with it or in pieces around the hand-over to the
+  // session's home worker: the CONNECT's frame and part of the next in one send, a pause, the
+  // rest (the broker decodes what came with the CONNECT and carries the rest to the new worker).
+  Block wsHandOver() {
+    Block b;
+    const std::uint8_t conn = newConn();
+    b.push_back(wsOpen(conn, anyWsPort(), true));
+    std::uint8_t level = 4;
+    std::string connect = frames::mqttConnect(rng_, &level);
+    std::string next;
+    for (std::size_t i = rng_.range(1, 3); i > 0; --i)
+      next += frames::mqttPacket(rng_, level);
+    const std::string first = frames::wsDataFrames(rng_, connect);
+    const std::string rest = frames::wsDataFrames(rng_, next);
+    const std::size_t cut = rng_.below(rest.size() + 1);
+    b.push_back(rawSend(conn, first + rest.substr(0, cut)));
+    b.push_back(pause(static_cast<std::uint32_t>(rng_.range(0, 30))));
+    if (cut < rest.size()) b.push_back(rawSend(conn, rest.substr(cut)));
+    maybeRead(b, conn, 60);
+    if (rng_.chance(50)) {
+      Action more = send(rng_, conn, frames::mqttPacket(rng_, level));
+      chooseWsMode(rng_, more);
+      b.push_back(std::move(more));
+      maybeRead(b, conn, 40);
+    }
+    end(b, conn);
+    return b;
+  }
+
+  // Upgrade requests the broker must refuse, or wait on until --handshake-timeout: hostile ones,
+  // and valid or hostile ones sent in pieces with pauses (slowloris), then a CONNECT in a frame.
+  Block wsHostileUpgrade() {
+    Block b;
+    const std::uint8_t conn = newConn();
+    b.push_back(wsOpen(conn, anyWsPort(), false));
+    const bool valid = rng_.chance(25);
+    std::string request = valid ? frames::wsUpgrade(rng_) : frames::wsHostileUpgrade(rng_);
+    if (rng_.chance(30) && request.size() > 2) {  // slowloris: a piece, a wait, the rest or not
+      const std::size_t cut = rng_.range(1, request.size() - 1);
+      b.push_back(rawSend(conn, request.substr(0, cut)));
+      const std::size_t waits = rng_.chance(25) ? rng_.range(8, 14) : rng_.range(1, 3);
+      for (std::size_t i = 0; i < waits; ++i)
+        b.push_back(rng_.chance(70) ? read(conn, kMaxReadWaitMillis)
+                                    : pause(static_cast<std::uint32_t>(rng_.range(5, 50))));
+      if (rng_.chance(70)) b.push_back(rawSend(conn, request.substr(cut)));
+    } else {
+      b.push_back(rawSend(conn, std::move(request)));
+    }
+    if (rng_.chance(50)) {
+      Action connect = send(rng_, conn, frames::mqttConnect(rng_));
+      chooseWsMode(rng_, connect);
+      b.push_back(std::move(connect));
+    }
+    maybeRead(b, conn, 60);
+    end(b, conn);
+    return b;
+  }
+
+  // Frames the broker refuses or answers (close codes 1002, 1003, 1007, 1009; pongs; echoed
+  // closes), sometimes after a working CONNECT, sometimes cut into pieces (close frames split
+  // across reads included), sometimes followed by more MQTT.
+  Block wsHostileFrames() {
+    Block b;
+    const std::uint8_t conn = newConn();
+    b.push_back(wsOpen(conn, anyWsPort(), true));
+    std::uint8_t level = 4;
+    if (rng_.chance(65)) {
+      Action connect = send(rng_, conn, frames::mqttConnect(rng_, &level));
+      chooseWsMode(rng_, connect);
+      b.push_back(std::move(connect));
+      maybeRead(b, conn, 50);
+    }
+    for (std::size_t i = rng_.range(1, 3); i > 0; --i) {
+      std::string bytes = frames::wsHostileFrame(rng_);
+      if (rng_.chance(15)) frames::mutateWsFrames(rng_, bytes);
+      if (rng_.chance(20))
+        bytes = frames::wsDataFrames(rng_, frames::mqttPacket(rng_, level)) + bytes;
+      b.push_back(rawSend(conn, std::move(bytes)));
+      maybeRead(b, conn, 40);
+    }
+    if (rng_.chance(30)) {
+      Action more = send(rng_, conn, frames::mqttPacket(rng_, level));
+      chooseWsMode(rng_, more);
+      more.closeFrame = rng_.chance(30);
+      b.push_back(std::move(more));
+    }
+    maybeRead(b, conn, 50);
+    end(b, conn);
+    return b;
+  }
+
+  // A WebSocket client on a port without WebSockets: its upgrade request is what the MQTT, line
+  // or TLS listener gets.
+  Block wsOnOtherPort() {
+    Block b;
+    const std::uint8_t conn = newConn();
+    static constexpr Port kPorts[] = {Port::kMqtt, Port::kMqtt, Port::kLine, Port::kMqttTls};
+    Action o = open(conn, rng_.pick(kPorts));
+    o.ws = WsLayer::kUpgrade;
+    b.push_back(o);
+    Action connect = send(rng_, conn, frames::mqttConnect(rng_));
+    chooseWsMode(rng_, connect);
+    b.push_back(std::move(connect));
+    maybeRead(b, conn, 60);
+    end(b, conn);
+    return b;
+  }
+
+  // Bytes of other protocols on the WebSocket ports: MQTT without an upgrade (raw, or framed
+  // without a request), a line CONNECT, a TLS ClientHello on the plain WebSocket port.
+  Block otherOnWsPort() {
+    Block b;
+    const std::uint8_t conn = newConn();
+    const Port port = anyWsPort();
+    switch (rng_.below(4)) {
+      case 0:
+      case 1: {
+        Action o = open(conn, port);
+        o.ws = WsLayer::kNone;
+        b.push_back(o);
+        b.push_back(send(rng_, conn, frames::mqttConnect(rng_) + frames::mqttPacket(rng_)));
+        break;
+      }
+      case 2: {
+        b.push_back(wsOpen(conn, port, false));
+        Action connect = send(rng_, conn, frames::mqttConnect(rng_));
+        chooseWsMode(rng_, connect);
+        b.push_back(std::move(connect));
+        break;
+      }
+      default: {
+        Action o = open(conn, Port::kMqttWs);
+        o.transport = Transport::kTls;
+        o.ws = rng_.chance(50) ? WsLayer::kUpgrade : WsLayer::kNone;
+        b.push_back(o);
+        b.push_back(send(rng_, conn, "CONNECT@" + frames::lineClientId(rng_) + "\n"));
+        break;
+      }
+    }
+    maybeRead(b, conn, 50);
+    end(b, conn);
+    return b;
+  }
+
   Rng& rng_;
   bool tls_;
+  bool ws_;
   unsigned nextConn_ = 0;
   unsigned nextSlot_ = 0;
 };
@@ -525,7 +753,7 @@ Action* randomSend(Rng& rng, Case& c) {
 void mutateOnce(Rng& rng, Case& c, const Case& other) {
   auto& actions = c.actions;
   const auto at = [&rng](std::size_t n) { return static_cast<std::ptrdiff_t>(rng.below(n)); };
-  switch (rng.below(14)) {
+  switch (rng.below(15)) {
     case 0: {  // splice: a prefix of this case, a suffix of the other
       const std::size_t cut = rng.below(actions.size() + 1);
       const std::size_t from = rng.below(other.actions.size() + 1);
@@ -535,7 +763,7 @@ void mutateOnce(Rng& rng, Case& c, const Case& other) {
       break;
     }
     case 1: {  // insert a freshly generated block
-      CaseBuilder builder(rng, rng.chance(kTlsPercent));
+      CaseBuilder builder(rng, chooseMode(rng));
       Block b = builder.makeBlock();
       const std::uint8_t shift = static_cast<std::uint8_t>(rng.below(kMaxConnections));
       for (Action& a : b)
@@ -570,8 +798,10 @@ void mutateOnce(Rng& rng, Case& c, const Case& other) {
         Piece& p = s->pieces[rng.below(s->pieces.size())];
         if (p.kind == Piece::Kind::kBytes) {
           const Port port = portAt(c, index, s->conn);
-          if (isTlsPort(port) && p.bytes.size() > 5 && p.bytes[0] >= 20 && p.bytes[0] <= 24 &&
-              rng.chance(60)) {
+          if (isWsPort(port) && s->raw && rng.chance(50)) {
+            frames::mutateWsFrames(rng, p.bytes);  // hostile frames or upgrade requests
+          } else if (isTlsPort(port) && p.bytes.size() > 5 && p.bytes[0] >= 20 &&
+                     p.bytes[0] <= 24 && rng.chance(60)) {
             frames::mutateTlsRecords(rng, p.bytes);  // raw TLS records
           } else if (!isLinePort(port) && rng.chance(50)) {
             frames::mutatePacket(rng, p.bytes);
@@ -637,13 +867,41 @@ void mutateOnce(Rng& rng, Case& c, const Case& other) {
       }
       break;
     }
-    case 13:  // a send that cuts the ciphertext, goes past the session, or neither
+    case 13:  // a send that cuts the ciphertext (one frame), goes past the session (or the
+              // WebSocket layer), is a fragmented message, or none of these; pings, a close
       if (Action* s = randomSend(rng, c)) {
-        const std::uint64_t how = rng.below(3);
+        const std::uint64_t how = rng.below(5);
         s->wire = how == 0;
         s->raw = how == 1;
+        s->frag = how == 2;
+        if (rng.chance(20)) s->ping = !s->ping;
+        if (rng.chance(8)) s->closeFrame = !s->closeFrame;
       }
       break;
+    case 14: {  // a connection's WebSocket layer: on, off, without the upgrade; or to a WS port
+      std::vector<Action*> opens;
+      for (Action& a : actions)
+        if (a.kind == Action::Kind::kOpen) opens.push_back(&a);
+      if (opens.empty()) break;
+      Action& o = *opens[rng.below(opens.size())];
+      switch (rng.below(4)) {
+        case 0:
+          o.ws = WsLayer::kNone;
+          break;
+        case 1:
+          o.ws = WsLayer::kUpgrade;
+          break;
+        case 2:
+          o.ws = WsLayer::kNoUpgrade;
+          break;
+        default:
+          o.port = rng.chance(35) ? Port::kMqttWss : Port::kMqttWs;
+          o.transport = defaultTransport(o.port);
+          o.ws = WsLayer::kUpgrade;
+          break;
+      }
+      break;
+    }
     default:  // a token where there was none, or a read that captures one
       if (Action* s = randomSend(rng, c)) {
         s->pieces.insert(s->pieces.begin() + at(s->pieces.size() + 1),
@@ -659,7 +917,7 @@ void mutateOnce(Rng& rng, Case& c, const Case& other) {
 }  // namespace
 
 Case Generator::generate(std::string name) {
-  CaseBuilder builder(rng_, rng_.chance(kTlsPercent));
+  CaseBuilder builder(rng_, chooseMode(rng_));
   std::vector<Block> blocks;
   for (std::size_t n = rng_.range(1, 4); n > 0; --n)
     blocks.push_back(builder.makeBlock());

@@ -15,12 +15,19 @@
 // with a certificate; some sends cut the ciphertext rather than the plaintext), and they add
 // TLS-only blocks: raw garbage and mutated ClientHellos on the TLS ports, stalled handshakes,
 // TLS clients on the plain ports, raw records injected after a handshake, close_notify.
+// About 17% of cases are WebSocket cases: MQTT clients over mqtt+ws and mqtt+wss (the same
+// packets, in one frame per chunk, one frame cut at the split points, or fragmented messages,
+// sometimes with pings), frames that arrive around the hand-over after CONNECT, hostile upgrade
+// requests (some sent in pieces with waits), hostile frames, WebSocket clients on the other
+// ports and other protocols on the WebSocket ports.
 // Sends are split at random offsets, or byte by byte, sometimes with small gaps.
 //
 // mutate() changes a case: splice with another case, insert a block, delete, duplicate or swap
 // actions, move split points, flip bytes (TLS records with TLS-aware mutations), change pauses,
-// connections, tokens, a connection's transport (plain, TLS, raw on a TLS port) and a send's
-// mode (per-chunk records, cut ciphertext, raw).
+// connections, tokens, a connection's transport (plain, TLS, raw on a TLS port), its WebSocket
+// layer (on, off, without the upgrade, a move to a WebSocket port) and a send's mode (per-chunk
+// records or frames, cut ciphertext or one frame, raw, fragmented, pings, a close frame);
+// raw sends on WebSocket ports get frame-aware mutations.
 //
 // Every result is normalized (case.hpp). Deterministic: the same seed and calls give the same
 // cases. Single-threaded.

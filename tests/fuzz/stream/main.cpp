@@ -117,7 +117,8 @@ struct RunCertificates {
 };
 
 // The broker's command line: the fuzzer's defaults (free ports on loopback, TLS listeners of
-// both protocols that ask for a client certificate but do not require one, 3 workers, small
+// both protocols that ask for a client certificate but do not require one, MQTT over WebSockets
+// plain and over TLS, 3 workers, small
 // limits so that fuzz cases reach them, passwords checked for CONNECTs that give a user while
 // anonymous ones are let in), each dropped when --broker-arg names the same option.
 std::vector<std::string> brokerArguments(const std::vector<std::string>& extra,
@@ -130,6 +131,8 @@ std::vector<std::string> brokerArguments(const std::vector<std::string>& extra,
       {"--tls-ca", certificates.caFile()},
       {"--tls-port", "auto"},
       {"--mqtt-tls-port", "auto"},
+      {"--ws-port", "auto"},
+      {"--wss-port", "auto"},
       {"--allow-anonymous", "true"},
       {"--port", "0"},
       {"--mqtt-port", "auto"},
@@ -157,6 +160,22 @@ std::vector<std::string> brokerArguments(const std::vector<std::string>& extra,
   }
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
+}
+
+// The last value given to option `name` (as "--name value" or "--name=value"), or empty.
+std::string optionValue(const std::vector<std::string>& args, const std::string& name) {
+  std::string value;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == name && i + 1 < args.size()) value = args[i + 1];
+    if (args[i].starts_with(name + "=")) value = args[i].substr(name.size() + 1);
+  }
+  return value;
+}
+
+// Whether the broker opens the listener of port option `name` ("off" and "0" turn it off).
+bool listens(const std::vector<std::string>& args, const std::string& name) {
+  const std::string value = optionValue(args, name);
+  return !value.empty() && value != "off" && value != "0";
 }
 
 unsigned workersOf(const std::vector<std::string>& args) {
@@ -327,6 +346,9 @@ class Campaign {
     std::printf("stream_fuzz: %s%llu TLS connections opened, %llu handshakes completed\n", prefix,
                 static_cast<unsigned long long>(s.tlsConnections),
                 static_cast<unsigned long long>(s.tlsHandshakes));
+    std::printf("stream_fuzz: %s%llu WebSocket connections opened, %llu upgrades completed\n",
+                prefix, static_cast<unsigned long long>(s.wsConnections),
+                static_cast<unsigned long long>(s.wsUpgrades));
     if (s.connectFailures != 0 || s.actionsSkipped != 0) {
       std::printf("stream_fuzz: %s%llu connects failed, %llu actions skipped (case time limit)\n",
                   prefix, static_cast<unsigned long long>(s.connectFailures),
@@ -347,8 +369,9 @@ class Campaign {
 
  private:
   static Endpoints endpoints(const BrokerProcess& broker, const RunCertificates& certificates) {
-    return {broker.linePort(),    broker.mqttPort(),   broker.lineTlsPort(),
-            broker.mqttTlsPort(), certificates.client, certificates.clientWithCert};
+    return {broker.linePort(),    broker.mqttPort(),          broker.lineTlsPort(),
+            broker.mqttTlsPort(), broker.mqttWsPort(),        broker.mqttWssPort(),
+            certificates.client,  certificates.clientWithCert};
   }
 
   // After a failed probe: a broker that crashed may still be writing its sanitizer report.
@@ -479,7 +502,11 @@ int main(int argc, char** argv) {
   const bool tls = std::find(args.begin(), args.end(), "--tls-cert") != args.end() ||
                    std::any_of(args.begin(), args.end(),
                                [](const std::string& a) { return a.starts_with("--tls-cert="); });
-  auto broker = BrokerProcess::start(options.broker, args, tls,
+  BrokerProcess::Listeners listeners;
+  listeners.tls = tls;
+  listeners.ws = listens(args, "--ws-port");
+  listeners.wss = tls && listens(args, "--wss-port");
+  auto broker = BrokerProcess::start(options.broker, args, listeners,
                                      Millis(static_cast<Millis::rep>(15000 * scale)), error);
   if (!broker) {
     std::cerr << "stream_fuzz: cannot start " << options.broker << ": " << error << "\n";

@@ -135,23 +135,46 @@ std::string Probe::check() {
       return "mqtt+tls probe (" + tlsId + ", worker " + std::to_string(tlsHome) + "): " + why;
     }
   }
+  // WebSockets: plain after odd cases, TLS after even ones (or plain when there is no wss).
+  const bool wss = number_ % 2 == 0 && endpoints_.mqttWssPort != 0 && endpoints_.tls;
+  if (wss || endpoints_.mqttWsPort != 0) {
+    const unsigned wsHome = static_cast<unsigned>((number_ / 2) % workers_);
+    const std::string wsId = homedId("pw", wsHome);
+    if (std::string why = checkMqtt(unique + "w", wsId, wss, true); !why.empty()) {
+      return std::string(wss ? "mqtt+wss" : "mqtt+ws") + " probe (" + wsId + ", worker " +
+             std::to_string(wsHome) + "): " + why;
+    }
+  }
   return {};
 }
 
-ClientStream Probe::connect(bool line, bool tls, Clock::time_point deadline, std::string& why) {
-  const std::uint16_t port = tls ? (line ? endpoints_.lineTlsPort : endpoints_.mqttTlsPort)
-                                 : (line ? endpoints_.linePort : endpoints_.mqttPort);
+ClientStream Probe::connect(bool line, bool tls, bool ws, Clock::time_point deadline,
+                            std::string& why) {
+  const std::uint16_t port = ws    ? (tls ? endpoints_.mqttWssPort : endpoints_.mqttWsPort)
+                             : tls ? (line ? endpoints_.lineTlsPort : endpoints_.mqttTlsPort)
+                                   : (line ? endpoints_.linePort : endpoints_.mqttPort);
   Socket socket(connectLoopback(port, deadline));
   if (!socket.valid()) {
-    why = std::string("cannot connect to the ") + (line ? "line" : "MQTT") + (tls ? "+TLS" : "") +
-          " port";
+    why = std::string("cannot connect to the ") + (line ? "line" : "MQTT") + (ws ? "+WS" : "") +
+          (tls ? "+TLS" : "") + " port";
     return {};
   }
-  if (!tls) return ClientStream(std::move(socket));
-  ClientStream stream(std::move(socket), line ? *endpoints_.tls : *endpoints_.tlsCert, deadline);
-  if (!stream.handshake(deadline)) {
-    why = std::string("TLS handshake ") +
-          (stream.sessionOver() ? "failed: " + stream.error() : std::string("timed out"));
+  ClientStream stream;
+  if (!tls) {
+    stream = ClientStream(std::move(socket));
+  } else {
+    // The WebSocket client goes without a certificate; the mqtt+tls one shows it.
+    stream = ClientStream(std::move(socket), line || ws ? *endpoints_.tls : *endpoints_.tlsCert,
+                          deadline);
+    if (!stream.handshake(deadline)) {
+      why = std::string("TLS handshake ") +
+            (stream.sessionOver() ? "failed: " + stream.error() : std::string("timed out"));
+      return {};
+    }
+  }
+  std::uint64_t sent = 0;
+  if (ws && !stream.startWs(true, port, number_, deadline, sent)) {
+    why = "sending the upgrade request failed";
     return {};
   }
   return stream;
@@ -160,7 +183,7 @@ ClientStream Probe::connect(bool line, bool tls, Clock::time_point deadline, std
 std::string Probe::checkLine(const std::string& unique, const std::string& clientId, bool tls) {
   const Clock::time_point deadline = Clock::now() + deadline_;
   std::string failure;
-  ClientStream request = connect(true, tls, deadline, failure);
+  ClientStream request = connect(true, tls, false, deadline, failure);
   if (!request.valid()) return failure;
   StreamLineReader requestReader(request);
   std::string connack;
@@ -170,7 +193,7 @@ std::string Probe::checkLine(const std::string& unique, const std::string& clien
     return "CONNECT: " + why;
   }
   const std::string token = connack.substr(connack.rfind('@') + 1);
-  ClientStream push = connect(true, tls, deadline, failure);
+  ClientStream push = connect(true, tls, false, deadline, failure);
   if (!push.valid()) return "push socket: " + failure;
   StreamLineReader pushReader(push);
   if (std::string why =
@@ -202,10 +225,11 @@ std::string Probe::checkLine(const std::string& unique, const std::string& clien
   return {};
 }
 
-std::string Probe::checkMqtt(const std::string& unique, const std::string& clientId, bool tls) {
+std::string Probe::checkMqtt(const std::string& unique, const std::string& clientId, bool tls,
+                             bool ws) {
   const Clock::time_point deadline = Clock::now() + deadline_;
   std::string failure;
-  ClientStream socket = connect(false, tls, deadline, failure);
+  ClientStream socket = connect(false, tls, ws, deadline, failure);
   if (!socket.valid()) return failure;
   PacketReader reader(socket);
   const std::string topic = "probe/m" + unique;
@@ -229,7 +253,12 @@ std::string Probe::checkMqtt(const std::string& unique, const std::string& clien
   while (!(connacked && subacked && pubacked && delivered)) {
     std::string bytes;
     if (!reader.next(bytes, deadline)) {
-      return reader.why() + " (CONNACK " + (connacked ? "ok" : "missing") + ", SUBACK " +
+      const ws::Decoder* d = socket.wsDecoder();
+      const std::string wsWhy = d == nullptr        ? std::string()
+                                : !d->why().empty() ? "; WebSocket: " + d->why()
+                                : d->upgraded()     ? std::string()
+                                                    : "; WebSocket: no 101 answer";
+      return reader.why() + wsWhy + " (CONNACK " + (connacked ? "ok" : "missing") + ", SUBACK " +
              (subacked ? "ok" : "missing") + ", PUBACK " + (pubacked ? "ok" : "missing") +
              ", PUBLISH " + (delivered ? "ok" : "missing") + ")";
     }

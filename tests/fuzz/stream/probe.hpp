@@ -7,7 +7,11 @@
 // QoS 1 there and expects its PUBACK and the PUBLISH back. Each probe must finish within one
 // deadline. When the broker has TLS listeners, one more client goes over TLS (handshake
 // included in its deadline), alternating: odd probes a line session whose two sockets are TLS
-// (no client certificate), even ones an MQTT client with a client certificate.
+// (no client certificate), even ones an MQTT client with a client certificate. When the broker
+// has WebSocket listeners, one more MQTT client (the same exchange) goes over WebSockets:
+// upgrade request, then its packets in masked binary frames and the broker's decoded from its
+// frames; odd probes over mqtt+ws, even ones over mqtt+wss (TLS without a client certificate,
+// handshake and upgrade included in its deadline), homed on worker (n / 2) % workers.
 //
 // The probe's client ids are chosen by their FNV-1a hash (the broker's home-worker rule,
 // docs/architecture.md): there is one line session homed on each worker, so a worker that hangs
@@ -38,9 +42,12 @@ class Probe {
 
  private:
   std::string checkLine(const std::string& unique, const std::string& clientId, bool tls);
-  std::string checkMqtt(const std::string& unique, const std::string& clientId, bool tls);
-  // A connected stream (TLS: handshake done), or an invalid one with `why` set.
-  ClientStream connect(bool line, bool tls, Clock::time_point deadline, std::string& why);
+  // `ws`: over the WebSocket port (mqtt+ws, or mqtt+wss with `tls`).
+  std::string checkMqtt(const std::string& unique, const std::string& clientId, bool tls,
+                        bool ws = false);
+  // A connected stream (TLS: handshake done; WebSocket: upgrade request sent), or an invalid
+  // one with `why` set.
+  ClientStream connect(bool line, bool tls, bool ws, Clock::time_point deadline, std::string& why);
   // A client id "<prefix>-<n>-<k>" homed on worker `home`.
   std::string homedId(const std::string& prefix, unsigned home) const;
 
