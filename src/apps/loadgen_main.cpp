@@ -105,8 +105,9 @@ int main(int argc, char** argv) {
                  "Seconds the sessions stay connected and silent before the load starts")
       ->capture_default_str();
   app.add_option("--payload", options.payloadBytes,
-                 fmt::format("Payload bytes per publish, {}..{}",
-                             tern::loadgen::kPayloadHeaderBytes, tern::loadgen::kMaxPayloadBytes))
+                 fmt::format("Payload bytes per publish, {}..{} (MQTT: ..{})",
+                             tern::loadgen::kPayloadHeaderBytes, tern::loadgen::kMaxPayloadBytes,
+                             tern::loadgen::kMaxMqttPayloadBytes))
       ->capture_default_str();
   app.add_option("--fanout", options.fanout,
                  "K: client i subscribes to clients i+1..i+K; 0..clients-1")

@@ -66,9 +66,12 @@ std::string Options::validate() const {
   if (!(warmupS >= 0) || !std::isfinite(warmupS)) return "--warmup must be zero or more";
   if (!(drainS >= 0) || !std::isfinite(drainS)) return "--drain must be zero or more";
   if (!(idleS >= 0) || !std::isfinite(idleS)) return "--idle must be zero or more";
-  if (payloadBytes < kPayloadHeaderBytes || payloadBytes > kMaxPayloadBytes) {
-    return fmt::format("--payload must be between {} and {} bytes (the header is {} bytes)",
-                       kPayloadHeaderBytes, kMaxPayloadBytes, kPayloadHeaderBytes);
+  const std::size_t maxPayload =
+      protocol == Protocol::kLine ? kMaxPayloadBytes : kMaxMqttPayloadBytes;
+  if (payloadBytes < kPayloadHeaderBytes || payloadBytes > maxPayload) {
+    return fmt::format("--payload must be between {} and {} bytes with {} (the header is {} bytes)",
+                       kPayloadHeaderBytes, maxPayload, protocolName(protocol),
+                       kPayloadHeaderBytes);
   }
   if (fanout > clients - 1) {
     return fmt::format(

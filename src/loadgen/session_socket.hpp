@@ -39,8 +39,9 @@
 namespace tern::loadgen {
 
 // The longest frame a session accepts from the broker (a longer one is a protocol failure), and
-// so the most a socket ever carries between receives.
-inline constexpr std::size_t kMaxFrameBytes = 256 << 10;
+// so the most a socket ever carries between receives: an MQTT packet of the broker's default
+// --max-packet-size (1 MiB) and its fixed header.
+inline constexpr std::size_t kMaxFrameBytes = (1 << 20) + 8;
 
 // A socket's WebSocket layer (SessionSocket::ws). Its buffers keep their capacity from one
 // connection to the next.

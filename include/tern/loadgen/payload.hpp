@@ -21,6 +21,9 @@ namespace tern::loadgen {
 inline constexpr std::size_t kPayloadHeaderBytes = 40;
 // Leaves room for "PUBLISH@<topic>@" under the line protocol's default 65536-byte frame limit.
 inline constexpr std::size_t kMaxPayloadBytes = 65000;
+// MQTT: a megabyte (the 1 MB round trips of perf/websocket), which leaves room for the topic and
+// the headers under the broker's default --max-packet-size of 1 MiB.
+inline constexpr std::size_t kMaxMqttPayloadBytes = 1000000;
 
 struct PayloadFields {
   std::uint32_t publisher = 0;
