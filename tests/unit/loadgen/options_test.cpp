@@ -109,5 +109,23 @@ TEST(LoadgenOptions, TlsContextFromTheFiles) {
   EXPECT_NE(bad.error.find("missing.pem"), std::string::npos) << bad.error;
 }
 
+TEST(LoadgenOptions, PayloadLimitIsTheProtocols) {
+  Options options = runnable();
+  options.protocol = Protocol::kLine;
+  options.payloadBytes = 65000;
+  EXPECT_EQ(options.validate(), "");
+  options.payloadBytes = 65001;
+  EXPECT_NE(options.validate().find("--payload must be between 40 and 65000"), std::string::npos)
+      << options.validate();
+  options.protocol = Protocol::kMqtt;
+  options.payloadBytes = 1000000;
+  EXPECT_EQ(options.validate(), "");
+  options.payloadBytes = 1000001;
+  EXPECT_NE(options.validate().find("--payload must be between 40 and 1000000"), std::string::npos)
+      << options.validate();
+  options.payloadBytes = 39;
+  EXPECT_NE(options.validate().find("--payload"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tern::loadgen
