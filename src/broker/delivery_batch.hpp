@@ -31,6 +31,8 @@ struct DeliveryBatch {
   const unsigned origin;  // the worker that made it, and gets it back
   std::vector<Run> runs;
   std::vector<routing::SubscriberId> targets;
+  // When the origin posted it (monotonic ns), for the destination's inbox-wait histogram.
+  std::int64_t postedAt = 0;
 
   bool empty() const noexcept { return targets.empty(); }
 

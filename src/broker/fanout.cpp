@@ -1,6 +1,7 @@
 #include "fanout.hpp"
 
 #include "broker_context.hpp"
+#include "tern/common/clock.hpp"
 #include "worker.hpp"
 
 namespace tern::broker {
@@ -75,9 +76,12 @@ bool Fanout::reroute(const common::Message& message, SharedRoute route, routing:
 }
 
 void Fanout::flush() {
+  std::int64_t now = 0;  // one clock read per turn that posts anything
   for (std::size_t w = 0; w < outboxes_.size(); ++w) {
     DeliveryBatch*& batch = outboxes_[w];
     if (batch == nullptr || batch->empty()) continue;
+    if (now == 0) now = common::monotonicNanos();
+    batch->postedAt = now;
     Worker& destination = *context_.workers[w];
     destination.fanout().backlog_.value.fetch_add(static_cast<std::int64_t>(batch->targets.size()),
                                                   std::memory_order_relaxed);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <string_view>
 
@@ -192,6 +193,25 @@ std::string renderMetrics(const BrokerContext& context, double startedAtSeconds,
     const std::string index = std::to_string(w->index());
     m.sample({{"worker", index}}, std::uint64_t(w->inboxBacklog()));
   }
+  // Latency histograms, every worker's added bucket by bucket.
+  const auto histogram = [&](std::string_view name, std::string_view help,
+                             common::LatencyHistogram WorkerStats::*field) {
+    common::LatencyHistogram::Totals totals;
+    for (const auto& w : context.workers)
+      (w->stats().*field).addTo(totals);
+    std::array<double, common::LatencyHistogram::kBoundsNanos.size()> bounds{};
+    for (std::size_t i = 0; i < bounds.size(); ++i)
+      bounds[i] = static_cast<double>(common::LatencyHistogram::kBoundsNanos[i]) / 1e9;
+    m.histogram(name, help, bounds, totals.buckets, static_cast<double>(totals.sumNanos) / 1e9);
+  };
+  histogram("tern_worker_turn_seconds",
+            "Event-loop turns that handled input or deliveries, from the loop's wake-up to the "
+            "end of the turn: how long a delivery made in the turn waited for its write",
+            &WorkerStats::turnLatency);
+  histogram("tern_inbox_wait_seconds",
+            "Batches of deliveries between workers, from the publishing worker's post to their "
+            "handling by the subscriber's worker (its wake-up included)",
+            &WorkerStats::inboxWait);
 
   // The process, under the names Prometheus's client libraries use.
   const ProcessFigures p = readProcess();

@@ -129,6 +129,9 @@ std::int64_t Worker::nextTimeoutNanos() const {
 }
 
 void Worker::loopTurn(std::int64_t timeoutNanos) {
+  turnStart_ = common::monotonicNanos();  // afterBlock() moves it to the wake-up
+  const std::uint64_t framesBefore = framesHandled_;
+  const std::uint64_t batchesBefore = handledBatches_;
   core_.memoryBudget.startTurn(core_.memory.bytes);
   const bool wasThrottled = throttled_;
   throttled_ = core_.fanout.destinationsOverloaded();
@@ -147,6 +150,10 @@ void Worker::loopTurn(std::int64_t timeoutNanos) {
   reapClosed();
   publishMemory();
   reader_->quiescent();
+  // Turns that only ran timers or sent are not counted: the histogram is about deliveries.
+  if (framesHandled_ != framesBefore || handledBatches_ != batchesBefore) {
+    core_.stats.turnLatency.observe(common::monotonicNanos() - turnStart_);
+  }
 }
 
 bool Worker::beforeBlock() {
@@ -164,7 +171,8 @@ bool Worker::beforeBlock() {
 }
 
 void Worker::afterBlock() {
-  core_.stats.endSleep(common::monotonicNanos());
+  turnStart_ = common::monotonicNanos();
+  core_.stats.endSleep(turnStart_);
   core_.memoryBudget.startTurn(core_.memory.bytes);
   reader_->online();
   inbox_.finishSleep();
@@ -540,6 +548,7 @@ void Worker::checkDeadlines() {
 
 void Worker::drainInbox() {
   InboxItem items[kInboxBatch];
+  std::int64_t drainedAt = 0;  // one clock read per drain that finds deliveries
   for (;;) {
     const std::size_t n = inbox_.popBulk(items, kInboxBatch);
     for (std::size_t k = 0; k < n; ++k) {
@@ -598,6 +607,9 @@ void Worker::drainInbox() {
           break;
         }
         case InboxItem::Kind::kDeliveries:
+          if (drainedAt == 0) drainedAt = common::monotonicNanos();
+          core_.stats.inboxWait.observe(drainedAt - item.batch->postedAt);
+          ++handledBatches_;
           core_.fanout.receive(item.batch,
                                [this](routing::SubscriberId id, const common::Message& m,
                                       SharedRoute route) { core_.deliverTo(id, m, route); });

@@ -232,8 +232,11 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   std::unique_ptr<SysTopics> sys_;
   std::int64_t nextSys_ = 0;
 
-  bool throttled_ = false;           // another worker's backlog is too long: input is not handled
-  std::uint64_t framesHandled_ = 0;  // frames and packets handled so far (to see progress)
+  bool throttled_ = false;            // another worker's backlog is too long: input is not handled
+  std::uint64_t framesHandled_ = 0;   // frames and packets handled so far (to see progress)
+  std::uint64_t handledBatches_ = 0;  // delivery batches taken from the inbox so far
+  // When this turn began, or the loop's wait returned (monotonic ns): WorkerStats::turnLatency.
+  std::int64_t turnStart_ = 0;
   common::LogLimiter frameTimeoutLog_;
   common::LogLimiter tlsFailureLog_;
   common::LogLimiter wsRefusalLog_;

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "tern/common/cache_line.hpp"
+#include "tern/common/latency_histogram.hpp"
 
 namespace tern::broker {
 
@@ -67,6 +68,13 @@ struct alignas(common::kCacheLine) WorkerStats {
   std::atomic<std::uint64_t> closedKeepAlive{0};        // MQTT keep-alive expired
   std::atomic<std::uint64_t> closedAwaitingRelease{0};  // --max-awaiting-rel
   std::atomic<std::uint64_t> expiredSessions{0};        // --session-expiry
+  // Loop turns that handled input or deliveries: from the moment the loop's wait returned (or
+  // the turn began, when it did not wait) to the end of the turn. What a delivery made in that
+  // turn waited before its write, which is the first thing the next turn does.
+  common::LatencyHistogram turnLatency;
+  // Batches of deliveries from other workers: from the publishing worker's post to this
+  // worker's handling of them (the wake-up included).
+  common::LatencyHistogram inboxWait;
 
   // Owner thread only.
   template <typename T>

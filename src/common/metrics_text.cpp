@@ -17,7 +17,15 @@ bool nameChar(char ch) noexcept {
 }
 
 const char* typeName(MetricsText::Type type) noexcept {
-  return type == MetricsText::Type::kCounter ? "counter" : "gauge";
+  switch (type) {
+    case MetricsText::Type::kCounter:
+      return "counter";
+    case MetricsText::Type::kGauge:
+      return "gauge";
+    case MetricsText::Type::kHistogram:
+      return "histogram";
+  }
+  return "untyped";
 }
 
 // HELP text escapes backslash and line feed; label values also the double quote.
@@ -97,6 +105,26 @@ void MetricsText::sample(std::initializer_list<Label> labels, double value) {
     fmt::format_to(std::back_inserter(out_), "{}", value);  // shortest form that reads back
   }
   out_.push_back('\n');
+}
+
+void MetricsText::histogram(std::string_view name, std::string_view help,
+                            std::span<const double> boundsSeconds,
+                            std::span<const std::uint64_t> bucketCounts, double sumSeconds) {
+  assert(bucketCounts.size() == boundsSeconds.size() + 1);
+  assert(!name.ends_with("_total"));
+  family(name, Type::kHistogram, help);
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < bucketCounts.size(); ++i) {
+    cumulative += bucketCounts[i];
+    if (i < boundsSeconds.size()) {
+      fmt::format_to(std::back_inserter(out_), "{}_bucket{{le=\"{}\"}} {}\n", name,
+                     boundsSeconds[i], cumulative);
+    } else {
+      fmt::format_to(std::back_inserter(out_), "{}_bucket{{le=\"+Inf\"}} {}\n", name, cumulative);
+    }
+  }
+  fmt::format_to(std::back_inserter(out_), "{}_sum {}\n{}_count {}\n", name, sumSeconds, name,
+                 cumulative);
 }
 
 void MetricsText::sample(std::initializer_list<Label> labels, std::uint64_t value) {

@@ -50,6 +50,19 @@ def value(samples, name, **labels):
     return samples[(name, tuple(sorted(labels.items())))]
 
 
+def histogram(samples, name):
+    """The cumulative bucket counts of histogram `name` (ending with +Inf), checked to be
+    cumulative and to end with its _count; its _sum must not be negative."""
+    buckets = sorted(((float(dict(labels)["le"]), v) for (n, labels), v in samples.items()
+                      if n == name + "_bucket"))
+    assert buckets and buckets[-1][0] == float("inf"), (name, buckets)
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts), (name, counts)
+    assert counts[-1] == value(samples, name + "_count"), (name, counts)
+    assert value(samples, name + "_sum") >= 0
+    return counts
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,6 +146,11 @@ class Endpoint(unittest.TestCase):
                                                         worker=worker))
                     self.assertGreaterEqual(value(after, "tern_worker_inbox_items", worker=worker),
                                             0)
+                # The latency histograms: cumulative buckets ending in +Inf == _count; the
+                # turns that handled these publishes are counted.
+                turns = histogram(after, "tern_worker_turn_seconds")
+                self.assertGreater(turns[-1], 0)
+                histogram(after, "tern_inbox_wait_seconds")
                 # A refusal shows under its reason.
                 self.assertTrue(publisher.request("PUBLISH@$SYS/x@1").startswith("ERROR@"))
                 wait_until(lambda: value(parse(scrape(self.port)[2]), "tern_refusals_total",
@@ -149,6 +167,26 @@ class Endpoint(unittest.TestCase):
                                  protocol="line") == 0, "the line connections to close")
         final = parse(scrape(self.port)[2])
         self.assertEqual(value(final, "tern_sessions", protocol="line"), 0)
+
+    def test_deliveries_between_workers_show_in_the_inbox_wait_histogram(self):
+        # Eight subscribers: their client ids (fixed, so the same every run) are homed on both
+        # workers, so the publisher's deliveries cross to the other one.
+        before = histogram(parse(scrape(self.port)[2]), "tern_inbox_wait_seconds")[-1]
+        subscribers = [LineSession(self.broker.line_port, "wait-sub-%d" % i) for i in range(8)]
+        publisher = LineSession(self.broker.line_port, "wait-pub")
+        try:
+            for s in subscribers:
+                self.assertEqual(s.request("SUBSCRIBE@w/#"), "SUBACK")
+            for i in range(3):
+                self.assertEqual(publisher.request("PUBLISH@w/x@%d" % i), "PUBACK")
+            for s in subscribers:
+                for i in range(3):
+                    self.assertEqual(s.push(), "MESSAGE@w/x@%d" % i)
+            after = histogram(parse(scrape(self.port)[2]), "tern_inbox_wait_seconds")[-1]
+            self.assertGreater(after, before)
+        finally:
+            for s in subscribers + [publisher]:
+                s.close()
 
     def test_other_paths_and_methods_and_bad_requests_are_http_errors(self):
         with self.assertRaises(urllib.error.HTTPError) as e:

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,7 +22,7 @@ namespace tern::common {
 
 class MetricsText {
  public:
-  enum class Type { kCounter, kGauge };
+  enum class Type { kCounter, kGauge, kHistogram };
   using Label = std::pair<std::string_view, std::string_view>;
 
   // Starts the family `name`: its HELP and TYPE lines. A counter's name ends in _total
@@ -37,6 +38,15 @@ class MetricsText {
     family(name, type, help);
     sample({}, value);
   }
+
+  // A histogram family of one series without labels: HELP, TYPE, then `<name>_bucket{le="B"}`
+  // for each bound in `boundsSeconds` (cumulative counts of `bucketCounts`, which holds one
+  // count per bucket, the last for everything above the last bound), `le="+Inf"`, `<name>_sum`
+  // and `<name>_count` (the sum of `bucketCounts`). REQUIRES: bucketCounts.size() ==
+  // boundsSeconds.size() + 1, bounds increasing; the name does not end in _total.
+  void histogram(std::string_view name, std::string_view help,
+                 std::span<const double> boundsSeconds, std::span<const std::uint64_t> bucketCounts,
+                 double sumSeconds);
 
   const std::string& text() const noexcept { return out_; }
   std::string take() noexcept { return std::move(out_); }

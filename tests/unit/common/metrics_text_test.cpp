@@ -54,6 +54,17 @@ TEST(MetricsText, ValuesInTheFormsTheFormatReads) {
             "g 0.25\ng +Inf\ng -Inf\ng NaN\ng -7\ng 18446744073709551615\ng 1e-09\n");
 }
 
+TEST(MetricsText, AHistogramHasCumulativeBucketsThenSumAndCount) {
+  MetricsText m;
+  const double bounds[] = {0.001, 0.5};
+  const std::uint64_t counts[] = {2, 0, 3};  // per bucket; the last is above 0.5
+  m.histogram("lat_seconds", "h", bounds, counts, 4.25);
+  EXPECT_EQ(m.text(),
+            "# HELP lat_seconds h\n# TYPE lat_seconds histogram\n"
+            "lat_seconds_bucket{le=\"0.001\"} 2\nlat_seconds_bucket{le=\"0.5\"} 2\n"
+            "lat_seconds_bucket{le=\"+Inf\"} 5\nlat_seconds_sum 4.25\nlat_seconds_count 5\n");
+}
+
 TEST(MetricsText, NamesFollowTheFormatsRules) {
   EXPECT_TRUE(MetricsText::validName("tern_bytes_sent_total"));
   EXPECT_TRUE(MetricsText::validName(":recorded:rule"));
