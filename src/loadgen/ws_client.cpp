@@ -7,11 +7,16 @@
 #include <chrono>
 #include <cstring>
 
+#include "tern/protocol/http_tokens.hpp"
+#include "tern/protocol/ws_handshake.hpp"
+
 namespace tern::loadgen::ws {
 
 namespace {
 
-constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+using protocol::http::equalsIgnoreCase;
+using protocol::http::hasToken;
+using protocol::http::trim;
 
 std::string base64(const unsigned char* bytes, std::size_t size) {
   // EVP_EncodeBlock writes 4 characters per 3 bytes and a terminating NUL.
@@ -20,34 +25,6 @@ std::string base64(const unsigned char* bytes, std::size_t size) {
       EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()), bytes, static_cast<int>(size));
   text.resize(static_cast<std::size_t>(std::max(n, 0)));
   return text;
-}
-
-char lower(char ch) noexcept {
-  return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch + 32) : ch;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
-                                            [](char x, char y) { return lower(x) == lower(y); });
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
-// Whether the comma-separated list `value` holds `token` (case-insensitive).
-bool hasToken(std::string_view value, std::string_view token) noexcept {
-  while (!value.empty()) {
-    const std::size_t comma = value.find(',');
-    if (equalsIgnoreCase(trim(value.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
 }
 
 UpgradeResponse refused(std::string problem) {
@@ -82,12 +59,7 @@ std::string makeKey() {
 }
 
 std::string acceptKey(std::string_view key) {
-  std::string input(key);
-  input += kGuid;
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (EVP_Digest(input.data(), input.size(), digest, &length, EVP_sha1(), nullptr) != 1) return {};
-  return base64(digest, length);
+  return protocol::wsAcceptKey(key);  // the broker's own computation: both ends agree
 }
 
 std::string upgradeRequest(std::string_view host, std::string_view path, std::string_view key) {

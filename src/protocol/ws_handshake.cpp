@@ -5,38 +5,16 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "tern/protocol/http_tokens.hpp"
+
 namespace tern::protocol {
 namespace {
 
+using http::equalsIgnoreCase;
+using http::hasToken;
+using http::trim;
+
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-char lower(char ch) noexcept {
-  return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch + 32) : ch;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
-                                            [](char x, char y) { return lower(x) == lower(y); });
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
-// Whether the comma-separated list `value` holds `token` (case-insensitive).
-bool hasToken(std::string_view value, std::string_view token) noexcept {
-  while (!value.empty()) {
-    const std::size_t comma = value.find(',');
-    if (equalsIgnoreCase(trim(value.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
-}
 
 bool tokenChar(char ch) noexcept {
   if (ch <= 32 || ch >= 127) return false;
