@@ -119,6 +119,13 @@ void chooseWsMode(Rng& rng, Action& a) {
   a.ping = rng.chance(12);
 }
 
+// A send of `bytes` on `conn` in one of the WebSocket modes (chooseWsMode).
+Action wsSend(Rng& rng, std::uint8_t conn, std::string bytes) {
+  Action a = send(rng, conn, std::move(bytes));
+  chooseWsMode(rng, a);
+  return a;
+}
+
 // Moves an MQTT block to the WebSocket ports (mqtt+wss sometimes, with a certificate now and
 // then), with its sends in varied WebSocket modes.
 void overWs(Rng& rng, Block& b) {
@@ -590,8 +597,7 @@ class CaseBuilder {
     if (cut < rest.size()) b.push_back(rawSend(conn, rest.substr(cut)));
     maybeRead(b, conn, 60);
     if (rng_.chance(50)) {
-      Action more = send(rng_, conn, frames::mqttPacket(rng_, level));
-      chooseWsMode(rng_, more);
+      Action more = wsSend(rng_, conn, frames::mqttPacket(rng_, level));
       b.push_back(std::move(more));
       maybeRead(b, conn, 40);
     }
@@ -619,8 +625,7 @@ class CaseBuilder {
       b.push_back(rawSend(conn, std::move(request)));
     }
     if (rng_.chance(50)) {
-      Action connect = send(rng_, conn, frames::mqttConnect(rng_));
-      chooseWsMode(rng_, connect);
+      Action connect = wsSend(rng_, conn, frames::mqttConnect(rng_));
       b.push_back(std::move(connect));
     }
     maybeRead(b, conn, 60);
@@ -637,8 +642,7 @@ class CaseBuilder {
     b.push_back(wsOpen(conn, anyWsPort(), true));
     std::uint8_t level = 4;
     if (rng_.chance(65)) {
-      Action connect = send(rng_, conn, frames::mqttConnect(rng_, &level));
-      chooseWsMode(rng_, connect);
+      Action connect = wsSend(rng_, conn, frames::mqttConnect(rng_, &level));
       b.push_back(std::move(connect));
       maybeRead(b, conn, 50);
     }
@@ -651,8 +655,7 @@ class CaseBuilder {
       maybeRead(b, conn, 40);
     }
     if (rng_.chance(30)) {
-      Action more = send(rng_, conn, frames::mqttPacket(rng_, level));
-      chooseWsMode(rng_, more);
+      Action more = wsSend(rng_, conn, frames::mqttPacket(rng_, level));
       more.closeFrame = rng_.chance(30);
       b.push_back(std::move(more));
     }
@@ -670,8 +673,7 @@ class CaseBuilder {
     Action o = open(conn, rng_.pick(kPorts));
     o.ws = WsLayer::kUpgrade;
     b.push_back(o);
-    Action connect = send(rng_, conn, frames::mqttConnect(rng_));
-    chooseWsMode(rng_, connect);
+    Action connect = wsSend(rng_, conn, frames::mqttConnect(rng_));
     b.push_back(std::move(connect));
     maybeRead(b, conn, 60);
     end(b, conn);
@@ -695,8 +697,7 @@ class CaseBuilder {
       }
       case 2: {
         b.push_back(wsOpen(conn, port, false));
-        Action connect = send(rng_, conn, frames::mqttConnect(rng_));
-        chooseWsMode(rng_, connect);
+        Action connect = wsSend(rng_, conn, frames::mqttConnect(rng_));
         b.push_back(std::move(connect));
         break;
       }
