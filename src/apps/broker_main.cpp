@@ -173,6 +173,26 @@ int main(int argc, char** argv) {
                  "to sessions that hold 64 KiB or more are dropped and counted (accepts k/M/G "
                  "suffixes; default: half of the physical memory)")
       ->transform(CLI::AsSizeValue(false));
+  app.add_option("--data-dir", config.dataDir,
+                 "Keep retained messages in this directory (created if missing; a RocksDB store) "
+                 "so that they survive restarts and crashes (docs/durability.md); without it "
+                 "everything is in memory only")
+      ->type_name("DIR");
+  std::string durability = "sync";
+  app.add_option("--durability", durability,
+                 "With --data-dir: sync acknowledges a retained publish (line PUBACK, MQTT QoS 1 "
+                 "PUBACK, QoS 2 PUBREC) only once it is on disk, so nothing acknowledged is lost "
+                 "in any crash; async acknowledges at once: a crash of the broker loses what was "
+                 "not yet written, a crash of the machine at most --flush-interval of writes")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sync", "async"}));
+  app.add_option("--flush-interval", config.flushIntervalMillis,
+                 "With --durability async: milliseconds a write may wait before the log is "
+                 "synced to disk")
+      ->capture_default_str();
+  app.add_option("--test-storage-faults", config.testStorageFaults,
+                 "Tests only: while this file exists every write to the store fails")
+      ->group("");
   std::string io = "auto";
   app.add_option("--io", io,
                  "Socket I/O of the event loops: uring (io_uring), epoll, or auto (io_uring when "
@@ -311,6 +331,8 @@ int main(int argc, char** argv) {
   if (!ioChoice) return fail("--io must be auto, uring or epoll");
   config.io = *ioChoice;
   config.spinNanos = static_cast<std::int64_t>(spinMicros * 1000);
+  config.durability = durability == "async" ? tern::broker::Config::Durability::kAsync
+                                            : tern::broker::Config::Durability::kSync;
   const auto level = tern::common::parseLogLevel(logLevel);
   if (!level) return fail("--log-level must be debug, info, warn, error or off");
   config.logLevel = *level;

@@ -6,6 +6,9 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -90,9 +93,75 @@ Broker::Broker(const Config& config) : context_(std::make_unique<BrokerContext>(
     context_->acl.store(new auth::AclFile(std::move(*files.acl)), std::memory_order_release);
   }
   if (files.tls) context_->replaceTlsContext(std::move(files.tls));
+  if (!config.dataDir.empty()) openStore();
   for (unsigned i = 0; i < config.workers; ++i) {
     context_->workers.push_back(std::make_unique<Worker>(*context_, i));
   }
+  if (context_->store != nullptr) {
+    for (unsigned i = 0; i < config.workers; ++i) {
+      Worker* worker = context_->workers[i].get();
+      context_->store->setWaker(i, [worker] { worker->wake(); });
+    }
+  }
+}
+
+void Broker::openStore() {
+  const Config& config = context_->config;
+  persist::StoreOptions options;
+  options.durability = config.durability == Config::Durability::kSync ? persist::Durability::kSync
+                                                                      : persist::Durability::kAsync;
+  options.flushInterval =
+      std::chrono::milliseconds(static_cast<std::int64_t>(config.flushIntervalMillis));
+  options.producers = config.workers;
+  if (!config.testStorageFaults.empty()) {
+    context_->storeFaults.failWhileExists(config.testStorageFaults);
+    options.faults = &context_->storeFaults;
+  }
+  persist::Store::OpenResult opened = persist::Store::open(config.dataDir, options);
+  if (!opened.store) throw std::runtime_error(opened.error);
+  persist::Store& store = *opened.store;
+  // Retained messages, before any listener opens. Message expiry is kept as a wall-clock deadline
+  // on disk and becomes a monotonic one again here; those past it are dropped (and erased).
+  const std::int64_t nowMono = common::monotonicNanos();
+  const std::int64_t nowUnixMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
+  std::uint64_t loaded = 0;
+  std::uint64_t refused = 0;
+  std::vector<std::string> expired;
+  const persist::LoadStats stats = store.loadRetained([&](persist::RetainedRecord&& r) {
+    std::int64_t expiresAt = 0;
+    if (r.expiryUnixMs != 0) {
+      const std::int64_t left = static_cast<std::int64_t>(r.expiryUnixMs) - nowUnixMs;
+      if (left <= 0) {
+        expired.push_back(std::move(r.topic));
+        return;
+      }
+      expiresAt = nowMono + left * 1'000'000;
+    }
+    common::MessageRef m =
+        common::Message::make5(r.topic, r.payload, true, r.qos, r.properties, expiresAt, 0);
+    if (context_->retained.set(std::move(m)) == routing::RetainedStore::SetResult::kStored) {
+      ++loaded;
+    } else {
+      ++refused;  // past --max-retained-* (lowered since): kept on disk, not served
+    }
+  });
+  if (!stats.ok()) throw std::runtime_error(stats.error);
+  for (const std::string& topic : expired) {
+    persist::WriteRequest erase;  // cookie 0 on producer 0: no worker waits for it
+    erase.eraseRetained(topic);
+    store.tryPush(std::move(erase));
+  }
+  TERN_LOG_INFO(
+      "loaded {} retained message(s) from {} in {:.1f} ms ({} expired and dropped, {} over "
+      "--max-retained-*); durability {}{}",
+      loaded, config.dataDir, static_cast<double>(stats.elapsedNanos) / 1e6, expired.size(),
+      refused, config.durability == Config::Durability::kSync ? "sync" : "async",
+      config.durability == Config::Durability::kSync
+          ? std::string()
+          : fmt::format(", log synced every {} ms", config.flushIntervalMillis));
+  context_->store = std::move(opened.store);
 }
 
 std::string Broker::checkFiles(const Config& config) {
@@ -215,6 +284,7 @@ void Broker::start() {
         context_->workers[i]->adopt(fd, protocol, tls, ws, peer);
       });
   context_->acceptor = acceptor_.get();
+  if (context_->store != nullptr) context_->store->start();
   for (auto& worker : context_->workers)
     worker->start();
   acceptor_->start(config.acceptors, config.io);
@@ -277,6 +347,8 @@ void Broker::stop() {
   for (auto& worker : context_->workers)
     worker->join();
   acceptor_.reset();
+  // Everything the workers queued is written and synced (async mode included) before exit.
+  if (context_->store != nullptr) context_->store->close();
 }
 
 }  // namespace tern::broker

@@ -20,6 +20,7 @@
 #include "tern/common/log_limiter.hpp"
 #include "tern/net/connection_limiter.hpp"
 #include "tern/net/tls.hpp"
+#include "tern/persist/store.hpp"
 #include "tern/routing/retained_store.hpp"
 #include "tern/routing/shared_groups.hpp"
 #include "tern/routing/subscription_trie.hpp"
@@ -47,6 +48,12 @@ struct BrokerContext {
   // Checks passwords off the workers' loops; null without --password-file. Declared after
   // `workers`, so it stops before them (it posts verdicts into their inboxes).
   std::unique_ptr<Authenticator> auth;
+  // --data-dir: the durable store (null: memory only), opened and loaded before the workers are
+  // made, started before they run, closed by Broker::stop after they stopped. Declared after
+  // `workers`, so it is destroyed before them: its persistence thread calls their wakers until it
+  // stops. `storeFaults` is its test seam (--test-storage-faults), declared before it to outlive it.
+  persist::FaultSeam storeFaults;
+  std::unique_ptr<persist::Store> store;
   // --acl-file, read at start-up and replaced whole by a reload (SIGHUP, Broker::reload), which
   // retires the old one through the QSBR domain; null without one (everything allowed). Workers
   // load it (acquire; the release store publishes a whole file) while online, only to compile a

@@ -94,6 +94,9 @@ std::string Config::validate() const {
   if (!(sysIntervalSeconds >= 0) || sysIntervalSeconds > 86400) {
     return "--sys-interval must be between 0 (off) and 86400 seconds";
   }
+  if (!(flushIntervalMillis >= 1) || flushIntervalMillis > 3'600'000) {
+    return "--flush-interval must be between 1 and 3600000 milliseconds";
+  }
   return {};
 }
 

@@ -107,6 +107,11 @@ struct Connection {
   Auth auth = Auth::kNone;
   std::uint32_t authAttempt = 0;  // numbers the verdicts, so a stale one is recognized
   bool heldByAuth = false;
+  // --data-dir (StoreLink): not read while the store's queue is full (its publishes wait in the
+  // worker's backlog), and the acknowledgements held until their writes are durable. A line
+  // request socket also stops while it has one (its replies keep the order of its requests).
+  bool heldByStore = false;
+  std::uint32_t heldAcks = 0;
 
   bool closing = false;  // input is ignored; close once the output is sent (or at `deadline`)
   bool closed = false;   // descriptor closed; the object waits to be freed at the end of the turn
@@ -115,7 +120,10 @@ struct Connection {
   bool throttled = false;      // listed as held back while another worker is overloaded
 
   // Whether input is left unhandled for now (it stays in the socket and in `in`).
-  bool inputHeld() const noexcept { return readPaused || heldByJobs || heldByAuth; }
+  bool inputHeld() const noexcept {
+    return readPaused || heldByJobs || heldByAuth || heldByStore ||
+           (protocol == Protocol::kLine && heldAcks != 0);
+  }
 
   sync::ThreadOwner owner;
 };

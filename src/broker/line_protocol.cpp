@@ -235,15 +235,42 @@ void LineProtocol::onPublish(Connection& c, const LineRequest& request) {
     return;
   }
   // A retained publish with empty contents deletes, and delivers nothing.
+  std::uint64_t ticket = 0;
   if (!core_.publish(
           common::Message::makeFromLine(request.subject, request.contents, request.retain),
-          Protocol::kLine)) {
+          Protocol::kLine, &ticket)) {
     replyError(c, LineError::kServerBusy,
                "the retained store is full (--max-retained-messages, --max-retained-bytes): "
                "not published");
     return;
   }
-  reply(c, "PUBACK");
+  if (ticket == StoreLink::kUnstorable) {
+    replyError(c, LineError::kStorage,
+               "delivered, but its topic is too long to be kept in the data directory (at most "
+               "65535 bytes): not retained across a restart");
+    return;
+  }
+  if (ticket != 0 && core_.store.holdsAcks()) {
+    // --durability sync: the PUBACK once the write is on disk; this socket's next requests wait.
+    HeldAck ack;
+    ack.ticket = ticket;
+    core_.store.hold(c, ack);
+  } else {
+    reply(c, "PUBACK");
+  }
+  if (core_.store.backlogged()) core_.store.stall(c);
+}
+
+void LineProtocol::onDurable(Connection& c, const HeldAck& ack) {
+  if (ack.ok) {
+    reply(c, "PUBACK");
+    return;
+  }
+  // Delivered live and retained in memory, but not on disk: the client is told, and may publish
+  // it again.
+  replyError(c, LineError::kStorage,
+             "the data directory could not store this retained publish (see the broker's "
+             "log): not acknowledged");
 }
 
 void LineProtocol::onSubscribe(Connection& c, const LineRequest& request) {

@@ -26,6 +26,7 @@ class LineProtocol final : public ProtocolHandler {
                SharedRoute route) override;
   bool takeForJob(Connection& c, Job& job, const common::Message& message) override;
   void connectionGone(Session& s, Connection& c) override;
+  void onDurable(Connection& c, const HeldAck& ack) override;
   void sessionEnding(Session& s, Connection* (&sockets)[3]) override;
 
  private:

@@ -349,6 +349,7 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
       waiting.insert(publish.packetId);
     }
   }
+  std::uint64_t ticket = 0;  // the write of a retained change (--data-dir)
   if (deliver) {
     if (v5) {
       propertyScratch_.clear();
@@ -360,25 +361,77 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
               : 0;
       core_.publish(common::Message::make5(topic, publish.payload, publish.retain, publish.qos,
                                            propertyScratch_, expiresAt, s.id.key()),
-                    Protocol::kMqtt);
+                    Protocol::kMqtt, &ticket);
     } else {
       core_.publish(
           common::Message::make(publish.topic, publish.payload, publish.retain, publish.qos),
-          Protocol::kMqtt);
+          Protocol::kMqtt, &ticket);
     }
   }
+  // The store's queue is full: this connection is not read until it drains (TCP holds the
+  // client back); the acknowledgement below is still sent or held as usual.
+  if (core_.store.backlogged()) core_.store.stall(c);
   if (publish.qos == 0) return;
-  core_.scratch.clear();
-  const mqtt::PacketType ack =
-      publish.qos == 1 ? mqtt::PacketType::kPuback : mqtt::PacketType::kPubrec;
-  if (v5) {
-    mqtt::appendAck5(core_.scratch, ack, publish.packetId, reason);
-  } else if (publish.qos == 1) {
-    mqtt::appendPuback(core_.scratch, publish.packetId);
+  HeldAck ack;
+  ack.packetId = publish.packetId;
+  ack.kind = static_cast<std::uint8_t>(publish.qos == 1 ? mqtt::PacketType::kPuback
+                                                        : mqtt::PacketType::kPubrec);
+  ack.reason = static_cast<std::uint8_t>(reason);
+  if (ticket == StoreLink::kUnstorable) {  // MQTT topics fit the store: defensive only
+    ack.ok = false;
+    onDurable(c, ack);
+    return;
+  }
+  // --durability sync: a retained publish is acknowledged once its write is on disk, and the
+  // acknowledgements after it wait behind it (they keep the order of the publishes).
+  if (ticket != 0 && core_.store.holdsAcks()) {
+    ack.ticket = ticket;
+    core_.store.hold(c, ack);
+  } else if (StoreLink::holding(c)) {
+    core_.store.hold(c, ack);
   } else {
-    mqtt::appendPubrec(core_.scratch, publish.packetId);
+    sendAck(c, ack, reason);
+  }
+}
+
+void MqttProtocol::sendAck(Connection& c, const HeldAck& ack, mqtt::ReasonCode reason) {
+  core_.scratch.clear();
+  const auto type = static_cast<mqtt::PacketType>(ack.kind);
+  if (c.session->mqtt->level == mqtt::kProtocolLevel5) {
+    mqtt::appendAck5(core_.scratch, type, ack.packetId, reason);
+  } else if (type == mqtt::PacketType::kPuback) {
+    mqtt::appendPuback(core_.scratch, ack.packetId);
+  } else {
+    mqtt::appendPubrec(core_.scratch, ack.packetId);
   }
   sendScratch(c);
+}
+
+void MqttProtocol::onDurable(Connection& c, const HeldAck& ack) {
+  if (c.closing || c.closed || c.session == nullptr || c.session->mqtt == nullptr) return;
+  Session& s = *c.session;
+  if (ack.ok) {
+    sendAck(c, ack, static_cast<mqtt::ReasonCode>(ack.reason));
+    return;
+  }
+  if (const std::uint64_t times = storageLog_.admit(common::monotonicNanos())) {
+    TERN_LOG_WARN(
+        "{} retained MQTT publish(es) not acknowledged (last: client {}): the data directory "
+        "could not store them",
+        times, s.clientId);
+  }
+  if (s.mqtt->level != mqtt::kProtocolLevel5) {
+    // 3.1.1 has no failure acknowledgement: the connection closes without it (after the
+    // acknowledgements before it), and the client publishes it again when it reconnects.
+    core_.io.closeAfterFlush(c);
+    return;
+  }
+  // 5.0: 0x80 Unspecified error. A failed PUBREC ends the QoS 2 exchange [MQTT-4.3.3]: the packet
+  // id is free again, so a new publish with it is delivered.
+  if (static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPubrec) {
+    s.mqtt->awaitingRelease.erase(ack.packetId);
+  }
+  sendAck(c, ack, mqtt::ReasonCode::kUnspecifiedError);
 }
 
 void MqttProtocol::onAck(Session& s, const mqtt::Packet& packet) {

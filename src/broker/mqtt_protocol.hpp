@@ -33,6 +33,7 @@ class MqttProtocol final : public ProtocolHandler {
   // Publishes the will (unless the client said DISCONNECT or the broker is stopping), ends a clean
   // session, starts the expiry of a persistent one.
   void connectionGone(Session& s, Connection& c) override;
+  void onDurable(Connection& c, const HeldAck& ack) override;
   void sessionEnding(Session& s, Connection* (&sockets)[3]) override;
   // Publishes the 5.0 wills whose Will Delay Interval passed (once a second, from the sweep).
   void onSweep(std::int64_t now) override;
@@ -105,6 +106,8 @@ class MqttProtocol final : public ProtocolHandler {
   Session* createSession(std::string clientId, bool cleanSession);
   // Appends the packet core_.scratch holds to c's output.
   void sendScratch(Connection& c);
+  // Sends the PUBACK or PUBREC `ack` describes, with `reason` (5.0).
+  void sendAck(Connection& c, const HeldAck& ack, protocol::mqtt::ReasonCode reason);
 
   WorkerCore& core_;
   protocol::mqtt::Decoder decoder_;
@@ -122,6 +125,7 @@ class MqttProtocol final : public ProtocolHandler {
   std::vector<protocol::mqtt::Subscription> distinctFilters_;
   std::unordered_map<std::string_view, std::size_t> filterIndex_;
   static constexpr std::size_t kRefusedFilter = ~std::size_t{0};
+  common::LogLimiter storageLog_;  // publishes not acknowledged for a storage error
 };
 
 }  // namespace tern::broker

@@ -18,6 +18,8 @@
 
 namespace tern::broker {
 
+struct HeldAck;  // store_link.hpp
+
 // What handling input left.
 enum class InputState {
   kMore,     // the rest of the input is an incomplete frame: wait for more bytes
@@ -48,6 +50,10 @@ class ProtocolHandler {
   virtual void connectionGone(Session& s, Connection& c) = 0;
   // `s` ends: drops the protocol's state and reports the sockets that must close.
   virtual void sessionEnding(Session& s, Connection* (&sockets)[3]) = 0;
+  // --durability sync: the write that acknowledgement `ack` of `c` (held by this protocol
+  // through StoreLink::hold) waited for completed; sends it, or what a storage error calls for.
+  // c.heldAcks already counts it out.
+  virtual void onDurable(Connection& c, const HeldAck& ack) = 0;
   // Once a second (the worker's sweep): the protocol's own timers.
   virtual void onSweep(std::int64_t now) { (void)now; }
   // Whether onSweep has work waiting (the worker then wakes for its sweep even when idle).

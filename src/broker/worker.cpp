@@ -22,6 +22,8 @@ constexpr std::int64_t kSweepNanos = 1'000'000'000;
 constexpr std::int64_t kShutdownFlushNanos = 2'000'000'000;
 // While another worker is overloaded this one handles no input; it looks again this often.
 constexpr std::int64_t kThrottleCheckNanos = 200'000;
+// While this worker's writes wait for room in the store's queue, it looks again this often.
+constexpr std::int64_t kStoreRetryNanos = 1'000'000;
 
 std::int64_t secondsToNanos(double seconds) noexcept {
   return static_cast<std::int64_t>(seconds * 1e9);
@@ -118,6 +120,8 @@ void Worker::wakeLoop() noexcept {
 
 std::int64_t Worker::nextTimeoutNanos() const {
   if (throttled_) return kThrottleCheckNanos;
+  // Requests wait for room in the store's queue; a completion of another worker's may make it.
+  if (core_.store.backlogged()) return kStoreRetryNanos;
   const bool sweep =
       !connections_.empty() || core_.sessions.expiriesPending() || mqtt_.timersPending();
   if (deadlines_.empty() && !sweep && !sys_) return -1;
@@ -141,6 +145,7 @@ void Worker::loopTurn(std::int64_t timeoutNanos) {
   // hands every completion to the callbacks below.
   loop_->runOnce(timeoutNanos);
   drainInbox();
+  pollStore();
   checkDeadlines();
   sweep();
   publishSys();
@@ -312,6 +317,31 @@ void Worker::resumeInput(Connection& c) {
   const std::uint64_t framesBefore = framesHandled_;
   processInput(c);
   noteFrameProgress(c, framesHandled_ != framesBefore);
+}
+
+void Worker::pollStore() {
+  if (!core_.store.enabled()) return;
+  storeResumed_.clear();
+  core_.store.poll(
+      [this](const HeldAck& ack) {
+        auto* c = static_cast<Connection*>(loop_->user(ack.socket));
+        if (c == nullptr || c->closed) return;
+        if (c->heldAcks != 0) --c->heldAcks;
+        core_.handler(c->protocol).onDurable(*c, ack);
+        if (c->heldAcks == 0 && c->protocol == Protocol::kLine) storeResumed_.push_back(c->socket);
+      },
+      [this](net::SocketId socket) {
+        auto* c = static_cast<Connection*>(loop_->user(socket));
+        if (c == nullptr || c->closed) return;
+        c->heldByStore = false;
+        storeResumed_.push_back(socket);
+      });
+  // Input is handled after the store's books are settled (it may hold and submit again).
+  for (const net::SocketId socket : storeResumed_) {
+    if (auto* c = static_cast<Connection*>(loop_->user(socket)); c != nullptr && !c->closed) {
+      resumeInput(*c);
+    }
+  }
 }
 
 void Worker::releaseThrottled() {
@@ -626,8 +656,14 @@ void Worker::drainInbox() {
 void Worker::shutdown() {
   // Stage 1: stop handling input, send what this worker routed to the others, and report.
   core_.reading = false;
-  for (Connection* c : connections_) {
+  for (Connection* c : connections_)
     holdReceive(*c);
+  // --data-dir: the acknowledgements still held go out once their writes are durable (before an
+  // MQTT 5.0 DISCONNECT), for a bounded time.
+  const std::int64_t storeGiveUp = common::monotonicNanos() + kShutdownFlushNanos;
+  while (!core_.store.idle() && common::monotonicNanos() < storeGiveUp)
+    loopTurn(1'000'000);
+  for (Connection* c : connections_) {
     // Flushed in stage 2 with everything else (MQTT 5.0: DISCONNECT 0x8B).
     if (c->session != nullptr) {
       core_.handler(c->protocol).serverClosing(*c, ProtocolHandler::ServerClose::kShuttingDown);

@@ -159,6 +159,9 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   void checkDeadlines();
   // Connections held back while another worker was overloaded: receive and handle them again.
   void releaseThrottled();
+  // --data-dir: sends the acknowledgements whose writes completed, and reads again the
+  // connections the store no longer holds back (StoreLink::poll).
+  void pollStore();
   // Once per kSweepNanos: frees the empty read buffers of every connection, closes connections
   // whose incomplete frame is older than --frame-timeout, and ends offline MQTT sessions past
   // --session-expiry.
@@ -214,10 +217,11 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   std::vector<Connection*> connections_;    // every connection this worker owns (Connection::index)
   std::vector<Connection*> graveyard_;      // closed this turn, freed at the end of it
   std::vector<Connection*> throttledList_;  // held back while another worker is overloaded
-  std::vector<Connection*> sealQueue_;      // TLS/WebSocket connections written this turn
-  net::ByteBuffer tlsPlain_;                // one receive's decrypted bytes
-  std::string wsPayload_;                   // one receive's WebSocket payload (MQTT bytes)
-  std::string wsControl_;                   // what a WebSocket stream answers (pong, close)
+  std::vector<net::SocketId> storeResumed_;  // pollStore's connections to read again (reused)
+  std::vector<Connection*> sealQueue_;       // TLS/WebSocket connections written this turn
+  net::ByteBuffer tlsPlain_;                 // one receive's decrypted bytes
+  std::string wsPayload_;                    // one receive's WebSocket payload (MQTT bytes)
+  std::string wsControl_;                    // what a WebSocket stream answers (pong, close)
 
   // Deadlines (handshake, close linger, keep-alive): (when, socket); a min-heap, lazily pruned (a
   // closed socket's id is stale: the loop no longer knows it).

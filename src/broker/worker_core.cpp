@@ -14,14 +14,20 @@ WorkerCore::WorkerCore(BrokerContext& brokerContext, unsigned workerIndex, unsig
       memoryBudget(brokerContext.memoryClaimed, brokerContext.config.memoryLimit, workerCount),
       io(connectionIo),
       sessions(brokerContext, workerIndex, workerCount, stats, memory),
+      store(brokerContext.store.get(), workerIndex),
       fanout(brokerContext, workerIndex, workerCount),
       jobs(*this) {}
 
-bool WorkerCore::publish(common::MessageRef message, Protocol from) {
+bool WorkerCore::publish(common::MessageRef message, Protocol from, std::uint64_t* ticket) {
   WorkerStats::add(stats.received, std::uint64_t{1});
+  if (ticket != nullptr) *ticket = 0;
   if (message->retain()) {
     if (message->contents().empty()) {
       context.retained.erase(message->topic());
+      if (store.enabled()) {
+        const std::uint64_t written = store.writeRetained(*message);
+        if (ticket != nullptr) *ticket = written;
+      }
       // The line protocol's delete delivers nothing; MQTT delivers the empty message
       // [MQTT-3.3.1-10/11].
       if (from == Protocol::kLine) return true;
@@ -39,6 +45,9 @@ bool WorkerCore::publish(common::MessageRef message, Protocol from) {
       if (from == Protocol::kLine) return false;
       route(*message);
       return false;
+    } else if (store.enabled()) {
+      const std::uint64_t written = store.writeRetained(*message);
+      if (ticket != nullptr) *ticket = written;
     }
   }
   route(*message);

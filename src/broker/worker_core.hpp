@@ -18,6 +18,7 @@
 #include "memory_budget.hpp"
 #include "protocol_handler.hpp"
 #include "session_table.hpp"
+#include "store_link.hpp"
 #include "tern/common/clock.hpp"
 #include "tern/common/log_limiter.hpp"
 #include "tern/common/message.hpp"
@@ -44,8 +45,10 @@ class WorkerCore {
   // Counts, retains (or deletes) and routes a message from a client of protocol `from`, which
   // decides what a retained delete delivers and what a full retained store means. False when the
   // retained store refused it (--max-retained-*): line-protocol messages are then not delivered,
-  // MQTT ones are, without being retained.
-  bool publish(common::MessageRef message, Protocol from);
+  // MQTT ones are, without being retained. With --data-dir a retained change is also written:
+  // `*ticket` (when given) is then its StoreLink ticket (StoreLink::kUnstorable when it cannot be
+  // written), else 0.
+  bool publish(common::MessageRef message, Protocol from, std::uint64_t* ticket = nullptr);
   // A message of the broker's own ($SYS): retained (when the store takes it) and routed, not
   // counted as received from a client.
   void publishOwn(common::MessageRef message);
@@ -151,6 +154,8 @@ class WorkerCore {
   MemoryBudget memoryBudget;
   ConnectionIo& io;
   SessionTable sessions;
+  // --data-dir: this worker's writes, held acknowledgements and stalled connections.
+  StoreLink store;
   Fanout fanout;
   JobRunner jobs;
   // False once shutdown began: input is no longer read, and wills are no longer published.

@@ -96,9 +96,10 @@ bool scanFailed(const std::string& dir, const PrefixScan& scan, std::string& err
 
 void logLoad(const char* what, const LoadStats& stats) {
   if (!stats.ok()) return;
-  TERN_LOG_INFO("persist: loaded {} {} ({} queue entries, {} inbound ids, {} orphans) in {:.1f} ms",
-                stats.records, what, stats.queueEntries, stats.inboundIds, stats.orphans,
-                static_cast<double>(stats.elapsedNanos) / 1e6);
+  TERN_LOG_DEBUG(
+      "persist: loaded {} {} ({} queue entries, {} inbound ids, {} orphans) in {:.1f} ms",
+      stats.records, what, stats.queueEntries, stats.inboundIds, stats.orphans,
+      static_cast<double>(stats.elapsedNanos) / 1e6);
 }
 
 }  // namespace

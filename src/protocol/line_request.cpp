@@ -159,6 +159,8 @@ std::string_view errorCode(LineError error) noexcept {
       return "server-busy";
     case LineError::kNotAuthorized:
       return "not-authorized";
+    case LineError::kStorage:
+      return "storage";
   }
   return "bad-request";
 }

@@ -66,6 +66,9 @@ class Broker {
   // Counts an accepted socket against the connection limits; at a limit it answers (line protocol)
   // and closes the socket and returns false. Acceptor threads.
   bool admit(int fd, Protocol protocol, bool tls, const net::PeerAddress& peer);
+  // --data-dir: opens the store and loads the retained messages into the broker (start-up; throws
+  // std::runtime_error with the store's one-line explanation).
+  void openStore();
 
   std::unique_ptr<BrokerContext> context_;
   std::unique_ptr<net::Acceptor> acceptor_;

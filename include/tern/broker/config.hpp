@@ -119,6 +119,18 @@ struct Config {
   // consumers, offline MQTT queues) are dropped and counted, so that memory stops growing while
   // clients that keep up are still served. 0: half of the machine's physical memory.
   std::size_t memoryLimit = 0;
+  // --data-dir: where retained messages are kept across restarts (docs/durability.md); empty:
+  // memory only.
+  std::string dataDir;
+  // --durability: kSync acknowledges a durable publish (a retained one) only once it is on disk
+  // (fdatasync); kAsync acknowledges at once and syncs the log every flushInterval, so a machine
+  // crash loses at most that much (a crash of the process alone loses what was not yet written).
+  enum class Durability : std::uint8_t { kSync, kAsync };
+  Durability durability = Durability::kSync;
+  double flushIntervalMillis = 50.0;
+  // Tests only (a hidden option): while this file exists, every write to the store fails as a
+  // disk error would.
+  std::string testStorageFaults;
   common::LogLevel logLevel = common::LogLevel::kInfo;
   // The event loops' I/O: io_uring where the kernel allows it (auto), or epoll.
   net::IoChoice io = net::IoChoice::kAuto;

@@ -38,6 +38,8 @@
 // repair command, never an empty store.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -62,14 +64,19 @@ class CommitLoop;
 enum class Durability : std::uint8_t { kSync, kAsync };
 
 // Test seam: makes the next N batch writes fail as a storage error would, without touching the
-// disk. Any thread may arm it; the persistence thread consumes it.
+// disk, or every write while a file exists (the broker's hidden --test-storage-faults, so that a
+// functional test can switch failures on and off from outside). Any thread may arm the count;
+// the file is set by the owner before the store starts; the persistence thread consumes both.
 class FaultSeam {
  public:
   // Arms `count` failures (replacing what is left). Thread-safe.
   void failNextWrites(int count) noexcept { remaining_.store(count, std::memory_order_relaxed); }
+  // Every write fails while `path` exists (one access() per batch). Before the store starts.
+  void failWhileExists(std::string path) { path_ = std::move(path); }
   // Persistence thread: true when this write must fail (and counts it). Relaxed is enough: the
   // seam carries no data, and the compare-exchange makes each armed failure be taken once.
   bool takeFailure() noexcept {
+    if (!path_.empty() && ::access(path_.c_str(), F_OK) == 0) return true;
     int n = remaining_.load(std::memory_order_relaxed);
     while (n > 0) {
       if (remaining_.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) return true;
@@ -79,6 +86,7 @@ class FaultSeam {
 
  private:
   std::atomic<int> remaining_{0};
+  std::string path_;  // constant once the store started
 };
 
 struct StoreOptions {
@@ -159,6 +167,7 @@ class WriteRequest {
   }
 
   const CompletionToken& token() const noexcept { return token_; }
+  void setToken(CompletionToken token) noexcept { token_ = token; }
   const std::vector<WriteOp>& ops() const noexcept { return ops_; }
 
  private:

@@ -38,6 +38,7 @@ enum class LineError {
   kTooManySubscriptions,  // the session holds --max-subscriptions filters
   kServerBusy,            // a broker-wide limit: sessions, connections, memory, retained store
   kNotAuthorized,         // CONNECT credentials refused (--password-file, --allow-anonymous)
+  kStorage,               // --data-dir could not store a retained publish: not acknowledged
 };
 
 // The code as it appears on the wire, e.g. "bad-topic".

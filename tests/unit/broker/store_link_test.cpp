@@ -1,0 +1,217 @@
+#include "broker/store_link.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tern/common/clock.hpp"
+#include "tern/common/message.hpp"
+#include "unit/persist/store_test_support.hpp"
+
+namespace tern::broker {
+namespace {
+
+using persist::testing::deadline;
+using persist::testing::openOrFail;
+using persist::testing::TempDir;
+using persist::testing::Wakeups;
+
+struct Polled {
+  std::vector<HeldAck> acks;            // in the order poll released them
+  std::vector<net::SocketId> released;  // stalled connections read again
+};
+
+// Polls until `acks` acknowledgements were released in total (or the deadline passed).
+void pollUntil(StoreLink& link, Wakeups& wakeups, Polled& out, std::size_t acks) {
+  const auto until = deadline();
+  for (;;) {
+    const std::uint64_t seen = wakeups.count();
+    link.poll([&](const HeldAck& a) { out.acks.push_back(a); },
+              [&](net::SocketId s) { out.released.push_back(s); });
+    if (out.acks.size() >= acks || std::chrono::steady_clock::now() >= until) return;
+    wakeups.waitPast(
+        seen, std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
+  }
+}
+
+std::unique_ptr<Connection> connectionOn(net::SocketId socket) {
+  auto c = std::make_unique<Connection>();
+  c->socket = socket;
+  c->protocol = Protocol::kMqtt;
+  return c;
+}
+
+std::map<std::string, std::string> retainedOnDisk(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  auto store = openOrFail(dir);
+  if (!store) return out;
+  const persist::LoadStats stats =
+      store->loadRetained([&](persist::RetainedRecord&& r) { out[r.topic] = r.payload; });
+  EXPECT_TRUE(stats.ok()) << stats.error;
+  return out;
+}
+
+TEST(StoreLink, WithoutAStoreNothingIsWrittenOrHeld) {
+  StoreLink link(nullptr, 0);
+  EXPECT_FALSE(link.enabled());
+  EXPECT_FALSE(link.holdsAcks());
+  EXPECT_EQ(link.writeRetained(*common::Message::make("a", "b", true, 1)), 0u);
+  EXPECT_TRUE(link.idle());
+}
+
+TEST(StoreLink, AcknowledgementsLeaveInTheOrderHeldOnceTheirWritesAreDurable) {
+  TempDir tmp;
+  auto store = openOrFail(tmp.store());
+  ASSERT_TRUE(store);
+  Wakeups wakeups;
+  store->setWaker(0, wakeups.waker());
+  store->start();
+  StoreLink link(store.get(), 0);
+  ASSERT_TRUE(link.holdsAcks());
+  auto ap = connectionOn(11);
+  Connection& a = *ap;
+  auto bp = connectionOn(12);
+  Connection& b = *bp;
+
+  const std::uint64_t t1 = link.writeRetained(*common::Message::make("r/1", "one", true, 1));
+  const std::uint64_t t2 = link.writeRetained(*common::Message::make("r/2", "two", true, 1));
+  EXPECT_LT(t1, t2);
+  HeldAck first;
+  first.ticket = t1;
+  first.packetId = 1;
+  link.hold(a, first);
+  HeldAck second;
+  second.ticket = t2;
+  second.packetId = 2;
+  link.hold(b, second);
+  // An acknowledgement that needs no write, behind a's held one: it keeps a's order.
+  HeldAck third;
+  third.packetId = 3;
+  ASSERT_TRUE(StoreLink::holding(a));
+  link.hold(a, third);
+  EXPECT_EQ(a.heldAcks, 2u);
+  EXPECT_FALSE(link.idle());
+
+  Polled polled;
+  pollUntil(link, wakeups, polled, 3);
+  ASSERT_EQ(polled.acks.size(), 3u);
+  EXPECT_EQ(polled.acks[0].packetId, 1);
+  EXPECT_EQ(polled.acks[0].socket, 11u);
+  EXPECT_EQ(polled.acks[1].packetId, 2);
+  EXPECT_EQ(polled.acks[1].socket, 12u);
+  EXPECT_EQ(polled.acks[2].packetId, 3);
+  for (const HeldAck& ack : polled.acks)
+    EXPECT_TRUE(ack.ok);
+  EXPECT_TRUE(link.idle());
+
+  // A delete is written too.
+  const std::uint64_t t3 = link.writeRetained(*common::Message::make("r/1", "", true, 0));
+  HeldAck del;
+  del.ticket = t3;
+  link.hold(a, del);
+  pollUntil(link, wakeups, polled, 4);
+  ASSERT_EQ(polled.acks.size(), 4u);
+  store->close();
+  store.reset();
+  const auto disk = retainedOnDisk(tmp.store());
+  EXPECT_EQ(disk, (std::map<std::string, std::string>{{"r/2", "two"}}));
+}
+
+TEST(StoreLink, AStorageErrorReachesTheAcknowledgementThatWaitedForIt) {
+  TempDir tmp;
+  persist::FaultSeam faults;
+  persist::StoreOptions options;
+  options.faults = &faults;
+  auto store = openOrFail(tmp.store(), options);
+  ASSERT_TRUE(store);
+  Wakeups wakeups;
+  store->setWaker(0, wakeups.waker());
+  store->start();
+  StoreLink link(store.get(), 0);
+  auto cp = connectionOn(5);
+  Connection& c = *cp;
+
+  faults.failNextWrites(1);
+  HeldAck failed;
+  failed.ticket = link.writeRetained(*common::Message::make("f/1", "x", true, 1));
+  link.hold(c, failed);
+  Polled polled;
+  pollUntil(link, wakeups, polled, 1);
+  ASSERT_EQ(polled.acks.size(), 1u);
+  EXPECT_FALSE(polled.acks[0].ok);
+
+  // The next write succeeds: the store recovered by itself.
+  HeldAck next;
+  next.ticket = link.writeRetained(*common::Message::make("f/1", "y", true, 1));
+  link.hold(c, next);
+  pollUntil(link, wakeups, polled, 2);
+  ASSERT_EQ(polled.acks.size(), 2u);
+  EXPECT_TRUE(polled.acks[1].ok);
+}
+
+TEST(StoreLink, AFullQueueKeepsRequestsInOrderAndStallsTheirConnectionsUntilItDrains) {
+  TempDir tmp;
+  persist::StoreOptions options;
+  options.queueCapacity = 2;
+  auto store = openOrFail(tmp.store(), options);
+  ASSERT_TRUE(store);
+  Wakeups wakeups;
+  store->setWaker(0, wakeups.waker());
+  StoreLink link(store.get(), 0);
+  auto cp = connectionOn(7);
+  Connection& c = *cp;
+  // Not started yet: the queue fills at 2, the rest waits in the backlog, in order.
+  std::vector<std::uint64_t> tickets;
+  for (int i = 0; i < 6; ++i) {
+    tickets.push_back(link.writeRetained(
+        *common::Message::make("q/" + std::to_string(i % 2), std::to_string(i), true, 1)));
+    if (link.backlogged()) link.stall(c);
+  }
+  EXPECT_TRUE(link.backlogged());
+  EXPECT_TRUE(c.heldByStore);
+  HeldAck last;
+  last.ticket = tickets.back();
+  link.hold(c, last);
+  store->start();
+  Polled polled;
+  pollUntil(link, wakeups, polled, 1);
+  ASSERT_EQ(polled.acks.size(), 1u);
+  // The last ticket completed only after the backlog moved into the store.
+  EXPECT_FALSE(link.backlogged());
+  EXPECT_EQ(polled.released, std::vector<net::SocketId>{7});
+  store->close();
+  store.reset();
+  // Order kept: the last value of each topic is the one written last.
+  const auto disk = retainedOnDisk(tmp.store());
+  EXPECT_EQ(disk, (std::map<std::string, std::string>{{"q/0", "4"}, {"q/1", "5"}}));
+}
+
+TEST(StoreLink, ALineTopicLongerThanTheStoreKeepsIsUnstorable) {
+  TempDir tmp;
+  auto store = openOrFail(tmp.store());
+  ASSERT_TRUE(store);
+  StoreLink link(store.get(), 0);
+  const std::string topic(persist::kMaxStringBytes + 1, 't');
+  EXPECT_EQ(link.writeRetained(*common::Message::make(topic, "v", true, 0)),
+            StoreLink::kUnstorable);
+  EXPECT_TRUE(link.idle());
+}
+
+TEST(StoreLink, ExpiryBecomesAWallClockDeadline) {
+  EXPECT_EQ(StoreLink::unixMillisOf(0), 0u);
+  const std::int64_t inAMinute = common::monotonicNanos() + 60'000'000'000;
+  const auto nowMs =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  const std::uint64_t at = StoreLink::unixMillisOf(inAMinute);
+  EXPECT_GE(at, nowMs + 59'000);
+  EXPECT_LE(at, nowMs + 61'000);
+  EXPECT_GE(StoreLink::unixMillisOf(1), 1u) << "a past deadline stays non-zero (expired)";
+}
+
+}  // namespace
+}  // namespace tern::broker
