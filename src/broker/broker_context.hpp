@@ -54,6 +54,9 @@ struct BrokerContext {
   // stops. `storeFaults` is its test seam (--test-storage-faults), declared before it to outlive it.
   persist::FaultSeam storeFaults;
   std::unique_ptr<persist::Store> store;
+  // The next id of a message record (m/) any worker writes: above every id loaded at start-up.
+  // Relaxed: the read-modify-write alone makes each id unique; nothing is published through it.
+  std::atomic<std::uint64_t> nextMessageId{1};
   // --acl-file, read at start-up and replaced whole by a reload (SIGHUP, Broker::reload), which
   // retires the old one through the QSBR domain; null without one (everything allowed). Workers
   // load it (acquire; the release store publishes a whole file) while online, only to compile a

@@ -33,6 +33,9 @@ struct DeliveryBatch {
   std::vector<routing::SubscriberId> targets;
   // When the origin posted it (monotonic ns), for the destination's inbox-wait histogram.
   std::int64_t postedAt = 0;
+  // --durability sync: the origin's fence (StoreLink) this batch carries; the destination answers
+  // it once the writes its deliveries caused are durable. 0: none.
+  std::uint64_t fence = 0;
 
   bool empty() const noexcept { return targets.empty(); }
 
@@ -52,6 +55,7 @@ struct DeliveryBatch {
       run.message->release();
     runs.clear();
     targets.clear();
+    fence = 0;
   }
 
   ~DeliveryBatch() { clear(); }

@@ -40,6 +40,7 @@ void Fanout::send(routing::SubscriberId id, const common::Message& message, Shar
   DeliveryBatch*& batch = outboxes_[worker];
   if (batch == nullptr) batch = spare();
   batch->add(message, id, route);
+  ++remoteDeliveries_;
 }
 
 void Fanout::route(const common::Message& message, Local local) {
@@ -75,11 +76,18 @@ bool Fanout::reroute(const common::Message& message, SharedRoute route, routing:
   return true;
 }
 
-void Fanout::flush() {
+void Fanout::flush(StoreLink& store) {
+  // --durability sync: when a publish of this turn waits for the writes its deliveries cause on
+  // other workers, every batch carries the turn's fence and each destination answers it.
+  unsigned posted = 0;
+  for (const DeliveryBatch* batch : outboxes_)
+    posted += batch != nullptr && !batch->empty() ? 1 : 0;
+  const std::uint64_t fence = store.postTurnFence(posted);
   std::int64_t now = 0;  // one clock read per turn that posts anything
   for (std::size_t w = 0; w < outboxes_.size(); ++w) {
     DeliveryBatch*& batch = outboxes_[w];
     if (batch == nullptr || batch->empty()) continue;
+    batch->fence = fence;
     if (now == 0) now = common::monotonicNanos();
     batch->postedAt = now;
     Worker& destination = *context_.workers[w];

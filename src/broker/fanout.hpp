@@ -38,6 +38,7 @@
 namespace tern::broker {
 
 struct BrokerContext;
+class StoreLink;
 
 class Fanout {
  public:
@@ -58,8 +59,11 @@ class Fanout {
   // REQUIRES: an online QSBR reader.
   bool reroute(const common::Message& message, SharedRoute route, routing::SubscriberId from,
                Local local);
-  // Posts this turn's batches to their workers.
-  void flush();
+  // Posts this turn's batches to their workers, with this turn's fence of `store`, if any.
+  void flush(StoreLink& store);
+  // Deliveries handed to other workers' batches so far (a publish compares it before and after:
+  // did its fan-out leave this worker?).
+  std::uint64_t remoteDeliveries() const noexcept { return remoteDeliveries_; }
   // A batch another worker posted here: `local` for each entry, then the batch goes back.
   void receive(DeliveryBatch* batch, Local local);
   // Takes back the batches other workers emptied (into the spare pool).
@@ -84,6 +88,7 @@ class Fanout {
   routing::MatchResult match_;  // reused by every publish: no allocation in the steady state
   std::vector<DeliveryBatch*> outboxes_;  // per destination worker: this turn's batch (owned)
   std::vector<DeliveryBatch*> spares_;    // owned
+  std::uint64_t remoteDeliveries_ = 0;
   // Per shared group slot (SharedGroups::slotOf): where this worker's round robin stands. Grows
   // when a group with a higher slot is first seen.
   std::vector<std::uint32_t> cursors_;

@@ -23,6 +23,18 @@ class LazyQueue {
   }
   // REQUIRES: !empty().
   T& front() noexcept { return items_->front(); }
+  // Calls f(back()). REQUIRES: not empty.
+  template <typename F>
+  void forBack(F&& f) {
+    f(items_->back());
+  }
+  // Visits every item, front to back.
+  template <typename F>
+  void forEach(F&& f) {
+    if (items_ == nullptr) return;
+    for (T& item : *items_)
+      f(item);
+  }
   void pop_front() noexcept { items_->pop_front(); }
   // Frees the storage too.
   void clear() noexcept { items_.reset(); }

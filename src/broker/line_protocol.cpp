@@ -253,6 +253,7 @@ void LineProtocol::onPublish(Connection& c, const LineRequest& request) {
   if (ticket != 0 && core_.store.holdsAcks()) {
     // --durability sync: the PUBACK once the write is on disk; this socket's next requests wait.
     HeldAck ack;
+    ack.after = ticket - 1;
     ack.ticket = ticket;
     core_.store.hold(c, ack);
   } else {

@@ -173,6 +173,34 @@ std::string renderMetrics(const BrokerContext& context, double startedAtSeconds,
            std::uint64_t(context.retained.size()));
   m.single("tern_retained_bytes", kGauge, "Bytes the retained messages hold",
            std::uint64_t(context.retained.bytes()));
+  if (context.store != nullptr) {
+    // --data-dir (docs/durability.md). Relaxed reads of the store's statistics.
+    const persist::StoreCounters& sc = context.store->counters();
+    const auto get = [](const std::atomic<std::uint64_t>& a) {
+      return a.load(std::memory_order_relaxed);
+    };
+    m.single("tern_store_queue_depth", kGauge,
+             "Writes queued for the persistence thread and not yet taken",
+             get(sc.queueDepth.value));
+    m.single("tern_store_refused_total", kCounter,
+             "Writes the full store queue refused (their connections stopped being read until "
+             "it drained)",
+             get(sc.refused.value));
+    m.single("tern_store_batches_total", kCounter,
+             "Batches written (group commit: one log write, and in sync mode one fdatasync, each)",
+             get(sc.batches));
+    m.single("tern_store_writes_total", kCounter, "Writes committed", get(sc.commits));
+    m.single("tern_store_failed_writes_total", kCounter,
+             "Writes that failed (storage errors: not acknowledged to clients)",
+             get(sc.failedRequests));
+    m.single("tern_store_errors_total", kCounter, "Batch writes or log syncs that failed",
+             get(sc.errors));
+    m.single("tern_store_syncs_total", kCounter, "fdatasync calls of the write-ahead log",
+             get(sc.syncs));
+    m.single("tern_store_commit_seconds_total", kCounter,
+             "Time spent writing batches (with their sync); divided by the batches, the mean",
+             static_cast<double>(get(sc.totalCommitNanos)) / 1e9);
+  }
   m.single("tern_memory_bytes", kGauge,
            "Bytes of buffers, queued messages and sliced work the workers hold (--memory-limit)",
            total(&WorkerStats::memoryBytes));

@@ -93,6 +93,7 @@ MqttProtocol::Outcome MqttProtocol::onPacket(Connection& c, const mqtt::Packet& 
       const std::uint16_t id = std::get<mqtt::Pubrel>(packet).packetId;
       const bool known = s->mqtt->awaitingRelease.contains(id);
       s->mqtt->awaitingRelease.erase(id);
+      if (known && persistent(*s)) storeInbound(*s, id, false);
       core_.scratch.clear();
       // Also for an unknown id: the client may retry (5.0 says it is unknown).
       if (s->mqtt->level == mqtt::kProtocolLevel5) {
@@ -273,6 +274,13 @@ MqttProtocol::Outcome MqttProtocol::onConnect(Connection& c, const mqtt::Connect
   m.willAt = 0;  // a pending will of the previous connection is not sent [MQTT-3.1.3-9]
   c.role = SocketRole::kMqtt;
   c.session = s;
+  // --data-dir: a persistent session is (re)written with this connection's state; one that is
+  // no longer persistent (5.0: Session Expiry Interval 0 now) leaves the store.
+  if (persistent(*s)) {
+    storeSession(*s);
+  } else if (m.stored) {
+    forgetSession(*s);
+  }
   if (connect.keepAlive != 0) {
     core_.io.startKeepAlive(c, std::int64_t{connect.keepAlive} * 1'500'000'000);  // 1.5x
   }
@@ -318,6 +326,10 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
       reason = mqtt::ReasonCode::kPayloadFormatInvalid;  // acknowledged, not delivered
     }
   }
+  // --durability sync: the writes this publish causes here (tickets after `before`) and on other
+  // workers (this turn's fence) come before its acknowledgement.
+  const std::uint64_t before = core_.store.lastTicket();
+  const std::uint64_t remoteBefore = core_.fanout.remoteDeliveries();
   bool deliver = reason == mqtt::ReasonCode::kSuccess && !WorkerCore::isReservedTopic(topic);
   if (reason == mqtt::ReasonCode::kSuccess && !deliver) {
     // Acknowledged as the protocol requires, but $SYS is the broker's: dropped and counted.
@@ -347,6 +359,7 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
       return;
     } else {
       waiting.insert(publish.packetId);
+      if (persistent(s)) storeInbound(s, publish.packetId, true);
     }
   }
   std::uint64_t ticket = 0;  // the write of a retained change (--data-dir)
@@ -382,10 +395,17 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
     onDurable(c, ack);
     return;
   }
-  // --durability sync: a retained publish is acknowledged once its write is on disk, and the
+  // --durability sync: a publish is acknowledged once what it wrote (retained, queue entries of
+  // persistent sessions here and on other workers, its QoS 2 packet id) is on disk, and the
   // acknowledgements after it wait behind it (they keep the order of the publishes).
-  if (ticket != 0 && core_.store.holdsAcks()) {
-    ack.ticket = ticket;
+  const bool wrote = core_.store.lastTicket() != before;
+  const bool left = core_.fanout.remoteDeliveries() != remoteBefore;
+  if (core_.store.holdsAcks() && (wrote || left)) {
+    if (wrote) {
+      ack.after = before;
+      ack.ticket = core_.store.lastTicket();
+    }
+    if (left) ack.fence = core_.store.turnFence();
     core_.store.hold(c, ack);
   } else if (StoreLink::holding(c)) {
     core_.store.hold(c, ack);
@@ -444,8 +464,9 @@ void MqttProtocol::onAck(Session& s, const mqtt::Packet& packet) {
   const auto it = std::find_if(m.inflight.begin(), m.inflight.end(),
                                [&](const MqttState::Inflight& e) { return e.packetId == id; });
   if (type == mqtt::PacketType::kPubrec) {
-    if (it != m.inflight.end() && it->qos == 2) {
+    if (it != m.inflight.end() && it->qos == 2 && !it->released) {
       it->released = true;
+      if (it->seq != 0) storeReleased(s, *it);
       it->message.reset();  // the client has it; only the packet id remains in flight
     }
     if (m.connection != nullptr) {
@@ -459,6 +480,7 @@ void MqttProtocol::onAck(Session& s, const mqtt::Packet& packet) {
   const bool matches = (type == mqtt::PacketType::kPuback && it->qos == 1) ||
                        (type == mqtt::PacketType::kPubcomp && it->qos == 2 && it->released);
   if (!matches) return;
+  forgetEntry(s, it->seq, it->message.get());
   m.outboundIds.erase(it->packetId);
   m.inflight.erase(it);
   pump(s);
@@ -519,7 +541,11 @@ bool MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
   }
   if (c != nullptr && m.queue.empty() && m.inflight.size() < inflightLimit(m)) {
     m.inflight.push_back({0, qos, retained, false, common::MessageRef::share(&message), route});
-    send(*c, m.inflight.back(), false);
+    MqttState::Inflight& sent = m.inflight.back();
+    send(*c, sent, false);
+    if (persistent(s)) {
+      storeEntry(s, sent.seq, &message, qos, persist::QueueState::kAwaitingAck, sent.packetId);
+    }
     return true;
   }
   // A member whose window is full has no room now; another may.
@@ -541,6 +567,11 @@ bool MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
     return true;
   }
   m.queue.push_back({common::MessageRef::share(&message), qos, retained, route});
+  if (persistent(s)) {
+    m.queue.forBack([&](MqttState::Queued& queued) {
+      storeEntry(s, queued.seq, &message, qos, persist::QueueState::kQueued, 0);
+    });
+  }
   m.queuedBytes += footprint;
   WorkerStats::add(core_.stats.queuedMessages, std::int64_t{1});
   core_.memory.bytes += static_cast<std::int64_t>(footprint);
@@ -600,11 +631,17 @@ void MqttProtocol::pump(Session& s) {
     // What expired while it waited is not delivered.
     if (core_.expired(s, *next.message) ||
         (m.level == mqtt::kProtocolLevel5 && !fitsClient5(s, *next.message, next.route.shared()))) {
+      forgetEntry(s, next.seq, next.message.get());
       continue;
     }
     m.inflight.push_back(
-        {0, next.qos, next.retainFlag, false, std::move(next.message), next.route});
-    send(*m.connection, m.inflight.back(), false);
+        {0, next.qos, next.retainFlag, false, std::move(next.message), next.route, next.seq});
+    MqttState::Inflight& sent = m.inflight.back();
+    send(*m.connection, sent, false);
+    if (sent.seq != 0) {
+      storeEntry(s, sent.seq, sent.message.get(), sent.qos, persist::QueueState::kAwaitingAck,
+                 sent.packetId);
+    }
   }
 }
 
@@ -633,9 +670,12 @@ void MqttProtocol::connectionGone(Session& s, Connection& c) {
   if (m.willAt == 0) m.hasWill = false;
   if (m.cleanSession) {
     core_.endSession(s);
-  } else if (m.expirySeconds > 0) {
-    m.expiresAt = common::monotonicNanos() + static_cast<std::int64_t>(m.expirySeconds * 1e9);
-    core_.sessions.scheduleExpiry(s, m.expiresAt);
+  } else {
+    if (m.expirySeconds > 0) {
+      m.expiresAt = common::monotonicNanos() + static_cast<std::int64_t>(m.expirySeconds * 1e9);
+      core_.sessions.scheduleExpiry(s, m.expiresAt);
+    }
+    if (persistent(s)) storeSession(s);  // offline now: its expiry deadline
   }
 }
 
@@ -663,6 +703,7 @@ void MqttProtocol::sessionEnding(Session& s, Connection* (&sockets)[3]) {
   // A delayed will is due when the session ends, if that comes first [MQTT-3.1.3-9].
   if (m.willAt != 0 && m.hasWill && core_.reading) publishWill(m);
   sockets[0] = std::exchange(m.connection, nullptr);
+  forgetSession(s);  // --data-dir: its records go with it
   WorkerStats::add(core_.stats.queuedMessages, -static_cast<std::int64_t>(m.queue.size()));
   // What the session got for a shared subscription and never acknowledged goes to another member
   // of its group (4.8.2): the session left its groups already. A QoS 2 message whose PUBREC came

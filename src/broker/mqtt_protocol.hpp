@@ -97,6 +97,17 @@ class MqttProtocol final : public ProtocolHandler {
   void writeConnack5(const Session& s, bool sessionPresent, bool assigned, double grantedExpiry);
 
  public:
+  // --data-dir, start-up: a message a restored queue names, and whether sessions of more than one
+  // worker name it (StoreLink::adoptMessage).
+  struct RestoredMessage {
+    common::MessageRef message;
+    bool pinned = false;
+  };
+  // Makes the persistent session `loaded` (offline) with its subscriptions, queue and in-flight
+  // state. Before the worker runs (its thread not started). False when no session can be made.
+  bool restore(persist::LoadedSession&& loaded,
+               const std::unordered_map<std::uint64_t, RestoredMessage>& messages);
+
   // Topic Aliases this server accepts from each connection, and gives towards one.
   static constexpr std::uint16_t kInboundTopicAliases = 16;
   static constexpr std::size_t kOutboundTopicAliases = 32;
@@ -106,6 +117,21 @@ class MqttProtocol final : public ProtocolHandler {
   Session* createSession(std::string clientId, bool cleanSession);
   // Appends the packet core_.scratch holds to c's output.
   void sendScratch(Connection& c);
+  // --data-dir (mqtt_persistence.cpp): whether `s` is kept in the store, and its writes.
+  bool persistent(const Session& s) const noexcept;
+  void storeSession(Session& s);
+  // A new entry (seq 0: numbered here, its message referenced) or a new state of entry `seq`.
+  void storeEntry(Session& s, std::uint64_t& seq, const common::Message* message, std::uint8_t qos,
+                  persist::QueueState state, std::uint16_t packetId);
+  // A QoS 2 entry whose PUBREC came: PUBREL pending, its message no longer referenced.
+  void storeReleased(Session& s, MqttState::Inflight& entry);
+  // Erases entry `seq` (and the message's reference); seq becomes 0.
+  void forgetEntry(Session& s, std::uint64_t& seq, const common::Message* message);
+  void storeInbound(Session& s, std::uint16_t packetId, bool awaiting);
+  // Erases the session's records (it ends, or is no longer persistent).
+  void forgetSession(Session& s);
+  // The message id of an entry whose message was released (PUBREL pending): never allocated.
+  static constexpr std::uint64_t kReleasedMessageId = ~std::uint64_t{0};
   // Sends the PUBACK or PUBREC `ack` describes, with `reason` (5.0).
   void sendAck(Connection& c, const HeldAck& ack, protocol::mqtt::ReasonCode reason);
 

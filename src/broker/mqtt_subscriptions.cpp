@@ -115,6 +115,7 @@ void MqttProtocol::onSubscribe(Connection& c, Session& s, const mqtt::Subscribe&
       m.options.erase(known);
     }
   }
+  if (persistent(s)) storeSession(s);  // --data-dir: the subscriptions survive a restart
   core_.scratch.clear();
   if (v5) {
     mqtt::appendSuback5(core_.scratch, subscribe.packetId, subackCodes_);
@@ -148,6 +149,7 @@ void MqttProtocol::onUnsubscribe(Connection& c, Session& s, const mqtt::Unsubscr
     }
     subackCodes_.push_back(static_cast<std::uint8_t>(mqtt::ReasonCode::kSuccess));
   }
+  if (persistent(s)) storeSession(s);
   core_.scratch.clear();
   if (v5) {
     mqtt::appendUnsuback5(core_.scratch, request.packetId, subackCodes_);

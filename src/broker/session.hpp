@@ -75,6 +75,7 @@ struct MqttState {
     bool released;  // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
     common::MessageRef message;
     SharedRoute route;  // the shared subscription it came through, if any (handed on at the end)
+    std::uint64_t seq = 0;  // --data-dir: its queue entry (q/<client id>\0<seq>); 0: not stored
   };
   // A vector, not a deque: at most --max-inflight entries, and an empty vector allocates nothing
   // (libstdc++'s deque allocates ~600 bytes when constructed, per session).
@@ -87,6 +88,7 @@ struct MqttState {
     std::uint8_t qos;
     bool retainFlag;
     SharedRoute route;
+    std::uint64_t seq = 0;  // --data-dir: its queue entry; 0: not stored
   };
   LazyQueue<Queued> queue;
   // Footprint of the messages in `queue` (each counted in full, also when other sessions share
@@ -96,6 +98,10 @@ struct MqttState {
   // --max-awaiting-rel.
   PacketIdSet awaitingRelease;
   std::uint16_t nextPacketId = 1;
+  // --data-dir: whether the session's record is in the store (StoreLink), and the sequence of
+  // its next queue entry there.
+  bool stored = false;
+  std::uint64_t nextSeq = 1;
   // Monotonic ns when this persistent session, offline, expires (--session-expiry); 0 while
   // online or when it never expires.
   std::int64_t expiresAt = 0;

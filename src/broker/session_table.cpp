@@ -94,14 +94,14 @@ Session* SessionTable::findMqtt(std::string_view clientId) const {
   return it == byMqttClientId_.end() ? nullptr : it->second;
 }
 
-unsigned SessionTable::homeWorker(std::string_view clientId) const noexcept {
+unsigned SessionTable::homeOf(std::string_view clientId, unsigned workerCount) noexcept {
   // FNV-1a: stable within the process, spreads similar ids.
   std::uint64_t hash = 1469598103934665603ULL;
   for (char ch : clientId) {
     hash ^= static_cast<unsigned char>(ch);
     hash *= 1099511628211ULL;
   }
-  return static_cast<unsigned>(hash % workerCount_);
+  return static_cast<unsigned>(hash % workerCount);
 }
 
 int SessionTable::tokenWorker(std::string_view token) noexcept {

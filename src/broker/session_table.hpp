@@ -59,7 +59,10 @@ class SessionTable {
   Session* findMqtt(std::string_view clientId) const;
 
   // Which worker is the home of `clientId` (FNV-1a, stable within the process).
-  unsigned homeWorker(std::string_view clientId) const noexcept;
+  unsigned homeWorker(std::string_view clientId) const noexcept {
+    return homeOf(clientId, workerCount_);
+  }
+  static unsigned homeOf(std::string_view clientId, unsigned workerCount) noexcept;
   // The worker a line-protocol token names (its last four hex digits), or -1 when malformed.
   static int tokenWorker(std::string_view token) noexcept;
   // A client id for CONNECT without one, homed on this worker and not in use by `protocol`.

@@ -1,6 +1,8 @@
 #include "store_link.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
@@ -63,24 +65,109 @@ void StoreLink::stall(Connection& c) {
 
 void StoreLink::hold(Connection& c, HeldAck ack) {
   ack.socket = c.socket;
-  if (ack.ticket == 0) ack.done = true;
   ++c.heldAcks;
   acks_.push_back(ack);
 }
 
-void StoreLink::complete(const persist::Completion& completion) noexcept {
+void StoreLink::complete(const persist::Completion& completion) {
   if (outstanding_ != 0) --outstanding_;
-  const bool ok = completion.status == persist::WriteStatus::kOk;
-  // Held acknowledgements waiting for a write are in ticket order, and completions arrive in
-  // submission order, so the one this completes (if any) is near the front.
-  for (HeldAck& ack : acks_) {
-    if (ack.ticket > completion.cookie) break;
-    if (ack.ticket == completion.cookie) {
-      ack.done = true;
-      ack.ok = ok;
+  completedThrough_ = std::max(completedThrough_, completion.cookie);
+  if (completion.status != persist::WriteStatus::kOk) failed_.push_back(completion.cookie);
+}
+
+bool StoreLink::failedIn(std::uint64_t after, std::uint64_t through) const noexcept {
+  for (const std::uint64_t t : failed_) {
+    if (t > after && t <= through) return true;
+  }
+  return false;
+}
+
+bool StoreLink::settle(HeldAck& ack) noexcept {
+  if (ack.ticket > completedThrough_) return false;
+  bool ok = ack.ticket == 0 || !failedIn(ack.after, ack.ticket);
+  if (ack.fence != 0) {
+    if (fences_.empty() || ack.fence < fences_.front().id) return false;  // not posted yet
+    const std::size_t at = static_cast<std::size_t>(ack.fence - fences_.front().id);
+    if (at >= fences_.size()) return false;  // posted at the end of this turn
+    const Fence& fence = fences_[at];
+    if (fence.remaining != 0) return false;
+    ok = ok && fence.ok;
+  }
+  ack.ok = ok;
+  return true;
+}
+
+void StoreLink::pruneFailures() noexcept {
+  // Failures older than every range still waiting are not asked about again.
+  std::uint64_t oldest = lastTicket_;
+  for (const HeldAck& ack : acks_) {
+    if (ack.ticket != 0) {
+      oldest = std::min(oldest, ack.after);
       break;
     }
   }
+  if (!arrived_.empty()) oldest = std::min(oldest, arrived_.front().after);
+  while (!failed_.empty() && failed_.front() <= oldest)
+    failed_.pop_front();
+}
+
+std::uint64_t StoreLink::turnFence() {
+  if (turnFence_ == 0) turnFence_ = ++lastFence_;
+  return turnFence_;
+}
+
+std::uint64_t StoreLink::postTurnFence(unsigned batches) {
+  const std::uint64_t fence = std::exchange(turnFence_, 0);
+  if (fence == 0) return 0;
+  fences_.push_back({fence, batches, true});
+  return fence;
+}
+
+void StoreLink::fencePassed(std::uint64_t fence, bool ok) {
+  if (fences_.empty() || fence < fences_.front().id) return;
+  const std::size_t at = static_cast<std::size_t>(fence - fences_.front().id);
+  if (at >= fences_.size()) return;
+  Fence& f = fences_[at];
+  if (f.remaining != 0) --f.remaining;
+  f.ok = f.ok && ok;
+}
+
+void StoreLink::fenceArrived(unsigned origin, std::uint64_t fence, std::uint64_t after) {
+  arrived_.push_back({origin, fence, after, lastTicket_});
+}
+
+std::uint64_t StoreLink::referenceMessage(const common::Message& m,
+                                          persist::WriteRequest& request) {
+  auto [it, fresh] = messages_.try_emplace(&m, Persisted{0, 0});
+  if (fresh) {
+    it->second.id = messageIds_ != nullptr ? messageIds_->fetch_add(1, std::memory_order_relaxed)
+                                           : (std::uint64_t{index_ + 1} << 48) + ++localIds_;
+    persist::MessageRecord record;
+    record.id = it->second.id;
+    record.topic.assign(m.topic());
+    record.payload.assign(m.contents());
+    record.qos = m.qos();
+    record.retain = m.retain();
+    record.properties.assign(m.properties());
+    record.expiryUnixMs = unixMillisOf(m.expiresAt());
+    request.put(record);
+  }
+  ++it->second.refs;
+  return it->second.id;
+}
+
+void StoreLink::releaseMessage(const common::Message& m, persist::WriteRequest& request) {
+  const auto it = messages_.find(&m);
+  if (it == messages_.end()) return;
+  if (--it->second.refs != 0) return;
+  request.eraseMessage(it->second.id);
+  messages_.erase(it);
+}
+
+void StoreLink::adoptMessage(const common::Message& m, std::uint64_t id, bool pinned) {
+  auto [it, fresh] = messages_.try_emplace(&m, Persisted{id, 0});
+  if (fresh && pinned) it->second.refs = std::uint64_t{1} << 62;  // never reaches 0
+  ++it->second.refs;
 }
 
 void StoreLink::pushBacklog() {

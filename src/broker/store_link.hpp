@@ -17,6 +17,18 @@
 // [MQTT-4.6.0-2, -3]; an acknowledgement that needs no write but follows a held one of the same
 // connection is held too, with ticket 0 (its turn comes right after).
 //
+// Persistent MQTT sessions (clean session 0 / session expiry > 0) of this worker are written here
+// too: the session record, each QoS 1/2 message in its queue or in flight (one q/ entry per
+// session, naming an m/ message record that this worker writes once however many of its sessions
+// hold it, with a reference count in memory), and its inbound QoS 2 packet ids.
+//
+// Fences (--durability sync): a publish that reaches sessions of other workers is acknowledged
+// only once those workers' writes for it are durable too. Each turn that routed such a publish
+// gets a fence; every batch of deliveries posted that turn carries it; the receiving worker
+// answers once the writes it submitted while delivering the batch completed (fenceArrived, then
+// poll's `answer`); the acknowledgement waits until every batch of its fence was answered
+// (fencePosted, fencePassed). A worker that wrote nothing answers at its next poll.
+//
 // Back-pressure: when the store refuses a request (its bounded queue is full), the request waits in
 // this worker's backlog (later ones behind it, to keep the order) and the connection that caused
 // it stops being read (stall): TCP holds the publisher back. Each turn moves the backlog into the
@@ -24,9 +36,11 @@
 // request per frame handled before the stall took effect: bounded by the connections.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "connection.hpp"
@@ -40,12 +54,14 @@ namespace tern::broker {
 // An acknowledgement a protocol owes and sends once its write is durable.
 struct HeldAck {
   net::SocketId socket = 0;
-  std::uint64_t ticket = 0;    // the write it waits for; 0: none (held for order only)
+  // The writes it waits for: this worker's tickets after `after` up to `ticket` (0: none).
+  std::uint64_t after = 0;
+  std::uint64_t ticket = 0;
+  std::uint64_t fence = 0;     // the fence of other workers' writes it waits for (0: none)
   std::uint16_t packetId = 0;  // MQTT
   std::uint8_t kind = 0;       // the protocol's (MQTT: the packet type of the acknowledgement)
   std::uint8_t reason = 0;     // MQTT 5.0: the reason code to send when the write succeeded
-  bool done = false;           // its write completed
-  bool ok = true;              // ... successfully
+  bool ok = true;              // its writes succeeded (set when its turn comes)
 };
 
 class StoreLink {
@@ -70,6 +86,38 @@ class StoreLink {
   // Submits `request` (its token is set here). Returns its ticket.
   std::uint64_t submit(persist::WriteRequest&& request);
 
+  // The last ticket submitted (tickets after it are this worker's next writes).
+  std::uint64_t lastTicket() const noexcept { return lastTicket_; }
+
+  // ---- persistent MQTT sessions: message records shared by this worker's queue entries.
+  // The store id of `m`, adding its m/ record to `request` when this worker holds no reference to
+  // it yet; counts one reference.
+  std::uint64_t referenceMessage(const common::Message& m, persist::WriteRequest& request);
+  // One reference fewer; the last erases the record (in `request`).
+  void releaseMessage(const common::Message& m, persist::WriteRequest& request);
+  // Start-up: a reference to `m`, already stored under `id`. `pinned`: other workers' sessions
+  // reference the same record (the worker count changed since it was written), so this worker
+  // never erases it (the next start-up deletes it once nothing references it).
+  void adoptMessage(const common::Message& m, std::uint64_t id, bool pinned);
+  // The store id of `m` while this worker references it, else 0.
+  std::uint64_t messageIdOf(const common::Message& m) const noexcept {
+    const auto it = messages_.find(&m);
+    return it == messages_.end() ? 0 : it->second.id;
+  }
+  // Fresh message ids: one counter for the whole broker, above every id loaded at start-up.
+  void setMessageIds(std::atomic<std::uint64_t>* ids) noexcept { messageIds_ = ids; }
+
+  // ---- fences (publisher side): the fence of this turn's batches (made on the first call).
+  std::uint64_t turnFence();
+  // Fanout::flush: this turn's fence went out on `batches` batches (0: it passed already).
+  // Returns the fence (0 when this turn made none).
+  std::uint64_t postTurnFence(unsigned batches);
+  // A destination answered `fence`.
+  void fencePassed(std::uint64_t fence, bool ok);
+  // ---- fences (destination side): a batch carrying `fence` from worker `origin` was delivered;
+  // its writes are the tickets after `after`.
+  void fenceArrived(unsigned origin, std::uint64_t fence, std::uint64_t after);
+
   // Requests wait in the backlog: the connection that just submitted should stall().
   bool backlogged() const noexcept { return !backlog_.empty(); }
   // Stops handling c's input until the backlog drained (Connection::heldByStore).
@@ -80,34 +128,69 @@ class StoreLink {
   void hold(Connection& c, HeldAck ack);
 
   // One worker turn: moves the backlog into the store, takes this worker's completions, then calls
+  // `answer(unsigned origin, std::uint64_t fence, bool ok)` for each fence whose writes completed,
   // `ready(const HeldAck&)` for each held acknowledgement whose turn came, in order, and
   // `release(net::SocketId)` for each stalled connection once the backlog is empty. The callbacks
   // find the connection by its socket (it may be gone) and must not call hold() or submit().
-  template <typename Ready, typename Release>
-  void poll(Ready&& ready, Release&& release);
+  template <typename Answer, typename Ready, typename Release>
+  void poll(Answer&& answer, Ready&& ready, Release&& release);
 
-  // Requests submitted and not completed, and acknowledgements held: zero when nothing waits.
-  bool idle() const noexcept { return outstanding_ == 0 && acks_.empty() && backlog_.empty(); }
+  // Requests submitted and not completed, acknowledgements held, fences not answered: false
+  // while anything waits.
+  bool idle() const noexcept {
+    return outstanding_ == 0 && acks_.empty() && backlog_.empty() && arrived_.empty();
+  }
 
   // Unix milliseconds of a monotonic deadline (0 stays 0: never).
   static std::uint64_t unixMillisOf(std::int64_t monotonicDeadline) noexcept;
 
  private:
-  void complete(const persist::Completion& completion) noexcept;
+  void complete(const persist::Completion& completion);
   void pushBacklog();
+  bool failedIn(std::uint64_t after, std::uint64_t through) const noexcept;
+  // Whether `ack`'s turn came: its writes completed and its fence passed; sets ack.ok.
+  bool settle(HeldAck& ack) noexcept;
+  void pruneFailures() noexcept;
+
+  struct Fence {
+    std::uint64_t id;
+    unsigned remaining;  // batches not answered yet
+    bool ok;
+  };
+  struct Arrived {
+    unsigned origin;
+    std::uint64_t fence;
+    std::uint64_t after;
+    std::uint64_t through;
+  };
+  struct Persisted {
+    std::uint64_t id;
+    std::uint64_t refs;
+  };
 
   persist::Store* const store_;
   const unsigned index_;
   std::uint64_t lastTicket_ = 0;
-  std::uint64_t outstanding_ = 0;  // submitted (store or backlog), not completed
+  // Every ticket up to this one completed: completions arrive in submission order (one producer
+  // per completion queue, and the persistence thread takes each producer's requests in order).
+  std::uint64_t completedThrough_ = 0;
+  std::deque<std::uint64_t> failed_;  // tickets that completed with an error, oldest first
+  std::uint64_t outstanding_ = 0;     // submitted (store or backlog), not completed
+  std::uint64_t lastFence_ = 0;
+  std::uint64_t turnFence_ = 0;  // this turn's, 0 until a publish needs one
+  std::deque<Fence> fences_;     // posted and not yet forgotten, by id
+  std::deque<Arrived> arrived_;  // fences to answer, in arrival order
+  std::unordered_map<const common::Message*, Persisted> messages_;
+  std::atomic<std::uint64_t>* messageIds_ = nullptr;
+  std::uint64_t localIds_ = 0;  // without messageIds_ (unit tests)
   std::deque<persist::WriteRequest> backlog_;
   std::deque<HeldAck> acks_;  // in the order held; tickets of waiting ones increase
   std::vector<net::SocketId> stalled_;
   common::LogLimiter unstorableLog_;
 };
 
-template <typename Ready, typename Release>
-void StoreLink::poll(Ready&& ready, Release&& release) {
+template <typename Answer, typename Ready, typename Release>
+void StoreLink::poll(Answer&& answer, Ready&& ready, Release&& release) {
   if (store_ == nullptr) return;
   if (!backlog_.empty()) pushBacklog();
   persist::Completion completions[256];
@@ -116,11 +199,29 @@ void StoreLink::poll(Ready&& ready, Release&& release) {
     for (std::size_t k = 0; k < n; ++k)
       complete(completions[k]);
   }
-  while (!acks_.empty() && acks_.front().done) {
+  while (!arrived_.empty() && arrived_.front().through <= completedThrough_) {
+    const Arrived a = arrived_.front();
+    arrived_.pop_front();
+    answer(a.origin, a.fence, !failedIn(a.after, a.through));
+  }
+  while (!acks_.empty() && settle(acks_.front())) {
     const HeldAck ack = acks_.front();
     acks_.pop_front();
     ready(ack);
   }
+  // Fences no held acknowledgement refers to any more.
+  while (!fences_.empty() && fences_.front().remaining == 0) {
+    bool referenced = false;
+    for (const HeldAck& ack : acks_) {
+      if (ack.fence != 0) {
+        referenced = ack.fence <= fences_.front().id;
+        break;
+      }
+    }
+    if (referenced) break;
+    fences_.pop_front();
+  }
+  pruneFailures();
   if (backlog_.empty() && !stalled_.empty()) {
     std::vector<net::SocketId> list;
     list.swap(stalled_);

@@ -89,6 +89,16 @@ Worker::~Worker() {
     delete c;
 }
 
+std::size_t Worker::restoreSessions(
+    std::vector<persist::LoadedSession>& sessions,
+    const std::unordered_map<std::uint64_t, MqttProtocol::RestoredMessage>& messages) {
+  std::size_t made = 0;
+  for (persist::LoadedSession& loaded : sessions)
+    made += mqtt_.restore(std::move(loaded), messages) ? 1 : 0;
+  core_.sessions.reap();
+  return made;
+}
+
 void Worker::start() {
   thread_ = std::thread([this] { run(); });
 }
@@ -150,7 +160,7 @@ void Worker::loopTurn(std::int64_t timeoutNanos) {
   sweep();
   publishSys();
   core_.jobs.runAll();
-  core_.fanout.flush();
+  core_.fanout.flush(core_.store);
   sealPending();
   reapClosed();
   publishMemory();
@@ -323,6 +333,13 @@ void Worker::pollStore() {
   if (!core_.store.enabled()) return;
   storeResumed_.clear();
   core_.store.poll(
+      [this](unsigned origin, std::uint64_t fence, bool ok) {
+        InboxItem item;
+        item.kind = InboxItem::Kind::kFence;
+        item.fence = fence;
+        item.accepted = ok;
+        context_.workers[origin]->post(std::move(item));
+      },
       [this](const HeldAck& ack) {
         auto* c = static_cast<Connection*>(loop_->user(ack.socket));
         if (c == nullptr || c->closed) return;
@@ -640,9 +657,19 @@ void Worker::drainInbox() {
           if (drainedAt == 0) drainedAt = common::monotonicNanos();
           core_.stats.inboxWait.observe(drainedAt - item.batch->postedAt);
           ++handledBatches_;
-          core_.fanout.receive(item.batch,
-                               [this](routing::SubscriberId id, const common::Message& m,
-                                      SharedRoute route) { core_.deliverTo(id, m, route); });
+          {
+            // The batch goes home inside receive(): what its fence needs is read first.
+            const unsigned origin = item.batch->origin;
+            const std::uint64_t fence = item.batch->fence;
+            const std::uint64_t before = core_.store.lastTicket();
+            core_.fanout.receive(item.batch,
+                                 [this](routing::SubscriberId id, const common::Message& m,
+                                        SharedRoute route) { core_.deliverTo(id, m, route); });
+            if (fence != 0) core_.store.fenceArrived(origin, fence, before);
+          }
+          break;
+        case InboxItem::Kind::kFence:
+          core_.store.fencePassed(item.fence, item.accepted);
           break;
       }
     }
@@ -669,7 +696,7 @@ void Worker::shutdown() {
       core_.handler(c->protocol).serverClosing(*c, ProtocolHandler::ServerClose::kShuttingDown);
     }
   }
-  core_.fanout.flush();
+  core_.fanout.flush(core_.store);
   context_.stoppedReading.fetch_add(1, std::memory_order_acq_rel);
   while (context_.stopStage.load(std::memory_order_acquire) < 2)
     loopTurn(50'000'000);

@@ -32,6 +32,7 @@
 #include <queue>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "broker_context.hpp"
@@ -51,7 +52,7 @@ namespace tern::broker {
 
 // What moves between threads into a worker.
 struct InboxItem {
-  enum class Kind : std::uint8_t { kAccepted, kHandover, kDeliveries, kAuthVerdict };
+  enum class Kind : std::uint8_t { kAccepted, kHandover, kDeliveries, kAuthVerdict, kFence };
   Kind kind = Kind::kAccepted;
   Protocol protocol = Protocol::kLine;  // kAccepted
   bool tls = false;                     // kAccepted: from a TLS listener
@@ -62,7 +63,8 @@ struct InboxItem {
   DeliveryBatch* batch = nullptr;       // kDeliveries (ownership moves with the item)
   net::SocketId socket = 0;             // kAuthVerdict: the connection (stale once it closed)
   std::uint32_t attempt = 0;            // kAuthVerdict: Connection::authAttempt it answers
-  bool accepted = false;                // kAuthVerdict
+  bool accepted = false;                // kAuthVerdict; kFence: the writes succeeded
+  std::uint64_t fence = 0;              // kFence: the StoreLink fence a destination answers
 };
 
 class Worker final : private ConnectionIo, private net::EventLoopHandler {
@@ -76,6 +78,11 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
 
   void start();
   void join();
+  // --data-dir, start-up, before start(): makes the persistent sessions homed on this worker.
+  // Returns how many were made.
+  std::size_t restoreSessions(
+      std::vector<persist::LoadedSession>& sessions,
+      const std::unordered_map<std::uint64_t, MqttProtocol::RestoredMessage>& messages);
 
   // Hands a freshly accepted socket, already admitted by the connection limiter, to this worker.
   // Any thread.

@@ -16,7 +16,9 @@ WorkerCore::WorkerCore(BrokerContext& brokerContext, unsigned workerIndex, unsig
       sessions(brokerContext, workerIndex, workerCount, stats, memory),
       store(brokerContext.store.get(), workerIndex),
       fanout(brokerContext, workerIndex, workerCount),
-      jobs(*this) {}
+      jobs(*this) {
+  store.setMessageIds(&brokerContext.nextMessageId);
+}
 
 bool WorkerCore::publish(common::MessageRef message, Protocol from, std::uint64_t* ticket) {
   WorkerStats::add(stats.received, std::uint64_t{1});

@@ -69,6 +69,9 @@ class Broker {
   // --data-dir: opens the store and loads the retained messages into the broker (start-up; throws
   // std::runtime_error with the store's one-line explanation).
   void openStore();
+  // --data-dir: loads the persistent MQTT sessions and their messages into their home workers
+  // (start-up, after the workers are made, before they run).
+  void restoreSessions();
 
   std::unique_ptr<BrokerContext> context_;
   std::unique_ptr<net::Acceptor> acceptor_;

@@ -20,6 +20,12 @@ using persist::testing::TempDir;
 using persist::testing::Wakeups;
 
 struct Polled {
+  struct Answer {
+    unsigned origin;
+    std::uint64_t fence;
+    bool ok;
+  };
+  std::vector<Answer> answers;          // fences answered
   std::vector<HeldAck> acks;            // in the order poll released them
   std::vector<net::SocketId> released;  // stalled connections read again
 };
@@ -29,8 +35,12 @@ void pollUntil(StoreLink& link, Wakeups& wakeups, Polled& out, std::size_t acks)
   const auto until = deadline();
   for (;;) {
     const std::uint64_t seen = wakeups.count();
-    link.poll([&](const HeldAck& a) { out.acks.push_back(a); },
-              [&](net::SocketId s) { out.released.push_back(s); });
+    link.poll(
+        [&](unsigned o, std::uint64_t f, bool ok) {
+          out.answers.push_back({o, f, ok});
+        },
+        [&](const HeldAck& a) { out.acks.push_back(a); },
+        [&](net::SocketId s) { out.released.push_back(s); });
     if (out.acks.size() >= acks || std::chrono::steady_clock::now() >= until) return;
     wakeups.waitPast(
         seen, std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
@@ -80,10 +90,12 @@ TEST(StoreLink, AcknowledgementsLeaveInTheOrderHeldOnceTheirWritesAreDurable) {
   const std::uint64_t t2 = link.writeRetained(*common::Message::make("r/2", "two", true, 1));
   EXPECT_LT(t1, t2);
   HeldAck first;
+  first.after = t1 - 1;
   first.ticket = t1;
   first.packetId = 1;
   link.hold(a, first);
   HeldAck second;
+  second.after = t2 - 1;
   second.ticket = t2;
   second.packetId = 2;
   link.hold(b, second);
@@ -110,6 +122,7 @@ TEST(StoreLink, AcknowledgementsLeaveInTheOrderHeldOnceTheirWritesAreDurable) {
   // A delete is written too.
   const std::uint64_t t3 = link.writeRetained(*common::Message::make("r/1", "", true, 0));
   HeldAck del;
+  del.after = t3 - 1;
   del.ticket = t3;
   link.hold(a, del);
   pollUntil(link, wakeups, polled, 4);
@@ -137,6 +150,7 @@ TEST(StoreLink, AStorageErrorReachesTheAcknowledgementThatWaitedForIt) {
   faults.failNextWrites(1);
   HeldAck failed;
   failed.ticket = link.writeRetained(*common::Message::make("f/1", "x", true, 1));
+  failed.after = failed.ticket - 1;
   link.hold(c, failed);
   Polled polled;
   pollUntil(link, wakeups, polled, 1);
@@ -146,6 +160,7 @@ TEST(StoreLink, AStorageErrorReachesTheAcknowledgementThatWaitedForIt) {
   // The next write succeeds: the store recovered by itself.
   HeldAck next;
   next.ticket = link.writeRetained(*common::Message::make("f/1", "y", true, 1));
+  next.after = next.ticket - 1;
   link.hold(c, next);
   pollUntil(link, wakeups, polled, 2);
   ASSERT_EQ(polled.acks.size(), 2u);
@@ -173,6 +188,7 @@ TEST(StoreLink, AFullQueueKeepsRequestsInOrderAndStallsTheirConnectionsUntilItDr
   EXPECT_TRUE(link.backlogged());
   EXPECT_TRUE(c.heldByStore);
   HeldAck last;
+  last.after = tickets.front() - 1;  // waits for all six
   last.ticket = tickets.back();
   link.hold(c, last);
   store->start();
@@ -187,6 +203,121 @@ TEST(StoreLink, AFullQueueKeepsRequestsInOrderAndStallsTheirConnectionsUntilItDr
   // Order kept: the last value of each topic is the one written last.
   const auto disk = retainedOnDisk(tmp.store());
   EXPECT_EQ(disk, (std::map<std::string, std::string>{{"q/0", "4"}, {"q/1", "5"}}));
+}
+
+TEST(StoreLink, AnAcknowledgementWaitsForTheFenceOfAnotherWorkersWrites) {
+  TempDir tmp;
+  persist::FaultSeam faults;
+  persist::StoreOptions options;
+  options.producers = 2;
+  options.faults = &faults;
+  auto store = openOrFail(tmp.store(), options);
+  ASSERT_TRUE(store);
+  Wakeups wakeups0;
+  Wakeups wakeups1;
+  store->setWaker(0, wakeups0.waker());
+  store->setWaker(1, wakeups1.waker());
+  store->start();
+  StoreLink origin(store.get(), 0);
+  StoreLink destination(store.get(), 1);
+  auto cp = connectionOn(3);
+  Connection& c = *cp;
+
+  for (const bool fail : {false, true}) {
+    SCOPED_TRACE(fail ? "a storage error on the other worker" : "ok");
+    // The publisher's worker wrote nothing itself; its publish went to the other worker.
+    HeldAck ack;
+    ack.packetId = 9;
+    ack.fence = origin.turnFence();
+    origin.hold(c, ack);
+    const std::uint64_t fence = origin.postTurnFence(1);
+    EXPECT_EQ(fence, ack.fence);
+    Polled atOrigin;
+    origin.poll([&](unsigned, std::uint64_t, bool) { ADD_FAILURE(); },
+                [&](const HeldAck& a) { atOrigin.acks.push_back(a); }, [](net::SocketId) {});
+    EXPECT_TRUE(atOrigin.acks.empty()) << "released before the other worker answered";
+
+    // The destination delivers the batch: one write, then answers once it is durable.
+    const std::uint64_t before = destination.lastTicket();
+    if (fail) faults.failNextWrites(1);
+    destination.writeRetained(*common::Message::make("fenced", fail ? "b" : "a", true, 1));
+    destination.fenceArrived(0, fence, before);
+    Polled atDestination;
+    const auto until = deadline();
+    while (atDestination.answers.empty() && std::chrono::steady_clock::now() < until) {
+      const std::uint64_t seen = wakeups1.count();
+      destination.poll(
+          [&](unsigned o, std::uint64_t f, bool ok) {
+            atDestination.answers.push_back({o, f, ok});
+          },
+          [](const HeldAck&) {}, [](net::SocketId) {});
+      if (atDestination.answers.empty()) {
+        wakeups1.waitPast(seen, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+      }
+    }
+    ASSERT_EQ(atDestination.answers.size(), 1u);
+    EXPECT_EQ(atDestination.answers[0].origin, 0u);
+    EXPECT_EQ(atDestination.answers[0].fence, fence);
+    EXPECT_EQ(atDestination.answers[0].ok, !fail);
+    EXPECT_TRUE(destination.idle());
+
+    origin.fencePassed(fence, atDestination.answers[0].ok);
+    origin.poll([&](unsigned, std::uint64_t, bool) { ADD_FAILURE(); },
+                [&](const HeldAck& a) { atOrigin.acks.push_back(a); }, [](net::SocketId) {});
+    ASSERT_EQ(atOrigin.acks.size(), 1u);
+    EXPECT_EQ(atOrigin.acks[0].packetId, 9);
+    EXPECT_EQ(atOrigin.acks[0].ok, !fail);
+    EXPECT_TRUE(origin.idle());
+  }
+}
+
+TEST(StoreLink, AFenceNoBatchCarriedHasPassed) {
+  TempDir tmp;
+  auto store = openOrFail(tmp.store());
+  ASSERT_TRUE(store);
+  StoreLink link(store.get(), 0);
+  EXPECT_EQ(link.postTurnFence(3), 0u) << "no publish asked for one this turn";
+  auto cp = connectionOn(4);
+  HeldAck ack;
+  ack.fence = link.turnFence();
+  EXPECT_EQ(link.turnFence(), ack.fence) << "one fence per turn";
+  link.hold(*cp, ack);
+  link.postTurnFence(0);
+  std::vector<HeldAck> released;
+  link.poll([](unsigned, std::uint64_t, bool) {}, [&](const HeldAck& a) { released.push_back(a); },
+            [](net::SocketId) {});
+  EXPECT_EQ(released.size(), 1u);
+}
+
+TEST(StoreLink, MessagesAreWrittenOnceAndErasedWithTheirLastReference) {
+  TempDir tmp;
+  auto store = openOrFail(tmp.store());
+  ASSERT_TRUE(store);
+  StoreLink link(store.get(), 0);
+  std::atomic<std::uint64_t> ids{100};
+  link.setMessageIds(&ids);
+  common::MessageRef m = common::Message::make("m/1", "payload", false, 1);
+  persist::WriteRequest first;
+  const std::uint64_t id = link.referenceMessage(*m, first);
+  EXPECT_EQ(id, 100u);
+  EXPECT_EQ(first.ops().size(), 1u) << "the m/ record";
+  persist::WriteRequest second;
+  EXPECT_EQ(link.referenceMessage(*m, second), id);
+  EXPECT_TRUE(second.ops().empty()) << "written once per worker";
+  EXPECT_EQ(link.messageIdOf(*m), id);
+  persist::WriteRequest release;
+  link.releaseMessage(*m, release);
+  EXPECT_TRUE(release.ops().empty()) << "one reference left";
+  link.releaseMessage(*m, release);
+  ASSERT_EQ(release.ops().size(), 1u);
+  EXPECT_EQ(release.ops()[0].key, persist::messageKey(id));
+  EXPECT_EQ(link.messageIdOf(*m), 0u);
+
+  // Pinned at start-up (another worker's sessions name it too): never erased here.
+  link.adoptMessage(*m, 7, true);
+  persist::WriteRequest pinned;
+  link.releaseMessage(*m, pinned);
+  EXPECT_TRUE(pinned.ops().empty());
 }
 
 TEST(StoreLink, ALineTopicLongerThanTheStoreKeepsIsUnstorable) {

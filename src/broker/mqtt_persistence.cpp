@@ -1,0 +1,216 @@
+// Persistent MQTT sessions in the data directory (--data-dir), for MqttProtocol
+// (mqtt_protocol.hpp): what each change of a persistent session writes through the worker's
+// StoreLink, and the restore of the sessions at start-up. docs/durability.md says what is
+// promised; the records are persist/records.hpp's.
+//
+// What is written when (one request each, in this worker's order):
+//   CONNECT, SUBSCRIBE, UNSUBSCRIBE, the end of a connection: the session record (s/), whole.
+//   A QoS 1/2 message accepted for the session: its queue entry (q/, queued or sent with its
+//     packet id) and, the first time this worker stores that message, its m/ record.
+//   Sent from the queue: the entry again (sent, packet id). PUBREC: the entry as PUBREL pending
+//     (the payload is the client's now: the message's reference is dropped). PUBACK, PUBCOMP,
+//     expiry in the queue: the entry erased (and the m/ record with its last reference).
+//   An inbound QoS 2 packet id: put at the PUBLISH, erased at the PUBREL.
+//   The end of the session: its record, queue and inbound ids erased (range deletions).
+#include <algorithm>
+#include <chrono>
+
+#include "mqtt_protocol.hpp"
+#include "tern/common/clock.hpp"
+#include "tern/common/log.hpp"
+
+namespace tern::broker {
+
+namespace mqtt = protocol::mqtt;
+
+bool MqttProtocol::persistent(const Session& s) const noexcept {
+  return core_.store.enabled() && s.mqtt != nullptr && !s.mqtt->cleanSession;
+}
+
+void MqttProtocol::storeSession(Session& s) {
+  MqttState& m = *s.mqtt;
+  persist::SessionRecord record;
+  record.clientId = s.clientId;
+  record.protocolLevel = m.level;
+  record.sessionExpirySeconds =
+      m.expirySeconds <= 0 ? 0xFFFFFFFFu
+                           : static_cast<std::uint32_t>(std::min(m.expirySeconds, 4294967294.0));
+  record.expiryDeadlineUnixMs = StoreLink::unixMillisOf(m.expiresAt);
+  record.subscriptions.reserve(s.filters.size());
+  for (const auto& [filter, qos] : s.filters) {
+    persist::SubscriptionRecord sub;
+    sub.filter = filter;
+    sub.qos = qos;
+    if (const auto o = m.options.find(filter); o != m.options.end()) {
+      sub.noLocal = o->second.noLocal;
+      sub.retainAsPublished = o->second.retainAsPublished;
+      sub.subscriptionId = o->second.subscriptionId;
+    }
+    record.subscriptions.push_back(std::move(sub));
+  }
+  if (m.hasWill) {
+    persist::WillRecord will;
+    will.topic = m.willTopic;
+    will.payload = m.willPayload;
+    will.qos = m.willQos;
+    will.retain = m.willRetain;
+    will.properties = m.willProperties;
+    will.delaySeconds = m.willDelaySeconds;
+    record.will = std::move(will);
+  }
+  record.nextPacketId = m.nextPacketId;
+  persist::WriteRequest request;
+  request.put(record);
+  core_.store.submit(std::move(request));
+  m.stored = true;
+}
+
+void MqttProtocol::storeEntry(Session& s, std::uint64_t& seq, const common::Message* message,
+                              std::uint8_t qos, persist::QueueState state, std::uint16_t packetId) {
+  MqttState& m = *s.mqtt;
+  persist::WriteRequest request;
+  persist::QueueEntry entry;
+  entry.clientId = s.clientId;
+  if (seq == 0) {
+    if (message == nullptr) return;
+    seq = m.nextSeq++;
+    entry.messageId = core_.store.referenceMessage(*message, request);
+  } else {
+    entry.messageId = message != nullptr ? core_.store.messageIdOf(*message) : 0;
+  }
+  if (entry.messageId == 0) entry.messageId = kReleasedMessageId;
+  entry.sequence = seq;
+  entry.qos = qos;
+  entry.state = state;
+  entry.packetId = state == persist::QueueState::kQueued ? 0 : packetId;
+  request.put(entry);
+  core_.store.submit(std::move(request));
+}
+
+void MqttProtocol::storeReleased(Session& s, MqttState::Inflight& entry) {
+  if (entry.seq == 0) return;
+  persist::WriteRequest request;
+  persist::QueueEntry record;
+  record.clientId = s.clientId;
+  record.sequence = entry.seq;
+  record.messageId = entry.message ? core_.store.messageIdOf(*entry.message) : 0;
+  if (record.messageId == 0) record.messageId = kReleasedMessageId;
+  record.qos = 2;
+  record.state = persist::QueueState::kReleasePending;
+  record.packetId = entry.packetId;
+  request.put(record);
+  // The client has the payload: the entry keeps only its packet id.
+  if (entry.message) core_.store.releaseMessage(*entry.message, request);
+  core_.store.submit(std::move(request));
+}
+
+void MqttProtocol::forgetEntry(Session& s, std::uint64_t& seq, const common::Message* message) {
+  if (seq == 0) return;
+  persist::WriteRequest request;
+  request.eraseQueueEntry(s.clientId, seq);
+  if (message != nullptr) core_.store.releaseMessage(*message, request);
+  core_.store.submit(std::move(request));
+  seq = 0;
+}
+
+void MqttProtocol::storeInbound(Session& s, std::uint16_t packetId, bool awaiting) {
+  persist::WriteRequest request;
+  if (awaiting) {
+    request.put(persist::InboundQos2{s.clientId, packetId});
+  } else {
+    request.eraseInbound(s.clientId, packetId);
+  }
+  core_.store.submit(std::move(request));
+}
+
+void MqttProtocol::forgetSession(Session& s) {
+  MqttState& m = *s.mqtt;
+  if (!m.stored) return;
+  persist::WriteRequest request;
+  request.eraseSession(s.clientId);
+  for (MqttState::Inflight& entry : m.inflight) {
+    if (entry.seq != 0 && entry.message) core_.store.releaseMessage(*entry.message, request);
+    entry.seq = 0;
+  }
+  m.queue.forEach([&](MqttState::Queued& queued) {
+    if (queued.seq != 0 && queued.message) core_.store.releaseMessage(*queued.message, request);
+    queued.seq = 0;
+  });
+  core_.store.submit(std::move(request));
+  m.stored = false;
+}
+
+bool MqttProtocol::restore(persist::LoadedSession&& loaded,
+                           const std::unordered_map<std::uint64_t, RestoredMessage>& messages) {
+  persist::SessionRecord& record = loaded.session;
+  Session* s = createSession(record.clientId, false);
+  if (s == nullptr) return false;
+  MqttState& m = *s->mqtt;
+  m.stored = true;
+  m.level = record.protocolLevel;
+  m.expirySeconds =
+      record.sessionExpirySeconds == 0xFFFFFFFFu ? 0.0 : double(record.sessionExpirySeconds);
+  if (core_.config.sessionExpirySeconds > 0 &&
+      (m.expirySeconds == 0 || m.expirySeconds > core_.config.sessionExpirySeconds)) {
+    m.expirySeconds = core_.config.sessionExpirySeconds;  // --session-expiry lowered since
+  }
+  m.nextPacketId = record.nextPacketId;
+  for (const persist::SubscriptionRecord& sub : record.subscriptions) {
+    if (!core_.subscribe(*s, sub.filter, sub.qos)) continue;
+    s->filters.emplace(sub.filter, sub.qos);
+    if (sub.noLocal || sub.retainAsPublished || sub.subscriptionId != 0) {
+      m.options.emplace(sub.filter,
+                        MqttState::Options{sub.noLocal, sub.retainAsPublished, sub.subscriptionId});
+    }
+  }
+  if (record.will) {
+    m.hasWill = true;
+    m.willTopic = record.will->topic;
+    m.willPayload = record.will->payload;
+    m.willQos = record.will->qos;
+    m.willRetain = record.will->retain;
+    m.willProperties = record.will->properties;
+    m.willDelaySeconds = record.will->delaySeconds;
+  }
+  for (const persist::QueueEntry& e : loaded.queue) {
+    m.nextSeq = std::max(m.nextSeq, e.sequence + 1);
+    if (e.state == persist::QueueState::kReleasePending) {
+      m.inflight.push_back({e.packetId, 2, false, true, common::MessageRef(), {}, e.sequence});
+      m.outboundIds.insert(e.packetId);
+      continue;
+    }
+    const auto it = messages.find(e.messageId);
+    if (it == messages.end()) continue;  // counted by the broker at load
+    core_.store.adoptMessage(*it->second.message, e.messageId, it->second.pinned);
+    common::MessageRef message = common::MessageRef::share(it->second.message.get());
+    if (e.state == persist::QueueState::kAwaitingAck) {
+      m.inflight.push_back({e.packetId, e.qos, false, false, std::move(message), {}, e.sequence});
+      m.outboundIds.insert(e.packetId);
+    } else {
+      const std::size_t footprint = message->footprint();
+      m.queue.push_back({std::move(message), e.qos, false, {}, e.sequence});
+      m.queuedBytes += footprint;
+      WorkerStats::add(core_.stats.queuedMessages, std::int64_t{1});
+      core_.memory.bytes += static_cast<std::int64_t>(footprint);
+    }
+  }
+  for (const persist::InboundQos2& in : loaded.inbound)
+    m.awaitingRelease.insert(in.packetId);
+  // Offline until its client comes back: its expiry runs from its disconnection, or, for a
+  // session whose client was connected when the broker stopped, from now.
+  const std::int64_t now = common::monotonicNanos();
+  if (record.expiryDeadlineUnixMs != 0) {
+    const std::int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+    const std::int64_t left = static_cast<std::int64_t>(record.expiryDeadlineUnixMs) - nowMs;
+    m.expiresAt = now + std::max<std::int64_t>(left, 0) * 1'000'000;
+    if (m.expiresAt == 0) m.expiresAt = 1;
+  } else if (m.expirySeconds > 0) {
+    m.expiresAt = now + static_cast<std::int64_t>(m.expirySeconds * 1e9);
+  }
+  if (m.expiresAt != 0) core_.sessions.scheduleExpiry(*s, m.expiresAt);
+  return true;
+}
+
+}  // namespace tern::broker
