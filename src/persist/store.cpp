@@ -137,7 +137,13 @@ Store::OpenResult Store::open(const std::string& dir, const StoreOptions& option
     rocksdb::DB* raw = nullptr;
     const rocksdb::Status s = rocksdb::DB::Open(o, dir, &raw);
     if (!s.ok()) {
-      if (existed) {
+      if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+        // RocksDB's LOCK file is held: another process has the store open. Nothing is damaged.
+        result.error = fmt::format(
+            "cannot open the data directory {0}: another process holds {0}/LOCK (is another "
+            "broker running with this --data-dir?): {1}",
+            dir, s.ToString());
+      } else if (existed) {
         result.error = fmt::format(
             "cannot open the data directory {0} ({0}/CURRENT names the MANIFEST in "
             "use): {1}; {2}",

@@ -381,6 +381,9 @@ TEST(PersistStore, SecondOpenOfTheSameDirectoryFails) {
   const Store::OpenResult second = Store::open(tmp.store(), {});
   EXPECT_FALSE(second.store);
   EXPECT_NE(second.error.find(tmp.store()), std::string::npos) << second.error;
+  // A held store is not damaged: the message says who holds it, and suggests no repair.
+  EXPECT_NE(second.error.find("another process holds"), std::string::npos) << second.error;
+  EXPECT_EQ(second.error.find("repair"), std::string::npos) << second.error;
 }
 
 // Producers push bursts from their own threads, each to its own completion queue. Judged by
