@@ -71,11 +71,15 @@ def free_port():
 
 class Endpoint(unittest.TestCase):
     def setUp(self):
-        self.broker = h.Broker("--metrics-port", "auto", listeners=("metrics",))
+        # With a data directory, so that the store's metrics are exposed (and linted) too.
+        self.data = tempfile.TemporaryDirectory(prefix="tern-metrics-")
+        self.broker = h.Broker("--metrics-port", "auto", "--data-dir", self.data.name,
+                               listeners=("metrics",))
         self.port = self.broker.ports["metrics"]
 
     def tearDown(self):
         self.assertEqual(self.broker.stop(), 0)
+        self.data.cleanup()
 
     def test_the_exposition_passes_promtool(self):
         status, content_type, body = scrape(self.port)
