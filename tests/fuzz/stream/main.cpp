@@ -73,6 +73,8 @@ struct RunPasswordFile {
     if (!file.save(path).empty()) path.clear();
   }
   ~RunPasswordFile() {
+    std::error_code ec;
+    if (!dir.empty()) fs::remove_all(dir + "/data", ec);  // the broker's --data-dir
     if (!path.empty()) ::unlink(path.c_str());
     if (!dir.empty()) ::rmdir(dir.c_str());
   }
@@ -124,8 +126,12 @@ struct RunCertificates {
 std::vector<std::string> brokerArguments(const std::vector<std::string>& extra,
                                          const std::string& passwordFile,
                                          const tern::testing::TestCertificates& certificates) {
+  // Persistence on (sync mode), so that hostile input also drives the store: retained
+  // publishes, persistent sessions, their queues; in the run's directory, removed at exit.
+  const std::string dataDir = fs::path(passwordFile).parent_path().string() + "/data";
   const std::vector<std::pair<std::string, std::string>> kDefaults = {
       {"--password-file", passwordFile},
+      {"--data-dir", dataDir},
       {"--tls-cert", certificates.serverCert()},
       {"--tls-key", certificates.serverKey()},
       {"--tls-ca", certificates.caFile()},
