@@ -417,7 +417,9 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
 void MqttProtocol::sendAck(Connection& c, const HeldAck& ack, mqtt::ReasonCode reason) {
   core_.scratch.clear();
   const auto type = static_cast<mqtt::PacketType>(ack.kind);
-  if (c.session->mqtt->level == mqtt::kProtocolLevel5) {
+  if (type == mqtt::PacketType::kPubrel) {
+    mqtt::appendPubrel(core_.scratch, ack.packetId);
+  } else if (c.session->mqtt->level == mqtt::kProtocolLevel5) {
     mqtt::appendAck5(core_.scratch, type, ack.packetId, reason);
   } else if (type == mqtt::PacketType::kPuback) {
     mqtt::appendPuback(core_.scratch, ack.packetId);
@@ -430,7 +432,9 @@ void MqttProtocol::sendAck(Connection& c, const HeldAck& ack, mqtt::ReasonCode r
 void MqttProtocol::onDurable(Connection& c, const HeldAck& ack) {
   if (c.closing || c.closed || c.session == nullptr || c.session->mqtt == nullptr) return;
   Session& s = *c.session;
-  if (ack.ok) {
+  if (ack.ok || static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPubrel) {
+    // A PUBREL goes even when its state could not be stored: the exchange goes on (the store
+    // logged the error); only a crash before the next successful write could repeat it.
     sendAck(c, ack, static_cast<mqtt::ReasonCode>(ack.reason));
     return;
   }
@@ -464,15 +468,27 @@ void MqttProtocol::onAck(Session& s, const mqtt::Packet& packet) {
   const auto it = std::find_if(m.inflight.begin(), m.inflight.end(),
                                [&](const MqttState::Inflight& e) { return e.packetId == id; });
   if (type == mqtt::PacketType::kPubrec) {
+    const std::uint64_t before = core_.store.lastTicket();
     if (it != m.inflight.end() && it->qos == 2 && !it->released) {
       it->released = true;
       if (it->seq != 0) storeReleased(s, *it);
       it->message.reset();  // the client has it; only the packet id remains in flight
     }
-    if (m.connection != nullptr) {
-      core_.scratch.clear();
-      mqtt::appendPubrel(core_.scratch, id);
-      sendScratch(*m.connection);
+    if (m.connection == nullptr) return;
+    // --durability sync: the PUBREL waits until "PUBREL pending" is on disk. Sent before, a crash
+    // would leave the entry "sent" on disk, and the restarted broker would send the PUBLISH again
+    // (DUP) to a client that may have completed it and forgotten its packet id: a second copy.
+    HeldAck pubrel;
+    pubrel.packetId = id;
+    pubrel.kind = static_cast<std::uint8_t>(mqtt::PacketType::kPubrel);
+    if (core_.store.holdsAcks() && core_.store.lastTicket() != before) {
+      pubrel.after = before;
+      pubrel.ticket = core_.store.lastTicket();
+      core_.store.hold(*m.connection, pubrel);
+    } else if (StoreLink::holding(*m.connection)) {
+      core_.store.hold(*m.connection, pubrel);
+    } else {
+      sendAck(*m.connection, pubrel, mqtt::ReasonCode::kSuccess);
     }
     return;
   }

@@ -374,7 +374,9 @@ class MqttPublisher(Publisher):
         finally:
             c.loop_stop()
             for info, topic, seq in infos:
-                if info.is_published():  # its PUBACK came
+                # A publish made after the connection died has rc != 0, and paho 1.x raises
+                # from is_published() for it: it was never acknowledged.
+                if info.rc == 0 and info.is_published():  # its PUBACK came
                     self.ack(topic, seq)
 
 
