@@ -56,6 +56,9 @@ class CommitLoop {
   void commit(std::size_t count);
   void syncLog();
   void reportError(const char* what, const std::string& reason);
+  // Why a batch of `batchBytes` must not be written now (the file system is nearly full), or
+  // empty when it may.
+  std::string lowOnSpace(std::size_t batchBytes) const;
 
   rocksdb::DB& db_;
   const StoreOptions options_;

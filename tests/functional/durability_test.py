@@ -691,6 +691,57 @@ class StorageErrors(Case):
         self.assertEqual(b.stop(), 0)
 
 
+class DiskFull(Case):
+    """A really full file system: a small tmpfs (needs root and mount; said, and skipped, where the
+    machine does not allow it). Retained publishes are refused once the store's reserve (16 MiB
+    kept free) would be passed, the broker serves on, and it recovers once there is room."""
+
+    def mount(self, size):
+        options = "size=%s" % size if not os.path.ismount(self.fs) else "remount,size=%s" % size
+        return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", self.fs],
+                              capture_output=True, text=True, timeout=TIMEOUT)
+
+    def test_a_full_disk_refuses_retained_publishes_and_the_broker_recovers(self):
+        self.fs = os.path.join(self.tmp, "fs")
+        os.makedirs(self.fs)
+        mounted = self.mount("24m") if os.geteuid() == 0 else None
+        if mounted is None or mounted.returncode != 0:
+            self.skipTest("cannot mount a small tmpfs here (needs root and mount): %s" %
+                          (mounted.stderr.strip() if mounted else "not root"))
+        self.addCleanup(lambda: subprocess.run(["umount", "-l", self.fs], capture_output=True))
+        data = os.path.join(self.fs, "store")
+        b = self.start(data)
+        line = LineSocket(b.line_port, "filler")
+        self.addCleanup(line.close)
+        payload = "x" * 60000
+        acked, refused = [], 0
+        for i in range(400):  # 24 MB: about 130 of them fit before the reserve
+            reply = line.request("PUBLISH@full/%d@%s@retain" % (i, payload))
+            if reply == "PUBACK":
+                acked.append(i)
+                continue
+            self.assertTrue(reply.startswith("ERROR@storage@"), "full disk: %r" % reply[:200])
+            refused += 1
+            if refused == 3:
+                break
+        print("full disk: %d acknowledged, then %d refused" % (len(acked), refused))
+        self.assertGreater(len(acked), 10)
+        self.assertEqual(refused, 3, "the disk never filled up")
+        self.assertIn("No space left", b.stderr())
+        # What needs no disk goes on.
+        self.assertEqual(line.request("PUBLISH@live/x@during"), "PUBACK")
+        # Room again: retained publishes are acknowledged again, by themselves.
+        self.assertEqual(self.mount("96m").returncode, 0)
+        deadline = time.monotonic() + TIMEOUT
+        while line.request("PUBLISH@full/after@room@retain") != "PUBACK":
+            self.assertLess(time.monotonic(), deadline, "no recovery once there was room")
+            time.sleep(0.05)
+        self.assertEqual(b.stop(), 0)
+        again = self.start(data)
+        self.assertEqual(again.loaded(), len(acked) + 1)
+        self.assertEqual(again.stop(), 0)
+
+
 class CorruptDataDirRefusesToStart(Case):
     def refused(self, b, why):
         code = b.wait_exit(TIMEOUT)

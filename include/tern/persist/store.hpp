@@ -102,6 +102,10 @@ struct StoreOptions {
   // The most requests one batch takes: bounds a batch's memory and the latency of the first
   // request in it; larger batches amortize the fdatasync further.
   std::size_t maxRequestsPerBatch = 8192;
+  // A batch is refused (a storage error, kStorageError) rather than written when the file
+  // system would keep fewer free bytes than this (and twice the batch): a full disk is answered
+  // cleanly and leaves room for RocksDB's own flushes and compactions. 0: no check.
+  std::uint64_t minFreeBytes = std::uint64_t{16} << 20;
   FaultSeam* faults = nullptr;  // borrowed; tests only
 };
 

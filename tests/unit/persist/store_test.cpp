@@ -201,6 +201,26 @@ TEST(PersistStore, BoundedQueueRefusesPastCapacity) {
   EXPECT_EQ(store->counters().queueDepth.value.load(), 0u);
 }
 
+TEST(PersistStore, ABatchThatWouldEatTheFreeSpaceReserveIsRefused) {
+  TempDir tmp;
+  StoreOptions options;
+  options.minFreeBytes = std::uint64_t{1} << 62;  // more than any file system has free
+  {
+    Wakeups w;
+    auto store = openOrFail(tmp.store(), options);
+    ASSERT_TRUE(store);
+    store->setWaker(0, w.waker());
+    store->start();
+    WriteRequest r({0, 1});
+    r.put(retained(1));
+    EXPECT_EQ(submit(*store, w, std::move(r)), WriteStatus::kStorageError);
+    EXPECT_EQ(store->counters().failedRequests.load(), 1u);
+  }
+  auto store = openOrFail(tmp.store());
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(loadAllRetained(*store).empty()) << "nothing was written";
+}
+
 TEST(PersistStore, FaultSeamFailsRequestsThenRecovers) {
   TempDir tmp;
   FaultSeam faults;
