@@ -32,8 +32,9 @@ void onInterrupt(int /*signal*/) {
 
 constexpr const char* kWorkload = R"(Workload:
   Every simulated client is a full line-protocol session (three sockets: CONNECT, ATTACH request,
-  ATTACH push), or with --protocol mqtt (mqtt5) one MQTT 3.1.1 (5.0) connection (clean session)
-  that publishes and subscribes at --qos. Client i publishes to its own topic lg/<run>/<i> and subscribes to the topics of
+  ATTACH push), or with --protocol mqtt (mqtt5) one MQTT 3.1.1 (5.0) connection (clean session;
+  --persistent: a session the broker keeps) that publishes and subscribes at --qos. Client i
+  publishes to its own topic lg/<run>/<i> and subscribes to the topics of
   clients i+1..i+K (K = --fanout, modulo --clients), so each publish has K deliveries.
   --wildcard-subscribers W adds W sessions subscribed to lg/<run>/+ or lg/<run>/# that see every
   publish. <run> is random per run, so runs sharing a broker never mix. One publisher to K
@@ -140,6 +141,10 @@ int main(int argc, char** argv) {
   CLI::Option* wsPathOption = app.add_option("--ws-path", options.wsPath,
                                              "With --websocket: the path of the upgrade request")
                                   ->capture_default_str();
+  app.add_flag("--persistent", options.persistent,
+               "MQTT only: every session connects with clean session 0 (5.0: Clean Start 0 and "
+               "Session Expiry Interval 3600), so that the broker keeps its subscriptions and "
+               "queued messages (durably with its --data-dir); client ids are unique per run");
   app.add_flag("--tls", options.tls,
                "Connect every socket with TLS (1.2 or 1.3); the broker's certificate is verified");
   app.add_option("--cafile", options.caFile,

@@ -12,6 +12,7 @@
 #include "tern/loadgen/packet_id_window.hpp"
 #include "tern/protocol/mqtt_decoder.hpp"
 #include "tern/protocol/mqtt_encoder.hpp"
+#include "tern/protocol/mqtt_properties.hpp"
 
 namespace tern::loadgen {
 
@@ -45,7 +46,17 @@ class MqttSession final : public SessionBase {
       return;
     }
     mqtt::Connect connect;
-    connect.cleanSession = true;
+    connect.cleanSession = !config_.persistent;
+    // 5.0: Session Expiry Interval, so that the broker keeps a persistent session once the
+    // connection ends (absent, it is 0: the session ends with the connection [MQTT-3.1.2-23]).
+    std::string properties;
+    if (config_.persistent && v5() && config_.sessionExpiryS != 0) {
+      mqtt::PropertyWriter writer(properties);
+      writer.fourByte(mqtt::PropertyId::kSessionExpiryInterval, config_.sessionExpiryS);
+      writer.finish();
+      // Properties::block is the entries without their length (one byte: the block is short).
+      connect.properties.block = std::string_view(properties).substr(1);
+    }
     connect.keepAlive = config_.keepAliveS;
     connect.clientId = config_.clientId;
     connect.protocolLevel = config_.mqttLevel;

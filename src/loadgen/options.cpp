@@ -91,6 +91,10 @@ std::string Options::validate() const {
     return "--websocket applies to --protocol mqtt and mqtt5 only (the broker serves MQTT over "
            "WebSockets, not the line protocol)";
   }
+  if (persistent && protocol == Protocol::kLine) {
+    return "--persistent applies to --protocol mqtt and mqtt5 only (line-protocol sessions end "
+           "with their connection)";
+  }
   if (wsPath.empty() || wsPath.front() != '/' ||
       std::any_of(wsPath.begin(), wsPath.end(), [](char ch) {
         return static_cast<unsigned char>(ch) <= 32 || static_cast<unsigned char>(ch) == 127;
@@ -141,6 +145,7 @@ nlohmann::json Options::toJson() const {
       {"tls", tls},
       {"websocket", websocket},
       {"ws_path", wsPath},
+      {"persistent", persistent},
       {"username", username},  // never the password
   };
 }

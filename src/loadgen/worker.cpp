@@ -236,6 +236,8 @@ void Worker::startSession(std::uint32_t local, std::int64_t nowNs) {
   config.qos = plan_.options->qos;
   config.keepAliveS = kKeepAliveS;
   config.mqttLevel = plan_.options->protocol == Protocol::kMqtt5 ? 5 : 4;
+  config.persistent = plan_.options->persistent;
+  config.sessionExpiryS = plan_.options->persistent ? kPersistentSessionExpiryS : 0;
   config.tls = plan_.tls;
   config.tlsServerName = plan_.options->effectiveTlsServerName();
   config.websocket = plan_.options->websocket;

@@ -1,6 +1,8 @@
 // MqttSession: a simulated client speaking MQTT 3.1.1 over one TCP connection (docs/mqtt.md).
 //
 //   CONNECT (clean session, keep-alive config.keepAliveS, client id config.clientId) -> CONNACK 0
+//     (config.persistent: clean session 0 / Clean Start 0, and in 5.0 the Session Expiry Interval
+//     config.sessionExpiryS, so that the broker keeps the session, durably with --data-dir)
 //   SUBSCRIBE (every filter at config.qos, at most kFiltersPerSubscribe per packet) -> SUBACK
 //   PUBLISH at config.qos, pipelined:
 //     QoS 0: nothing comes back;

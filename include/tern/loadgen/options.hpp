@@ -28,6 +28,9 @@ std::string_view protocolName(Protocol protocol) noexcept;
 // The broker port a protocol is served on by default: 8000 (line), 1883 (MQTT).
 std::uint16_t defaultPort(Protocol protocol) noexcept;
 
+// The Session Expiry Interval (seconds) of a --persistent MQTT 5.0 session.
+inline constexpr std::uint32_t kPersistentSessionExpiryS = 3600;
+
 // TLS on every socket and the credentials of every CONNECT: net::ClientSecurity.
 struct Options : net::ClientSecurity {
   Protocol protocol = Protocol::kLine;
@@ -55,6 +58,11 @@ struct Options : net::ClientSecurity {
   // upgrades its connection with a GET of `wsPath`, then sends MQTT in binary frames.
   bool websocket = false;
   std::string wsPath = "/mqtt";
+  // MQTT only: every session asks the broker to keep it (3.1.1 clean session 0; 5.0 Clean Start 0
+  // and Session Expiry Interval kPersistentSessionExpiryS), so that with --data-dir its
+  // subscriptions and queued messages are kept durably. Client ids are unique per run, so no
+  // session of an earlier run is resumed.
+  bool persistent = false;
 
   // The reason the options cannot run, or an empty string when they can.
   std::string validate() const;

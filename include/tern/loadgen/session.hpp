@@ -110,6 +110,10 @@ struct SessionConfig {
   std::uint8_t qos = 0;
   std::uint16_t keepAliveS = 60;
   std::uint8_t mqttLevel = 4;  // MQTT only: protocol level 4 (3.1.1) or 5 (5.0)
+  // MQTT only: a session the broker keeps (clean session 0 / Clean Start 0) with 5.0 Session
+  // Expiry Interval `sessionExpiryS`; otherwise clean session 1 and no expiry property.
+  bool persistent = false;
+  std::uint32_t sessionExpiryS = 0;
   // TLS on every socket of the session when set (shared by all sessions; thread-safe to use).
   std::shared_ptr<const net::TlsContext> tls;
   std::string tlsServerName;  // the name the broker's certificate must carry (empty: none)

@@ -430,6 +430,64 @@ TEST_P(MqttSession, ConnectsWithCleanSessionKeepAliveAndItsClientId) {
   EXPECT_EQ(connect.protocolLevel, mqtt::kProtocolLevel311);
 }
 
+TEST_P(MqttSession, PersistentSessionsConnectWithoutCleanSessionAndWithAnExpiry) {
+  for (const std::uint8_t level : {mqtt::kProtocolLevel311, mqtt::kProtocolLevel5}) {
+    ScriptedBroker broker(GetParam(), 1, 60, [&](SessionConfig& config) {
+      config.mqttLevel = level;
+      config.persistent = true;
+      config.sessionExpiryS = 3600;
+    });
+    const auto packet = broker.nextPacket();
+    ASSERT_TRUE(packet && mqtt::typeOf(*packet) == mqtt::PacketType::kConnect);
+    const auto& connect = std::get<mqtt::Connect>(*packet);
+    EXPECT_EQ(connect.protocolLevel, level);
+    EXPECT_FALSE(connect.cleanSession);  // 3.1.1 clean session 0, 5.0 Clean Start 0
+    EXPECT_EQ(connect.clientId, "lg-test-0");
+    EXPECT_EQ(connect.keepAlive, 60);
+    if (level == mqtt::kProtocolLevel5) {
+      EXPECT_TRUE(connect.properties.has(mqtt::PropertyId::kSessionExpiryInterval));
+      EXPECT_EQ(connect.properties.sessionExpiryInterval, 3600u);
+    } else {
+      EXPECT_TRUE(connect.properties.empty());  // 3.1.1 has no properties
+    }
+    if (level != mqtt::kProtocolLevel311) continue;  // the script below plays 3.1.1 packets
+    // The rest of the conversation is unchanged: CONNACK, SUBSCRIBE -> SUBACK, then a QoS 1
+    // publish and its PUBACK.
+    std::string bytes;
+    mqtt::appendConnack(bytes, false, mqtt::ConnectReturnCode::kAccepted);
+    broker.play(bytes);
+    ASSERT_EQ(broker.host.connected, 1);
+    const std::vector<std::string> filters = {"lg/x/1"};
+    broker.session().subscribe(filters, broker.host.now);
+    broker.flush();
+    const auto subscribe = broker.nextPacket();
+    ASSERT_TRUE(subscribe && mqtt::typeOf(*subscribe) == mqtt::PacketType::kSubscribe);
+    bytes.clear();
+    mqtt::appendSuback(bytes, std::get<mqtt::Subscribe>(*subscribe).packetId,
+                       std::vector<std::uint8_t>{1});
+    broker.play(bytes);
+    ASSERT_EQ(broker.host.subscribed, 1);
+    broker.session().publish("lg/x/0", "kept", 1000);
+    broker.flush();
+    const auto publish = broker.nextPacket();
+    ASSERT_TRUE(publish && mqtt::typeOf(*publish) == mqtt::PacketType::kPublish);
+    EXPECT_EQ(std::get<mqtt::Publish>(*publish).qos, 1);
+    bytes.clear();
+    mqtt::appendPuback(bytes, std::get<mqtt::Publish>(*publish).packetId);
+    broker.play(bytes);
+    EXPECT_EQ(broker.host.acks, (std::vector<std::int64_t>{1000}));
+    EXPECT_TRUE(broker.host.failures.empty()) << broker.host.failureText;
+  }
+  // Without it: clean session 1 and, in 5.0, no Session Expiry Interval.
+  ScriptedBroker clean(GetParam(), 1, 60,
+                       [](SessionConfig& config) { config.mqttLevel = mqtt::kProtocolLevel5; });
+  const auto packet = clean.nextPacket();
+  ASSERT_TRUE(packet && mqtt::typeOf(*packet) == mqtt::PacketType::kConnect);
+  EXPECT_TRUE(std::get<mqtt::Connect>(*packet).cleanSession);
+  EXPECT_FALSE(
+      std::get<mqtt::Connect>(*packet).properties.has(mqtt::PropertyId::kSessionExpiryInterval));
+}
+
 TEST_P(MqttSession, QosTwoConversationInOneRead) {
   runQos2Conversation(GetParam(), 0);
 }

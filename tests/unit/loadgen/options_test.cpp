@@ -1,9 +1,12 @@
-// Options::validate() for TLS and credentials, loadPasswordFile() and makeTlsContext(): the
-// combinations loadgen refuses at start-up (exit 2) and what the files turn into.
+// Options::validate() for TLS, credentials and --persistent, loadPasswordFile() and
+// makeTlsContext(): the combinations loadgen refuses at start-up (exit 2) and what the files
+// turn into.
 #include "tern/loadgen/options.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <fstream>
@@ -125,6 +128,23 @@ TEST(LoadgenOptions, PayloadLimitIsTheProtocols) {
       << options.validate();
   options.payloadBytes = 39;
   EXPECT_NE(options.validate().find("--payload"), std::string::npos);
+}
+
+TEST(LoadgenOptions, PersistentIsForMqttOnlyAndInTheReport) {
+  Options options = runnable();
+  EXPECT_FALSE(options.persistent);  // clean sessions unless asked
+  EXPECT_EQ(options.toJson()["persistent"], false);
+  options.persistent = true;
+  EXPECT_NE(options.validate().find("--persistent applies to --protocol mqtt and mqtt5 only"),
+            std::string::npos)
+      << options.validate();
+  for (const Protocol protocol : {Protocol::kMqtt, Protocol::kMqtt5}) {
+    options.protocol = protocol;
+    options.qos = 1;
+    EXPECT_EQ(options.validate(), "");
+    EXPECT_EQ(options.toJson()["persistent"], true);
+  }
+  EXPECT_EQ(kPersistentSessionExpiryS, 3600u);
 }
 
 }  // namespace
