@@ -217,7 +217,10 @@ void MqttProtocol::onSweep(std::int64_t now) {
     Session* s = core_.sessions.find(due.session);
     // Still the same pending will: not cancelled by a reconnect, not sent at the session's end.
     if (s == nullptr || s->mqtt == nullptr || s->mqtt->willAt != due.when) continue;
-    if (core_.reading && s->mqtt->hasWill) publishWill(*s->mqtt);
+    if (core_.reading && s->mqtt->hasWill) {
+      publishWill(*s->mqtt);
+      if (persistent(*s)) storeSession(*s);  // --data-dir: sent, so not kept any more
+    }
   }
 }
 

@@ -172,6 +172,14 @@ bool MqttProtocol::restore(persist::LoadedSession&& loaded,
     m.willProperties = record.will->properties;
     m.willDelaySeconds = record.will->delaySeconds;
   }
+  const std::int64_t now = common::monotonicNanos();
+  if (m.hasWill) {
+    // A stored will is one whose connection ended without DISCONNECT: the broker stopped while
+    // the client was connected (a crash ends that connection abnormally), or a delayed will
+    // still pending. It is sent after its delay from now, unless the client comes back first.
+    m.willAt = now + std::int64_t{m.willDelaySeconds} * 1'000'000'000 + 1;
+    pendingWills_.push_back({m.willAt, s->id});
+  }
   for (const persist::QueueEntry& e : loaded.queue) {
     m.nextSeq = std::max(m.nextSeq, e.sequence + 1);
     if (e.state == persist::QueueState::kReleasePending) {
@@ -198,7 +206,6 @@ bool MqttProtocol::restore(persist::LoadedSession&& loaded,
     m.awaitingRelease.insert(in.packetId);
   // Offline until its client comes back: its expiry runs from its disconnection, or, for a
   // session whose client was connected when the broker stopped, from now.
-  const std::int64_t now = common::monotonicNanos();
   if (record.expiryDeadlineUnixMs != 0) {
     const std::int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())

@@ -410,6 +410,58 @@ class SessionsSurviveSigterm(Case):
         self.assertEqual(b.stop(), 0)
 
 
+class WillAfterKill9(Case):
+    """A client connected when the broker is killed lost its connection without DISCONNECT: after
+    the restart its stored will is published (after its delay), once."""
+
+    def test_the_will_of_a_client_connected_at_the_crash_is_published_after_the_restart(self):
+        data = self.data_dir()
+        b = self.start(data)
+        watcher = Sub("will-watcher", 4)
+        self.assertEqual(watcher.connect(b.mqtt_port, clean_start=True)[0], 0)
+        watcher.subscribe("will/#", 1)
+        watcher.disconnect()  # offline: the will is queued for it after the restart
+        wills = []
+        for name, version, delay in (("will-311", 4, 0), ("will-5", 5, 1)):
+            c = paho.Client(client_id=name, reconnect_on_failure=False,
+                            protocol=paho.MQTTv5 if version == 5 else paho.MQTTv311,
+                            **({} if version == 5 else {"clean_session": False}))
+            props = None
+            if version == 5:
+                props = Properties(PacketTypes.WILLMESSAGE)
+                props.WillDelayInterval = delay
+            c.will_set("will/" + name, "gone-" + name, qos=1, properties=props)
+            if version == 5:
+                c.connect("127.0.0.1", b.mqtt_port, keepalive=60, clean_start=True,
+                          properties=connect_properties(SessionExpiryInterval=3600))
+            else:
+                c.connect("127.0.0.1", b.mqtt_port, keepalive=60)
+            c.loop_start()
+            wills.append(c)
+        # Both CONNECTs were handled (a round trip through each connection) before the kill.
+        for c in wills:
+            c.publish("will/ping", "x", qos=1).wait_for_publish(TIMEOUT)
+        b.kill()
+        for c in wills:
+            c.loop_stop()
+        b = self.start(data)
+        self.assertEqual(watcher.connect(b.mqtt_port)[0], 1)
+        got = watcher.wait(lambda g: sum(m.topic != "will/ping" for m in g) >= 2)
+        self.assertEqual(sorted((m.topic, m.payload) for m in got if m.topic != "will/ping"),
+                         [("will/will-311", "gone-will-311"), ("will/will-5", "gone-will-5")],
+                         "the wills after the restart")
+        watcher.disconnect()
+        self.assertEqual(b.stop(), 0)
+        # Sent once: a second restart does not send them again.
+        b = self.start(data)
+        again = Sub("will-watcher", 4)
+        self.assertEqual(again.connect(b.mqtt_port)[0], 1)
+        self.assertEqual([m.topic for m in again.wait(lambda g: True)
+                          if m.topic.startswith("will/will-")], [], "a will sent twice")
+        again.disconnect()
+        self.assertEqual(b.stop(), 0)
+
+
 class SessionExpiryAcrossRestart(Case):
     EXPIRY = round(5 * SCALE)  # --session-expiry, whole seconds
 
