@@ -12,16 +12,63 @@
 //     expiry in the queue: the entry erased (and the m/ record with its last reference).
 //   An inbound QoS 2 packet id: put at the PUBLISH, erased at the PUBREL.
 //   The end of the session: its record, queue and inbound ids erased (range deletions).
+// And the acknowledgements --durability sync holds (StoreLink::hold) until those writes are on
+// disk: sendAck, onDurable.
 #include <algorithm>
 #include <chrono>
 
 #include "mqtt_protocol.hpp"
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
+#include "tern/protocol/mqtt_encoder.hpp"
 
 namespace tern::broker {
 
 namespace mqtt = protocol::mqtt;
+
+void MqttProtocol::sendAck(Connection& c, const HeldAck& ack, mqtt::ReasonCode reason) {
+  core_.scratch.clear();
+  const auto type = static_cast<mqtt::PacketType>(ack.kind);
+  if (type == mqtt::PacketType::kPubrel) {
+    mqtt::appendPubrel(core_.scratch, ack.packetId);
+  } else if (c.session->mqtt->level == mqtt::kProtocolLevel5) {
+    mqtt::appendAck5(core_.scratch, type, ack.packetId, reason);
+  } else if (type == mqtt::PacketType::kPuback) {
+    mqtt::appendPuback(core_.scratch, ack.packetId);
+  } else {
+    mqtt::appendPubrec(core_.scratch, ack.packetId);
+  }
+  sendScratch(c);
+}
+
+void MqttProtocol::onDurable(Connection& c, const HeldAck& ack) {
+  if (c.closing || c.closed || c.session == nullptr || c.session->mqtt == nullptr) return;
+  Session& s = *c.session;
+  if (ack.ok || static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPubrel) {
+    // A PUBREL goes even when its state could not be stored: the exchange goes on (the store
+    // logged the error); only a crash before the next successful write could repeat it.
+    sendAck(c, ack, static_cast<mqtt::ReasonCode>(ack.reason));
+    return;
+  }
+  if (const std::uint64_t times = storageLog_.admit(common::monotonicNanos())) {
+    TERN_LOG_WARN(
+        "{} retained MQTT publish(es) not acknowledged (last: client {}): the data directory "
+        "could not store them",
+        times, s.clientId);
+  }
+  if (s.mqtt->level != mqtt::kProtocolLevel5) {
+    // 3.1.1 has no failure acknowledgement: the connection closes without it (after the
+    // acknowledgements before it), and the client publishes it again when it reconnects.
+    core_.io.closeAfterFlush(c);
+    return;
+  }
+  // 5.0: 0x80 Unspecified error. A failed PUBREC ends the QoS 2 exchange [MQTT-4.3.3]: the packet
+  // id is free again, so a new publish with it is delivered.
+  if (static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPubrec) {
+    s.mqtt->awaitingRelease.erase(ack.packetId);
+  }
+  sendAck(c, ack, mqtt::ReasonCode::kUnspecifiedError);
+}
 
 bool MqttProtocol::persistent(const Session& s) const noexcept {
   return core_.store.enabled() && s.mqtt != nullptr && !s.mqtt->cleanSession;

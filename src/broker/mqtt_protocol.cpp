@@ -414,50 +414,6 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
   }
 }
 
-void MqttProtocol::sendAck(Connection& c, const HeldAck& ack, mqtt::ReasonCode reason) {
-  core_.scratch.clear();
-  const auto type = static_cast<mqtt::PacketType>(ack.kind);
-  if (type == mqtt::PacketType::kPubrel) {
-    mqtt::appendPubrel(core_.scratch, ack.packetId);
-  } else if (c.session->mqtt->level == mqtt::kProtocolLevel5) {
-    mqtt::appendAck5(core_.scratch, type, ack.packetId, reason);
-  } else if (type == mqtt::PacketType::kPuback) {
-    mqtt::appendPuback(core_.scratch, ack.packetId);
-  } else {
-    mqtt::appendPubrec(core_.scratch, ack.packetId);
-  }
-  sendScratch(c);
-}
-
-void MqttProtocol::onDurable(Connection& c, const HeldAck& ack) {
-  if (c.closing || c.closed || c.session == nullptr || c.session->mqtt == nullptr) return;
-  Session& s = *c.session;
-  if (ack.ok || static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPubrel) {
-    // A PUBREL goes even when its state could not be stored: the exchange goes on (the store
-    // logged the error); only a crash before the next successful write could repeat it.
-    sendAck(c, ack, static_cast<mqtt::ReasonCode>(ack.reason));
-    return;
-  }
-  if (const std::uint64_t times = storageLog_.admit(common::monotonicNanos())) {
-    TERN_LOG_WARN(
-        "{} retained MQTT publish(es) not acknowledged (last: client {}): the data directory "
-        "could not store them",
-        times, s.clientId);
-  }
-  if (s.mqtt->level != mqtt::kProtocolLevel5) {
-    // 3.1.1 has no failure acknowledgement: the connection closes without it (after the
-    // acknowledgements before it), and the client publishes it again when it reconnects.
-    core_.io.closeAfterFlush(c);
-    return;
-  }
-  // 5.0: 0x80 Unspecified error. A failed PUBREC ends the QoS 2 exchange [MQTT-4.3.3]: the packet
-  // id is free again, so a new publish with it is delivered.
-  if (static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPubrec) {
-    s.mqtt->awaitingRelease.erase(ack.packetId);
-  }
-  sendAck(c, ack, mqtt::ReasonCode::kUnspecifiedError);
-}
-
 void MqttProtocol::onAck(Session& s, const mqtt::Packet& packet) {
   MqttState& m = *s.mqtt;
   const mqtt::PacketType type = mqtt::typeOf(packet);
