@@ -404,6 +404,20 @@ class Case(unittest.TestCase):
     def data_dir(self, name="data"):
         return os.path.join(self.tmp, name, "store")  # not there yet: the broker makes it
 
+    def load_until_the_kill(self, b, seed, acks, floor=200):
+        """Lets the load run until the instant of the kill: once `acks()` has counted `floor`
+        acknowledged publishes (a loaded machine may take a second to get going, and a kill
+        before anything was acknowledged checks nothing), then for a time drawn from the seed.
+        Returns how long the load ran."""
+        start, deadline = time.monotonic(), time.monotonic() + TIMEOUT
+        while acks() < floor and time.monotonic() < deadline and b.proc.poll() is None:
+            time.sleep(0.01)
+        self.assertIsNone(b.proc.poll(), "the broker died under load by itself")
+        self.assertGreaterEqual(acks(), floor, "the load did not get going")
+        time.sleep(random.Random(seed).uniform(0.3, 1.5))
+        self.assertIsNone(b.proc.poll(), "the broker died under load by itself")
+        return time.monotonic() - start
+
     def publish_retained(self, port, pairs, name="durability-pub"):
         """Pipelines `PUBLISH@topic@contents@retain` for each pair on one socket; all PUBACK."""
         s = LineSocket(port, name)
@@ -476,10 +490,8 @@ class Kill9Retained(Case):
         for p in publishers:
             self.assertTrue(p.ready.wait(TIMEOUT), p.name + " did not connect")
         self.assertEqual([e for p in publishers for e in p.errors], [])
-        delay = random.Random(seed).uniform(0.3, 1.5)
         phase.go.set()
-        time.sleep(delay)
-        self.assertIsNone(b.proc.poll(), "the broker died under load by itself")
+        delay = self.load_until_the_kill(b, seed, lambda: sum(p.acks for p in publishers))
         phase.dying.set()
         b.kill()  # SIGKILL to its PID, mid-load
         phase.stop.set()
