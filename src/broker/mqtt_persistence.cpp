@@ -118,7 +118,8 @@ void MqttProtocol::storeEntry(Session& s, std::uint64_t& seq, const common::Mess
   persist::WriteRequest request;
   persist::QueueEntry entry;
   entry.clientId = s.clientId;
-  if (seq == 0) {
+  const bool fresh = seq == 0;
+  if (fresh) {
     if (message == nullptr) return;
     seq = m.nextSeq++;
     entry.messageId = core_.store.referenceMessage(*message, request);
@@ -130,7 +131,13 @@ void MqttProtocol::storeEntry(Session& s, std::uint64_t& seq, const common::Mess
   entry.qos = qos;
   entry.state = state;
   entry.packetId = state == persist::QueueState::kQueued ? 0 : packetId;
-  request.put(entry);
+  // A fresh sequence is a key never written: if the client acknowledges the message before the
+  // batch is taken, the put and the erase cancel out (persist::WriteCoalescer).
+  if (fresh) {
+    request.putNew(entry);
+  } else {
+    request.put(entry);
+  }
   core_.store.submit(std::move(request));
 }
 

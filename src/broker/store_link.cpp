@@ -150,7 +150,7 @@ std::uint64_t StoreLink::referenceMessage(const common::Message& m,
     record.retain = m.retain();
     record.properties.assign(m.properties());
     record.expiryUnixMs = unixMillisOf(m.expiresAt());
-    request.put(record);
+    request.putNew(record);  // ids are never reused (BrokerContext::nextMessageId)
   }
   ++it->second.refs;
   return it->second.id;

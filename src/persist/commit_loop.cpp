@@ -112,22 +112,21 @@ std::string CommitLoop::lowOnSpace(std::size_t batchBytes) const {
 void CommitLoop::commit(std::size_t count) {
   batch_.Clear();
   rocksdb::Status status;
+  // Point writes are folded per key (WriteCoalescer); a range erasure first emits what came
+  // before it, so it still applies after those writes and before the later ones.
   for (std::size_t r = 0; r < count && status.ok(); ++r) {
     for (const WriteOp& op : taken_[r].ops()) {
-      switch (op.kind) {
-        case WriteOp::Kind::kPut:
-          status = batch_.Put(op.key, op.value);
-          break;
-        case WriteOp::Kind::kErase:
-          status = batch_.Delete(op.key);
-          break;
-        case WriteOp::Kind::kEraseRange:
-          status = batch_.DeleteRange(op.key, op.value);
-          break;
+      if (op.kind != WriteOp::Kind::kEraseRange) {
+        coalescer_.add(op);
+        continue;
       }
+      status = coalescer_.flushInto(batch_);
+      if (status.ok()) status = batch_.DeleteRange(op.key, op.value);
       if (!status.ok()) break;
     }
   }
+  // Always flushed (also after an error): the coalescer's pointers into taken_ end here.
+  if (rocksdb::Status last = coalescer_.flushInto(batch_); status.ok()) status = last;
 
   const bool sync = options_.durability == Durability::kSync;
   const std::int64_t begin = common::monotonicNanos();
@@ -135,7 +134,10 @@ void CommitLoop::commit(std::size_t count) {
     // A failed write may have put RocksDB in its read-only background-error state; Resume()
     // leaves it once the cause is gone (and is a no-op when there is none).
     if (lastFailed_) db_.Resume();
-    if (options_.faults != nullptr && options_.faults->takeFailure()) {
+    if (batch_.Count() == 0) {
+      // Everything in it cancelled out: nothing to write, and nothing new to make durable (a
+      // sync-mode batch is synced before the next is taken).
+    } else if (options_.faults != nullptr && options_.faults->takeFailure()) {
       status = rocksdb::Status::IOError("injected fault (persist::FaultSeam)");
     } else if (const std::string low = lowOnSpace(batch_.GetDataSize()); !low.empty()) {
       // Refused before RocksDB sees it: a log append that hits ENOSPC leaves RocksDB's writer in
@@ -157,7 +159,9 @@ void CommitLoop::commit(std::size_t count) {
   lastFailed_ = !status.ok();
   if (status.ok()) {
     counters_.commits.fetch_add(count, std::memory_order_relaxed);
-    if (sync) {
+    if (batch_.Count() == 0) {
+      // Nothing was written: nothing to sync.
+    } else if (sync) {
       counters_.syncs.fetch_add(1, std::memory_order_relaxed);
     } else if (!dirty_) {
       dirty_ = true;

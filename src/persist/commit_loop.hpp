@@ -4,7 +4,8 @@
 // Producers push WriteRequests into one multi-producer queue (sync::Inbox: moodycamel
 // ConcurrentQueue plus an eventfd wake-up that costs a busy thread nothing). A capacity counter
 // bounds it: tryPush reserves a slot with one relaxed fetch_add and gives it back when over. The
-// thread takes everything queued (up to maxRequestsPerBatch) into one rocksdb::WriteBatch, writes
+// thread takes everything queued (up to maxRequestsPerBatch) into one rocksdb::WriteBatch (each
+// key written once, by WriteCoalescer, and not at all when created and erased in it), writes
 // it (sync mode: WriteOptions::sync, one fdatasync for the whole batch), then posts a Completion
 // for every request to its producer's completion queue (a single-producer use of a moodycamel
 // queue, one bulk enqueue per producer per batch) and calls that producer's waker once.
@@ -27,6 +28,7 @@
 #include "tern/common/log_limiter.hpp"
 #include "tern/persist/store.hpp"
 #include "tern/sync/inbox.hpp"
+#include "write_coalescer.hpp"
 
 namespace tern::persist {
 
@@ -75,6 +77,7 @@ class CommitLoop {
   // Persistence thread only.
   std::vector<WriteRequest> taken_;
   rocksdb::WriteBatch batch_;
+  WriteCoalescer coalescer_;
   std::vector<std::uint32_t> touched_;
   bool dirty_ = false;       // async mode: written and not yet synced
   bool lastFailed_ = false;  // the previous write failed: try DB::Resume before the next

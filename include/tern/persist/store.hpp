@@ -21,7 +21,9 @@
 // The persistence thread alone writes to the DB once started.
 //
 // Durability contract: a request is one atomic unit (all its puts and deletes, or none, survive a
-// crash). Sync mode: its completion is posted only after the batch holding it was written with
+// crash). A batch is one atomic write, so its writes are folded per key before it is written: a
+// key is written once, with its last value, and a key put as new (putNew) and erased within one
+// batch is not written at all. Sync mode: its completion is posted only after the batch holding it was written with
 // WriteOptions::sync (one fdatasync of the log for every request the thread found queued: group
 // commit), so an ok completion means the request survives kill -9 and power loss (as far as the
 // disk honours fdatasync). Async mode: completions are posted once the batch is in the log's OS
@@ -126,6 +128,9 @@ struct Completion {
 struct WriteOp {
   enum class Kind : std::uint8_t { kPut, kErase, kEraseRange };
   Kind kind = Kind::kPut;
+  // kPut: nothing was ever stored under `key` before (a fresh queue sequence or message id), so a
+  // batch that also erases the key may drop both writes (see WriteCoalescer).
+  bool newKey = false;
   std::string key;    // kEraseRange: the first key erased
   std::string value;  // kPut: the value; kEraseRange: the first key kept after the range
 };
@@ -138,17 +143,29 @@ class WriteRequest {
   explicit WriteRequest(CompletionToken token) : token_(token) {}
 
   void put(std::string key, std::string value) {
-    ops_.push_back({WriteOp::Kind::kPut, std::move(key), std::move(value)});
+    ops_.push_back({WriteOp::Kind::kPut, false, std::move(key), std::move(value)});
   }
-  void erase(std::string key) { ops_.push_back({WriteOp::Kind::kErase, std::move(key), {}}); }
+  // A put under a key nothing was ever stored under (WriteOp::newKey). The caller guarantees it:
+  // a wrong claim could leave an older value on disk that a later erase in the batch should have
+  // removed.
+  void putNew(std::string key, std::string value) {
+    ops_.push_back({WriteOp::Kind::kPut, true, std::move(key), std::move(value)});
+  }
+  void erase(std::string key) {
+    ops_.push_back({WriteOp::Kind::kErase, false, std::move(key), {}});
+  }
   void eraseRange(std::string first, std::string end) {
-    ops_.push_back({WriteOp::Kind::kEraseRange, std::move(first), std::move(end)});
+    ops_.push_back({WriteOp::Kind::kEraseRange, false, std::move(first), std::move(end)});
   }
 
   // Puts a record under keyFor(record).
   template <typename Record>
   void put(const Record& record) {
     put(keyFor(record), encoded(record));
+  }
+  template <typename Record>
+  void putNew(const Record& record) {
+    putNew(keyFor(record), encoded(record));
   }
   void eraseRetained(std::string_view topic) { erase(retainedKey(topic)); }
   void eraseMessage(std::uint64_t id) { erase(messageKey(id)); }

@@ -286,6 +286,56 @@ TEST(PersistStore, CloseDrainsAndSyncsEverythingQueued) {
   EXPECT_EQ(loadAllRetained(*store).size(), static_cast<std::size_t>(kRequests));
 }
 
+TEST(PersistStore, ABatchFoldedPerKeyLeavesWhatItsWritesInOrderWould) {
+  // Requests pushed before start() are taken as one batch: the folding of its writes per key
+  // (WriteCoalescer) must leave the state the writes in order would, range erasures included.
+  TempDir tmp;
+  auto value = [](const std::string& topic, const std::string& v) {
+    return encoded(RetainedRecord{topic, v, 0, "", 0});
+  };
+  {
+    auto store = openOrFail(tmp.store());
+    ASSERT_TRUE(store);
+    WriteRequest first({0, 0});
+    for (const char* topic : {"k/old", "k/gone", "r/1", "r/3"})
+      first.put(retainedKey(topic), value(topic, "v0"));
+    ASSERT_TRUE(store->tryPush(std::move(first)));
+    store->start();
+    store->close();
+  }
+  {
+    auto store = openOrFail(tmp.store());
+    ASSERT_TRUE(store);
+    std::vector<WriteRequest> batch(4);
+    batch[0].putNew(retainedKey("k/new"), value("k/new", "x"));  // created and erased: gone
+    batch[0].put(retainedKey("k/old"), value("k/old", "v1"));
+    batch[0].put(retainedKey("r/1"), value("r/1", "before the range"));
+    batch[1].erase(retainedKey("k/new"));
+    batch[1].erase(retainedKey("k/gone"));
+    batch[1].eraseRange(retainedKey("r/"), prefixEnd(retainedKey("r/")));  // r/1 and r/3
+    batch[2].putNew(retainedKey("r/2"), value("r/2", "after the range"));
+    batch[3].put(retainedKey("k/old"), value("k/old", "v2"));
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      batch[i].setToken({0, i});
+      ASSERT_TRUE(store->tryPush(std::move(batch[i])));
+    }
+    store->start();
+    store->close();
+    EXPECT_EQ(store->counters().batches.load(), 1u) << "one batch, or nothing was folded";
+    Completion got[4];
+    ASSERT_EQ(store->popCompletions(0, got, 4), 4u);
+    for (const Completion& c : got)
+      EXPECT_EQ(c.status, WriteStatus::kOk);
+  }
+  auto store = openOrFail(tmp.store());
+  ASSERT_TRUE(store);
+  std::map<std::string, std::string> left;
+  for (auto& [topic, r] : loadAllRetained(*store))
+    left[topic] = r.payload;
+  EXPECT_EQ(left, (std::map<std::string, std::string>{{"k/old", "v2"},
+                                                      {"r/2", "after the range"}}));
+}
+
 TEST(PersistStore, AsyncModeSyncsWithinTheFlushInterval) {
   TempDir tmp;
   StoreOptions options;
