@@ -200,6 +200,14 @@ std::string renderMetrics(const BrokerContext& context, double startedAtSeconds,
     m.single("tern_store_commit_seconds_total", kCounter,
              "Time spent writing batches (with their sync); divided by the batches, the mean",
              static_cast<double>(get(sc.totalCommitNanos)) / 1e9);
+    m.single("tern_store_key_writes_total", kCounter,
+             "Puts and erases of keys the writes asked for (range erasures not counted)",
+             get(sc.keyWrites));
+    m.single("tern_store_folded_key_writes_total", kCounter,
+             "Puts and erases left out of their batch: replaced by a later write of the same key, "
+             "or created and erased within the batch (an entry acknowledged before it was "
+             "written)",
+             get(sc.foldedKeyWrites));
   }
   m.single("tern_memory_bytes", kGauge,
            "Bytes of buffers, queued messages and sliced work the workers hold (--memory-limit)",

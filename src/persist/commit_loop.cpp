@@ -5,7 +5,9 @@
 #include <poll.h>
 #include <rocksdb/db.h>
 
+#include <algorithm>
 #include <cassert>
+#include <ctime>
 #include <utility>
 
 #include "tern/common/clock.hpp"
@@ -69,10 +71,26 @@ void CommitLoop::stop() {
 }
 
 void CommitLoop::run() {
+  const std::int64_t gather = options_.durability == Durability::kAsync
+                                  ? std::min(std::chrono::nanoseconds(options_.asyncBatchInterval),
+                                             std::chrono::nanoseconds(options_.flushInterval))
+                                        .count()
+                                  : 0;
+  std::int64_t nextBatchNanos = 0;  // async mode: no batch write before this, unless full
   while (true) {
+    if (gather > 0 && queue_.sizeApprox() != 0 && queue_.sizeApprox() < taken_.size() &&
+        !stopping_.load(std::memory_order_acquire)) {
+      // Async mode under load: let this batch gather (StoreOptions::asyncBatchInterval). The
+      // queue's flag is left clear, so producers do not write the eventfd meanwhile.
+      if (const std::int64_t wait = nextBatchNanos - common::monotonicNanos(); wait > 0) {
+        const timespec ts{0, static_cast<long>(std::min<std::int64_t>(wait, 999'999'999))};
+        ::nanosleep(&ts, nullptr);
+      }
+    }
     const std::size_t n = queue_.popBulk(taken_.data(), taken_.size());
     if (n > 0) {
       counters_.queueDepth.value.fetch_sub(n, std::memory_order_relaxed);
+      nextBatchNanos = common::monotonicNanos() + gather;
       commit(n);
       continue;
     }
@@ -112,6 +130,7 @@ std::string CommitLoop::lowOnSpace(std::size_t batchBytes) const {
 void CommitLoop::commit(std::size_t count) {
   batch_.Clear();
   rocksdb::Status status;
+  const std::uint64_t added = coalescer_.added(), dropped = coalescer_.dropped();
   // Point writes are folded per key (WriteCoalescer); a range erasure first emits what came
   // before it, so it still applies after those writes and before the later ones.
   for (std::size_t r = 0; r < count && status.ok(); ++r) {
@@ -127,6 +146,8 @@ void CommitLoop::commit(std::size_t count) {
   }
   // Always flushed (also after an error): the coalescer's pointers into taken_ end here.
   if (rocksdb::Status last = coalescer_.flushInto(batch_); status.ok()) status = last;
+  counters_.keyWrites.fetch_add(coalescer_.added() - added, std::memory_order_relaxed);
+  counters_.foldedKeyWrites.fetch_add(coalescer_.dropped() - dropped, std::memory_order_relaxed);
 
   const bool sync = options_.durability == Durability::kSync;
   const std::int64_t begin = common::monotonicNanos();

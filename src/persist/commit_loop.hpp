@@ -10,6 +10,10 @@
 // for every request to its producer's completion queue (a single-producer use of a moodycamel
 // queue, one bulk enqueue per producer per batch) and calls that producer's waker once.
 //
+// In async mode a batch is written at most once per StoreOptions::asyncBatchInterval while
+// requests keep coming (the first after a quiet spell at once); the thread sleeps meanwhile
+// without arming the queue's wake-up, so producers pay nothing for it.
+//
 // Threads: the constructor, setWaker, start and stop run on the owner's thread; tryPush on any
 // thread; popCompletions on the producer's thread; run() is the persistence thread.
 #pragma once

@@ -95,6 +95,14 @@ struct StoreOptions {
   Durability durability = Durability::kSync;
   // Async mode: the longest a write stays in the log's OS buffer without fdatasync.
   std::chrono::milliseconds flushInterval{50};
+  // Async mode: the shortest time between two batch writes while requests keep coming (capped at
+  // flushInterval). The first request after a quiet spell is written at once; under load a batch
+  // gathers what arrives meanwhile, so the thread writes (a write(2) of the log) and wakes its
+  // producers about once per interval instead of once per handful of requests, and more of a
+  // batch's writes cancel out (a queue entry created and acknowledged within it). What a kill -9
+  // can lose in async mode (acknowledged but not yet written) grows by up to this much. Sync mode
+  // needs no such wait: a batch gathers during the previous batch's fdatasync.
+  std::chrono::microseconds asyncBatchInterval{1000};
   // Requests queued and not yet taken by the persistence thread; past it tryPush refuses, so a
   // producer stops reading its sockets and TCP holds its publishers back. Memory is bounded by
   // capacity x request size.
@@ -211,6 +219,11 @@ struct StoreCounters {
   std::atomic<std::uint64_t> syncs{0};             // log syncs (sync-mode writes and async flushes)
   std::atomic<std::uint64_t> lastCommitNanos{0};   // duration of the last batch write
   std::atomic<std::uint64_t> totalCommitNanos{0};  // sum over batches (avg = total / batches)
+  // Puts and erases in the requests taken (range erasures not counted), and how many of them
+  // were left out of their batch by WriteCoalescer (replaced by a later write of the same key, or
+  // a new key put and erased within the batch).
+  std::atomic<std::uint64_t> keyWrites{0};
+  std::atomic<std::uint64_t> foldedKeyWrites{0};
 };
 
 // What a load pass found.

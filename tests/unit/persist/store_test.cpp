@@ -336,6 +336,38 @@ TEST(PersistStore, ABatchFoldedPerKeyLeavesWhatItsWritesInOrderWould) {
                                                       {"r/2", "after the range"}}));
 }
 
+TEST(PersistStore, AsyncModeWritesTheFirstRequestAtOnceAndLetsTheNextBatchGather) {
+  TempDir tmp;
+  StoreOptions options;
+  options.durability = Durability::kAsync;
+  options.flushInterval = std::chrono::hours(1);
+  options.asyncBatchInterval = std::chrono::hours(1);  // capped at the flush interval
+  Wakeups wakeups;
+  auto store = openOrFail(tmp.store(), options);
+  ASSERT_TRUE(store);
+  store->setWaker(0, wakeups.waker());
+  store->start();
+  WriteRequest first({0, 0});
+  first.put(retained(0));
+  EXPECT_EQ(submit(*store, wakeups, std::move(first)), WriteStatus::kOk)
+      << "after a quiet spell a request is written at once";
+  for (std::uint64_t i = 1; i <= 2; ++i) {
+    WriteRequest r({0, i});
+    r.put(retained(static_cast<int>(i)));
+    ASSERT_TRUE(store->tryPush(std::move(r)));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Completion got[2];
+  EXPECT_EQ(store->popCompletions(0, got, 2), 0u) << "the next batch gathers for the interval";
+  store->close();  // does not wait for the interval: drains and syncs what is queued
+  ASSERT_EQ(store->popCompletions(0, got, 2), 2u);
+  EXPECT_EQ(store->counters().batches.load(), 2u);
+  store.reset();
+  auto reopened = openOrFail(tmp.store());
+  ASSERT_TRUE(reopened);
+  EXPECT_EQ(loadAllRetained(*reopened).size(), 3u);
+}
+
 TEST(PersistStore, AsyncModeSyncsWithinTheFlushInterval) {
   TempDir tmp;
   StoreOptions options;
