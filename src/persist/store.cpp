@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <rocksdb/db.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 
 #include <cassert>
@@ -133,6 +134,13 @@ Store::OpenResult Store::open(const std::string& dir, const StoreOptions& option
     o.max_background_jobs = 2;
     o.keep_log_file_num = 4;
     o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+    // The broker never reads the store while it runs (only the start-up loads iterate it), so the
+    // memtable need not be kept sorted on every insert: a vector memtable appends, and sorts once
+    // when it is flushed or iterated. The default skip list spent most of the persistence
+    // thread's time in key comparisons (docs/performance.md). One writer thread: no concurrent
+    // memtable writes, which a vector memtable does not support.
+    o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
+    o.allow_concurrent_memtable_write = false;
 
     rocksdb::DB* raw = nullptr;
     const rocksdb::Status s = rocksdb::DB::Open(o, dir, &raw);
