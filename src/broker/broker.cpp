@@ -112,10 +112,7 @@ void Broker::restoreSessions() {
   const Config& config = context_->config;
   persist::Store& store = *context_->store;
   const std::int64_t began = common::monotonicNanos();
-  const std::int64_t nowMono = common::monotonicNanos();
-  const std::int64_t nowUnixMs = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count();
+  const common::DeadlineClocks clocks;
   // Messages first (the queues name them), then the sessions, each handed to its home worker.
   std::unordered_map<std::uint64_t, MqttProtocol::RestoredMessage> messages;
   std::uint64_t maxId = 0;
@@ -123,9 +120,8 @@ void Broker::restoreSessions() {
     std::int64_t expiresAt = 0;
     if (r.expiryUnixMs != 0) {
       // An expired one is still restored: its queue entry is dropped when it comes to be sent.
-      const std::int64_t left = static_cast<std::int64_t>(r.expiryUnixMs) - nowUnixMs;
-      expiresAt = nowMono + std::max<std::int64_t>(left, 1) * 1'000'000;
-      if (left <= 0) expiresAt = 1;
+      const std::int64_t left = clocks.millisUntil(r.expiryUnixMs);
+      expiresAt = left > 0 ? clocks.monotonicIn(left) : 1;
     }
     maxId = std::max(maxId, r.id);
     messages.emplace(r.id, MqttProtocol::RestoredMessage{
@@ -195,22 +191,19 @@ void Broker::openStore() {
   persist::Store& store = *opened.store;
   // Retained messages, before any listener opens. Message expiry is kept as a wall-clock deadline
   // on disk and becomes a monotonic one again here; those past it are dropped (and erased).
-  const std::int64_t nowMono = common::monotonicNanos();
-  const std::int64_t nowUnixMs = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count();
+  const common::DeadlineClocks clocks;
   std::uint64_t loaded = 0;
   std::uint64_t refused = 0;
   std::vector<std::string> expired;
   const persist::LoadStats stats = store.loadRetained([&](persist::RetainedRecord&& r) {
     std::int64_t expiresAt = 0;
     if (r.expiryUnixMs != 0) {
-      const std::int64_t left = static_cast<std::int64_t>(r.expiryUnixMs) - nowUnixMs;
+      const std::int64_t left = clocks.millisUntil(r.expiryUnixMs);
       if (left <= 0) {
         expired.push_back(std::move(r.topic));
         return;
       }
-      expiresAt = nowMono + left * 1'000'000;
+      expiresAt = clocks.monotonicIn(left);
     }
     common::MessageRef m =
         common::Message::make5(r.topic, r.payload, true, r.qos, r.properties, expiresAt, 0);

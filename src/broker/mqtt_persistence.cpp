@@ -261,11 +261,9 @@ bool MqttProtocol::restore(persist::LoadedSession&& loaded,
   // Offline until its client comes back: its expiry runs from its disconnection, or, for a
   // session whose client was connected when the broker stopped, from now.
   if (record.expiryDeadlineUnixMs != 0) {
-    const std::int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count();
-    const std::int64_t left = static_cast<std::int64_t>(record.expiryDeadlineUnixMs) - nowMs;
-    m.expiresAt = now + std::max<std::int64_t>(left, 0) * 1'000'000;
+    const common::DeadlineClocks clocks;
+    const std::int64_t left = clocks.millisUntil(record.expiryDeadlineUnixMs);
+    m.expiresAt = clocks.monotonicIn(std::max<std::int64_t>(left, 0));
     if (m.expiresAt == 0) m.expiresAt = 1;
   } else if (m.expirySeconds > 0) {
     m.expiresAt = now + static_cast<std::int64_t>(m.expirySeconds * 1e9);

@@ -11,13 +11,7 @@
 namespace tern::broker {
 
 std::uint64_t StoreLink::unixMillisOf(std::int64_t monotonicDeadline) noexcept {
-  if (monotonicDeadline == 0) return 0;
-  const std::int64_t left = monotonicDeadline - common::monotonicNanos();
-  const std::int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
-  // An already expired deadline becomes one millisecond after the epoch: still "expired".
-  return static_cast<std::uint64_t>(std::max<std::int64_t>(1, nowMs + left / 1'000'000));
+  return common::DeadlineClocks().unixMillisOf(monotonicDeadline);
 }
 
 std::uint64_t StoreLink::writeRetained(const common::Message& m) {
