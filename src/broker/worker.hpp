@@ -167,7 +167,7 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   // Connections held back while another worker was overloaded: receive and handle them again.
   void releaseThrottled();
   // --data-dir: sends the acknowledgements whose writes completed, and reads again the
-  // connections the store no longer holds back (StoreLink::poll).
+  // connections the store no longer holds back (StoreLink::poll). In worker_inbox.cpp.
   void pollStore();
   // Once per kSweepNanos: frees the empty read buffers of every connection, closes connections
   // whose incomplete frame is older than --frame-timeout, and ends offline MQTT sessions past
@@ -179,7 +179,9 @@ class Worker final : private ConnectionIo, private net::EventLoopHandler {
   // --memory-limit lowered to what it holds (MemoryBudget), so that a sleeping worker reserves
   // nothing.
   void publishMemory() noexcept;
+  // Handles everything queued in the inbox (worker_inbox.cpp).
   void drainInbox();
+  static constexpr std::size_t kInboxBatch = 256;  // inbox items taken per pop
 
   // ConnectionIo.
   // TLS and WebSocket connections are written to Connection::wsOut (MQTT bytes) or tlsOut
