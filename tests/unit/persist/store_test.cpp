@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -334,6 +335,78 @@ TEST(PersistStore, ABatchFoldedPerKeyLeavesWhatItsWritesInOrderWould) {
     left[topic] = r.payload;
   EXPECT_EQ(left, (std::map<std::string, std::string>{{"k/old", "v2"},
                                                       {"r/2", "after the range"}}));
+}
+
+TEST(PersistStore, RandomBatchesFoldedPerKeyLeaveWhatTheWritesInOrderWould) {
+  // Seeded random requests of puts, new-key puts, erases and range erasures over a few keys, taken
+  // as one batch (folded) and one request per batch, both checked against a model that applies
+  // every write in order.
+  for (std::uint32_t seed = 1; seed <= 5; ++seed) {
+    std::mt19937 rng(seed);
+    const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+    std::vector<WriteRequest> requests;
+    std::map<std::string, std::string> model;  // topic -> payload
+    std::vector<std::string> fresh;            // new-key topics put so far
+    for (int r = 0; r < 300; ++r) {
+      WriteRequest request({0, static_cast<std::uint64_t>(r)});
+      for (int n = 1 + pick(3); n > 0; --n) {
+        const std::string topic = "f/" + std::to_string(pick(16));
+        const std::string payload = std::to_string(r) + "." + std::to_string(n);
+        switch (pick(5)) {
+          case 0:
+          case 1:
+            request.put(RetainedRecord{topic, payload, 0, "", 0});
+            model[topic] = payload;
+            break;
+          case 2: {  // a key never written before, later maybe erased or written again
+            const std::string t = "n/" + std::to_string(fresh.size());
+            request.putNew(RetainedRecord{t, payload, 0, "", 0});
+            model[t] = payload;
+            fresh.push_back(t);
+            break;
+          }
+          case 3: {
+            const std::string t = !fresh.empty() && pick(2) == 0 ? fresh[pick(int(fresh.size()))]
+                                                                 : topic;
+            request.eraseRetained(t);
+            model.erase(t);
+            break;
+          }
+          default: {
+            std::string a = "f/" + std::to_string(pick(16)), b = "f/" + std::to_string(pick(16));
+            if (b < a) std::swap(a, b);
+            request.eraseRange(retainedKey(a), retainedKey(b));
+            model.erase(model.lower_bound(a), model.lower_bound(b));
+            break;
+          }
+        }
+      }
+      requests.push_back(std::move(request));
+    }
+    for (const std::size_t perBatch : {std::size_t{8192}, std::size_t{1}}) {
+      TempDir tmp;
+      StoreOptions options;
+      options.maxRequestsPerBatch = perBatch;
+      {
+        auto store = openOrFail(tmp.store(), options);
+        ASSERT_TRUE(store);
+        for (const WriteRequest& r : requests)
+          ASSERT_TRUE(store->tryPush(WriteRequest(r)));
+        store->start();
+        store->close();
+        EXPECT_EQ(store->counters().batches.load(), perBatch == 1 ? requests.size() : 1u);
+        if (perBatch != 1) {
+          EXPECT_GT(store->counters().foldedKeyWrites.load(), 0u);
+        }
+      }
+      auto store = openOrFail(tmp.store());
+      ASSERT_TRUE(store);
+      std::map<std::string, std::string> left;
+      for (auto& [topic, r] : loadAllRetained(*store))
+        left[topic] = r.payload;
+      EXPECT_EQ(left, model) << "seed " << seed << ", " << perBatch << " request(s) per batch";
+    }
+  }
 }
 
 TEST(PersistStore, AsyncModeWritesTheFirstRequestAtOnceAndLetsTheNextBatchGather) {
