@@ -74,9 +74,9 @@ TEST(StoreLink, WithoutAStoreNothingIsWrittenOrHeld) {
 
 TEST(StoreLink, AcknowledgementsLeaveInTheOrderHeldOnceTheirWritesAreDurable) {
   TempDir tmp;
+  Wakeups wakeups;  // outlives the store: its thread calls the waker until close
   auto store = openOrFail(tmp.store());
   ASSERT_TRUE(store);
-  Wakeups wakeups;
   store->setWaker(0, wakeups.waker());
   store->start();
   StoreLink link(store.get(), 0);
@@ -138,9 +138,9 @@ TEST(StoreLink, AStorageErrorReachesTheAcknowledgementThatWaitedForIt) {
   persist::FaultSeam faults;
   persist::StoreOptions options;
   options.faults = &faults;
+  Wakeups wakeups;  // outlives the store: its thread calls the waker until close
   auto store = openOrFail(tmp.store(), options);
   ASSERT_TRUE(store);
-  Wakeups wakeups;
   store->setWaker(0, wakeups.waker());
   store->start();
   StoreLink link(store.get(), 0);
@@ -171,9 +171,9 @@ TEST(StoreLink, AFullQueueKeepsRequestsInOrderAndStallsTheirConnectionsUntilItDr
   TempDir tmp;
   persist::StoreOptions options;
   options.queueCapacity = 2;
+  Wakeups wakeups;  // outlives the store: its thread calls the waker until close
   auto store = openOrFail(tmp.store(), options);
   ASSERT_TRUE(store);
-  Wakeups wakeups;
   store->setWaker(0, wakeups.waker());
   StoreLink link(store.get(), 0);
   auto cp = connectionOn(7);
@@ -211,10 +211,10 @@ TEST(StoreLink, AnAcknowledgementWaitsForTheFenceOfAnotherWorkersWrites) {
   persist::StoreOptions options;
   options.producers = 2;
   options.faults = &faults;
+  Wakeups wakeups0;  // outlive the store: its thread calls the wakers until close
+  Wakeups wakeups1;
   auto store = openOrFail(tmp.store(), options);
   ASSERT_TRUE(store);
-  Wakeups wakeups0;
-  Wakeups wakeups1;
   store->setWaker(0, wakeups0.waker());
   store->setWaker(1, wakeups1.waker());
   store->start();
