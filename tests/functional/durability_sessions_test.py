@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 
 import mqtt_harness as h
 from mqtt_harness import TIMEOUT
-from durability_test import Case
+from durability_test import Case, paho_load
 from mqtt5_clients_test import connect_properties
 
 SCALE = TIMEOUT / 10.0  # TERN_TEST_TIMEOUT_SCALE
@@ -159,7 +159,7 @@ class Pub(threading.Thread):
         self.rng, self.phase, self.limit, self.ready = random.Random(seed), phase, limit, \
             threading.Event()
         self.sent, self.acked, self.errors, self.done_at, self.rate = [], [], [], None, rate
-        self.acks = 0  # acknowledged so far (Paho's thread counts them): the load's progress
+        self.progress = 0  # acknowledged so far (paho_load counts them as they come)
 
     def run(self):
         try:
@@ -170,36 +170,20 @@ class Pub(threading.Thread):
             self.ready.set()
 
     def load(self):
-        c = paho.Client(client_id=self.name, reconnect_on_failure=False,
-                        protocol=paho.MQTTv5 if self.version == 5 else paho.MQTTv311)
-        connected, lock = threading.Event(), threading.Lock()
+        def publish(c):
+            if len(self.sent) >= self.limit:
+                return None
+            k, qos = self.rng.randrange(self.subscribers), self.rng.choice((1, 2))
+            payload = "%s:%d" % (self.name, len(self.sent))
+            info = c.publish("p/%d/q%d/%s" % (k, qos, self.name), payload, qos=qos)
+            return info, k, qos, payload
 
-        def on_publish(*_):
-            with lock:
-                self.acks += 1
-
-        c.on_connect = lambda _c, _u, _f, rc, *_p: rc == 0 and connected.set()
-        c.on_publish = on_publish
-        c.connect("127.0.0.1", self.port, keepalive=60)
-        c.loop_start()
         try:
-            assert connected.wait(TIMEOUT), "no CONNACK"
-            self.ready.set()
-            self.phase.go.wait()
-            began = time.monotonic()
-            while not self.phase.stop.is_set() and len(self.sent) < self.limit:
-                with lock:
-                    outstanding = len(self.sent) - self.acks
-                if outstanding >= 100 or time.monotonic() < began + len(self.sent) / self.rate:
-                    time.sleep(0.0005)
-                    continue
-                k, qos = self.rng.randrange(self.subscribers), self.rng.choice((1, 2))
-                payload = "%s:%d" % (self.name, len(self.sent))
-                info = c.publish("p/%d/q%d/%s" % (k, qos, self.name), payload, qos=qos)
-                self.sent.append((info, k, qos, payload))
+            paho_load(self, paho.MQTTv5 if self.version == 5 else paho.MQTTv311, publish,
+                      self.sent, pace=lambda n, elapsed: elapsed < n / self.rate,
+                      reconnect_on_failure=False)
             self.done_at = time.monotonic()
         finally:
-            c.loop_stop()
             self.acked = [(k, qos, p) for info, k, qos, p in self.sent  # rc: sent at all
                           if info.rc == paho.MQTT_ERR_SUCCESS and info.is_published()]
 
@@ -240,7 +224,7 @@ class Kill9Sessions(Case):
             self.assertTrue(p.ready.wait(TIMEOUT), p.name + " did not connect")
         self.assertEqual([e for p in pubs for e in p.errors], [])
         phase.go.set()
-        delay = self.load_until_the_kill(b, seed, lambda: sum(p.acks for p in pubs))
+        delay = self.load_until_the_kill(b, seed, lambda: sum(p.progress for p in pubs))
         still = [p.name for p in pubs if p.done_at is None]
         b.kill()  # SIGKILL to its PID, mid-load
         phase.stop.set()

@@ -287,6 +287,45 @@ class Mqtt(RawClient):
         self.expect(7)
 
 
+def paho_load(p, protocol, publish, records, pace=None, window=100, **client_options):
+    """The load of a Paho publisher thread `p` (with port, name, phase, ready and progress):
+    connects, sets p.ready, waits for p.phase.go, then until p.phase.stop calls publish(client),
+    which publishes one message and returns its record (its MessageInfo first) or None to end,
+    and appends the record to `records`. At most `window` publishes are unacknowledged, and none is
+    made while pace(count, seconds since go) is true. p.progress counts acknowledgements as Paho
+    reports them (PUBACK, PUBCOMP). A record was acknowledged if its info.rc is 0 and
+    info.is_published() once this returned (Paho 1.x raises from is_published() for a publish
+    that was never sent)."""
+    c = paho.Client(client_id=p.name, protocol=protocol, **client_options)
+    connected, lock = threading.Event(), threading.Lock()
+
+    def on_publish(*_):
+        with lock:
+            p.progress += 1
+
+    c.on_connect = lambda _c, _u, _f, rc, *_p: rc == 0 and connected.set()
+    c.on_publish = on_publish
+    c.connect("127.0.0.1", p.port, keepalive=60)
+    c.loop_start()
+    try:
+        assert connected.wait(TIMEOUT), "no CONNACK"
+        p.ready.set()
+        p.phase.go.wait()
+        began = time.monotonic()
+        while not p.phase.stop.is_set():
+            with lock:
+                outstanding = len(records) - p.progress
+            if outstanding >= window or (pace and pace(len(records), time.monotonic() - began)):
+                time.sleep(0.0005)
+                continue
+            record = publish(c)
+            if record is None:
+                return
+            records.append(record)
+    finally:
+        c.loop_stop()
+
+
 class Publisher(threading.Thread):
     """Retained publishes of increasing sequence numbers over topics of its own (so one
     connection's order decides each topic's last value); records what it sent and the highest
@@ -297,6 +336,7 @@ class Publisher(threading.Thread):
         self.port, self.name, self.topics = port, name, topics
         self.rng, self.phase, self.ready = random.Random(seed), phase, threading.Event()
         self.seq, self.acks, self.sent, self.acked, self.errors = 0, 0, {}, {}, []
+        self.progress = 0  # acknowledgements so far, counted as they come (acks: at the end)
 
     def next(self):
         self.seq += 1
@@ -341,6 +381,7 @@ class LinePublisher(Publisher):
                                                                                 seq, line))
                         return
                     self.ack(topic, seq)
+                    self.progress += 1
         finally:
             s.close()
 
@@ -351,34 +392,15 @@ class MqttPublisher(Publisher):
         self.protocol = protocol
 
     def load(self):
-        c = paho.Client(client_id=self.name, protocol=self.protocol)
-        connected, lock, pubacks, infos = threading.Event(), threading.Lock(), [0], []
+        def publish(c):
+            topic, seq = self.next()
+            return c.publish(topic, str(seq), qos=1, retain=True), topic, seq
 
-        def on_publish(_c, _u, _mid):
-            with lock:
-                pubacks[0] += 1
-
-        c.on_connect = lambda _c, _u, _f, rc, *_p: rc == 0 and connected.set()
-        c.on_publish = on_publish
-        c.connect("127.0.0.1", self.port, keepalive=60)
-        c.loop_start()
+        infos = []
         try:
-            assert connected.wait(TIMEOUT), "no CONNACK"
-            self.ready.set()
-            self.phase.go.wait()
-            while not self.phase.stop.is_set():
-                with lock:
-                    outstanding = len(infos) - pubacks[0]
-                if outstanding >= 100:
-                    time.sleep(0.0005)
-                    continue
-                topic, seq = self.next()
-                infos.append((c.publish(topic, str(seq), qos=1, retain=True), topic, seq))
+            paho_load(self, self.protocol, publish, infos)
         finally:
-            c.loop_stop()
             for info, topic, seq in infos:
-                # A publish made after the connection died has rc != 0, and paho 1.x raises
-                # from is_published() for it: it was never acknowledged.
                 if info.rc == 0 and info.is_published():  # its PUBACK came
                     self.ack(topic, seq)
 
@@ -491,7 +513,7 @@ class Kill9Retained(Case):
             self.assertTrue(p.ready.wait(TIMEOUT), p.name + " did not connect")
         self.assertEqual([e for p in publishers for e in p.errors], [])
         phase.go.set()
-        delay = self.load_until_the_kill(b, seed, lambda: sum(p.acks for p in publishers))
+        delay = self.load_until_the_kill(b, seed, lambda: sum(p.progress for p in publishers))
         phase.dying.set()
         b.kill()  # SIGKILL to its PID, mid-load
         phase.stop.set()
