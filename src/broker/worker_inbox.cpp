@@ -25,7 +25,8 @@ void Worker::drainInbox() {
           c->fd = item.fd;
           c->protocol = item.protocol;
           c->peer = item.peer;
-          c->deadline = common::monotonicNanos() + static_cast<std::int64_t>(config_.handshakeTimeoutSeconds * 1e9);
+          c->deadline = common::monotonicNanos() +
+                        static_cast<std::int64_t>(config_.handshakeTimeoutSeconds * 1e9);
           if (item.tls) {
             // The handshake is part of the handshake timeout (a client that stops in the middle
             // of it is closed like one that never sends CONNECT).

@@ -64,7 +64,8 @@ void WriteCoalescer::grow() {
   const std::size_t mask = cells - 1;
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     std::size_t cell = slots_[i].hash & mask;
-    while (table_[cell] != 0) cell = (cell + 1) & mask;
+    while (table_[cell] != 0)
+      cell = (cell + 1) & mask;
     table_[cell] = static_cast<std::uint32_t>(i + 1);
     slots_[i].cell = static_cast<std::uint32_t>(cell);
   }

@@ -55,7 +55,7 @@ class WriteCoalescer {
 
   void grow();
 
-  std::vector<Slot> slots_;          // in first-appearance order
+  std::vector<Slot> slots_;           // in first-appearance order
   std::vector<std::uint32_t> table_;  // open addressing: 0 empty, else slot index + 1
   std::uint64_t added_ = 0;
   std::uint64_t dropped_ = 0;

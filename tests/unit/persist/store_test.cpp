@@ -333,8 +333,8 @@ TEST(PersistStore, ABatchFoldedPerKeyLeavesWhatItsWritesInOrderWould) {
   std::map<std::string, std::string> left;
   for (auto& [topic, r] : loadAllRetained(*store))
     left[topic] = r.payload;
-  EXPECT_EQ(left, (std::map<std::string, std::string>{{"k/old", "v2"},
-                                                      {"r/2", "after the range"}}));
+  EXPECT_EQ(left,
+            (std::map<std::string, std::string>{{"k/old", "v2"}, {"r/2", "after the range"}}));
 }
 
 TEST(PersistStore, RandomBatchesFoldedPerKeyLeaveWhatTheWritesInOrderWould) {
@@ -366,8 +366,8 @@ TEST(PersistStore, RandomBatchesFoldedPerKeyLeaveWhatTheWritesInOrderWould) {
             break;
           }
           case 3: {
-            const std::string t = !fresh.empty() && pick(2) == 0 ? fresh[pick(int(fresh.size()))]
-                                                                 : topic;
+            const std::string t =
+                !fresh.empty() && pick(2) == 0 ? fresh[pick(int(fresh.size()))] : topic;
             request.eraseRetained(t);
             model.erase(t);
             break;
