@@ -44,6 +44,17 @@ void MqttProtocol::sendAck(Connection& c, const HeldAck& ack, mqtt::ReasonCode r
 void MqttProtocol::onDurable(Connection& c, const HeldAck& ack) {
   if (c.closing || c.closed || c.session == nullptr || c.session->mqtt == nullptr) return;
   Session& s = *c.session;
+  if (static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPublish) {
+    // A QoS 2 PUBLISH held by sendInflight. It goes even when its state could not be stored (as a
+    // PUBREL does). Gone from flight (the session moved or ended), there is nothing to send; a
+    // session that resumed meanwhile re-sent it with DUP.
+    MqttState& m = *s.mqtt;
+    const auto it = std::find_if(m.inflight.begin(), m.inflight.end(), [&](const auto& e) {
+      return e.packetId == ack.packetId && !e.released && e.message;
+    });
+    if (it != m.inflight.end()) send(c, *it, false);
+    return;
+  }
   if (ack.ok || static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPubrel) {
     // A PUBREL goes even when its state could not be stored: the exchange goes on (the store
     // logged the error); only a crash before the next successful write could repeat it.
@@ -139,6 +150,38 @@ void MqttProtocol::storeEntry(Session& s, std::uint64_t& seq, const common::Mess
     request.put(entry);
   }
   core_.store.submit(std::move(request));
+}
+
+void MqttProtocol::sendInflight(Session& s, Connection& c, MqttState::Inflight& entry) {
+  if (!persistent(s)) {
+    send(c, entry, false);
+    return;
+  }
+  if (entry.qos != 2 || !core_.store.holdsAcks()) {
+    send(c, entry, false);
+    storeEntry(s, entry.seq, entry.message.get(), entry.qos, persist::QueueState::kAwaitingAck,
+               entry.packetId);
+    return;
+  }
+  // --durability sync, QoS 2: the PUBLISH leaves once "sent, packet id N" is on disk. Sent before,
+  // a crash would leave the entry queued (or missing) on disk, and the restarted broker would send
+  // the message again under a new packet id: a second copy the client cannot recognize.
+  number(*s.mqtt, entry);
+  const std::uint64_t before = core_.store.lastTicket();
+  storeEntry(s, entry.seq, entry.message.get(), entry.qos, persist::QueueState::kAwaitingAck,
+             entry.packetId);
+  HeldAck held;
+  held.packetId = entry.packetId;
+  held.kind = static_cast<std::uint8_t>(mqtt::PacketType::kPublish);
+  if (core_.store.lastTicket() != before) {
+    held.after = before;
+    held.ticket = core_.store.lastTicket();
+    core_.store.hold(c, held);
+  } else if (StoreLink::holding(c)) {
+    core_.store.hold(c, held);  // behind the connection's held packets, in order
+  } else {
+    send(c, entry, false);
+  }
 }
 
 void MqttProtocol::storeReleased(Session& s, MqttState::Inflight& entry) {

@@ -513,11 +513,7 @@ bool MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
   }
   if (c != nullptr && m.queue.empty() && m.inflight.size() < inflightLimit(m)) {
     m.inflight.push_back({0, qos, retained, false, common::MessageRef::share(&message), route});
-    MqttState::Inflight& sent = m.inflight.back();
-    send(*c, sent, false);
-    if (persistent(s)) {
-      storeEntry(s, sent.seq, &message, qos, persist::QueueState::kAwaitingAck, sent.packetId);
-    }
+    sendInflight(s, *c, m.inflight.back());
     return true;
   }
   // A member whose window is full has no room now; another may.
@@ -550,18 +546,21 @@ bool MqttProtocol::deliver(Session& s, const common::Message& message, unsigned 
   return true;
 }
 
+void MqttProtocol::number(MqttState& m, MqttState::Inflight& entry) {
+  if (entry.packetId != 0) return;
+  // The next id not in flight: ids are handed out in turn, so a collision is rare (an old one
+  // still unacknowledged after a wrap) and costs one O(1) probe.
+  std::uint16_t id = m.nextPacketId;
+  while (m.outboundIds.contains(id))
+    id = id == 65535 ? 1 : id + 1;
+  m.nextPacketId = id == 65535 ? 1 : id + 1;
+  entry.packetId = id;
+  m.outboundIds.insert(id);
+}
+
 void MqttProtocol::send(Connection& c, MqttState::Inflight& entry, bool dup) {
   MqttState& m = *c.session->mqtt;
-  if (entry.packetId == 0) {
-    // The next id not in flight: ids are handed out in turn, so a collision is rare (an old one
-    // still unacknowledged after a wrap) and costs one O(1) probe.
-    std::uint16_t id = m.nextPacketId;
-    while (m.outboundIds.contains(id))
-      id = id == 65535 ? 1 : id + 1;
-    m.nextPacketId = id == 65535 ? 1 : id + 1;
-    entry.packetId = id;
-    m.outboundIds.insert(id);
-  }
+  number(m, entry);
   packetScratch_.clear();
   if (entry.released) {
     mqtt::appendPubrel(packetScratch_, entry.packetId);
@@ -608,12 +607,7 @@ void MqttProtocol::pump(Session& s) {
     }
     m.inflight.push_back(
         {0, next.qos, next.retainFlag, false, std::move(next.message), next.route, next.seq});
-    MqttState::Inflight& sent = m.inflight.back();
-    send(*m.connection, sent, false);
-    if (sent.seq != 0) {
-      storeEntry(s, sent.seq, sent.message.get(), sent.qos, persist::QueueState::kAwaitingAck,
-                 sent.packetId);
-    }
+    sendInflight(s, *m.connection, m.inflight.back());
   }
 }
 

@@ -53,6 +53,8 @@ class MqttProtocol final : public ProtocolHandler {
   void onAck(Session& s, const protocol::mqtt::Packet& packet);
   // Sends an in-flight entry (its PUBLISH, or PUBREL once released), numbering it first.
   void send(Connection& c, MqttState::Inflight& entry, bool dup);
+  // Gives `entry` the next packet id not in flight, unless it has one.
+  static void number(MqttState& m, MqttState::Inflight& entry);
   // Moves queued messages into the in-flight window while it has room.
   void pump(Session& s);
   // After a reconnect: what was in flight again (DUP), then the queue [MQTT-4.4.0-1].
@@ -125,6 +127,9 @@ class MqttProtocol final : public ProtocolHandler {
                   persist::QueueState state, std::uint16_t packetId);
   // A QoS 2 entry whose PUBREC came: PUBREL pending, its message no longer referenced.
   void storeReleased(Session& s, MqttState::Inflight& entry);
+  // Sends an entry just moved in flight and, for a persistent session, stores it as sent (seq 0:
+  // a new entry). --durability sync: a QoS 2 PUBLISH waits until that state is durable.
+  void sendInflight(Session& s, Connection& c, MqttState::Inflight& entry);
   // Erases entry `seq` (and the message's reference); seq becomes 0.
   void forgetEntry(Session& s, std::uint64_t& seq, const common::Message* message);
   void storeInbound(Session& s, std::uint16_t packetId, bool awaiting);

@@ -25,6 +25,7 @@ would forget them and drop the message when the broker resends only the PUBREL).
 import collections
 import random
 import re
+import struct
 import threading
 import time
 import types
@@ -35,7 +36,7 @@ from paho.mqtt.properties import Properties
 
 import mqtt_harness as h
 from mqtt_harness import TIMEOUT
-from durability_test import Case, paho_load
+from durability_test import Case, Mqtt, Trace, paho_load
 from mqtt5_clients_test import connect_properties
 
 SCALE = TIMEOUT / 10.0  # TERN_TEST_TIMEOUT_SCALE
@@ -319,6 +320,60 @@ def publish_all(port, messages, name="durability-sessions-pub", version=4):
     finally:
         c.disconnect()
         c.loop_stop()
+
+
+class Qos2WaitsForItsEntry(Case):
+    def test_a_qos2_publish_to_a_persistent_session_leaves_once_its_entry_is_synced(self):
+        # --durability sync: a QoS 2 message goes to a persistent session only once its entry
+        # ("sent, packet id N") is on disk. Sent before, a crash would leave it queued or missing
+        # on disk, and the restarted broker would send it again under a new packet id, a copy the
+        # client cannot recognize (docs/durability.md). Online subscribers (the message goes in
+        # flight at once) and one that was offline (it goes from its queue when it comes back),
+        # for each protocol; epoll, so that the sends are system calls strace sees.
+        data = self.data_dir()
+        b = self.start(data, "--durability", "sync", "--io", "epoll", traced=True)
+        trace = Trace(b, self.tmp)
+        topics = []
+        for version in (4, 5):
+            live = Mqtt(b.mqtt_port, "q2-live-%d" % version, version, clean=False)
+            live.subscribe("q2/live/%d" % version, 2)
+            back = Mqtt(b.mqtt_port, "q2-back-%d" % version, version, clean=False)
+            back.subscribe("q2/back/%d" % version, 2)
+            back.close()
+            pub = Mqtt(b.mqtt_port, "q2-pub-%d" % version, version)
+            for topic in ("q2/live/%d" % version, "q2/back/%d" % version):
+                self.assertEqual(pub.publish(topic, "v", qos=2, retain=False), 0, topic)
+                pub.release()
+                topics.append(topic)
+            first, _ = live.read()
+            self.assertEqual(first & 0xF6, 0x34, "the live subscriber's QoS 2 PUBLISH")
+            back = Mqtt(b.mqtt_port, "q2-back-%d" % version, version, clean=False)
+            first, _ = back.read()
+            self.assertEqual(first & 0xF6, 0x34, "the queued QoS 2 PUBLISH after the reconnect")
+            for c in (live, back, pub):
+                c.close()
+        self.assertEqual(b.stop(), 0)
+        events = trace.events()
+        for topic in topics:
+            # The only send holding the topic is its PUBLISH (maybe after the CONNACK, in one).
+            named = struct.pack(">H", len(topic)) + topic.encode()
+            sent = next((i for i, e in enumerate(events) if e[1].startswith("socket:")
+                         and named in e[2]), None)
+            self.assertIsNotNone(sent, "%s: the PUBLISH to its subscriber was not traced" % topic)
+            client = ("q2-%s-%s" % (topic.split("/")[1], topic[-1])).encode()
+            # Its connection's first send (the CONNACK) and the PUBLISH: the subscriber's queue
+            # entry (key q/<client id>\0<sequence>) must be written and synced between the two.
+            connected = next(i for i, e in enumerate(events) if e[1] == events[sent][1])
+            writes = [i for i in range(connected, sent)
+                      if events[i][0].startswith(("write", "pwrite"))
+                      and events[i][1].startswith(data + "/") and b"q/" + client + b"\x00"
+                      in events[i][2]]
+            self.assertTrue(writes, "%s: sent before its entry for %s was written" % (topic,
+                                                                                     client))
+            log = events[writes[-1]][1]
+            synced = [i for i in range(writes[-1], sent)
+                      if events[i][0] in ("fdatasync", "fsync") and events[i][1] == log]
+            self.assertTrue(synced, "%s: the PUBLISH left before %s was synced" % (topic, log))
 
 
 class SessionsSurviveSigterm(Case):

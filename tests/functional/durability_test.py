@@ -240,16 +240,21 @@ def retained_via_mqtt(port, topic_filter, done, timeout):
 class Mqtt(RawClient):
     """One MQTT 3.1.1 or 5.0 connection by hand, for the exact PUBACK reason codes."""
 
-    def __init__(self, port, client_id, version):
+    def __init__(self, port, client_id, version, clean=True):
         super().__init__(port)
         self.version, self.pid = version, 0
-        if version == 5:
-            self.send(connect5(client_id))
+        if version == 5:  # not clean: a session that lasts an hour after the connection
+            self.send(connect5(client_id, clean, b"" if clean else b"\x11" + struct.pack(">I", 3600)))
         else:
-            self.send(packet(0x10, s16("MQTT") + bytes([4, 0x02]) + struct.pack(">H", 60)
-                             + s16(client_id)))
+            self.send(packet(0x10, s16("MQTT") + bytes([4, 0x02 if clean else 0])
+                             + struct.pack(">H", 60) + s16(client_id)))
         body = self.expect(2)
         assert body[1] == 0, "CONNACK %r for %s" % (body, client_id)
+
+    def subscribe(self, topic_filter, qos):
+        body = struct.pack(">H", 1) + (b"\x00" if self.version == 5 else b"")
+        self.send(packet(0x82, body + s16(topic_filter) + bytes([qos])))
+        self.expect(9)
 
     def read(self):
         try:
