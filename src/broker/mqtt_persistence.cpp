@@ -10,7 +10,8 @@
 //   Sent from the queue: the entry again (sent, packet id). PUBREC: the entry as PUBREL pending
 //     (the payload is the client's now: the message's reference is dropped). PUBACK, PUBCOMP,
 //     expiry in the queue: the entry erased (and the m/ record with its last reference).
-//   An inbound QoS 2 packet id: put at the PUBLISH, erased at the PUBREL.
+//   An inbound QoS 2 packet id: put at the PUBLISH (sync mode: once every write the publish
+//     caused here and on other workers is durable, holdForInbound), erased at the PUBREL.
 //   The end of the session: its record, queue and inbound ids erased (range deletions).
 // And the acknowledgements --durability sync holds (StoreLink::hold) until those writes are on
 // disk: sendAck, onDurable.
@@ -215,13 +216,27 @@ void MqttProtocol::storeInbound(Session& s, std::uint16_t packetId, bool awaitin
   if (awaiting) {
     request.put(persist::InboundQos2{s.clientId, packetId});
   } else {
+    core_.store.cancelThen(persist::inboundKey(s.clientId, packetId));  // released early
     request.eraseInbound(s.clientId, packetId);
   }
   core_.store.submit(std::move(request));
 }
 
+void MqttProtocol::holdForInbound(Connection& c, Session& s, const HeldAck& ack) {
+  // A restart that finds the packet id answers the client's resend of the publish without
+  // delivering it again, so the id must not reach the disk before the queue entries of the
+  // deliveries do (else a crash between them loses the message for those sessions): it is
+  // written once they are durable (the ack's writes and fence), and the PUBREC waits for it too.
+  // A crash before that leaves the deliveries without the id; the resend is then delivered once
+  // more (docs/durability.md).
+  persist::WriteRequest request;
+  request.put(persist::InboundQos2{s.clientId, ack.packetId});
+  core_.store.holdThen(c, ack, std::move(request));
+}
+
 void MqttProtocol::forgetSession(Session& s) {
   MqttState& m = *s.mqtt;
+  core_.store.cancelThen(persist::inboundPrefix(s.clientId));  // ids not written yet stay so
   if (!m.stored) return;
   persist::WriteRequest request;
   request.eraseSession(s.clientId);

@@ -331,6 +331,7 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
   const std::uint64_t before = core_.store.lastTicket();
   const std::uint64_t remoteBefore = core_.fanout.remoteDeliveries();
   bool deliver = reason == mqtt::ReasonCode::kSuccess && !WorkerCore::isReservedTopic(topic);
+  bool inboundLater = false;  // sync mode: the QoS 2 packet id is written after the deliveries
   if (reason == mqtt::ReasonCode::kSuccess && !deliver) {
     // Acknowledged as the protocol requires, but $SYS is the broker's: dropped and counted.
     WorkerStats::add(core_.stats.refusedSysTopic, std::uint64_t{1});
@@ -359,7 +360,10 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
       return;
     } else {
       waiting.insert(publish.packetId);
-      if (persistent(s)) storeInbound(s, publish.packetId, true);
+      if (persistent(s)) {
+        inboundLater = core_.store.holdsAcks();
+        if (!inboundLater) storeInbound(s, publish.packetId, true);
+      }
     }
   }
   std::uint64_t ticket = 0;  // the write of a retained change (--data-dir)
@@ -400,13 +404,17 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
   // acknowledgements after it wait behind it (they keep the order of the publishes).
   const bool wrote = core_.store.lastTicket() != before;
   const bool left = core_.fanout.remoteDeliveries() != remoteBefore;
-  if (core_.store.holdsAcks() && (wrote || left)) {
+  if (core_.store.holdsAcks() && (wrote || left || inboundLater)) {
     if (wrote) {
       ack.after = before;
       ack.ticket = core_.store.lastTicket();
     }
     if (left) ack.fence = core_.store.turnFence();
-    core_.store.hold(c, ack);
+    if (inboundLater) {
+      holdForInbound(c, s, ack);
+    } else {
+      core_.store.hold(c, ack);
+    }
   } else if (StoreLink::holding(c)) {
     core_.store.hold(c, ack);
   } else {

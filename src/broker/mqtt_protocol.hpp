@@ -133,6 +133,9 @@ class MqttProtocol final : public ProtocolHandler {
   // Erases entry `seq` (and the message's reference); seq becomes 0.
   void forgetEntry(Session& s, std::uint64_t& seq, const common::Message* message);
   void storeInbound(Session& s, std::uint16_t packetId, bool awaiting);
+  // Sync mode: holds the PUBREC `ack` of a QoS 2 publish of persistent session `s` until its
+  // writes are durable, then writes its packet id and holds the PUBREC for that too.
+  void holdForInbound(Connection& c, Session& s, const HeldAck& ack);
   // Erases the session's records (it ends, or is no longer persistent).
   void forgetSession(Session& s);
   // The message id of an entry whose message was released (PUBREL pending): never allocated.

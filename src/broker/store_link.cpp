@@ -63,6 +63,19 @@ void StoreLink::hold(Connection& c, HeldAck ack) {
   acks_.push_back(ack);
 }
 
+void StoreLink::holdThen(Connection& c, HeldAck ack, persist::WriteRequest then) {
+  ack.then = true;
+  thens_.push_back({std::move(then), false});
+  hold(c, ack);
+}
+
+void StoreLink::cancelThen(std::string_view keyPrefix) {
+  for (FollowUp& f : thens_) {
+    const auto& ops = f.request.ops();
+    if (!ops.empty() && ops.front().key.starts_with(keyPrefix)) f.cancelled = true;
+  }
+}
+
 void StoreLink::complete(const persist::Completion& completion) {
   if (outstanding_ != 0) --outstanding_;
   completedThrough_ = std::max(completedThrough_, completion.cookie);

@@ -17,6 +17,12 @@
 // [MQTT-4.6.0-2, -3]; an acknowledgement that needs no write but follows a held one of the same
 // connection is held too, with ticket 0 (its turn comes right after).
 //
+// Follow-up writes (holdThen): an acknowledgement may name one more write, submitted only once its
+// own writes and fence are durable, and then waits for that write too, in its place in the order.
+// MQTT uses it for a QoS 2 publish of a persistent session: its packet id goes to disk after every
+// queue entry the publish made here and on other workers, so that a restart that knows the id
+// (and so answers the client's resend without delivering it) also has all of its deliveries.
+//
 // Persistent MQTT sessions (clean session 0 / session expiry > 0) of this worker are written here
 // too: the session record, each QoS 1/2 message in its queue or in flight (one q/ entry per
 // session, naming an m/ message record that this worker writes once however many of its sessions
@@ -40,6 +46,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -62,6 +69,7 @@ struct HeldAck {
   std::uint8_t kind = 0;       // the protocol's (MQTT: the packet type of the acknowledgement)
   std::uint8_t reason = 0;     // MQTT 5.0: the reason code to send when the write succeeded
   bool ok = true;              // its writes succeeded (set when its turn comes)
+  bool then = false;           // a follow-up write waits for its turn (StoreLink::holdThen)
 };
 
 class StoreLink {
@@ -126,6 +134,13 @@ class StoreLink {
   static bool holding(const Connection& c) noexcept { return c.heldAcks != 0; }
   // Holds `ack` for connection `c` (ack.socket is set here).
   void hold(Connection& c, HeldAck ack);
+  // Holds `ack`; once its writes and fence are durable (ok), submits `then` and holds it on for
+  // that write, in its place. A failed or cancelled follow-up is not submitted: the acknowledgement
+  // is ready at once (with ok false when its own writes failed).
+  void holdThen(Connection& c, HeldAck ack, persist::WriteRequest then);
+  // Follow-ups not submitted yet whose first write's key starts with `keyPrefix` are not submitted
+  // (the session ended, or the client released the packet id early).
+  void cancelThen(std::string_view keyPrefix);
 
   // One worker turn: moves the backlog into the store, takes this worker's completions, then calls
   // `answer(unsigned origin, std::uint64_t fence, bool ok)` for each fence whose writes completed,
@@ -185,6 +200,11 @@ class StoreLink {
   std::uint64_t localIds_ = 0;  // without messageIds_ (unit tests)
   std::deque<persist::WriteRequest> backlog_;
   std::deque<HeldAck> acks_;  // in the order held; tickets of waiting ones increase
+  struct FollowUp {
+    persist::WriteRequest request;
+    bool cancelled = false;
+  };
+  std::deque<FollowUp> thens_;  // of the acks with `then`, in the same order
   std::vector<net::SocketId> stalled_;
   common::LogLimiter unstorableLog_;
 };
@@ -205,7 +225,20 @@ void StoreLink::poll(Answer&& answer, Ready&& ready, Release&& release) {
     answer(a.origin, a.fence, !failedIn(a.after, a.through));
   }
   while (!acks_.empty() && settle(acks_.front())) {
-    const HeldAck ack = acks_.front();
+    HeldAck& front = acks_.front();
+    if (front.then) {
+      front.then = false;
+      FollowUp next = std::move(thens_.front());
+      thens_.pop_front();
+      if (front.ok && !next.cancelled) {
+        // Its own writes are durable: the follow-up goes now, and the ack waits for it.
+        front.after = lastTicket_;
+        front.ticket = submit(std::move(next.request));
+        front.fence = 0;
+        continue;
+      }
+    }
+    const HeldAck ack = front;
     acks_.pop_front();
     ready(ack);
   }

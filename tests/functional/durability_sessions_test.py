@@ -376,6 +376,61 @@ class Qos2WaitsForItsEntry(Case):
             self.assertTrue(synced, "%s: the PUBLISH left before %s was synced" % (topic, log))
 
 
+class Qos2PacketIdAfterItsDeliveries(Case):
+    def test_a_qos2_packet_id_is_synced_after_the_entries_of_its_deliveries(self):
+        # --durability sync: a restart that finds a persistent publisher's QoS 2 packet id answers
+        # the client's resend without delivering it again. So the id must reach the disk only
+        # after the queue entries of the publish's deliveries (on both workers) did, and the
+        # PUBREC leave only after the id did. Written before them, a crash in between would lose
+        # the message for those sessions (docs/durability.md). Offline subscribers (their entries
+        # stay on disk), for each protocol; epoll, so that the PUBREC is a system call strace sees.
+        data = self.data_dir()
+        b = self.start(data, "--durability", "sync", "--io", "epoll", traced=True)
+        trace = Trace(b, self.tmp)
+        cases = []
+        for version in (4, 5):
+            subscribers = ["q2id-sub-%d-%d" % (version, k) for k in range(4)]
+            for name in subscribers:
+                sub = Mqtt(b.mqtt_port, name, version, clean=False)
+                sub.subscribe("q2id/%d" % version, 2)
+                sub.close()
+            publisher = "q2id-pub-%d" % version
+            pub = Mqtt(b.mqtt_port, publisher, version, clean=False)
+            pub.pid = 100 * version  # the next publish uses 100 * version + 1
+            self.assertEqual(pub.publish("q2id/%d" % version, "v", qos=2, retain=False), 0)
+            pub.release()
+            pub.close()
+            cases.append((publisher, pub.pid, subscribers))
+        self.assertEqual(b.stop(), 0)
+        events = trace.events()
+
+        def writes_of(key):
+            return [i for i, e in enumerate(events) if e[0].startswith(("write", "pwrite"))
+                    and e[1].startswith(data + "/") and key in e[2]]
+
+        def synced_between(first, last, log):
+            return any(events[i][0] in ("fdatasync", "fsync") and events[i][1] == log
+                       for i in range(first, last))
+
+        for publisher, pid, subscribers in cases:
+            ids = writes_of(b"i/" + publisher.encode() + b"\x00" + struct.pack(">H", pid))
+            self.assertTrue(ids, "%s: its packet id %d was not written" % (publisher, pid))
+            written = ids[0]
+            for name in subscribers:
+                entries = [i for i in writes_of(b"q/" + name.encode() + b"\x00") if i < written]
+                self.assertTrue(entries, "%s: packet id %d written before the entry for %s"
+                                % (publisher, pid, name))
+                self.assertTrue(synced_between(entries[-1], written, events[entries[-1]][1]),
+                                "%s: packet id %d written before the entry for %s was synced"
+                                % (publisher, pid, name))
+            pubrec = next((i for i, e in enumerate(events) if e[1].startswith("socket:")
+                           and e[2][:1] == b"\x50" and e[2][2:4] == struct.pack(">H", pid)),
+                          None)
+            self.assertIsNotNone(pubrec, "%s: the PUBREC was not traced" % publisher)
+            self.assertTrue(synced_between(written, pubrec, events[written][1]),
+                            "%s: the PUBREC left before packet id %d was synced" % (publisher, pid))
+
+
 class SessionsSurviveSigterm(Case):
     def test_offline_sessions_survive_sigterm_and_clean_ones_do_not(self):
         data = self.data_dir()

@@ -144,7 +144,7 @@ class Trace:
     def __init__(self, broker, workdir):
         assert shutil.which("strace"), "strace is missing: tools/deps installs it"
         self.out = os.path.join(workdir, "strace-%d" % broker.proc.pid)
-        self.proc = subprocess.Popen(["strace", "-f", "-qq", "-x", "-y", "-s", "256", "-e",
+        self.proc = subprocess.Popen(["strace", "-f", "-qq", "-x", "-y", "-s", "4096", "-e",
                                       self.CALLS, "-o", self.out, "-p", str(broker.proc.pid)])
         tasks = "/proc/%d/task" % broker.proc.pid
         deadline = time.monotonic() + TIMEOUT

@@ -167,6 +167,94 @@ TEST(StoreLink, AStorageErrorReachesTheAcknowledgementThatWaitedForIt) {
   EXPECT_TRUE(polled.acks[1].ok);
 }
 
+persist::WriteRequest retainedWrite(const std::string& topic, const std::string& value) {
+  persist::WriteRequest request;
+  persist::RetainedRecord record;
+  record.topic = topic;
+  record.payload = value;
+  record.qos = 1;
+  request.put(record);
+  return request;
+}
+
+// holdThen (a QoS 2 packet id after the publish's deliveries): the follow-up is submitted only
+// once the acknowledgement's own writes and fence are durable, the acknowledgement waits for it
+// in its place, and a failed, or cancelled, follow-up is not written.
+TEST(StoreLink, AFollowUpIsWrittenOnlyOnceTheAcknowledgementsWritesAreDurable) {
+  TempDir tmp;
+  persist::FaultSeam faults;
+  persist::StoreOptions options;
+  options.faults = &faults;
+  Wakeups wakeups;  // outlives the store: its thread calls the waker until close
+  auto store = openOrFail(tmp.store(), options);
+  ASSERT_TRUE(store);
+  store->setWaker(0, wakeups.waker());
+  store->start();
+  StoreLink link(store.get(), 0);
+  auto cp = connectionOn(5);
+  Connection& c = *cp;
+  const auto pollOnce = [&](Polled& out) {
+    link.poll([](unsigned, std::uint64_t, bool) {},
+              [&](const HeldAck& a) { out.acks.push_back(a); }, [](net::SocketId) {});
+  };
+
+  // Waits for another worker's fence: nothing of its own is written before that.
+  HeldAck first;
+  first.packetId = 1;
+  first.fence = link.turnFence();
+  link.holdThen(c, first, retainedWrite("then/1", "id"));
+  const std::uint64_t fence = link.postTurnFence(1);
+  HeldAck behind;  // needs no write, but keeps its connection's order
+  behind.packetId = 2;
+  link.hold(c, behind);
+  Polled polled;
+  pollOnce(polled);
+  EXPECT_TRUE(polled.acks.empty());
+  EXPECT_EQ(link.lastTicket(), 0u) << "the follow-up went before the fence passed";
+  link.fencePassed(fence, true);
+  pollOnce(polled);
+  EXPECT_EQ(link.lastTicket(), 1u) << "the fence passed: the follow-up is submitted";
+  EXPECT_TRUE(polled.acks.empty()) << "released before its follow-up was durable";
+  pollUntil(link, wakeups, polled, 2);
+  ASSERT_EQ(polled.acks.size(), 2u);
+  EXPECT_EQ(polled.acks[0].packetId, 1);
+  EXPECT_TRUE(polled.acks[0].ok);
+  EXPECT_EQ(polled.acks[1].packetId, 2);
+
+  // Its own write fails: the follow-up is not written, the acknowledgement says so.
+  faults.failNextWrites(1);
+  HeldAck failed;
+  failed.packetId = 3;
+  failed.ticket = link.writeRetained(*common::Message::make("f/1", "x", true, 1));
+  failed.after = failed.ticket - 1;
+  link.holdThen(c, failed, retainedWrite("then/3", "id"));
+  pollUntil(link, wakeups, polled, 3);
+  ASSERT_EQ(polled.acks.size(), 3u);
+  EXPECT_FALSE(polled.acks[2].ok);
+  EXPECT_EQ(link.lastTicket(), failed.ticket);
+
+  // Cancelled before its turn (the session ended): not written.
+  HeldAck cancelled;
+  cancelled.packetId = 4;
+  cancelled.ticket = link.writeRetained(*common::Message::make("f/2", "y", true, 1));
+  cancelled.after = cancelled.ticket - 1;
+  link.holdThen(c, cancelled, retainedWrite("then/4", "id"));
+  link.cancelThen(persist::retainedKey("then/4"));
+  pollUntil(link, wakeups, polled, 4);
+  ASSERT_EQ(polled.acks.size(), 4u);
+  EXPECT_TRUE(polled.acks[3].ok);
+  EXPECT_EQ(link.lastTicket(), cancelled.ticket);
+  EXPECT_TRUE(link.idle());
+
+  store->close();
+  store.reset();
+  const auto disk = retainedOnDisk(tmp.store());
+  EXPECT_EQ(disk.count("then/1"), 1u);
+  EXPECT_EQ(disk.count("then/3"), 0u);
+  EXPECT_EQ(disk.count("then/4"), 0u);
+  EXPECT_EQ(disk.count("f/2"), 1u);
+}
+
 TEST(StoreLink, AFullQueueKeepsRequestsInOrderAndStallsTheirConnectionsUntilItDrains) {
   TempDir tmp;
   persist::StoreOptions options;
