@@ -64,6 +64,13 @@ void StoreLink::hold(Connection& c, HeldAck ack) {
 }
 
 void StoreLink::holdThen(Connection& c, HeldAck ack, persist::WriteRequest then) {
+  if (acks_.empty() && ack.ticket == 0 && ack.fence == 0) {
+    // Nothing to wait for first: the follow-up goes now (not at the next poll).
+    ack.after = lastTicket_;
+    ack.ticket = submit(std::move(then));
+    hold(c, ack);
+    return;
+  }
   ack.then = true;
   thens_.push_back({std::move(then), false});
   hold(c, ack);

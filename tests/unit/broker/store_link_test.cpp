@@ -244,6 +244,15 @@ TEST(StoreLink, AFollowUpIsWrittenOnlyOnceTheAcknowledgementsWritesAreDurable) {
   ASSERT_EQ(polled.acks.size(), 4u);
   EXPECT_TRUE(polled.acks[3].ok);
   EXPECT_EQ(link.lastTicket(), cancelled.ticket);
+
+  // Nothing to wait for first (no write, no fence, nothing held before it): submitted at once.
+  HeldAck alone;
+  alone.packetId = 5;
+  link.holdThen(c, alone, retainedWrite("then/5", "id"));
+  EXPECT_EQ(link.lastTicket(), cancelled.ticket + 1);
+  pollUntil(link, wakeups, polled, 5);
+  ASSERT_EQ(polled.acks.size(), 5u);
+  EXPECT_TRUE(polled.acks[4].ok);
   EXPECT_TRUE(link.idle());
 
   store->close();
@@ -253,6 +262,7 @@ TEST(StoreLink, AFollowUpIsWrittenOnlyOnceTheAcknowledgementsWritesAreDurable) {
   EXPECT_EQ(disk.count("then/3"), 0u);
   EXPECT_EQ(disk.count("then/4"), 0u);
   EXPECT_EQ(disk.count("f/2"), 1u);
+  EXPECT_EQ(disk.count("then/5"), 1u);
 }
 
 TEST(StoreLink, AFullQueueKeepsRequestsInOrderAndStallsTheirConnectionsUntilItDrains) {
