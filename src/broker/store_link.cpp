@@ -112,13 +112,15 @@ bool StoreLink::settle(HeldAck& ack) noexcept {
 }
 
 void StoreLink::pruneFailures() noexcept {
-  // Failures older than every range still waiting are not asked about again.
+  // Failures older than every range still waiting are not asked about again. The ranges of the
+  // acknowledgements increase along acks_ except for followed ones, so the scan goes on past
+  // those (only while some failure is kept: rarely).
+  if (failed_.empty()) return;
   std::uint64_t oldest = lastTicket_;
   for (const HeldAck& ack : acks_) {
-    if (ack.ticket != 0) {
-      oldest = std::min(oldest, ack.after);
-      break;
-    }
+    if (ack.ticket == 0) continue;
+    oldest = std::min(oldest, ack.after);
+    if (!ack.followed) break;
   }
   if (!arrived_.empty()) oldest = std::min(oldest, arrived_.front().after);
   while (!failed_.empty() && failed_.front() <= oldest)

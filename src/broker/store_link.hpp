@@ -70,6 +70,7 @@ struct HeldAck {
   std::uint8_t reason = 0;     // MQTT 5.0: the reason code to send when the write succeeded
   bool ok = true;              // its writes succeeded (set when its turn comes)
   bool then = false;           // a follow-up write waits for its turn (StoreLink::holdThen)
+  bool followed = false;       // its follow-up was submitted: `after`..`ticket` is that write
 };
 
 class StoreLink {
@@ -199,7 +200,9 @@ class StoreLink {
   std::atomic<std::uint64_t>* messageIds_ = nullptr;
   std::uint64_t localIds_ = 0;  // without messageIds_ (unit tests)
   std::deque<persist::WriteRequest> backlog_;
-  std::deque<HeldAck> acks_;  // in the order held; tickets of waiting ones increase
+  // In the order held. Tickets of waiting ones increase, except that a followed one's range
+  // (its follow-up) comes after those of the ones behind it.
+  std::deque<HeldAck> acks_;
   struct FollowUp {
     persist::WriteRequest request;
     bool cancelled = false;
@@ -224,21 +227,24 @@ void StoreLink::poll(Answer&& answer, Ready&& ready, Release&& release) {
     arrived_.pop_front();
     answer(a.origin, a.fence, !failedIn(a.after, a.through));
   }
-  while (!acks_.empty() && settle(acks_.front())) {
-    HeldAck& front = acks_.front();
-    if (front.then) {
-      front.then = false;
-      FollowUp next = std::move(thens_.front());
-      thens_.pop_front();
-      if (front.ok && !next.cancelled) {
-        // Its own writes are durable: the follow-up goes now, and the ack waits for it.
-        front.after = lastTicket_;
-        front.ticket = submit(std::move(next.request));
-        front.fence = 0;
-        continue;
-      }
+  // Follow-ups of the acknowledgements whose own writes are durable go now, all of them (in
+  // order), not one per batch behind the first: only their release keeps the order.
+  for (HeldAck& ack : acks_) {
+    if (ack.followed) continue;  // its own writes were durable; it waits for its follow-up
+    if (!settle(ack)) break;     // follow-ups are submitted in the order held
+    if (!ack.then) continue;
+    ack.then = false;
+    FollowUp next = std::move(thens_.front());
+    thens_.pop_front();
+    if (ack.ok && !next.cancelled) {
+      ack.after = lastTicket_;
+      ack.ticket = submit(std::move(next.request));
+      ack.fence = 0;
+      ack.followed = true;
     }
-    const HeldAck ack = front;
+  }
+  while (!acks_.empty() && settle(acks_.front())) {
+    const HeldAck ack = acks_.front();
     acks_.pop_front();
     ready(ack);
   }

@@ -253,6 +253,26 @@ TEST(StoreLink, AFollowUpIsWrittenOnlyOnceTheAcknowledgementsWritesAreDurable) {
   pollUntil(link, wakeups, polled, 5);
   ASSERT_EQ(polled.acks.size(), 5u);
   EXPECT_TRUE(polled.acks[4].ok);
+
+  // Two waiting for one fence: once it passes, one poll submits both follow-ups (not one per
+  // batch behind the first: that would make a worker's QoS 2 publishes one per fdatasync).
+  HeldAck a1;
+  a1.packetId = 6;
+  a1.fence = link.turnFence();
+  link.holdThen(c, a1, retainedWrite("then/6", "id"));
+  HeldAck a2;
+  a2.packetId = 7;
+  a2.fence = a1.fence;
+  link.holdThen(c, a2, retainedWrite("then/7", "id"));
+  const std::uint64_t second = link.postTurnFence(1);
+  const std::uint64_t last = link.lastTicket();
+  link.fencePassed(second, true);
+  pollOnce(polled);
+  EXPECT_EQ(link.lastTicket(), last + 2);
+  pollUntil(link, wakeups, polled, 7);
+  ASSERT_EQ(polled.acks.size(), 7u);
+  EXPECT_EQ(polled.acks[5].packetId, 6);
+  EXPECT_EQ(polled.acks[6].packetId, 7);
   EXPECT_TRUE(link.idle());
 
   store->close();
