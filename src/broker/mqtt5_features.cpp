@@ -2,7 +2,7 @@
 // properties a message is forwarded with and those the broker rewrites (Message Expiry Interval,
 // Topic Alias, Subscription Identifier), the per-subscription options (No Local, Retain As
 // Published) of the sessions that use them, Session Expiry and Will Delay. The packet handling
-// that both versions share is in mqtt_protocol.cpp.
+// that both versions share is in mqtt_protocol.cpp, mqtt_inbound.cpp and mqtt_outbound.cpp.
 #include <algorithm>
 
 #include "mqtt_protocol.hpp"

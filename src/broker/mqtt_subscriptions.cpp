@@ -1,7 +1,8 @@
 // SUBSCRIBE and UNSUBSCRIBE of MqttProtocol (mqtt_protocol.hpp), both versions: validation,
 // shared subscriptions and --acl-file checks per filter, the limit on subscriptions, repeated
 // filters in one packet, 5.0 subscription options, and the retained replay that follows. The
-// rest of the packet handling is in mqtt_protocol.cpp (5.0's own parts in mqtt5_features.cpp).
+// rest of the packet handling is in mqtt_protocol.cpp, mqtt_inbound.cpp and mqtt_outbound.cpp
+// (5.0's own parts in mqtt5_features.cpp).
 #include "mqtt_protocol.hpp"
 #include "tern/protocol/mqtt_encoder.hpp"
 #include "tern/routing/shared_groups.hpp"

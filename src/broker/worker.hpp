@@ -9,7 +9,7 @@
 //     LIST in slices), the counters, publish/deliver/endSession;
 //   - LineProtocol and MqttProtocol: the two ProtocolHandlers, bytes in and bytes out.
 // The path of a publish: Worker::onReceive -> ProtocolHandler::onInput (line_protocol.cpp or
-// mqtt_protocol.cpp) -> WorkerCore::publish -> Fanout::route -> ProtocolHandler::deliver (here,
+// mqtt_protocol.cpp, then mqtt_inbound.cpp) -> WorkerCore::publish -> Fanout::route -> ProtocolHandler::deliver (here,
 // or on the subscriber's worker through its inbox: Worker::drainInbox -> Fanout::receive) ->
 // ConnectionIo::send -> the loop's send at the start of the next turn.
 //
