@@ -133,27 +133,38 @@ TEST(StoreLink, AcknowledgementsLeaveInTheOrderHeldOnceTheirWritesAreDurable) {
   EXPECT_EQ(disk, (std::map<std::string, std::string>{{"r/2", "two"}}));
 }
 
-TEST(StoreLink, AStorageErrorReachesTheAcknowledgementThatWaitedForIt) {
+// A started store of one producer whose writes a FaultSeam can fail.
+struct FaultyStore {
+  FaultyStore() {
+    persist::StoreOptions options;
+    options.faults = &faults;
+    store = openOrFail(tmp.store(), options);
+    if (!store) return;
+    store->setWaker(0, wakeups.waker());
+    store->start();
+    link = std::make_unique<StoreLink>(store.get(), 0);
+  }
   TempDir tmp;
   persist::FaultSeam faults;
-  persist::StoreOptions options;
-  options.faults = &faults;
   Wakeups wakeups;  // outlives the store: its thread calls the waker until close
-  auto store = openOrFail(tmp.store(), options);
-  ASSERT_TRUE(store);
-  store->setWaker(0, wakeups.waker());
-  store->start();
-  StoreLink link(store.get(), 0);
-  auto cp = connectionOn(5);
-  Connection& c = *cp;
+  std::unique_ptr<persist::Store> store;
+  std::unique_ptr<StoreLink> link;
+  std::unique_ptr<Connection> connection = connectionOn(5);
+};
 
-  faults.failNextWrites(1);
+TEST(StoreLink, AStorageErrorReachesTheAcknowledgementThatWaitedForIt) {
+  FaultyStore f;
+  ASSERT_TRUE(f.store);
+  StoreLink& link = *f.link;
+  Connection& c = *f.connection;
+
+  f.faults.failNextWrites(1);
   HeldAck failed;
   failed.ticket = link.writeRetained(*common::Message::make("f/1", "x", true, 1));
   failed.after = failed.ticket - 1;
   link.hold(c, failed);
   Polled polled;
-  pollUntil(link, wakeups, polled, 1);
+  pollUntil(link, f.wakeups, polled, 1);
   ASSERT_EQ(polled.acks.size(), 1u);
   EXPECT_FALSE(polled.acks[0].ok);
 
@@ -162,7 +173,7 @@ TEST(StoreLink, AStorageErrorReachesTheAcknowledgementThatWaitedForIt) {
   next.ticket = link.writeRetained(*common::Message::make("f/1", "y", true, 1));
   next.after = next.ticket - 1;
   link.hold(c, next);
-  pollUntil(link, wakeups, polled, 2);
+  pollUntil(link, f.wakeups, polled, 2);
   ASSERT_EQ(polled.acks.size(), 2u);
   EXPECT_TRUE(polled.acks[1].ok);
 }
@@ -181,18 +192,10 @@ persist::WriteRequest retainedWrite(const std::string& topic, const std::string&
 // once the acknowledgement's own writes and fence are durable, the acknowledgement waits for it
 // in its place, and a failed, or cancelled, follow-up is not written.
 TEST(StoreLink, AFollowUpIsWrittenOnlyOnceTheAcknowledgementsWritesAreDurable) {
-  TempDir tmp;
-  persist::FaultSeam faults;
-  persist::StoreOptions options;
-  options.faults = &faults;
-  Wakeups wakeups;  // outlives the store: its thread calls the waker until close
-  auto store = openOrFail(tmp.store(), options);
-  ASSERT_TRUE(store);
-  store->setWaker(0, wakeups.waker());
-  store->start();
-  StoreLink link(store.get(), 0);
-  auto cp = connectionOn(5);
-  Connection& c = *cp;
+  FaultyStore f;
+  ASSERT_TRUE(f.store);
+  StoreLink& link = *f.link;
+  Connection& c = *f.connection;
   const auto pollOnce = [&](Polled& out) {
     link.poll([](unsigned, std::uint64_t, bool) {},
               [&](const HeldAck& a) { out.acks.push_back(a); }, [](net::SocketId) {});
@@ -215,20 +218,20 @@ TEST(StoreLink, AFollowUpIsWrittenOnlyOnceTheAcknowledgementsWritesAreDurable) {
   pollOnce(polled);
   EXPECT_EQ(link.lastTicket(), 1u) << "the fence passed: the follow-up is submitted";
   EXPECT_TRUE(polled.acks.empty()) << "released before its follow-up was durable";
-  pollUntil(link, wakeups, polled, 2);
+  pollUntil(link, f.wakeups, polled, 2);
   ASSERT_EQ(polled.acks.size(), 2u);
   EXPECT_EQ(polled.acks[0].packetId, 1);
   EXPECT_TRUE(polled.acks[0].ok);
   EXPECT_EQ(polled.acks[1].packetId, 2);
 
   // Its own write fails: the follow-up is not written, the acknowledgement says so.
-  faults.failNextWrites(1);
+  f.faults.failNextWrites(1);
   HeldAck failed;
   failed.packetId = 3;
   failed.ticket = link.writeRetained(*common::Message::make("f/1", "x", true, 1));
   failed.after = failed.ticket - 1;
   link.holdThen(c, failed, retainedWrite("then/3", "id"));
-  pollUntil(link, wakeups, polled, 3);
+  pollUntil(link, f.wakeups, polled, 3);
   ASSERT_EQ(polled.acks.size(), 3u);
   EXPECT_FALSE(polled.acks[2].ok);
   EXPECT_EQ(link.lastTicket(), failed.ticket);
@@ -240,7 +243,7 @@ TEST(StoreLink, AFollowUpIsWrittenOnlyOnceTheAcknowledgementsWritesAreDurable) {
   cancelled.after = cancelled.ticket - 1;
   link.holdThen(c, cancelled, retainedWrite("then/4", "id"));
   link.cancelThen(persist::retainedKey("then/4"));
-  pollUntil(link, wakeups, polled, 4);
+  pollUntil(link, f.wakeups, polled, 4);
   ASSERT_EQ(polled.acks.size(), 4u);
   EXPECT_TRUE(polled.acks[3].ok);
   EXPECT_EQ(link.lastTicket(), cancelled.ticket);
@@ -250,7 +253,7 @@ TEST(StoreLink, AFollowUpIsWrittenOnlyOnceTheAcknowledgementsWritesAreDurable) {
   alone.packetId = 5;
   link.holdThen(c, alone, retainedWrite("then/5", "id"));
   EXPECT_EQ(link.lastTicket(), cancelled.ticket + 1);
-  pollUntil(link, wakeups, polled, 5);
+  pollUntil(link, f.wakeups, polled, 5);
   ASSERT_EQ(polled.acks.size(), 5u);
   EXPECT_TRUE(polled.acks[4].ok);
 
@@ -269,15 +272,15 @@ TEST(StoreLink, AFollowUpIsWrittenOnlyOnceTheAcknowledgementsWritesAreDurable) {
   link.fencePassed(second, true);
   pollOnce(polled);
   EXPECT_EQ(link.lastTicket(), last + 2);
-  pollUntil(link, wakeups, polled, 7);
+  pollUntil(link, f.wakeups, polled, 7);
   ASSERT_EQ(polled.acks.size(), 7u);
   EXPECT_EQ(polled.acks[5].packetId, 6);
   EXPECT_EQ(polled.acks[6].packetId, 7);
   EXPECT_TRUE(link.idle());
 
-  store->close();
-  store.reset();
-  const auto disk = retainedOnDisk(tmp.store());
+  f.store->close();
+  f.store.reset();
+  const auto disk = retainedOnDisk(f.tmp.store());
   EXPECT_EQ(disk.count("then/1"), 1u);
   EXPECT_EQ(disk.count("then/3"), 0u);
   EXPECT_EQ(disk.count("then/4"), 0u);
