@@ -229,7 +229,8 @@ void StoreLink::poll(Answer&& answer, Ready&& ready, Release&& release) {
   }
   // Follow-ups of the acknowledgements whose own writes are durable go now, all of them (in
   // order), not one per batch behind the first: only their release keeps the order.
-  for (HeldAck& ack : acks_) {
+  for (auto it = acks_.begin(); !thens_.empty() && it != acks_.end(); ++it) {
+    HeldAck& ack = *it;
     if (ack.followed) continue;  // its own writes were durable; it waits for its follow-up
     if (!settle(ack)) break;     // follow-ups are submitted in the order held
     if (!ack.then) continue;
