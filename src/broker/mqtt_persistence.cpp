@@ -216,7 +216,9 @@ void MqttProtocol::storeInbound(Session& s, std::uint16_t packetId, bool awaitin
   if (awaiting) {
     request.put(persist::InboundQos2{s.clientId, packetId});
   } else {
-    core_.store.cancelThen(persist::inboundKey(s.clientId, packetId));  // released early
+    if (core_.store.followUpsPending()) {  // released early: its id is not written after this
+      core_.store.cancelThen(persist::inboundKey(s.clientId, packetId));
+    }
     request.eraseInbound(s.clientId, packetId);
   }
   core_.store.submit(std::move(request));
@@ -236,7 +238,9 @@ void MqttProtocol::holdForInbound(Connection& c, Session& s, const HeldAck& ack)
 
 void MqttProtocol::forgetSession(Session& s) {
   MqttState& m = *s.mqtt;
-  core_.store.cancelThen(persist::inboundPrefix(s.clientId));  // ids not written yet stay so
+  if (core_.store.followUpsPending()) {  // ids not written yet stay so
+    core_.store.cancelThen(persist::inboundPrefix(s.clientId));
+  }
   if (!m.stored) return;
   persist::WriteRequest request;
   request.eraseSession(s.clientId);

@@ -142,6 +142,8 @@ class StoreLink {
   // Follow-ups not submitted yet whose first write's key starts with `keyPrefix` are not submitted
   // (the session ended, or the client released the packet id early).
   void cancelThen(std::string_view keyPrefix);
+  // Follow-ups wait to be submitted (so that a caller builds a key for cancelThen only then).
+  bool followUpsPending() const noexcept { return !thens_.empty(); }
 
   // One worker turn: moves the backlog into the store, takes this worker's completions, then calls
   // `answer(unsigned origin, std::uint64_t fence, bool ok)` for each fence whose writes completed,
