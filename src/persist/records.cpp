@@ -101,7 +101,8 @@ class Reader {
 
   void header(RecordKind kind) noexcept {
     if (in_.empty()) return fail(DecodeStatus::kEmpty);
-    if (static_cast<std::uint8_t>(in_[0]) != kFormatVersion)
+    version_ = static_cast<std::uint8_t>(in_[0]);
+    if (version_ < kOldestFormatVersion || version_ > kFormatVersion)
       return fail(DecodeStatus::kUnknownVersion);
     pos_ = 1;
     if (!need(1)) return;
@@ -109,6 +110,9 @@ class Reader {
       return fail(DecodeStatus::kWrongKind);
     ++pos_;
   }
+
+  // The format version header() read (valid once it succeeded).
+  std::uint8_t version() const noexcept { return version_; }
 
   DecodeStatus finish() noexcept {
     if (ok() && pos_ != in_.size()) fail(DecodeStatus::kTrailingBytes);
@@ -128,6 +132,7 @@ class Reader {
   std::string_view in_;
   std::size_t pos_ = 0;
   DecodeStatus status_ = DecodeStatus::kOk;
+  std::uint8_t version_ = 0;
 };
 
 [[maybe_unused]] bool validName(std::string_view s) {
@@ -270,10 +275,17 @@ void putMessageBody(std::string& out, std::string_view topic, std::string_view p
 
 void encode(const MessageRecord& r, std::string& out) {
   assert(r.id != 0 && validName(r.topic) && r.qos <= 2);
+  assert(r.publishSerial == 0 ? r.publisherId.empty() && r.publisherPacketId == 0
+                              : validName(r.publisherId) && r.publisherPacketId != 0);
   putHeader(out, RecordKind::kMessage);
   putLe(out, r.id);
   putMessageBody(out, r.topic, r.payload, r.qos, r.retain, r.properties);
   putLe(out, r.expiryUnixMs);
+  putLe(out, r.publishSerial);
+  if (r.publishSerial != 0) {
+    putBytes(out, r.publisherId);
+    putLe(out, r.publisherPacketId);
+  }
 }
 
 DecodeStatus decode(std::string_view in, MessageRecord& out) {
@@ -287,10 +299,22 @@ DecodeStatus decode(std::string_view in, MessageRecord& out) {
   out.retain = rd.flag();
   const std::string_view properties = rd.bytes(kMaxBlobBytes);
   out.expiryUnixMs = rd.le<std::uint64_t>();
+  out.publishSerial = 0;
+  out.publisherPacketId = 0;
+  std::string_view publisher;
+  if (rd.ok() && rd.version() >= 2) {
+    out.publishSerial = rd.le<std::uint64_t>();
+    if (rd.ok() && out.publishSerial != 0) {
+      publisher = rd.name();
+      out.publisherPacketId = rd.le<std::uint16_t>();
+      if (rd.ok() && out.publisherPacketId == 0) rd.fail(DecodeStatus::kBadValue);
+    }
+  }
   if (const DecodeStatus s = rd.finish(); s != DecodeStatus::kOk) return s;
   out.topic.assign(topic);
   out.payload.assign(payload);
   out.properties.assign(properties);
+  out.publisherId.assign(publisher);
   return DecodeStatus::kOk;
 }
 
@@ -413,10 +437,12 @@ DecodeStatus decode(std::string_view in, QueueEntry& out) {
 // ---- inbound QoS 2
 
 void encode(const InboundQos2& r, std::string& out) {
-  assert(validName(r.clientId) && r.packetId != 0);
+  assert(validName(r.clientId) && (r.packetId != 0 || r.released));
   putHeader(out, RecordKind::kInboundQos2);
   putBytes(out, r.clientId);
   putLe(out, r.packetId);
+  putLe(out, r.serial);
+  putU8(out, r.released ? 1 : 0);
 }
 
 DecodeStatus decode(std::string_view in, InboundQos2& out) {
@@ -424,8 +450,14 @@ DecodeStatus decode(std::string_view in, InboundQos2& out) {
   rd.header(RecordKind::kInboundQos2);
   const std::string_view clientId = rd.name();
   out.packetId = rd.le<std::uint16_t>();
+  out.serial = 0;
+  out.released = false;
+  if (rd.ok() && rd.version() >= 2) {
+    out.serial = rd.le<std::uint64_t>();
+    out.released = rd.flag();
+  }
   if (const DecodeStatus s = rd.finish(); s != DecodeStatus::kOk) return s;
-  if (out.packetId == 0) return DecodeStatus::kBadValue;
+  if (out.packetId == 0 && !out.released) return DecodeStatus::kBadValue;
   out.clientId.assign(clientId);
   return DecodeStatus::kOk;
 }

@@ -13,7 +13,9 @@
 //                                      referenced by every queue entry that carries it
 //   s/<client id>                      a persistent MQTT session
 //   q/<client id>\0<u64 BE sequence>   one entry of that session's outbound queue, in queue order
-//   i/<client id>\0<u16 BE packet id>  an inbound QoS 2 packet id awaiting PUBREL
+//   i/<client id>\0<u16 BE packet id>  an inbound QoS 2 packet id awaiting PUBREL (or released
+//                                      and kept, see InboundQos2); packet id 0 is the session's
+//                                      resolved-through serial
 // Why this order: every key of one client is contiguous within its prefix ("q/<id>\0" and
 // "i/<id>\0" are prefixes that no other client's keys share, since client ids never contain NUL),
 // so a session's queue and inbound ids are one prefix scan (or one DeleteRange) each, the queue comes
@@ -38,7 +40,10 @@
 
 namespace tern::persist {
 
-inline constexpr std::uint8_t kFormatVersion = 1;
+// Version 2 added the publish name of a message (MessageRecord::publisher...) and the serials of
+// the inbound QoS 2 records. Version 1 records still decode, with those fields 0 (and empty).
+inline constexpr std::uint8_t kFormatVersion = 2;
+inline constexpr std::uint8_t kOldestFormatVersion = 1;
 
 // Upper bounds of decoded fields: MQTT's own limits (a UTF-8 string is at most 65535 bytes, a
 // packet at most 268435455), so no record from disk is larger than a client could have sent.
@@ -87,6 +92,13 @@ struct MessageRecord {
   bool retain = false;
   std::string properties;
   std::uint64_t expiryUnixMs = 0;
+  // The publish it came from, for a QoS 2 publish of a persistent session: the publisher's client
+  // id, the packet id and the publish's serial. Start-up rolls back the deliveries of a publish
+  // whose packet id never reached the disk (docs/durability-design.md). publishSerial 0: not
+  // named (then the other two are empty and 0).
+  std::string publisherId;
+  std::uint16_t publisherPacketId = 0;
+  std::uint64_t publishSerial = 0;
   bool operator==(const MessageRecord&) const = default;
 };
 
@@ -137,9 +149,16 @@ struct QueueEntry {
   bool operator==(const QueueEntry&) const = default;
 };
 
+// An inbound QoS 2 packet id of a persistent session. packetId != 0: an id received, awaiting
+// its PUBREL (released false), or released and kept because the session's resolved-through serial
+// could not cover it yet (released true); `serial` is its publish's. packetId 0: the session's
+// resolved-through serial: every QoS 2 publish of the session with a serial up to `serial` was
+// released or refused (released is true).
 struct InboundQos2 {
   std::string clientId;        // non-empty, no NUL
-  std::uint16_t packetId = 0;  // non-zero
+  std::uint16_t packetId = 0;  // 0: the resolved-through record
+  std::uint64_t serial = 0;
+  bool released = false;
   bool operator==(const InboundQos2&) const = default;
 };
 
@@ -188,14 +207,16 @@ std::string encoded(const Record& r) {
 // but partially assigned). Pure, never throws except std::bad_alloc, reads only `in`.
 // Each refuses, besides the envelope (empty, version, kind, truncation, trailing bytes):
 //  RetainedRecord: empty topic or NUL in it; qos > 2; oversized strings.
-//  MessageRecord:  id 0; empty topic or NUL in it; qos > 2; retain flag not 0/1.
+//  MessageRecord:  id 0; empty topic or NUL in it; qos > 2; retain flag not 0/1; a publish name
+//                  with serial 0 but a client id or packet id, or a serial without both.
 //  SessionRecord:  empty client id or NUL; protocol level not 3/4/5; empty filter or NUL; qos or
 //                  retain handling > 2; flag bytes not 0/1; subscription id > kMaxSubscriptionId;
 //                  more than kMaxSubscriptions; a will flag not 0/1 and the will's own rules as for
 //                  a message; next packet id 0.
 //  QueueEntry:     empty client id or NUL; message id 0; qos not 1/2; unknown state; packet id 0
 //                  when sent, non-zero when queued; kReleasePending with qos 1.
-//  InboundQos2:    empty client id or NUL; packet id 0.
+//  InboundQos2:    empty client id or NUL; released not 0/1; packet id 0 not released (version
+//                  1: packet id 0).
 DecodeStatus decode(std::string_view in, RetainedRecord& out);
 DecodeStatus decode(std::string_view in, MessageRecord& out);
 DecodeStatus decode(std::string_view in, SessionRecord& out);

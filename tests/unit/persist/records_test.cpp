@@ -212,6 +212,74 @@ TEST(PersistRecord, RefusesImpossibleValues) {
   EXPECT_EQ(decodePatched(InboundQos2{"c", 1}, 7, 0), DecodeStatus::kBadValue) << "packet id 0";
 }
 
+MessageRecord namedMessage() {
+  MessageRecord m = minimalMessage();
+  m.publisherId = "p";
+  m.publisherPacketId = 0x0102;
+  m.publishSerial = 3;
+  return m;
+}
+
+TEST(PersistRecord, PublishNamesAndInboundSerialsRoundTrip) {
+  expectRoundTrip(namedMessage());
+  expectEveryTruncationRefused(namedMessage());
+  MessageRecord big = maximalMessage();
+  big.publisherId = name(kMaxStringBytes);
+  big.publisherPacketId = 0xFFFF;
+  big.publishSerial = ~std::uint64_t{0};
+  expectRoundTrip(big);
+  for (const InboundQos2& in : {InboundQos2{"c", 9, 42, false}, InboundQos2{"c", 9, 42, true},
+                                InboundQos2{"c", 0, ~std::uint64_t{0}, true}}) {
+    expectRoundTrip(in);
+    expectEveryTruncationRefused(in);
+  }
+}
+
+TEST(PersistRecord, RefusesImpossiblePublishNamesAndInboundRecords) {
+  // Named message: id 2..9, topic 10..14, payload length 15..18, qos 19, retain 20, properties
+  // length 21..24, expiry 25..32, serial 33..40, publisher 41..45, its packet id 46..47.
+  EXPECT_EQ(decodePatched(namedMessage(), 45, 0), DecodeStatus::kBadValue) << "NUL in publisher";
+  {
+    MessageRecord m = namedMessage();
+    m.publisherPacketId = 0x0100;  // low byte (46) already 0: patch the high byte
+    EXPECT_EQ(decodePatched(m, 47, 0), DecodeStatus::kBadValue) << "publisher packet id 0";
+  }
+  {
+    // Serial 0 names no publish: the name's bytes after it are trailing.
+    std::string v = encoded(namedMessage());
+    v[33] = 0;
+    MessageRecord out;
+    EXPECT_EQ(decode(v, out), DecodeStatus::kTrailingBytes);
+  }
+  // Inbound: client id 2..6, packet id 7..8, serial 9..16, released 17.
+  EXPECT_EQ(decodePatched(InboundQos2{"c", 0, 5, true}, 17, 0), DecodeStatus::kBadValue)
+      << "packet id 0 (the resolved-through serial) not released";
+  EXPECT_EQ(decodePatched(InboundQos2{"c", 1, 5, true}, 17, 2), DecodeStatus::kBadValue)
+      << "released flag 2";
+}
+
+TEST(PersistRecord, DecodesVersion1Records) {
+  // Version 1 had no publish name and no inbound serial: they decode as 0, and the same bytes
+  // with the version 2 fields are refused.
+  std::string message = encoded(minimalMessage());
+  message.resize(message.size() - 8);  // serial 0, nothing after it
+  message[0] = 1;
+  MessageRecord m;
+  ASSERT_EQ(decode(message, m), DecodeStatus::kOk);
+  EXPECT_EQ(m, minimalMessage());
+  std::string inbound = encoded(InboundQos2{"c", 5, 0, false});
+  inbound.resize(inbound.size() - 9);
+  inbound[0] = 1;
+  InboundQos2 in;
+  ASSERT_EQ(decode(inbound, in), DecodeStatus::kOk);
+  EXPECT_EQ(in, (InboundQos2{"c", 5, 0, false}));
+  inbound[7] = 0;  // packet id 0 in version 1
+  EXPECT_EQ(decode(inbound, in), DecodeStatus::kBadValue);
+  std::string longer = encoded(namedMessage());
+  longer[0] = 1;
+  EXPECT_EQ(decode(longer, m), DecodeStatus::kTrailingBytes);
+}
+
 TEST(PersistRecord, RefusesOversizedLengths) {
   // A topic length over the MQTT limit, with the bytes present, is a bad value; a length beyond
   // the input is a truncation. Neither allocates.
