@@ -193,6 +193,10 @@ int main(int argc, char** argv) {
   app.add_option("--test-storage-faults", config.testStorageFaults,
                  "Tests only: while this file exists every write to the store fails")
       ->group("");
+  app.add_option("--test-crash-before-key", config.testCrashBeforeKey,
+                 "Tests only: the broker kills itself (SIGKILL) instead of writing the first "
+                 "batch that puts a key starting with these bytes (hexadecimal)")
+      ->group("");
   std::string io = "auto";
   app.add_option("--io", io,
                  "Socket I/O of the event loops: uring (io_uring), epoll, or auto (io_uring when "

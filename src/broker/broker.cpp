@@ -1,5 +1,6 @@
 #include "tern/broker/broker.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -7,6 +8,7 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -22,6 +24,7 @@
 #include "tern/common/log.hpp"
 #include "tern/net/acceptor.hpp"
 #include "tern/net/socket.hpp"
+#include "tern/persist/publish_rollback.hpp"
 #include "tern/sync/qsbr.hpp"
 #include "worker.hpp"
 
@@ -115,6 +118,7 @@ void Broker::restoreSessions() {
   const common::DeadlineClocks clocks;
   // Messages first (the queues name them), then the sessions, each handed to its home worker.
   std::unordered_map<std::uint64_t, MqttProtocol::RestoredMessage> messages;
+  std::vector<persist::MessageRecord> named;  // messages of QoS 2 publishes (no payload kept)
   std::uint64_t maxId = 0;
   const persist::LoadStats loadedMessages = store.loadMessages([&](persist::MessageRecord&& r) {
     std::int64_t expiresAt = 0;
@@ -123,34 +127,88 @@ void Broker::restoreSessions() {
       const std::int64_t left = clocks.millisUntil(r.expiryUnixMs);
       expiresAt = left > 0 ? clocks.monotonicIn(left) : 1;
     }
-    maxId = std::max(maxId, r.id);
+    maxId = std::max({maxId, r.id, r.publishSerial});
     messages.emplace(r.id, MqttProtocol::RestoredMessage{
                                common::Message::make5(r.topic, r.payload, r.retain, r.qos,
                                                       r.properties, expiresAt, 0),
                                false});
+    if (r.publishSerial != 0) {
+      r.payload.clear();
+      r.properties.clear();
+      named.push_back(std::move(r));
+    }
   });
   if (!loadedMessages.ok()) throw std::runtime_error(loadedMessages.error);
   const unsigned workers = static_cast<unsigned>(context_->workers.size());
   std::vector<std::vector<persist::LoadedSession>> homed(workers);
-  std::unordered_map<std::uint64_t, unsigned> referencedBy;  // message id -> the first worker
-  std::uint64_t missing = 0;
   const persist::LoadStats loadedSessions = store.loadSessions([&](persist::LoadedSession&& s) {
-    const unsigned home = SessionTable::homeOf(s.session.clientId, workers);
-    for (const persist::QueueEntry& e : s.queue) {
-      if (e.state == persist::QueueState::kReleasePending) continue;
-      const auto m = messages.find(e.messageId);
-      if (m == messages.end()) {
-        ++missing;
-        continue;
-      }
-      const auto [first, fresh] = referencedBy.emplace(e.messageId, home);
-      if (!fresh && first->second != home) m->second.pinned = true;
-    }
-    homed[home].push_back(std::move(s));
+    for (const persist::InboundQos2& in : s.inbound)
+      maxId = std::max(maxId, in.serial);
+    homed[SessionTable::homeOf(s.session.clientId, workers)].push_back(std::move(s));
   });
   if (!loadedSessions.ok()) throw std::runtime_error(loadedSessions.error);
+  // Ids and serials come from one counter, above every one on disk.
+  context_->nextMessageId.store(maxId + 1, std::memory_order_relaxed);
+
+  // Deliveries of QoS 2 publishes whose packet id never reached the disk: their publishers will
+  // send them again, so they are erased here, in one synced write before anything else is
+  // written (persist::PublishRollback). Sessions written before tern kept a resolved-through
+  // serial get one now.
+  persist::PublishRollback rollback;
+  for (const auto& sessions : homed) {
+    for (const persist::LoadedSession& s : sessions)
+      rollback.addPublisher(s);
+  }
+  std::unordered_set<std::uint64_t> rolledBack;
+  for (const persist::MessageRecord& m : named) {
+    if (rollback.rollsBack(m)) rolledBack.insert(m.id);
+  }
+  persist::WriteRequest corrections;
+  std::uint64_t rolledBackEntries = 0;
+  for (auto& sessions : homed) {
+    for (persist::LoadedSession& s : sessions) {
+      if (!rolledBack.empty()) {
+        std::erase_if(s.queue, [&](const persist::QueueEntry& e) {
+          if (e.state == persist::QueueState::kReleasePending || !rolledBack.contains(e.messageId))
+            return false;
+          corrections.eraseQueueEntry(e.clientId, e.sequence);
+          ++rolledBackEntries;
+          return true;
+        });
+      }
+      if (persist::PublishRollback::resolvedThrough(s) == 0) {
+        persist::InboundQos2 through{s.session.clientId, 0, context_->nextMessageId.fetch_add(1),
+                                     true};
+        corrections.put(through);
+        s.inbound.insert(s.inbound.begin(), std::move(through));
+      }
+    }
+  }
+  if (!corrections.ops().empty()) {
+    if (std::string error = store.writeNow(corrections); !error.empty()) {
+      throw std::runtime_error(error);
+    }
+  }
+
+  std::unordered_map<std::uint64_t, unsigned> referencedBy;  // message id -> the first worker
+  std::uint64_t missing = 0;
+  for (unsigned w = 0; w < workers; ++w) {
+    for (const persist::LoadedSession& s : homed[w]) {
+      for (const persist::QueueEntry& e : s.queue) {
+        if (e.state == persist::QueueState::kReleasePending) continue;
+        const auto m = messages.find(e.messageId);
+        if (m == messages.end()) {
+          ++missing;
+          continue;
+        }
+        const auto [first, fresh] = referencedBy.emplace(e.messageId, w);
+        if (!fresh && first->second != w) m->second.pinned = true;
+      }
+    }
+  }
   // Messages no queue names any more (a crash between the last reference's erasure and the
-  // record's, which are one request, cannot leave one; a session that ended can): erased.
+  // record's, which are one request, cannot leave one; a session that ended can, and so does a
+  // rollback): erased.
   std::uint64_t unreferenced = 0;
   for (auto it = messages.begin(); it != messages.end();) {
     if (referencedBy.count(it->first) == 0) {
@@ -163,15 +221,16 @@ void Broker::restoreSessions() {
       ++it;
     }
   }
-  context_->nextMessageId.store(maxId + 1, std::memory_order_relaxed);
   std::size_t made = 0;
   for (unsigned w = 0; w < workers; ++w)
     made += context_->workers[w]->restoreSessions(homed[w], messages);
   TERN_LOG_INFO(
       "loaded {} persistent MQTT session(s) with {} queued or in-flight message(s) ({} message "
-      "record(s), {} unreferenced and erased, {} missing) from {} in {:.1f} ms",
-      made, loadedSessions.queueEntries, loadedMessages.records, unreferenced, missing,
-      config.dataDir, static_cast<double>(common::monotonicNanos() - began) / 1e6);
+      "record(s), {} unreferenced and erased, {} missing; {} deliveries of {} QoS 2 publish(es) "
+      "whose packet id was not stored rolled back, to be published again) from {} in {:.1f} ms",
+      made, loadedSessions.queueEntries - rolledBackEntries, loadedMessages.records, unreferenced,
+      missing, rolledBackEntries, rolledBack.size(), config.dataDir,
+      static_cast<double>(common::monotonicNanos() - began) / 1e6);
 }
 
 void Broker::openStore() {
@@ -184,6 +243,14 @@ void Broker::openStore() {
   options.producers = config.workers;
   if (!config.testStorageFaults.empty()) {
     context_->storeFaults.failWhileExists(config.testStorageFaults);
+    options.faults = &context_->storeFaults;
+  }
+  if (!config.testCrashBeforeKey.empty()) {
+    std::string prefix;
+    for (std::size_t i = 0; i + 1 < config.testCrashBeforeKey.size(); i += 2)
+      prefix.push_back(
+          static_cast<char>(std::stoi(config.testCrashBeforeKey.substr(i, 2), nullptr, 16)));
+    context_->storeFaults.crashBeforePutting(std::move(prefix));
     options.faults = &context_->storeFaults;
   }
   persist::Store::OpenResult opened = persist::Store::open(config.dataDir, options);

@@ -50,6 +50,7 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
   const std::uint64_t remoteBefore = core_.fanout.remoteDeliveries();
   bool deliver = reason == mqtt::ReasonCode::kSuccess && !WorkerCore::isReservedTopic(topic);
   bool inboundLater = false;  // sync mode: the QoS 2 packet id is written after the deliveries
+  std::uint64_t serial = 0;   // a QoS 2 publish of a persistent session: its message's name
   if (reason == mqtt::ReasonCode::kSuccess && !deliver) {
     // Acknowledged as the protocol requires, but $SYS is the broker's: dropped and counted.
     WorkerStats::add(core_.stats.refusedSysTopic, std::uint64_t{1});
@@ -79,13 +80,15 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
     } else {
       waiting.insert(publish.packetId);
       if (persistent(s)) {
+        serial = noteInbound(s, publish.packetId);
         inboundLater = core_.store.holdsAcks();
-        if (!inboundLater) storeInbound(s, publish.packetId, true);
+        if (!inboundLater) storeInbound(s, publish.packetId, serial);
       }
     }
   }
   std::uint64_t ticket = 0;  // the write of a retained change (--data-dir)
   if (deliver) {
+    const common::PublishName name{s.clientId, publish.packetId, serial};
     if (v5) {
       propertyScratch_.clear();
       appendForwarded(propertyScratch_, publish.properties);
@@ -95,7 +98,11 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
                     std::int64_t{publish.properties.messageExpiryInterval} * 1'000'000'000
               : 0;
       core_.publish(common::Message::make5(topic, publish.payload, publish.retain, publish.qos,
-                                           propertyScratch_, expiresAt, s.id.key()),
+                                           propertyScratch_, expiresAt, s.id.key(), name),
+                    Protocol::kMqtt, &ticket);
+    } else if (serial != 0) {
+      core_.publish(common::Message::make5(publish.topic, publish.payload, publish.retain,
+                                           publish.qos, {}, 0, 0, name),
                     Protocol::kMqtt, &ticket);
     } else {
       core_.publish(
@@ -129,7 +136,7 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
     }
     if (left) ack.fence = core_.store.turnFence();
     if (inboundLater) {
-      holdForInbound(c, s, ack);
+      holdForInbound(c, s, ack, serial);
     } else {
       core_.store.hold(c, ack);
     }

@@ -10,8 +10,13 @@
 //   Sent from the queue: the entry again (sent, packet id). PUBREC: the entry as PUBREL pending
 //     (the payload is the client's now: the message's reference is dropped). PUBACK, PUBCOMP,
 //     expiry in the queue: the entry erased (and the m/ record with its last reference).
-//   An inbound QoS 2 packet id: put at the PUBLISH (sync mode: once every write the publish
-//     caused here and on other workers is durable, holdForInbound), erased at the PUBREL.
+//   An inbound QoS 2 packet id, with its publish's serial: put at the PUBLISH (sync mode: once
+//     every write the publish caused here and on other workers is durable, holdForInbound). At
+//     the PUBREL the session's resolved-through serial (i/ packet id 0) moves up to just below
+//     its oldest unresolved publish, and the id is erased, or kept as released while it is above.
+//     The message of such a publish names it (client id, packet id, serial) in its m/ records: a
+//     restart rolls back the deliveries of a publish neither resolved nor with its id on disk
+//     (Broker::restoreSessions), since the client will publish it again.
 //   The end of the session: its record, queue and inbound ids erased (range deletions).
 // And the acknowledgements --durability sync holds (StoreLink::hold) until those writes are on
 // disk: sendAck, onDurable.
@@ -78,6 +83,7 @@ void MqttProtocol::onDurable(Connection& c, const HeldAck& ack) {
   // id is free again, so a new publish with it is delivered.
   if (static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPubrec) {
     s.mqtt->awaitingRelease.erase(ack.packetId);
+    dropUnresolved(*s.mqtt, ack.packetId);
   }
   sendAck(c, ack, mqtt::ReasonCode::kUnspecifiedError);
 }
@@ -120,6 +126,12 @@ void MqttProtocol::storeSession(Session& s) {
   record.nextPacketId = m.nextPacketId;
   persist::WriteRequest request;
   request.put(record);
+  if (!m.stored) {
+    // A new session (or one persistent again): every publish before now is resolved for it, but
+    // those it still awaits a PUBREL for (their ids are not on disk).
+    m.resolvedThrough = resolvedThroughNow(m);
+    request.put(persist::InboundQos2{s.clientId, 0, m.resolvedThrough, true});
+  }
   core_.store.submit(std::move(request));
   m.stored = true;
 }
@@ -211,20 +223,66 @@ void MqttProtocol::forgetEntry(Session& s, std::uint64_t& seq, const common::Mes
   seq = 0;
 }
 
-void MqttProtocol::storeInbound(Session& s, std::uint16_t packetId, bool awaiting) {
+std::uint64_t MqttProtocol::noteInbound(Session& s, std::uint16_t packetId) {
+  MqttState& m = *s.mqtt;
+  const std::uint64_t serial = core_.store.newSerial();
+  m.unresolved.push_back({serial, packetId});
+  // A kept released record of this id is overwritten by the new one: not to be erased later.
+  std::erase_if(m.releasedKept, [&](const auto& e) { return e.packetId == packetId; });
+  return serial;
+}
+
+void MqttProtocol::storeInbound(Session& s, std::uint16_t packetId, std::uint64_t serial) {
   persist::WriteRequest request;
-  if (awaiting) {
-    request.put(persist::InboundQos2{s.clientId, packetId});
-  } else {
-    if (core_.store.followUpsPending()) {  // released early: its id is not written after this
-      core_.store.cancelThen(persist::inboundKey(s.clientId, packetId));
-    }
-    request.eraseInbound(s.clientId, packetId);
-  }
+  request.put(persist::InboundQos2{s.clientId, packetId, serial, false});
   core_.store.submit(std::move(request));
 }
 
-void MqttProtocol::holdForInbound(Connection& c, Session& s, const HeldAck& ack) {
+void MqttProtocol::dropUnresolved(MqttState& m, std::uint16_t packetId) {
+  const auto it = std::find_if(m.unresolved.begin(), m.unresolved.end(),
+                               [&](const auto& e) { return e.packetId == packetId; });
+  if (it != m.unresolved.end()) m.unresolved.erase(it);
+}
+
+std::uint64_t MqttProtocol::resolvedThroughNow(const MqttState& m) {
+  // Serials are handed out in order and `unresolved` keeps that order (restore sorts it).
+  return m.unresolved.empty() ? core_.store.newSerial() : m.unresolved.front().serial - 1;
+}
+
+void MqttProtocol::storeInboundReleased(Session& s, std::uint16_t packetId) {
+  MqttState& m = *s.mqtt;
+  if (core_.store.followUpsPending()) {  // released early: its id is not written after this
+    core_.store.cancelThen(persist::inboundKey(s.clientId, packetId));
+  }
+  std::uint64_t serial = 0;  // 0: loaded from a version 1 record, which names no serial
+  if (const auto it = std::find_if(m.unresolved.begin(), m.unresolved.end(),
+                                   [&](const auto& e) { return e.packetId == packetId; });
+      it != m.unresolved.end()) {
+    serial = it->serial;
+    m.unresolved.erase(it);
+  }
+  persist::WriteRequest request;
+  if (const std::uint64_t through = resolvedThroughNow(m); through > m.resolvedThrough) {
+    m.resolvedThrough = through;
+    request.put(persist::InboundQos2{s.clientId, 0, through, true});
+  }
+  if (serial > m.resolvedThrough) {
+    // Released before an older publish: the record says so until the serial covers it.
+    request.put(persist::InboundQos2{s.clientId, packetId, serial, true});
+    m.releasedKept.push_back({serial, packetId});
+  } else {
+    request.eraseInbound(s.clientId, packetId);
+  }
+  std::erase_if(m.releasedKept, [&](const auto& e) {
+    if (e.serial > m.resolvedThrough) return false;
+    request.eraseInbound(s.clientId, e.packetId);
+    return true;
+  });
+  core_.store.submit(std::move(request));
+}
+
+void MqttProtocol::holdForInbound(Connection& c, Session& s, const HeldAck& ack,
+                                  std::uint64_t serial) {
   // A restart that finds the packet id answers the client's resend of the publish without
   // delivering it again, so the id must not reach the disk before the queue entries of the
   // deliveries do (else a crash between them loses the message for those sessions): it is
@@ -232,7 +290,7 @@ void MqttProtocol::holdForInbound(Connection& c, Session& s, const HeldAck& ack)
   // A crash before that leaves the deliveries without the id; the resend is then delivered once
   // more (docs/durability.md).
   persist::WriteRequest request;
-  request.put(persist::InboundQos2{s.clientId, ack.packetId});
+  request.put(persist::InboundQos2{s.clientId, ack.packetId, serial, false});
   core_.store.holdThen(c, ack, std::move(request));
 }
 
@@ -241,6 +299,8 @@ void MqttProtocol::forgetSession(Session& s) {
   if (core_.store.followUpsPending()) {  // ids not written yet stay so
     core_.store.cancelThen(persist::inboundPrefix(s.clientId));
   }
+  m.releasedKept.clear();  // erased with the session's inbound range
+  m.resolvedThrough = 0;
   if (!m.stored) return;
   persist::WriteRequest request;
   request.eraseSession(s.clientId);
@@ -318,8 +378,18 @@ bool MqttProtocol::restore(persist::LoadedSession&& loaded,
       core_.memory.bytes += static_cast<std::int64_t>(footprint);
     }
   }
-  for (const persist::InboundQos2& in : loaded.inbound)
-    m.awaitingRelease.insert(in.packetId);
+  for (const persist::InboundQos2& in : loaded.inbound) {
+    if (in.packetId == 0) {
+      m.resolvedThrough = in.serial;
+    } else if (in.released) {
+      m.releasedKept.push_back({in.serial, in.packetId});
+    } else {
+      m.awaitingRelease.insert(in.packetId);
+      m.unresolved.push_back({in.serial, in.packetId});
+    }
+  }
+  std::sort(m.unresolved.begin(), m.unresolved.end(),
+            [](const auto& a, const auto& b) { return a.serial < b.serial; });
   // Offline until its client comes back: its expiry runs from its disconnection, or, for a
   // session whose client was connected when the broker stopped, from now.
   if (record.expiryDeadlineUnixMs != 0) {

@@ -97,7 +97,11 @@ MqttProtocol::Outcome MqttProtocol::onPacket(Connection& c, const mqtt::Packet& 
       const std::uint16_t id = std::get<mqtt::Pubrel>(packet).packetId;
       const bool known = s->mqtt->awaitingRelease.contains(id);
       s->mqtt->awaitingRelease.erase(id);
-      if (known && persistent(*s)) storeInbound(*s, id, false);
+      if (known && persistent(*s)) {
+        storeInboundReleased(*s, id);
+      } else if (known) {
+        dropUnresolved(*s->mqtt, id);
+      }
       core_.scratch.clear();
       // Also for an unknown id: the client may retry (5.0 says it is unknown).
       if (s->mqtt->level == mqtt::kProtocolLevel5) {

@@ -132,10 +132,23 @@ class MqttProtocol final : public ProtocolHandler {
   void sendInflight(Session& s, Connection& c, MqttState::Inflight& entry);
   // Erases entry `seq` (and the message's reference); seq becomes 0.
   void forgetEntry(Session& s, std::uint64_t& seq, const common::Message* message);
-  void storeInbound(Session& s, std::uint16_t packetId, bool awaiting);
+  // A QoS 2 publish of persistent session `s` accepted under `packetId`: its serial (for its
+  // message's name and its inbound record), noted as unresolved.
+  std::uint64_t noteInbound(Session& s, std::uint16_t packetId);
+  // Writes packet id `packetId` as awaiting its PUBREL (async mode, at the publish).
+  void storeInbound(Session& s, std::uint16_t packetId, std::uint64_t serial);
+  // The PUBREL of `packetId`: its record erased, or kept as released while an older publish is
+  // unresolved, and the session's resolved-through serial moved on.
+  void storeInboundReleased(Session& s, std::uint16_t packetId);
+  // A refused PUBREC (5.0) ends the exchange: the publish no longer holds the serial back.
+  static void dropUnresolved(MqttState& m, std::uint16_t packetId);
+  // The resolved-through serial `m` may write now: below its oldest unresolved publish, else a
+  // fresh serial (above every publish so far).
+  std::uint64_t resolvedThroughNow(const MqttState& m);
   // Sync mode: holds the PUBREC `ack` of a QoS 2 publish of persistent session `s` until its
-  // writes are durable, then writes its packet id and holds the PUBREC for that too.
-  void holdForInbound(Connection& c, Session& s, const HeldAck& ack);
+  // writes are durable, then writes its packet id (with the publish's `serial`) and holds the
+  // PUBREC for that too.
+  void holdForInbound(Connection& c, Session& s, const HeldAck& ack, std::uint64_t serial);
   // Erases the session's records (it ends, or is no longer persistent).
   void forgetSession(Session& s);
   // The message id of an entry whose message was released (PUBREL pending): never allocated.

@@ -97,6 +97,19 @@ struct MqttState {
   // Inbound QoS 2 packet ids received and not yet released (exactly-once delivery), at most
   // --max-awaiting-rel.
   PacketIdSet awaitingRelease;
+  // --data-dir, a persistent session: what lets a restart tell a QoS 2 publish whose packet id
+  // reached the disk from one whose id did not (its deliveries are then rolled back, and the
+  // client's resend delivers it; persist::InboundQos2, docs/durability-design.md). `unresolved`:
+  // the serials of the publishes of `awaitingRelease`, oldest first; `releasedKept`: ids released
+  // while an older publish was unresolved, kept on disk as released; `resolvedThrough`: the
+  // session's resolved-through serial as last written (0: none written).
+  struct InboundSerial {
+    std::uint64_t serial;
+    std::uint16_t packetId;
+  };
+  std::vector<InboundSerial> unresolved;
+  std::vector<InboundSerial> releasedKept;
+  std::uint64_t resolvedThrough = 0;
   std::uint16_t nextPacketId = 1;
   // --data-dir: whether the session's record is in the store (StoreLink), and the sequence of
   // its next queue entry there.

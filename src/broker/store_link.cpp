@@ -156,8 +156,7 @@ std::uint64_t StoreLink::referenceMessage(const common::Message& m,
                                           persist::WriteRequest& request) {
   auto [it, fresh] = messages_.try_emplace(&m, Persisted{0, 0});
   if (fresh) {
-    it->second.id = messageIds_ != nullptr ? messageIds_->fetch_add(1, std::memory_order_relaxed)
-                                           : (std::uint64_t{index_ + 1} << 48) + ++localIds_;
+    it->second.id = nextId();
     persist::MessageRecord record;
     record.id = it->second.id;
     record.topic.assign(m.topic());
@@ -166,6 +165,11 @@ std::uint64_t StoreLink::referenceMessage(const common::Message& m,
     record.retain = m.retain();
     record.properties.assign(m.properties());
     record.expiryUnixMs = unixMillisOf(m.expiresAt());
+    if (const common::PublishName name = m.publisher(); name.serial != 0) {
+      record.publisherId.assign(name.clientId);
+      record.publisherPacketId = name.packetId;
+      record.publishSerial = name.serial;
+    }
     request.putNew(record);  // ids are never reused (BrokerContext::nextMessageId)
   }
   ++it->second.refs;

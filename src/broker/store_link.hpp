@@ -115,6 +115,9 @@ class StoreLink {
   }
   // Fresh message ids: one counter for the whole broker, above every id loaded at start-up.
   void setMessageIds(std::atomic<std::uint64_t>* ids) noexcept { messageIds_ = ids; }
+  // A fresh publish serial (common::PublishName, persist::InboundQos2): from the same counter as
+  // message ids, so it is unique in the data directory and above every serial loaded.
+  std::uint64_t newSerial() noexcept { return nextId(); }
 
   // ---- fences (publisher side): the fence of this turn's batches (made on the first call).
   std::uint64_t turnFence();
@@ -199,6 +202,11 @@ class StoreLink {
   std::deque<Fence> fences_;     // posted and not yet forgotten, by id
   std::deque<Arrived> arrived_;  // fences to answer, in arrival order
   std::unordered_map<const common::Message*, Persisted> messages_;
+  std::uint64_t nextId() noexcept {
+    // Relaxed: the counter only hands out unique numbers; nothing is published through it.
+    return messageIds_ != nullptr ? messageIds_->fetch_add(1, std::memory_order_relaxed)
+                                  : (std::uint64_t{index_ + 1} << 48) + ++localIds_;
+  }
   std::atomic<std::uint64_t>* messageIds_ = nullptr;
   std::uint64_t localIds_ = 0;  // without messageIds_ (unit tests)
   std::deque<persist::WriteRequest> backlog_;

@@ -24,9 +24,9 @@ MessageRef Message::make(std::string_view topic, std::string_view contents, bool
 
 MessageRef Message::make5(std::string_view topic, std::string_view contents, bool retain,
                           std::uint8_t qos, std::string_view properties, std::int64_t expiresAt,
-                          std::uint64_t origin) {
+                          std::uint64_t origin, const PublishName& name) {
   return create(topic, contents, retain, qos, isLineSafe(topic, contents), properties, expiresAt,
-                origin);
+                origin, name);
 }
 
 MessageRef Message::makeFromLine(std::string_view topic, std::string_view contents, bool retain) {
@@ -35,12 +35,15 @@ MessageRef Message::makeFromLine(std::string_view topic, std::string_view conten
 
 MessageRef Message::create(std::string_view topic, std::string_view contents, bool retain,
                            std::uint8_t qos, bool lineSafe, std::string_view properties,
-                           std::int64_t expiresAt, std::uint64_t origin) {
-  const std::size_t size = sizeof(Message) + topic.size() + contents.size() + 2 + properties.size();
+                           std::int64_t expiresAt, std::uint64_t origin, const PublishName& name) {
+  const std::size_t publisher = name.serial != 0 ? name.clientId.size() : 0;
+  const std::size_t size =
+      sizeof(Message) + topic.size() + contents.size() + 2 + properties.size() + publisher;
   void* memory = ::operator new(size);
-  auto* message = new (memory) Message(
-      static_cast<std::uint32_t>(topic.size()), static_cast<std::uint32_t>(contents.size()),
-      static_cast<std::uint32_t>(properties.size()), expiresAt, origin, retain, qos, lineSafe);
+  auto* message = new (memory)
+      Message(static_cast<std::uint32_t>(topic.size()), static_cast<std::uint32_t>(contents.size()),
+              static_cast<std::uint32_t>(properties.size()), expiresAt, origin, retain, qos,
+              lineSafe, name);
   char* out = message->bytes();
   // memcpy's pointers must be valid even for zero bytes, and an empty string_view may hold null.
   if (!topic.empty()) std::memcpy(out, topic.data(), topic.size());
@@ -49,6 +52,10 @@ MessageRef Message::create(std::string_view topic, std::string_view contents, bo
   out[topic.size() + 1 + contents.size()] = '\n';
   if (!properties.empty()) {
     std::memcpy(out + topic.size() + contents.size() + 2, properties.data(), properties.size());
+  }
+  if (publisher != 0) {
+    std::memcpy(out + topic.size() + contents.size() + 2 + properties.size(), name.clientId.data(),
+                publisher);
   }
   return MessageRef::adopt(message);
 }

@@ -135,6 +135,7 @@ void CommitLoop::commit(std::size_t count) {
   // before it, so it still applies after those writes and before the later ones.
   for (std::size_t r = 0; r < count && status.ok(); ++r) {
     for (const WriteOp& op : taken_[r].ops()) {
+      if (options_.faults != nullptr) options_.faults->checkCrash(op);
       if (op.kind != WriteOp::Kind::kEraseRange) {
         coalescer_.add(op);
         continue;

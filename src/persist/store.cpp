@@ -4,8 +4,10 @@
 #include <rocksdb/db.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
 
 #include <cassert>
+#include <csignal>
 #include <exception>
 #include <filesystem>
 #include <system_error>
@@ -192,6 +194,41 @@ void Store::close() {
 
 void Store::setWaker(std::uint32_t producer, std::function<void()> wake) {
   loop_->setWaker(producer, std::move(wake));
+}
+
+void FaultSeam::checkCrash(const WriteOp& op) const noexcept {
+  if (crashPrefix_.empty() || op.kind != WriteOp::Kind::kPut) return;
+  if (std::string_view(op.key).substr(0, crashPrefix_.size()) != crashPrefix_) return;
+  TERN_LOG_WARN("--test-crash-before-key: killing the broker before it writes {}",
+                printableKey(op.key));
+  std::raise(SIGKILL);
+}
+
+std::string Store::writeNow(const WriteRequest& request) {
+  assert(!started_ && db_);
+  rocksdb::WriteBatch batch;
+  rocksdb::Status status;
+  for (const WriteOp& op : request.ops()) {
+    switch (op.kind) {
+      case WriteOp::Kind::kPut:
+        status = batch.Put(op.key, op.value);
+        break;
+      case WriteOp::Kind::kErase:
+        status = batch.Delete(op.key);
+        break;
+      case WriteOp::Kind::kEraseRange:
+        status = batch.DeleteRange(op.key, op.value);
+        break;
+    }
+    if (!status.ok()) break;
+  }
+  if (status.ok() && batch.Count() != 0) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    status = db_->Write(wo, &batch);
+  }
+  if (status.ok()) return {};
+  return fmt::format("cannot write the start-up corrections to {}: {}", dir_, status.ToString());
 }
 
 void Store::start() {

@@ -37,7 +37,7 @@ from paho.mqtt.properties import Properties
 import mqtt_harness as h
 from mqtt_harness import TIMEOUT
 from durability_test import Case, Mqtt, Trace, paho_load
-from mqtt5_clients_test import connect_properties
+from mqtt5_clients_test import connect_properties, packet, publish5, s16
 
 SCALE = TIMEOUT / 10.0  # TERN_TEST_TIMEOUT_SCALE
 QUIET = 0.5 * SCALE  # no message for this long: nothing more is on its way
@@ -429,6 +429,87 @@ class Qos2PacketIdAfterItsDeliveries(Case):
             self.assertIsNotNone(pubrec, "%s: the PUBREC was not traced" % publisher)
             self.assertTrue(synced_between(written, pubrec, events[written][1]),
                             "%s: the PUBREC left before packet id %d was synced" % (publisher, pid))
+
+
+ROLLED_BACK = re.compile(r"(\d+) deliveries of (\d+) QoS 2 publish\(es\) whose packet id was "
+                         r"not stored rolled back")
+
+
+class Qos2ResendAfterACrashBeforeItsId(Case):
+    def test_a_qos2_resend_after_a_crash_before_its_packet_id_was_stored_is_delivered_once(self):
+        # --durability sync writes a persistent publisher's QoS 2 packet id only once the queue
+        # entries of its deliveries are durable, and the PUBREC after it. The broker is made to
+        # die (SIGKILL) just before it writes the id (--test-crash-before-key): the entries are on
+        # disk, the id is not, the client got no PUBREC. After the restart the client publishes
+        # the message again (DUP) and completes it, and each persistent subscriber (offline,
+        # spread over both workers) gets it exactly once: the restart rolled back the first
+        # copy's deliveries. Then, in the same data directory, publishes that did get their
+        # PUBREC survive a kill -9 and are not rolled back: one completed (its id erased), one
+        # awaiting its PUBREL (its id on disk), and one released before the one awaiting (its id
+        # kept as released). For each protocol.
+        for version in (4, 5):
+            data = self.data_dir("data-%d" % version)
+            topic = "q2re/%d" % version
+            publisher = "q2re-pub-%d" % version
+            key = b"i/" + publisher.encode() + b"\x00" + struct.pack(">H", 1)
+            b = self.start(data, "--durability", "sync", "--test-crash-before-key", key.hex())
+            subs = [Sub("q2re-sub-%d-%d" % (version, k), version) for k in range(4)]
+            for sub in subs:
+                sub.connect(b.mqtt_port)
+                sub.subscribe(topic, 2)
+                sub.disconnect()
+            pub = Mqtt(b.mqtt_port, publisher, version, clean=False)
+            self.assertIsNone(pub.publish(topic, "once", qos=2, retain=False),
+                              "a PUBREC came: the broker was to die before writing the id")
+            self.assertEqual(b.wait_exit(), -9, "the broker did not kill itself at the id")
+            pub.close()
+
+            b = self.start(data, "--durability", "sync")
+            rolled = ROLLED_BACK.findall(b.stderr())
+            self.assertEqual(len(rolled), 1, b.stderr()[-3000:])
+            self.assertEqual(int(rolled[0][0]), len(subs), "deliveries rolled back at the restart")
+            pub = Mqtt(b.mqtt_port, publisher, version, clean=False)
+            pub.send(bytes([0x3C]) + publish5(topic, b"once", 2, 1)[1:] if version == 5 else
+                     packet(0x3C, s16(topic) + struct.pack(">H", 1) + b"once"))
+            first, body = pub.read()
+            self.assertEqual((first >> 4, body[:2]), (5, struct.pack(">H", 1)),
+                             "the PUBREC of the resend")
+            pub.pid = 1
+            pub.release()
+            for sub in subs:
+                sub.connect(b.mqtt_port)
+            for sub in subs:
+                got = sub.wait(lambda g: len(g) >= 1)
+                self.assertEqual([m.payload for m in got], ["once"],
+                                 "%s: the message before and after the crash" % sub.name)
+                sub.disconnect()
+
+            # Acknowledged publishes are kept: 2 completed, 3 awaiting its PUBREL, 4 released
+            # while 3 still waits.
+            for payload in ("two", "three", "four"):
+                self.assertEqual(pub.publish(topic, payload, qos=2, retain=False), 0, payload)
+                if payload == "two":
+                    pub.release()
+            pub.send(packet(0x62, struct.pack(">H", 4)))
+            pub.expect(7)
+            b.kill()
+            pub.close()
+            b = self.start(data, "--durability", "sync")
+            rolled = ROLLED_BACK.findall(b.stderr())
+            self.assertEqual([int(n) for n in rolled[0]], [0, 0], b.stderr()[-3000:])
+            pub = Mqtt(b.mqtt_port, publisher, version, clean=False)
+            pub.send(packet(0x62, struct.pack(">H", 3)))  # the PUBREL it still owes
+            pub.expect(7)
+            for sub in subs:
+                sub.got.clear()
+                sub.connect(b.mqtt_port)
+            for sub in subs:
+                got = sub.wait(lambda g: len(g) >= 3)
+                self.assertEqual(sorted(m.payload for m in got), ["four", "three", "two"],
+                                 "%s: acknowledged QoS 2 publishes across a kill -9" % sub.name)
+                sub.disconnect()
+            pub.close()
+            self.assertEqual(b.stop(), 0)
 
 
 class SessionsSurviveSigterm(Case):

@@ -131,6 +131,9 @@ struct Config {
   // Tests only (a hidden option): while this file exists, every write to the store fails as a
   // disk error would.
   std::string testStorageFaults;
+  // Tests only (a hidden option, hexadecimal bytes): the process kills itself (SIGKILL) instead
+  // of writing the first batch that puts a key starting with them, a crash at a chosen instant.
+  std::string testCrashBeforeKey;
   common::LogLevel logLevel = common::LogLevel::kInfo;
   // The event loops' I/O: io_uring where the kernel allows it (auto), or epoll.
   net::IoChoice io = net::IoChoice::kAuto;

@@ -23,6 +23,15 @@ namespace tern::common {
 
 class MessageRef;
 
+// The publish a message came from, when the store must be able to tell (a QoS 2 publish of a
+// persistent MQTT session, --data-dir): the publisher's client id, its packet id and a serial
+// unique in the broker's data directory. serial 0: not named.
+struct PublishName {
+  std::string_view clientId;
+  std::uint16_t packetId = 0;
+  std::uint64_t serial = 0;
+};
+
 class Message {
  public:
   Message(const Message&) = delete;
@@ -36,10 +45,11 @@ class Message {
   // An MQTT 5.0 publish: `properties` are the property entries forwarded to 5.0 subscribers as
   // they are (validated, without Topic Alias and Message Expiry Interval), `expiresAt` the
   // monotonic time (ns) after which it is not delivered (0: never), and `origin` names the
-  // session that published it (for No Local; 0: none).
+  // session that published it (for No Local; 0: none). `name`, when its serial is not 0, is kept
+  // with the message (publisher()).
   static MessageRef make5(std::string_view topic, std::string_view contents, bool retain,
                           std::uint8_t qos, std::string_view properties, std::int64_t expiresAt,
-                          std::uint64_t origin = 0);
+                          std::uint64_t origin = 0, const PublishName& name = {});
   // The same for a message parsed from a line-protocol frame, which is line-safe by construction
   // (no '@' in its topic, no LF in its contents): skips the scan of the contents.
   static MessageRef makeFromLine(std::string_view topic, std::string_view contents, bool retain);
@@ -56,6 +66,12 @@ class Message {
   std::int64_t expiresAt() const noexcept { return expiresAt_; }
   // The publishing session's id (routing::SubscriberId::key()) for an MQTT 5.0 publish; 0 else.
   std::uint64_t origin() const noexcept { return origin_; }
+  // The publish it came from (see make5); serial 0 when not named.
+  PublishName publisher() const noexcept {
+    return {{bytes() + topicSize_ + contentsSize_ + 2 + propertiesSize_, publisherSize_},
+            publisherPacketId_,
+            publishSerial_};
+  }
   bool retain() const noexcept { return retain_; }
   std::uint8_t qos() const noexcept { return qos_; }
   // True when the line protocol can carry the message: the topic holds no '@' (the field
@@ -65,7 +81,7 @@ class Message {
   bool lineSafe() const noexcept { return lineSafe_; }
   // Heap bytes held by this message (header and text), for memory accounting.
   std::size_t footprint() const noexcept {
-    return sizeof(Message) + topicSize_ + contentsSize_ + 2 + propertiesSize_;
+    return sizeof(Message) + topicSize_ + contentsSize_ + 2 + propertiesSize_ + publisherSize_;
   }
 
   // Adds `count` references in one atomic add (one per destination, not one per subscriber).
@@ -85,12 +101,15 @@ class Message {
  private:
   Message(std::uint32_t topicSize, std::uint32_t contentsSize, std::uint32_t propertiesSize,
           std::int64_t expiresAt, std::uint64_t origin, bool retain, std::uint8_t qos,
-          bool lineSafe)
+          bool lineSafe, const PublishName& name)
       : topicSize_(topicSize),
         contentsSize_(contentsSize),
         propertiesSize_(propertiesSize),
+        publisherSize_(name.serial != 0 ? static_cast<std::uint32_t>(name.clientId.size()) : 0),
         expiresAt_(expiresAt),
         origin_(origin),
+        publishSerial_(name.serial),
+        publisherPacketId_(name.serial != 0 ? name.packetId : 0),
         retain_(retain),
         qos_(qos),
         lineSafe_(lineSafe) {}
@@ -100,14 +119,18 @@ class Message {
   void destroy() const noexcept;
   static MessageRef create(std::string_view topic, std::string_view contents, bool retain,
                            std::uint8_t qos, bool lineSafe, std::string_view properties = {},
-                           std::int64_t expiresAt = 0, std::uint64_t origin = 0);
+                           std::int64_t expiresAt = 0, std::uint64_t origin = 0,
+                           const PublishName& name = {});
 
   mutable std::atomic<std::uint32_t> refs_{1};
   std::uint32_t topicSize_;
   std::uint32_t contentsSize_;
   std::uint32_t propertiesSize_;
+  std::uint32_t publisherSize_;
   std::int64_t expiresAt_;
   std::uint64_t origin_;
+  std::uint64_t publishSerial_;
+  std::uint16_t publisherPacketId_;
   bool retain_;
   std::uint8_t qos_;
   bool lineSafe_;

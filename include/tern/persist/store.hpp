@@ -8,7 +8,7 @@
 //
 // Lifecycle and who may call what:
 //   1. open()                        - the owner (start-up). Never throws; an error is a string.
-//   2. load*()                       - the owner, before start(). Reads the DB directly.
+//   2. load*(), writeNow()           - the owner, before start(). Read / write the DB directly.
 //   3. setWaker(p, f)                - the owner, before start(), once per producer that wants one.
 //   4. start()                       - the owner: launches the persistence thread.
 //   5. tryPush(request)              - any producer thread, concurrently; also before start().
@@ -69,12 +69,19 @@ enum class Durability : std::uint8_t { kSync, kAsync };
 // disk, or every write while a file exists (the broker's hidden --test-storage-faults, so that a
 // functional test can switch failures on and off from outside). Any thread may arm the count;
 // the file is set by the owner before the store starts; the persistence thread consumes both.
+struct WriteOp;
+
 class FaultSeam {
  public:
   // Arms `count` failures (replacing what is left). Thread-safe.
   void failNextWrites(int count) noexcept { remaining_.store(count, std::memory_order_relaxed); }
   // Every write fails while `path` exists (one access() per batch). Before the store starts.
   void failWhileExists(std::string path) { path_ = std::move(path); }
+  // The process kills itself (SIGKILL, as kill -9 would) instead of writing the first batch that
+  // puts a key starting with `prefix`. Before the store starts.
+  void crashBeforePutting(std::string prefix) { crashPrefix_ = std::move(prefix); }
+  // Persistence thread, for each write of a batch before the batch is written.
+  void checkCrash(const WriteOp& op) const noexcept;
   // Persistence thread: true when this write must fail (and counts it). Relaxed is enough: the
   // seam carries no data, and the compare-exchange makes each armed failure be taken once.
   bool takeFailure() noexcept {
@@ -88,7 +95,8 @@ class FaultSeam {
 
  private:
   std::atomic<int> remaining_{0};
-  std::string path_;  // constant once the store started
+  std::string path_;         // constant once the store started
+  std::string crashPrefix_;  // constant once the store started
 };
 
 struct StoreOptions {
@@ -265,6 +273,11 @@ class Store {
   // Sessions with their queues and inbound ids, merged in one pass over s/, q/ and i/ (all three
   // are sorted by client id).
   LoadStats loadSessions(common::FunctionRef<void(LoadedSession&&)> visit);
+
+  // Start-up: writes `request` as one batch, synced, before anything queued (a correction the
+  // load decided, which later writes must find done). Returns an error line (empty when ok).
+  // Owner only, before start().
+  std::string writeNow(const WriteRequest& request);
 
   // `wake` is called on the persistence thread once per batch that posted completions for
   // `producer`; it must be cheap, callable from any thread (an event loop's wake), and valid (with
