@@ -195,7 +195,8 @@ int main(int argc, char** argv) {
       ->group("");
   app.add_option("--test-crash-before-key", config.testCrashBeforeKey,
                  "Tests only: the broker kills itself (SIGKILL) instead of writing the first "
-                 "batch that puts a key starting with these bytes (hexadecimal)")
+                 "batch that puts a key starting with these bytes (hexadecimal), 200 ms after "
+                 "taking that batch")
       ->group("");
   std::string io = "auto";
   app.add_option("--io", io,

@@ -87,6 +87,8 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
     }
   }
   std::uint64_t ticket = 0;  // the write of a retained change (--data-dir)
+  // Sync mode, a named publish: its message, referenced for its PUBREC (holdForInbound).
+  const common::Message* named = nullptr;
   if (deliver) {
     const common::PublishName name{s.clientId, publish.packetId, serial};
     if (v5) {
@@ -97,13 +99,16 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
               ? common::monotonicNanos() +
                     std::int64_t{publish.properties.messageExpiryInterval} * 1'000'000'000
               : 0;
-      core_.publish(common::Message::make5(topic, publish.payload, publish.retain, publish.qos,
-                                           propertyScratch_, expiresAt, s.id.key(), name),
-                    Protocol::kMqtt, &ticket);
+      common::MessageRef message =
+          common::Message::make5(topic, publish.payload, publish.retain, publish.qos,
+                                 propertyScratch_, expiresAt, s.id.key(), name);
+      if (inboundLater) (named = message.get())->addRefs(1);
+      core_.publish(std::move(message), Protocol::kMqtt, &ticket);
     } else if (serial != 0) {
-      core_.publish(common::Message::make5(publish.topic, publish.payload, publish.retain,
-                                           publish.qos, {}, 0, 0, name),
-                    Protocol::kMqtt, &ticket);
+      common::MessageRef message = common::Message::make5(
+          publish.topic, publish.payload, publish.retain, publish.qos, {}, 0, 0, name);
+      if (inboundLater) (named = message.get())->addRefs(1);
+      core_.publish(std::move(message), Protocol::kMqtt, &ticket);
     } else {
       core_.publish(
           common::Message::make(publish.topic, publish.payload, publish.retain, publish.qos),
@@ -120,6 +125,10 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
                                                         : mqtt::PacketType::kPubrec);
   ack.reason = static_cast<std::uint8_t>(reason);
   if (ticket == StoreLink::kUnstorable) {  // MQTT topics fit the store: defensive only
+    if (named != nullptr) {
+      publisherResolved(*named, core_.fanout.remoteDeliveries() != remoteBefore);
+      named->release();
+    }
     ack.ok = false;
     onDurable(c, ack);
     return;
@@ -136,7 +145,7 @@ void MqttProtocol::onPublish(Connection& c, Session& s, const mqtt::Publish& pub
     }
     if (left) ack.fence = core_.store.turnFence();
     if (inboundLater) {
-      holdForInbound(c, s, ack, serial);
+      holdForInbound(c, s, ack, serial, named, left);
     } else {
       core_.store.hold(c, ack);
     }

@@ -213,9 +213,11 @@ void MqttProtocol::pump(Session& s) {
 void MqttProtocol::resume(Session& s) {
   // Re-send what was in flight when the previous connection ended, with DUP set (or PUBREL for
   // QoS 2 messages already received) [MQTT-4.4.0-1], then what was queued.
+  // A QoS 2 PUBLISH never sent because it waits for its publisher (parkForPublisher) still waits.
   MqttState& m = *s.mqtt;
-  for (MqttState::Inflight& entry : m.inflight)
-    send(*m.connection, entry, true);
+  for (MqttState::Inflight& entry : m.inflight) {
+    if (!parkForPublisher(s, entry)) send(*m.connection, entry, true);
+  }
   pump(s);
 }
 

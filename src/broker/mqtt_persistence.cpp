@@ -58,7 +58,7 @@ void MqttProtocol::onDurable(Connection& c, const HeldAck& ack) {
     const auto it = std::find_if(m.inflight.begin(), m.inflight.end(), [&](const auto& e) {
       return e.packetId == ack.packetId && !e.released && e.message;
     });
-    if (it != m.inflight.end()) send(c, *it, false);
+    if (it != m.inflight.end() && !parkForPublisher(s, *it)) send(c, *it, false);
     return;
   }
   if (ack.ok || static_cast<mqtt::PacketType>(ack.kind) == mqtt::PacketType::kPubrel) {
@@ -192,7 +192,7 @@ void MqttProtocol::sendInflight(Session& s, Connection& c, MqttState::Inflight& 
     core_.store.hold(c, held);
   } else if (StoreLink::holding(c)) {
     core_.store.hold(c, held);  // behind the connection's held packets, in order
-  } else {
+  } else if (!parkForPublisher(s, entry)) {
     send(c, entry, false);
   }
 }
@@ -281,17 +281,56 @@ void MqttProtocol::storeInboundReleased(Session& s, std::uint16_t packetId) {
   core_.store.submit(std::move(request));
 }
 
-void MqttProtocol::holdForInbound(Connection& c, Session& s, const HeldAck& ack,
-                                  std::uint64_t serial) {
+void MqttProtocol::holdForInbound(Connection& c, Session& s, HeldAck ack, std::uint64_t serial,
+                                  const common::Message* named, bool remote) {
   // A restart that finds the packet id answers the client's resend of the publish without
   // delivering it again, so the id must not reach the disk before the queue entries of the
   // deliveries do (else a crash between them loses the message for those sessions): it is
   // written once they are durable (the ack's writes and fence), and the PUBREC waits for it too.
   // A crash before that leaves the deliveries without the id; the resend is then delivered once
   // more (docs/durability.md).
+  // The deliveries of the publish to persistent sessions are sent at QoS 2 only once the id is
+  // durable too (parkForPublisher): sent before, a crash in between would leave a message both
+  // received and rolled back, and the resend would deliver it a second time.
+  ack.resolves = named;
+  ack.resolvesRemote = remote;
   persist::WriteRequest request;
   request.put(persist::InboundQos2{s.clientId, ack.packetId, serial, false});
   core_.store.holdThen(c, ack, std::move(request));
+}
+
+bool MqttProtocol::parkForPublisher(Session& s, const MqttState::Inflight& entry) {
+  if (entry.qos != 2 || entry.released || !entry.message || !entry.message->awaitsPublisher() ||
+      !core_.store.holdsAcks() || !persistent(s)) {
+    return false;
+  }
+  const common::Message* message = entry.message.get();
+  const bool already = std::any_of(parked_.begin(), parked_.end(), [&](const Parked& p) {
+    return p.message == message && p.packetId == entry.packetId && p.session == s.id;
+  });
+  if (!already) parked_.push_back({s.id, entry.packetId, message});
+  return true;
+}
+
+void MqttProtocol::publisherResolved(const common::Message& message, bool remote) {
+  message.resolvePublisher();
+  releaseParked(message);
+  if (remote) core_.postResolved(message);
+}
+
+void MqttProtocol::releaseParked(const common::Message& message) {
+  std::erase_if(parked_, [&](const Parked& p) {
+    if (p.message != &message) return false;
+    // Gone, offline (resume sends it) or no longer in flight: nothing to send here.
+    Session* s = core_.sessions.find(p.session);
+    if (s == nullptr || s->mqtt == nullptr || s->mqtt->connection == nullptr) return true;
+    MqttState& m = *s->mqtt;
+    const auto it = std::find_if(m.inflight.begin(), m.inflight.end(), [&](const auto& e) {
+      return e.packetId == p.packetId && !e.released && e.message.get() == &message;
+    });
+    if (it != m.inflight.end()) send(*m.connection, *it, false);
+    return true;
+  });
 }
 
 void MqttProtocol::forgetSession(Session& s) {

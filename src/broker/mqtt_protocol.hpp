@@ -110,6 +110,13 @@ class MqttProtocol final : public ProtocolHandler {
   bool restore(persist::LoadedSession&& loaded,
                const std::unordered_map<std::uint64_t, RestoredMessage>& messages);
 
+  // --durability sync: the publisher's worker, once the QoS 2 packet id of `message`'s publish is
+  // durable (or its write was given up: a storage error, the session ended): its held sends go,
+  // here and (`remote`) on the other workers.
+  void publisherResolved(const common::Message& message, bool remote);
+  // Sends this worker's QoS 2 PUBLISHes of `message` held for its publisher (parkForPublisher).
+  void releaseParked(const common::Message& message);
+
   // Topic Aliases this server accepts from each connection, and gives towards one.
   static constexpr std::uint16_t kInboundTopicAliases = 16;
   static constexpr std::size_t kOutboundTopicAliases = 32;
@@ -148,7 +155,13 @@ class MqttProtocol final : public ProtocolHandler {
   // Sync mode: holds the PUBREC `ack` of a QoS 2 publish of persistent session `s` until its
   // writes are durable, then writes its packet id (with the publish's `serial`) and holds the
   // PUBREC for that too.
-  void holdForInbound(Connection& c, Session& s, const HeldAck& ack, std::uint64_t serial);
+  // `named` (with one reference, which moves into the ack): the publish's message, whose QoS 2
+  // sends to persistent sessions wait for the PUBREC's turn; `remote`: some are on other workers.
+  void holdForInbound(Connection& c, Session& s, HeldAck ack, std::uint64_t serial,
+                      const common::Message* named, bool remote);
+  // --durability sync: true when `entry`, a QoS 2 PUBLISH of persistent session `s`, must wait
+  // for its message's publisher (common::Message::awaitsPublisher) and was parked for it (once).
+  bool parkForPublisher(Session& s, const MqttState::Inflight& entry);
   // Erases the session's records (it ends, or is no longer persistent).
   void forgetSession(Session& s);
   // The message id of an entry whose message was released (PUBREL pending): never allocated.
@@ -166,6 +179,15 @@ class MqttProtocol final : public ProtocolHandler {
     routing::SubscriberId session;
   };
   std::vector<PendingWill> pendingWills_;
+  // QoS 2 PUBLISHes waiting for their message's publisher (parkForPublisher): the session, the
+  // packet id and the message (not owned: its publisher's held PUBREC holds it until the
+  // releaseParked that removes these, so it cannot be freed and its address reused before).
+  struct Parked {
+    routing::SubscriberId session;
+    std::uint16_t packetId;
+    const common::Message* message;
+  };
+  std::vector<Parked> parked_;
   // Reused by every SUBSCRIBE: return codes, the distinct filters (views into the packet) and
   // where each filter is in distinctFilters_ (kRefusedFilter: over --max-subscriptions).
   std::vector<std::uint8_t> subackCodes_;

@@ -57,6 +57,12 @@ void StoreLink::stall(Connection& c) {
   stalled_.push_back(c.socket);
 }
 
+StoreLink::~StoreLink() {
+  for (const HeldAck& ack : acks_) {
+    if (ack.resolves != nullptr) ack.resolves->release();
+  }
+}
+
 void StoreLink::hold(Connection& c, HeldAck ack) {
   ack.socket = c.socket;
   ++c.heldAcks;

@@ -71,12 +71,19 @@ struct HeldAck {
   bool ok = true;              // its writes succeeded (set when its turn comes)
   bool then = false;           // a follow-up write waits for its turn (StoreLink::holdThen)
   bool followed = false;       // its follow-up was submitted: `after`..`ticket` is that write
+  // MQTT, a QoS 2 publish of a persistent session: its message, whose deliveries wait for this
+  // acknowledgement's turn (common::Message::awaitsPublisher). One reference, owned by the
+  // StoreLink while held and by the `ready` callback of poll() once handed to it; `remote`: some
+  // of those deliveries are on other workers.
+  const common::Message* resolves = nullptr;
+  bool resolvesRemote = false;
 };
 
 class StoreLink {
  public:
   // `store` may be null (memory only): then nothing is written and nothing held.
   StoreLink(persist::Store* store, unsigned index) noexcept : store_(store), index_(index) {}
+  ~StoreLink();  // drops the message references of acknowledgements still held
   StoreLink(const StoreLink&) = delete;
   StoreLink& operator=(const StoreLink&) = delete;
 
@@ -150,7 +157,8 @@ class StoreLink {
 
   // One worker turn: moves the backlog into the store, takes this worker's completions, then calls
   // `answer(unsigned origin, std::uint64_t fence, bool ok)` for each fence whose writes completed,
-  // `ready(const HeldAck&)` for each held acknowledgement whose turn came, in order, and
+  // `ready(const HeldAck&)` for each held acknowledgement whose turn came, in order (it takes
+  // over HeldAck::resolves), and
   // `release(net::SocketId)` for each stalled connection once the backlog is empty. The callbacks
   // find the connection by its socket (it may be gone) and must not call hold() or submit().
   template <typename Answer, typename Ready, typename Release>

@@ -81,6 +81,7 @@ Worker::~Worker() {
         delete items[k].connection;
       }
       delete items[k].batch;
+      if (items[k].message != nullptr) items[k].message->release();
     }
   }
   // Connections of a thread that never ran its shutdown (it always does once started).

@@ -52,7 +52,14 @@ namespace tern::broker {
 
 // What moves between threads into a worker.
 struct InboxItem {
-  enum class Kind : std::uint8_t { kAccepted, kHandover, kDeliveries, kAuthVerdict, kFence };
+  enum class Kind : std::uint8_t {
+    kAccepted,
+    kHandover,
+    kDeliveries,
+    kAuthVerdict,
+    kFence,
+    kResolved,
+  };
   Kind kind = Kind::kAccepted;
   Protocol protocol = Protocol::kLine;  // kAccepted
   bool tls = false;                     // kAccepted: from a TLS listener
@@ -65,6 +72,9 @@ struct InboxItem {
   std::uint32_t attempt = 0;            // kAuthVerdict: Connection::authAttempt it answers
   bool accepted = false;                // kAuthVerdict; kFence: the writes succeeded
   std::uint64_t fence = 0;              // kFence: the StoreLink fence a destination answers
+  // kResolved: a message whose publisher's packet id is durable (MqttProtocol::releaseParked);
+  // one reference moves with the item.
+  const common::Message* message = nullptr;
 };
 
 class Worker final : private ConnectionIo, private net::EventLoopHandler {

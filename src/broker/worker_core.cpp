@@ -3,6 +3,7 @@
 #include "authenticator.hpp"
 #include "tern/common/clock.hpp"
 #include "tern/common/log.hpp"
+#include "worker.hpp"
 
 namespace tern::broker {
 
@@ -65,6 +66,17 @@ void WorkerCore::route(const common::Message& message) {
   fanout.route(message, [this](routing::SubscriberId id, const common::Message& m, SharedRoute r) {
     deliverTo(id, m, r);
   });
+}
+
+void WorkerCore::postResolved(const common::Message& message) {
+  for (unsigned w = 0; w < context.workers.size(); ++w) {
+    if (w == index) continue;
+    InboxItem item;
+    item.kind = InboxItem::Kind::kResolved;
+    message.addRefs(1);
+    item.message = &message;
+    context.workers[w]->post(std::move(item));
+  }
 }
 
 void WorkerCore::deliverTo(routing::SubscriberId id, const common::Message& message,

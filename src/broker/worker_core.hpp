@@ -54,6 +54,9 @@ class WorkerCore {
   void publishOwn(common::MessageRef message);
   // Routes `message` to every subscriber (this worker's at once, the others' batched).
   void route(const common::Message& message);
+  // Tells every other worker that `message` no longer awaits its publisher (an inbox item each,
+  // holding a reference).
+  void postResolved(const common::Message& message);
   // Delivers to the session `id` names, if it is still there. A shared-subscription delivery
   // (route.shared()) that the session declines or that finds it gone goes to another member of
   // its group. Never allocates per message.

@@ -91,6 +91,10 @@ void Worker::drainInbox() {
         case InboxItem::Kind::kFence:
           core_.store.fencePassed(item.fence, item.accepted);
           break;
+        case InboxItem::Kind::kResolved:
+          mqtt_.releaseParked(*item.message);
+          item.message->release();
+          break;
       }
     }
     if (n < kInboxBatch) return;
@@ -109,6 +113,10 @@ void Worker::pollStore() {
         context_.workers[origin]->post(std::move(item));
       },
       [this](const HeldAck& ack) {
+        if (ack.resolves != nullptr) {  // also when the publisher's connection is gone
+          mqtt_.publisherResolved(*ack.resolves, ack.resolvesRemote);
+          ack.resolves->release();
+        }
         auto* c = static_cast<Connection*>(loop_->user(ack.socket));
         if (c == nullptr || c->closed) return;
         if (c->heldAcks != 0) --c->heldAcks;

@@ -431,6 +431,39 @@ class Qos2PacketIdAfterItsDeliveries(Case):
                             "%s: the PUBREC left before packet id %d was synced" % (publisher, pid))
 
 
+def settled(subs, n):
+    """What each of `subs` got once each got at least `n` messages (or the deadline passed) and
+    then QUIET passed without a message to any."""
+    deadline = time.monotonic() + TIMEOUT
+    for sub in subs:
+        with sub.cond:
+            sub.cond.wait_for(lambda: len(sub.got) >= n, max(0.0, deadline - time.monotonic()))
+    while True:
+        last = max(sub.last for sub in subs)
+        if time.monotonic() - last >= QUIET or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return [list(sub.got) for sub in subs]
+
+
+def publishes(c):
+    """(packet id, DUP) of each PUBLISH raw connection `c` gets until QUIET passes without a
+    packet or the broker closes it; answers none."""
+    got = []
+    c.sock.settimeout(QUIET)
+    while True:
+        try:
+            p = c.read()
+        except OSError:  # the timeout
+            return got
+        if p is None:
+            return got
+        first, body = p
+        if first >> 4 == 3:
+            at = 2 + struct.unpack(">H", body[:2])[0]
+            got.append((struct.unpack(">H", body[at:at + 2])[0], bool(first & 0x08)))
+
+
 ROLLED_BACK = re.compile(r"(\d+) deliveries of (\d+) QoS 2 publish\(es\) whose packet id was "
                          r"not stored rolled back")
 
@@ -441,9 +474,10 @@ class Qos2ResendAfterACrashBeforeItsId(Case):
         # entries of its deliveries are durable, and the PUBREC after it. The broker is made to
         # die (SIGKILL) just before it writes the id (--test-crash-before-key): the entries are on
         # disk, the id is not, the client got no PUBREC. After the restart the client publishes
-        # the message again (DUP) and completes it, and each persistent subscriber (offline,
-        # spread over both workers) gets it exactly once: the restart rolled back the first
-        # copy's deliveries. Then, in the same data directory, publishes that did get their
+        # the message again (DUP) and completes it, and each persistent subscriber (four offline,
+        # four online at the crash, spread over both workers) gets it exactly once: the restart
+        # rolled back the first copy's deliveries, and the online ones were not sent it before
+        # the id was durable. Then, in the same data directory, publishes that did get their
         # PUBREC survive a kill -9 and are not rolled back: one completed (its id erased), one
         # awaiting its PUBREL (its id on disk), and one released before the one awaiting (its id
         # kept as released). For each protocol.
@@ -458,16 +492,25 @@ class Qos2ResendAfterACrashBeforeItsId(Case):
                 sub.connect(b.mqtt_port)
                 sub.subscribe(topic, 2)
                 sub.disconnect()
+            # Online ones by hand: Paho hands a QoS 2 message over at its PUBREL, which would hide
+            # a PUBLISH received before the crash; a client may as well deliver at the PUBLISH.
+            online = ["q2re-live-%d-%d" % (version, k) for k in range(4)]
+            live = [Mqtt(b.mqtt_port, name, version, clean=False) for name in online]
+            for c in live:
+                c.subscribe(topic, 2)
             pub = Mqtt(b.mqtt_port, publisher, version, clean=False)
             self.assertIsNone(pub.publish(topic, "once", qos=2, retain=False),
                               "a PUBREC came: the broker was to die before writing the id")
             self.assertEqual(b.wait_exit(), -9, "the broker did not kill itself at the id")
             pub.close()
+            before = [publishes(c) for c in live]
 
             b = self.start(data, "--durability", "sync")
             rolled = ROLLED_BACK.findall(b.stderr())
             self.assertEqual(len(rolled), 1, b.stderr()[-3000:])
-            self.assertEqual(int(rolled[0][0]), len(subs), "deliveries rolled back at the restart")
+            self.assertEqual(int(rolled[0][0]), len(subs) + len(live),
+                             "deliveries rolled back at the restart")
+            live = [Mqtt(b.mqtt_port, name, version, clean=False) for name in online]
             pub = Mqtt(b.mqtt_port, publisher, version, clean=False)
             pub.send(bytes([0x3C]) + publish5(topic, b"once", 2, 1)[1:] if version == 5 else
                      packet(0x3C, s16(topic) + struct.pack(">H", 1) + b"once"))
@@ -478,11 +521,16 @@ class Qos2ResendAfterACrashBeforeItsId(Case):
             pub.release()
             for sub in subs:
                 sub.connect(b.mqtt_port)
-            for sub in subs:
-                got = sub.wait(lambda g: len(g) >= 1)
+            for sub, got in zip(subs, settled(subs, 1)):
                 self.assertEqual([m.payload for m in got], ["once"],
                                  "%s: the message before and after the crash" % sub.name)
                 sub.disconnect()
+            for name, c, first in zip(online, live, before):
+                after = publishes(c)
+                self.assertEqual((len(first), len(after)), (0, 1),
+                                 "%s (online at the crash): PUBLISHes of the message before and "
+                                 "after the crash (packet id, DUP): %r, %r" % (name, first, after))
+                c.close()
 
             # Acknowledged publishes are kept: 2 completed, 3 awaiting its PUBREL, 4 released
             # while 3 still waits.
@@ -503,8 +551,7 @@ class Qos2ResendAfterACrashBeforeItsId(Case):
             for sub in subs:
                 sub.got.clear()
                 sub.connect(b.mqtt_port)
-            for sub in subs:
-                got = sub.wait(lambda g: len(g) >= 3)
+            for sub, got in zip(subs, settled(subs, 3)):
                 self.assertEqual(sorted(m.payload for m in got), ["four", "three", "two"],
                                  "%s: acknowledged QoS 2 publishes across a kill -9" % sub.name)
                 sub.disconnect()

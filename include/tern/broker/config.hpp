@@ -132,7 +132,8 @@ struct Config {
   // disk error would.
   std::string testStorageFaults;
   // Tests only (a hidden option, hexadecimal bytes): the process kills itself (SIGKILL) instead
-  // of writing the first batch that puts a key starting with them, a crash at a chosen instant.
+  // of writing the first batch that puts a key starting with them (200 ms after taking it), a
+  // crash at a chosen instant.
   std::string testCrashBeforeKey;
   common::LogLevel logLevel = common::LogLevel::kInfo;
   // The event loops' I/O: io_uring where the kernel allows it (auto), or epoll.

@@ -10,7 +10,9 @@
 // formatting; MQTT reads topic() and contents() separately, and 5.0 subscribers properties().
 //
 // Thread safety: the bytes never change after make(); any thread may read them while it holds a
-// reference. The count is atomic; any thread may add or drop references.
+// reference. The count is atomic; any thread may add or drop references. The one mutable state
+// besides the count, awaitsPublisher(), is atomic: set once by the publisher's worker, read by
+// any.
 #pragma once
 
 #include <atomic>
@@ -66,6 +68,19 @@ class Message {
   std::int64_t expiresAt() const noexcept { return expiresAt_; }
   // The publishing session's id (routing::SubscriberId::key()) for an MQTT 5.0 publish; 0 else.
   std::uint64_t origin() const noexcept { return origin_; }
+  // --durability sync: a named message waits for its publisher's QoS 2 packet id to be durable
+  // (or for that write to be given up) before a persistent session is sent it at QoS 2, so that a
+  // crash cannot leave it both received and rolled back (docs/durability-design.md). True until
+  // resolvePublisher(); always false for a message that is not named.
+  bool awaitsPublisher() const noexcept {
+    // Acquire pairs with resolvePublisher's release. The flag carries no data (the bytes are
+    // immutable); the order only keeps a reader from seeing it before the write it announces.
+    return publishSerial_ != 0 && !publisherResolved_.load(std::memory_order_acquire);
+  }
+  // The publisher's worker, once the packet id's write completed (or will not be made).
+  void resolvePublisher() const noexcept {
+    publisherResolved_.store(true, std::memory_order_release);
+  }
   // The publish it came from (see make5); serial 0 when not named.
   PublishName publisher() const noexcept {
     return {{bytes() + topicSize_ + contentsSize_ + 2 + propertiesSize_, publisherSize_},
@@ -123,6 +138,7 @@ class Message {
                            const PublishName& name = {});
 
   mutable std::atomic<std::uint32_t> refs_{1};
+  mutable std::atomic<bool> publisherResolved_{false};
   std::uint32_t topicSize_;
   std::uint32_t contentsSize_;
   std::uint32_t propertiesSize_;

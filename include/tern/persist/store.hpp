@@ -78,7 +78,8 @@ class FaultSeam {
   // Every write fails while `path` exists (one access() per batch). Before the store starts.
   void failWhileExists(std::string path) { path_ = std::move(path); }
   // The process kills itself (SIGKILL, as kill -9 would) instead of writing the first batch that
-  // puts a key starting with `prefix`. Before the store starts.
+  // puts a key starting with `prefix`, 200 ms after it took the batch (what the workers send
+  // meanwhile reaches their clients). Before the store starts.
   void crashBeforePutting(std::string prefix) { crashPrefix_ = std::move(prefix); }
   // Persistence thread, for each write of a batch before the batch is written.
   void checkCrash(const WriteOp& op) const noexcept;
