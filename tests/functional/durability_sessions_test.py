@@ -1,12 +1,15 @@
 #!/usr/bin/python3
 """Persistence of MQTT sessions (`broker --data-dir DIR`), checked from outside the process.
 
-Kill9Sessions: Paho publishers (3.1.1 and 5.0) send unique QoS 1 and QoS 2 messages to four
-persistent subscribers (3.1.1 clean session 0 and 5.0 Session Expiry Interval 3600; two online
-during the load, two offline) of a broker in sync mode, which is killed (SIGKILL, at an instant
-drawn from a fixed seed) and restarted on the same directory. Each subscriber reconnects to its
-session: every acknowledged QoS 1 message reached it at least once, every QoS 2 message at most
-once and every acknowledged one exactly once, counted over both lives of the broker.
+Kill9Sessions: Paho publishers (3.1.1 and 5.0, persistent sessions) send unique QoS 1 and QoS 2
+messages to four persistent subscribers (3.1.1 clean session 0 and 5.0 Session Expiry Interval
+3600; two online during the load, two offline) of a broker in sync mode, which is killed
+(SIGKILL, at an instant drawn from a fixed seed) and restarted on the same directory. The
+publishers come back to their sessions and send again what had no acknowledgement; each
+subscriber reconnects to its session: every QoS 1 message reached it at least once and every QoS
+2 message exactly once, counted over both lives of the broker.
+Qos2ResendAfterACrashBeforeItsId: the broker kills itself while writing a QoS 2 packet id; the
+resend after the restart reaches offline and online subscribers once.
 SessionsSurviveSigterm: offline sessions with their subscriptions (QoS, No Local, Subscription
 Identifier) and queued messages survive SIGTERM; clean sessions connected at the stop do not.
 SessionExpiryAcrossRestart: `--session-expiry` and the 5.0 Session Expiry Interval run on while
@@ -43,6 +46,8 @@ SCALE = TIMEOUT / 10.0  # TERN_TEST_TIMEOUT_SCALE
 QUIET = 0.5 * SCALE  # no message for this long: nothing more is on its way
 LOADED = re.compile(r"loaded (\d+) persistent MQTT session\(s\) with (\d+) queued or in-flight "
                     r"message\(s\)")
+ROLLED_BACK = re.compile(r"(\d+) deliveries of (\d+) QoS 2 publish\(es\) whose packet id was "
+                         r"not stored rolled back")
 Got = collections.namedtuple("Got", "payload topic qos dup life ids mid")
 
 
@@ -147,12 +152,23 @@ class Sub:
             return list(self.got)
 
 
+def published(info):
+    """Whether Paho got the acknowledgement (PUBACK, PUBCOMP) of publish `info`. A publish made
+    while the connection was going down has rc NO_CONN, yet Paho keeps it and sends it once it
+    connects again; Paho 1.x's is_published() raises for it, so its flag is read directly."""
+    if info.rc == paho.MQTT_ERR_NO_CONN:
+        with info._condition:  # noqa: SLF001 -- no public accessor for this case in Paho 1.x
+            return info._published  # noqa: SLF001
+    return info.rc == paho.MQTT_ERR_SUCCESS and info.is_published()
+
+
 class Pub(threading.Thread):
     """Paho publisher of unique payloads `name:seq` at QoS 1 and 2 to `p/<k>/q<qos>/<name>`, k a
     subscriber drawn from its seed; at most `rate` a second (so a fast machine does not end the load
-    before the kill), `limit` in all, 100 not yet acknowledged. Ends when
-    phase.stop is set (after the broker died); acked: those Paho reported published (PUBACK for
-    QoS 1, PUBCOMP for QoS 2)."""
+    before the kill), `limit` in all, 100 not yet acknowledged. A persistent session (3.1.1 clean
+    session 0, 5.0 Session Expiry Interval 3600), so that after the restart its client can come back
+    to it and send again what was not acknowledged (come_back). Ends when phase.stop is set (after
+    the broker died); acked: those Paho reported published (PUBACK for QoS 1, PUBCOMP for QoS 2)."""
 
     def __init__(self, port, name, version, seed, subscribers, phase, limit, rate):
         super().__init__(daemon=True)
@@ -179,14 +195,40 @@ class Pub(threading.Thread):
             info = c.publish("p/%d/q%d/%s" % (k, qos, self.name), payload, qos=qos)
             return info, k, qos, payload
 
+        v5 = self.version == 5
         try:
-            paho_load(self, paho.MQTTv5 if self.version == 5 else paho.MQTTv311, publish,
-                      self.sent, pace=lambda n, elapsed: elapsed < n / self.rate,
-                      reconnect_on_failure=False)
+            paho_load(self, paho.MQTTv5 if v5 else paho.MQTTv311, publish, self.sent,
+                      pace=lambda n, elapsed: elapsed < n / self.rate,
+                      connect_options=self.connect_options(True) if v5 else None,
+                      reconnect_on_failure=False, **({} if v5 else {"clean_session": False}))
             self.done_at = time.monotonic()
         finally:
-            self.acked = [(k, qos, p) for info, k, qos, p in self.sent  # rc: sent at all
-                          if info.rc == paho.MQTT_ERR_SUCCESS and info.is_published()]
+            self.count_acks()
+
+    def connect_options(self, clean_start):
+        return {"clean_start": clean_start,
+                "properties": connect_properties(SessionExpiryInterval=3600)}
+
+    def count_acks(self):
+        self.acked = [(k, qos, p) for info, k, qos, p in self.sent if published(info)]
+
+    def come_back(self, port):
+        """After the restart: the same client object connects to its session again, and Paho
+        sends the PUBLISHes not acknowledged again (DUP) and the PUBRELs not completed, as a
+        client does [MQTT-4.4.0-1]. Returns once all it ever published is acknowledged (or the
+        deadline passed); acked counts both lives."""
+        c = self.client
+        c.connect("127.0.0.1", port, keepalive=60,
+                  **(self.connect_options(False) if self.version == 5 else {}))
+        c.loop_start()
+        deadline = time.monotonic() + TIMEOUT
+        pending = [info for info, *_ in self.sent
+                   if info.rc in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN)]
+        while time.monotonic() < deadline and not all(published(i) for i in pending):
+            time.sleep(0.02)
+        c.disconnect()
+        c.loop_stop()
+        self.count_acks()
 
 
 class Kill9Sessions(Case):
@@ -242,7 +284,11 @@ class Kill9Sessions(Case):
 
         b = self.start(data, *args)
         loaded = sessions_loaded(b)
+        acked_before = sum(len(pub.acked) for pub in pubs)
+        rolled_back = [int(n) for n in ROLLED_BACK.findall(b.stderr())[0]]
         present = [s.connect(b.mqtt_port)[0] for s in subs]
+        for pub in pubs:
+            pub.come_back(b.mqtt_port)
         sent = {p: (k, qos) for pub in pubs for _, k, qos, p in pub.sent}
         acked = {p: (k, qos) for pub in pubs for k, qos, p in pub.acked}
         want = [{p for p, (kk, _) in acked.items() if kk == k} for k in range(len(subs))]
@@ -288,18 +334,21 @@ class Kill9Sessions(Case):
                             sum(1 for p in d1 for m in copies[p][1:] if not m.dup),
                             sum(n - 1 for n in d2.values()), len(missing)))
         print("seed %d: kill -9 after %.2f s of load (publishers still publishing: %s); sent %d, "
-              "acknowledged %d (QoS 1 %d, QoS 2 %d; %s); restart log: loaded %d session(s) with "
-              "%d queued or in-flight message(s); session present %r\n%s" % (
-                  seed, delay, still, len(sent), len(acked),
+              "acknowledged %d (%d before the kill; QoS 1 %d, QoS 2 %d; %s); restart log: loaded "
+              "%d session(s) with %d queued or in-flight message(s), %d deliveries of %d QoS 2 "
+              "publishes rolled back; session present %r\n%s" % (
+                  seed, delay, still, len(sent), len(acked), acked_before,
                   sum(1 for _, q in acked.values() if q == 1),
                   sum(1 for _, q in acked.values() if q == 2),
                   ", ".join("%s %d/%d" % (p.name, len(p.acked), len(p.sent)) for p in pubs),
-                  loaded[0], loaded[1], present, "\n".join(rows)))
+                  loaded[0], loaded[1], rolled_back[0], rolled_back[1], present, "\n".join(rows)))
         for line in dups2:
             print("  " + line)
         self.assertEqual(still, [p.name for p in pubs], "the load ended before the kill")
         self.assertGreater(len(acked), 100, "too few acknowledged publishes to check anything")
-        self.assertEqual(loaded[0], len(subs), "persistent sessions in the start-up log")
+        self.assertEqual(loaded[0], len(subs) + len(pubs),
+                         "persistent sessions in the start-up log")
+        self.assertEqual(len(acked), len(sent), "publishes never acknowledged after the restart")
         self.assertEqual(present, [1] * len(subs), "CONNACK session present after the restart")
         self.assertEqual(problems[:20], [], "seed %d: %d problems" % (seed, len(problems)))
         self.assertEqual(dups2[:20], [], "seed %d: %d QoS 2 messages delivered more than once"
@@ -462,10 +511,6 @@ def publishes(c):
         if first >> 4 == 3:
             at = 2 + struct.unpack(">H", body[:2])[0]
             got.append((struct.unpack(">H", body[at:at + 2])[0], bool(first & 0x08)))
-
-
-ROLLED_BACK = re.compile(r"(\d+) deliveries of (\d+) QoS 2 publish\(es\) whose packet id was "
-                         r"not stored rolled back")
 
 
 class Qos2ResendAfterACrashBeforeItsId(Case):

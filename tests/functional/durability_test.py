@@ -292,7 +292,8 @@ class Mqtt(RawClient):
         self.expect(7)
 
 
-def paho_load(p, protocol, publish, records, pace=None, window=100, **client_options):
+def paho_load(p, protocol, publish, records, pace=None, window=100, connect_options=None,
+              **client_options):
     """The load of a Paho publisher thread `p` (with port, name, phase, ready and progress):
     connects, sets p.ready, waits for p.phase.go, then until p.phase.stop calls publish(client),
     which publishes one message and returns its record (its MessageInfo first) or None to end,
@@ -300,8 +301,10 @@ def paho_load(p, protocol, publish, records, pace=None, window=100, **client_opt
     made while pace(count, seconds since go) is true. p.progress counts acknowledgements as Paho
     reports them (PUBACK, PUBCOMP). A record was acknowledged if its info.rc is 0 and
     info.is_published() once this returned (Paho 1.x raises from is_published() for a publish
-    that was never sent)."""
+    that was never sent). The client stays in p.client (its network thread stopped), so that a
+    test can connect it again with its session state; connect_options go to its connect()."""
     c = paho.Client(client_id=p.name, protocol=protocol, **client_options)
+    p.client = c
     connected, lock = threading.Event(), threading.Lock()
 
     def on_publish(*_):
@@ -310,7 +313,7 @@ def paho_load(p, protocol, publish, records, pace=None, window=100, **client_opt
 
     c.on_connect = lambda _c, _u, _f, rc, *_p: rc == 0 and connected.set()
     c.on_publish = on_publish
-    c.connect("127.0.0.1", p.port, keepalive=60)
+    c.connect("127.0.0.1", p.port, keepalive=60, **(connect_options or {}))
     c.loop_start()
     try:
         assert connected.wait(TIMEOUT), "no CONNACK"
