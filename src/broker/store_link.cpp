@@ -102,17 +102,20 @@ bool StoreLink::failedIn(std::uint64_t after, std::uint64_t through) const noexc
   return false;
 }
 
+bool StoreLink::fenceDone(std::uint64_t id, bool& ok) const noexcept {
+  if (fences_.empty() || id < fences_.front().id) return false;  // not posted yet
+  const std::size_t at = static_cast<std::size_t>(id - fences_.front().id);
+  if (at >= fences_.size()) return false;  // posted at the end of this turn
+  const Fence& fence = fences_[at];
+  if (fence.remaining != 0) return false;
+  ok = ok && fence.ok;
+  return true;
+}
+
 bool StoreLink::settle(HeldAck& ack) noexcept {
   if (ack.ticket > completedThrough_) return false;
   bool ok = ack.ticket == 0 || !failedIn(ack.after, ack.ticket);
-  if (ack.fence != 0) {
-    if (fences_.empty() || ack.fence < fences_.front().id) return false;  // not posted yet
-    const std::size_t at = static_cast<std::size_t>(ack.fence - fences_.front().id);
-    if (at >= fences_.size()) return false;  // posted at the end of this turn
-    const Fence& fence = fences_[at];
-    if (fence.remaining != 0) return false;
-    ok = ok && fence.ok;
-  }
+  if (ack.fence != 0 && !fenceDone(ack.fence, ok)) return false;
   ack.ok = ok;
   return true;
 }
@@ -154,8 +157,9 @@ void StoreLink::fencePassed(std::uint64_t fence, bool ok) {
   f.ok = f.ok && ok;
 }
 
-void StoreLink::fenceArrived(unsigned origin, std::uint64_t fence, std::uint64_t after) {
-  arrived_.push_back({origin, fence, after, lastTicket_});
+void StoreLink::fenceArrived(unsigned origin, std::uint64_t fence, std::uint64_t after,
+                             std::uint64_t onward) {
+  arrived_.push_back({origin, fence, after, lastTicket_, onward});
 }
 
 std::uint64_t StoreLink::referenceMessage(const common::Message& m,

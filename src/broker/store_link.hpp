@@ -134,8 +134,11 @@ class StoreLink {
   // A destination answered `fence`.
   void fencePassed(std::uint64_t fence, bool ok);
   // ---- fences (destination side): a batch carrying `fence` from worker `origin` was delivered;
-  // its writes are the tickets after `after`.
-  void fenceArrived(unsigned origin, std::uint64_t fence, std::uint64_t after);
+  // its writes are the tickets after `after`. `onward` (0: none): this turn's own fence, when
+  // delivering the batch handed deliveries on to other workers (a shared subscription's member
+  // declined and another took it): the answer waits for that fence too.
+  void fenceArrived(unsigned origin, std::uint64_t fence, std::uint64_t after,
+                    std::uint64_t onward = 0);
 
   // Requests wait in the backlog: the connection that just submitted should stall().
   bool backlogged() const noexcept { return !backlog_.empty(); }
@@ -179,6 +182,8 @@ class StoreLink {
   bool failedIn(std::uint64_t after, std::uint64_t through) const noexcept;
   // Whether `ack`'s turn came: its writes completed and its fence passed; sets ack.ok.
   bool settle(HeldAck& ack) noexcept;
+  // Whether fence `id` was posted and every batch of it answered; `ok` false when one failed.
+  bool fenceDone(std::uint64_t id, bool& ok) const noexcept;
   void pruneFailures() noexcept;
 
   struct Fence {
@@ -191,6 +196,7 @@ class StoreLink {
     std::uint64_t fence;
     std::uint64_t after;
     std::uint64_t through;
+    std::uint64_t onward;  // this worker's fence it also waits for (0: none)
   };
   struct Persisted {
     std::uint64_t id;
@@ -242,8 +248,10 @@ void StoreLink::poll(Answer&& answer, Ready&& ready, Release&& release) {
   }
   while (!arrived_.empty() && arrived_.front().through <= completedThrough_) {
     const Arrived a = arrived_.front();
+    bool onwardOk = true;
+    if (a.onward != 0 && !fenceDone(a.onward, onwardOk)) break;  // answers keep their order
     arrived_.pop_front();
-    answer(a.origin, a.fence, !failedIn(a.after, a.through));
+    answer(a.origin, a.fence, !failedIn(a.after, a.through) && onwardOk);
   }
   // Follow-ups of the acknowledgements whose own writes are durable go now, all of them (in
   // order), not one per batch behind the first: only their release keeps the order.
@@ -267,12 +275,19 @@ void StoreLink::poll(Answer&& answer, Ready&& ready, Release&& release) {
     acks_.pop_front();
     ready(ack);
   }
-  // Fences no held acknowledgement refers to any more.
+  // Fences no held acknowledgement or unanswered arrival refers to any more (both refer to
+  // fences in increasing order along their queues: the first that refers to one decides).
   while (!fences_.empty() && fences_.front().remaining == 0) {
     bool referenced = false;
     for (const HeldAck& ack : acks_) {
       if (ack.fence != 0) {
         referenced = ack.fence <= fences_.front().id;
+        break;
+      }
+    }
+    for (const Arrived& a : arrived_) {
+      if (a.onward != 0) {
+        referenced = referenced || a.onward <= fences_.front().id;
         break;
       }
     }

@@ -82,10 +82,17 @@ void Worker::drainInbox() {
             const unsigned origin = item.batch->origin;
             const std::uint64_t fence = item.batch->fence;
             const std::uint64_t before = core_.store.lastTicket();
+            const std::uint64_t remoteBefore = core_.fanout.remoteDeliveries();
             core_.fanout.receive(item.batch,
                                  [this](routing::SubscriberId id, const common::Message& m,
                                         SharedRoute route) { core_.deliverTo(id, m, route); });
-            if (fence != 0) core_.store.fenceArrived(origin, fence, before);
+            // A shared-subscription delivery handed on to a member on another worker: the
+            // answer waits for that worker's writes too (this turn's fence).
+            if (fence != 0) {
+              core_.store.fenceArrived(
+                  origin, fence, before,
+                  core_.fanout.remoteDeliveries() != remoteBefore ? core_.store.turnFence() : 0);
+            }
           }
           break;
         case InboxItem::Kind::kFence:

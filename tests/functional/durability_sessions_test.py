@@ -604,6 +604,61 @@ class Qos2ResendAfterACrashBeforeItsId(Case):
             self.assertEqual(b.stop(), 0)
 
 
+def home(client_id, workers):
+    """The worker a client id's session lives on (SessionTable::homeOf: FNV-1a)."""
+    h = 1469598103934665603
+    for byte in client_id.encode():
+        h = ((h ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h % workers
+
+
+def homed_on(prefix, worker, workers):
+    return next(n for n in ("%s-%d" % (prefix, i) for i in range(1000))
+                if home(n, workers) == worker)
+
+
+class SharedRerouteWaitsForItsTaker(Case):
+    def test_a_shared_delivery_handed_on_to_a_third_worker_is_durable_before_the_puback(self):
+        # --durability sync, three workers: a publisher on worker 0 and a shared subscription
+        # with a persistent member offline on worker 1 and one online on worker 2 (it never
+        # acknowledges, so its entries stay on disk). Round robin gives every other message to
+        # the offline member, which declines it, and worker 1 hands it on to worker 2. Each
+        # PUBACK must leave only after the entry of the member that took the message (its m/
+        # record, with the payload, is in the same write) was synced; worker 1 wrote nothing,
+        # so its answer to the publisher's fence has to wait for worker 2's. epoll, so that the
+        # PUBACKs are system calls strace sees.
+        data = self.data_dir()
+        b = self.start(data, "--durability", "sync", "--io", "epoll", "--workers", "3",
+                       traced=True)
+        trace = Trace(b, self.tmp)
+        away = Mqtt(b.mqtt_port, homed_on("rr-away", 1, 3), 4, clean=False)
+        away.subscribe("$share/g/rr", 1)
+        away.close()
+        taker = Mqtt(b.mqtt_port, homed_on("rr-taker", 2, 3), 4, clean=False)
+        taker.subscribe("$share/g/rr", 1)
+        pub = Mqtt(b.mqtt_port, homed_on("rr-pub", 0, 3), 4)
+        payloads = ["rr-payload-%d" % k for k in range(6)]
+        for payload in payloads:
+            self.assertEqual(pub.publish("rr", payload, qos=1, retain=False), 0, payload)
+        for c in (pub, taker):
+            c.close()
+        self.assertEqual(b.stop(), 0)
+        events = trace.events()
+        for pid, payload in enumerate(payloads, 1):
+            puback = next((i for i, e in enumerate(events) if e[1].startswith("socket:")
+                           and e[2][:2] == b"\x40\x02" and e[2][2:4] == struct.pack(">H", pid)),
+                          None)
+            self.assertIsNotNone(puback, "%s: its PUBACK was not traced" % payload)
+            writes = [i for i in range(puback) if events[i][0].startswith(("write", "pwrite"))
+                      and events[i][1].startswith(data + "/") and payload.encode() in events[i][2]]
+            self.assertTrue(writes, "%s: acknowledged before the member's entry was written"
+                            % payload)
+            log = events[writes[-1]][1]
+            self.assertTrue(any(events[i][0] in ("fdatasync", "fsync") and events[i][1] == log
+                                for i in range(writes[-1], puback)),
+                            "%s: acknowledged before the member's entry was synced" % payload)
+
+
 class SessionsSurviveSigterm(Case):
     def test_offline_sessions_survive_sigterm_and_clean_ones_do_not(self):
         data = self.data_dir()

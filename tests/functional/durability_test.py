@@ -59,7 +59,8 @@ class Tern:
         with open(self.log_path, "ab") as log:  # O_APPEND: our reads do not move its offset
             self.started = time.monotonic()
             self.proc = subprocess.Popen(
-                [h.BROKER, "--port", "0", "--mqtt-port", "auto", "--workers", "2",
+                [h.BROKER, "--port", "0", "--mqtt-port", "auto",
+                 *([] if "--workers" in extra else ["--workers", "2"]),
                  "--log-level", "info", *io, *data, *extra],
                 stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         self.ports, self.stdout, self.eof = {}, [], False

@@ -392,6 +392,37 @@ TEST(StoreLink, AnAcknowledgementWaitsForTheFenceOfAnotherWorkersWrites) {
   }
 }
 
+TEST(StoreLink, AnAnswerWaitsForTheFenceOfDeliveriesHandedOn) {
+  // A shared-subscription member on the destination declined, and the destination handed the
+  // delivery on to a third worker: its answer to the origin's fence waits for its own fence
+  // (onward) to pass, and carries that fence's failure.
+  TempDir tmp;
+  auto store = openOrFail(tmp.store());
+  ASSERT_TRUE(store);
+  StoreLink destination(store.get(), 0);
+  for (const bool fail : {false, true}) {
+    SCOPED_TRACE(fail ? "the third worker failed to write" : "ok");
+    const std::uint64_t onward = destination.turnFence();
+    destination.fenceArrived(1, 7, destination.lastTicket(), onward);
+    std::vector<bool> answers;
+    const auto poll = [&] {
+      destination.poll([&](unsigned, std::uint64_t, bool ok) { answers.push_back(ok); },
+                       [](const HeldAck&) {}, [](net::SocketId) {});
+    };
+    poll();
+    EXPECT_TRUE(answers.empty()) << "answered before its onward fence was even posted";
+    EXPECT_EQ(destination.postTurnFence(1), onward);
+    poll();
+    EXPECT_TRUE(answers.empty()) << "answered before the third worker did";
+    EXPECT_FALSE(destination.idle());
+    destination.fencePassed(onward, !fail);
+    poll();
+    ASSERT_EQ(answers.size(), 1u);
+    EXPECT_EQ(answers[0], !fail);
+    EXPECT_TRUE(destination.idle());
+  }
+}
+
 TEST(StoreLink, AFenceNoBatchCarriedHasPassed) {
   TempDir tmp;
   auto store = openOrFail(tmp.store());
