@@ -299,16 +299,15 @@ void MqttProtocol::holdForInbound(Connection& c, Session& s, HeldAck ack, std::u
   core_.store.holdThen(c, ack, std::move(request));
 }
 
-bool MqttProtocol::parkForPublisher(Session& s, const MqttState::Inflight& entry) {
+bool MqttProtocol::parkForPublisher(Session& s, MqttState::Inflight& entry) {
   if (entry.qos != 2 || entry.released || !entry.message || !entry.message->awaitsPublisher() ||
       !core_.store.holdsAcks() || !persistent(s)) {
     return false;
   }
-  const common::Message* message = entry.message.get();
-  const bool already = std::any_of(parked_.begin(), parked_.end(), [&](const Parked& p) {
-    return p.message == message && p.packetId == entry.packetId && p.session == s.id;
-  });
-  if (!already) parked_.push_back({s.id, entry.packetId, message});
+  if (!entry.parked) {  // parked already when a reconnect (resume) comes by it again
+    entry.parked = true;
+    parked_.push_back({s.id, entry.packetId, entry.message.get()});
+  }
   return true;
 }
 
@@ -328,7 +327,10 @@ void MqttProtocol::releaseParked(const common::Message& message) {
     const auto it = std::find_if(m.inflight.begin(), m.inflight.end(), [&](const auto& e) {
       return e.packetId == p.packetId && !e.released && e.message.get() == &message;
     });
-    if (it != m.inflight.end()) send(*m.connection, *it, false);
+    if (it != m.inflight.end()) {
+      it->parked = false;
+      send(*m.connection, *it, false);
+    }
     return true;
   });
 }

@@ -160,8 +160,9 @@ class MqttProtocol final : public ProtocolHandler {
   void holdForInbound(Connection& c, Session& s, HeldAck ack, std::uint64_t serial,
                       const common::Message* named, bool remote);
   // --durability sync: true when `entry`, a QoS 2 PUBLISH of persistent session `s`, must wait
-  // for its message's publisher (common::Message::awaitsPublisher) and was parked for it (once).
-  bool parkForPublisher(Session& s, const MqttState::Inflight& entry);
+  // for its message's publisher (common::Message::awaitsPublisher) and was parked for it (once:
+  // Inflight::parked).
+  bool parkForPublisher(Session& s, MqttState::Inflight& entry);
   // Erases the session's records (it ends, or is no longer persistent).
   void forgetSession(Session& s);
   // The message id of an entry whose message was released (PUBREL pending): never allocated.

@@ -76,6 +76,9 @@ struct MqttState {
     common::MessageRef message;
     SharedRoute route;  // the shared subscription it came through, if any (handed on at the end)
     std::uint64_t seq = 0;  // --data-dir: its queue entry (q/<client id>\0<seq>); 0: not stored
+    // Never sent yet: it waits for its message's publisher (MqttProtocol::parkForPublisher).
+    // Read only while the message still awaits it.
+    bool parked = false;
   };
   // A vector, not a deque: at most --max-inflight entries, and an empty vector allocates nothing
   // (libstdc++'s deque allocates ~600 bytes when constructed, per session).
