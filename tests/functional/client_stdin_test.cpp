@@ -170,9 +170,9 @@ TEST_F(ClientStdin, OverLongRequestIsAnsweredAndTheClosedSocketEndsTheRun) {
 }
 
 TEST_F(ClientStdin, UnreachableBrokerIsExitTwo) {
+  const ClosedPort closed;
   const RunResult r =
-      runProcess({TERN_CLIENT_BIN, "--port", std::to_string(closedPort()), "--timeout", "2"},
-                 "connect\nping\n");
+      runProcess({TERN_CLIENT_BIN, "--port", closed.text(), "--timeout", "2"}, "connect\nping\n");
   EXPECT_EQ(r.exitCode, 2);
   EXPECT_EQ(r.out, "");
   EXPECT_NE(r.err.find("cannot connect to 127.0.0.1:"), std::string::npos) << r.err;

@@ -133,7 +133,8 @@ TEST_F(ClientVerbs, SubEndsCleanlyOnSigint) {
 }
 
 TEST_F(ClientVerbs, UnreachableBrokerIsExitTwo) {
-  const std::string port = std::to_string(closedPort());
+  const ClosedPort closed;
+  const std::string port = closed.text();
   const RunResult pub = runProcess({TERN_CLIENT_BIN, "pub", "-p", port, "-t", "a", "-m", "x"});
   EXPECT_EQ(pub.exitCode, 2);
   EXPECT_NE(pub.err.find("cannot connect"), std::string::npos) << pub.err;

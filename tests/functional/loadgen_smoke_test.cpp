@@ -236,12 +236,8 @@ TEST(LoadgenSmoke, BrokerStoppedHalfwayIsReportedAsLoss) {
 }
 
 TEST(LoadgenSmoke, UnreachableBrokerExitsTwo) {
-  std::uint16_t port;
-  {
-    BrokerProcess broker;  // a port that was free a moment ago, with nothing listening now
-    port = broker.port();
-  }
-  const RunResult run = runProcess(loadgen(port, {"--clients", "2", "--rate", "10"}));
+  const ClosedPort closed;
+  const RunResult run = runProcess(loadgen(closed.port(), {"--clients", "2", "--rate", "10"}));
   EXPECT_EQ(run.exitCode, 2);
   EXPECT_NE(run.err.find("cannot reach the broker"), std::string::npos) << run.err;
 }
